@@ -1,0 +1,355 @@
+"""MLflow adapter: the only module that talks to the tracking store.
+
+Reads page through ``search_runs`` (one paged query per stage, never one query per run); writes use as
+few calls as MLflow allows (``create_run`` with all tags, one ``log_batch``, one artifact, one
+``set_terminated``). Every value put into a filter string goes through :mod:`podium.core.filters`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Run, RunTag, ViewType
+from mlflow.exceptions import MlflowException
+
+from podium.core.existing import BenchmarkIndex, ExistingBenchmark, legacy_matches
+from podium.core.filters import all_of, status_is, tag_eq, tag_is_null
+from podium.core.identity import UNKNOWN_FINGERPRINT, BenchmarkIdentity
+from podium.core.records import BenchmarkRecord, Champion, TrialRecord
+from podium.core.safety import require_safe
+from podium.core.tags import TagsRegistry
+from podium.errors import TrackingError
+
+log = logging.getLogger(__name__)
+
+#: Runs fetched per ``search_runs`` page (MLflow's sqlalchemy store allows up to 50,000).
+PAGE_SIZE = 10_000
+#: MLflow accepts at most this many metrics / tags in one ``log_batch``.
+MAX_BATCH_METRICS = 1000
+MAX_TAG_VALUE = 5000
+
+
+class MlflowTracking:
+    """Benchmark and trial runs of one tracking store, read and written through a tags registry."""
+
+    def __init__(
+        self,
+        client: MlflowClient,
+        tags: TagsRegistry,
+        benchmark_experiment: str = "podium-benchmarks",
+        objective_metric: str = "macro-f1",
+    ):
+        self.client = client
+        self.tags = tags
+        self.benchmark_experiment = benchmark_experiment
+        self.objective_metric = objective_metric
+        self._benchmark_experiment_id: str | None = None
+
+    @classmethod
+    def connect(
+        cls,
+        tracking_uri: str,
+        tags: TagsRegistry,
+        benchmark_experiment: str = "podium-benchmarks",
+        objective_metric: str = "macro-f1",
+        *,
+        create: bool = True,
+    ) -> MlflowTracking:
+        """A tracker on ``tracking_uri``. A sqlite store is created when ``create``, else must exist."""
+        if tracking_uri.startswith("sqlite:///"):
+            db = Path(tracking_uri.removeprefix("sqlite:///"))
+            if not create and not db.is_file():
+                raise TrackingError(
+                    f"no MLflow store at {tracking_uri}: the file {db} does not exist; "
+                    "pass --tracking-uri (or set PODIUM_TRACKING_URI) to an existing store"
+                )
+            db.parent.mkdir(parents=True, exist_ok=True)
+        return cls(MlflowClient(tracking_uri=tracking_uri), tags, benchmark_experiment, objective_metric)
+
+    # ------------------------------------------------------------------ experiments
+
+    def experiment_ids(self, names: Sequence[str] | None = None) -> list[str]:
+        """Ids of the named experiments, or of every active one when ``names`` is empty."""
+        try:
+            active = self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=50_000)
+        except MlflowException as exc:
+            raise TrackingError(f"cannot list experiments of {self._uri()}: {exc.message}") from None
+        if not names:
+            return [e.experiment_id for e in active]
+        by_name = {e.name: e.experiment_id for e in active}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise TrackingError(
+                f"no active experiment named {', '.join(map(repr, missing))} in {self._uri()}; "
+                f"active experiments: {', '.join(sorted(by_name)) or 'none'}"
+            )
+        return [by_name[n] for n in names]
+
+    def benchmark_experiment_id(self) -> str:
+        """The experiment podium writes benchmark runs to, created on first use."""
+        if self._benchmark_experiment_id is None:
+            exp = self.client.get_experiment_by_name(self.benchmark_experiment)
+            if exp is not None:
+                self._benchmark_experiment_id = exp.experiment_id
+            else:
+                try:
+                    self._benchmark_experiment_id = self.client.create_experiment(
+                        self.benchmark_experiment, artifact_location=self.default_artifact_location()
+                    )
+                except MlflowException:  # created concurrently by another worker
+                    exp = self.client.get_experiment_by_name(self.benchmark_experiment)
+                    if exp is None:
+                        raise
+                    self._benchmark_experiment_id = exp.experiment_id
+        return self._benchmark_experiment_id
+
+    def default_artifact_location(self) -> str | None:
+        """For a sqlite store, artifacts live in ``artifacts/`` beside the database file (not in ./mlruns)."""
+        uri = self._uri()
+        if uri.startswith("sqlite:///"):
+            return Path(uri.removeprefix("sqlite:///")).resolve().parent.joinpath("artifacts").as_uri()
+        return None
+
+    def _uri(self) -> str:
+        return str(self.client.tracking_uri)
+
+    # ------------------------------------------------------------------ reading
+
+    def _search(self, experiment_ids: Sequence[str], filter_string: str) -> Iterator[Run]:
+        token = None
+        while True:
+            try:
+                page = self.client.search_runs(
+                    experiment_ids=list(experiment_ids),
+                    filter_string=filter_string,
+                    run_view_type=ViewType.ACTIVE_ONLY,
+                    max_results=PAGE_SIZE,
+                    page_token=token,
+                )
+            except MlflowException as exc:
+                raise TrackingError(f"search in {self._uri()} failed ({filter_string}): {exc.message}") from None
+            yield from page
+            token = page.token
+            if not token:
+                return
+
+    def _finished_stage(self, experiment_ids: Sequence[str], stage: str) -> Iterator[Run]:
+        if not experiment_ids:
+            return iter(())
+        return self._search(experiment_ids, all_of(tag_eq(self.tags.stage.key, stage), status_is("FINISHED")))
+
+    def load_benchmarks(self, experiment_ids: Sequence[str]) -> list[BenchmarkRecord]:
+        """Every FINISHED benchmark run of the experiments that carries the grouping tags."""
+        out = []
+        for run in self._finished_stage(experiment_ids, self.tags.stage.benchmark):
+            record = self.benchmark_record(run)
+            if record is None:
+                log.warning(
+                    "Benchmark run %s has no %s/%s tags; it cannot be grouped and is left out.",
+                    run.info.run_id,
+                    self.tags.grouping.study_key_hash,
+                    self.tags.grouping.trial_key_hash,
+                )
+                continue
+            out.append(record)
+        return out
+
+    def load_trials(self, experiment_ids: Sequence[str]) -> list[TrialRecord]:
+        """Every FINISHED trial and refit run, newest-per-trial resolution is left to the core."""
+        out = []
+        for stage, kind in ((self.tags.stage.hpo_trial, "trial"), (self.tags.stage.refit, "refit")):
+            for run in self._finished_stage(experiment_ids, stage):
+                record = self.trial_record(run, kind)
+                if record is not None:
+                    out.append(record)
+        return out
+
+    def benchmark_record(self, run: Run) -> BenchmarkRecord | None:
+        tags = run.data.tags
+        study = tags.get(self.tags.grouping.study_key_hash)
+        trial = tags.get(self.tags.grouping.trial_key_hash)
+        if not study or not trial:
+            return None
+        return BenchmarkRecord(
+            run_id=run.info.run_id,
+            start_time=run.info.start_time or 0,
+            study_key_hash=study,
+            trial_key_hash=trial,
+            benchmark_key=tags.get(self.tags.benchmark.key) or None,
+            config_hash=tags.get(self.tags.benchmark.config_hash) or None,
+            metrics=dict(run.data.metrics),
+        )
+
+    def trial_record(self, run: Run, kind: str) -> TrialRecord | None:
+        tags = run.data.tags
+        study = tags.get(self.tags.grouping.study_key_hash)
+        trial = tags.get(self.tags.grouping.trial_key_hash)
+        if not study or not trial:
+            return None
+        return TrialRecord(
+            run_id=run.info.run_id,
+            kind=kind,  # type: ignore[arg-type]
+            start_time=run.info.start_time or 0,
+            study_key_hash=study,
+            trial_key_hash=trial,
+            objective=run.data.metrics.get(self.objective_metric),
+            backbone=run.data.params.get(self.tags.model.backbone_param) or tags.get(self.tags.model.backbone_tag),
+            data_fp=tags.get(self.tags.fingerprint.data),
+            eval_fp=tags.get(self.tags.fingerprint.eval),
+        )
+
+    def load_champions(self, experiment_ids: Sequence[str], study: str | None = None) -> list[Champion]:
+        """One champion per trial: the newest refit run if any, else the newest trial run."""
+        if study is not None:
+            require_safe(study, "study_key_hash")
+        newest: dict[tuple[str, str], dict[str, TrialRecord]] = {}
+        for record in self.load_trials(experiment_ids):
+            if study is not None and record.study_key_hash != study:
+                continue
+            slot = newest.setdefault((record.study_key_hash, record.trial_key_hash), {})
+            current = slot.get(record.kind)
+            if current is None or (current.start_time, current.run_id) < (record.start_time, record.run_id):
+                slot[record.kind] = record
+        champions = []
+        for (study_hash, trial_hash), slot in sorted(newest.items()):
+            chosen = slot.get("refit") or slot["trial"]
+            other = slot.get("trial") or chosen
+            champions.append(
+                Champion(
+                    run_id=chosen.run_id,
+                    study_key_hash=study_hash,
+                    trial_key_hash=trial_hash,
+                    data_fp=chosen.data_fp or other.data_fp or UNKNOWN_FINGERPRINT,
+                    eval_fp=chosen.eval_fp or other.eval_fp or UNKNOWN_FINGERPRINT,
+                )
+            )
+        return champions
+
+    def champion(self, run_id: str) -> Champion:
+        """The champion made of one run (trial or refit) given by id."""
+        require_safe(run_id, "run id")
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException as exc:
+            raise TrackingError(f"run {run_id} not found in {self._uri()}: {exc.message}") from None
+        record = self.trial_record(run, "refit")
+        if record is None:
+            raise TrackingError(
+                f"run {run_id} has no {self.tags.grouping.study_key_hash} / {self.tags.grouping.trial_key_hash} "
+                "tags; tag it as DESIGN.md describes (podium.core.identity has helpers) before benchmarking it"
+            )
+        return Champion(
+            run_id=run_id,
+            study_key_hash=record.study_key_hash,
+            trial_key_hash=record.trial_key_hash,
+            data_fp=record.data_fp or UNKNOWN_FINGERPRINT,
+            eval_fp=record.eval_fp or UNKNOWN_FINGERPRINT,
+        )
+
+    # ------------------------------------------------------------------ idempotency
+
+    def benchmark_exists(self, identity: BenchmarkIdentity, champion: Champion) -> ExistingBenchmark | None:
+        """PRIMARY: a FINISHED run tagged with the key. FALLBACK: a legacy run of the same trial, with a warning."""
+        ids = self.experiment_ids()
+        for run in self._search(ids, all_of(tag_eq(self.tags.benchmark.key, identity.key), status_is("FINISHED"))):
+            return ExistingBenchmark(run.info.run_id, "benchmark_key")
+        legacy_filter = all_of(
+            tag_eq(self.tags.stage.key, self.tags.stage.benchmark),
+            tag_eq(self.tags.grouping.study_key_hash, champion.study_key_hash),
+            tag_eq(self.tags.grouping.trial_key_hash, champion.trial_key_hash),
+            tag_is_null(self.tags.benchmark.key),
+            status_is("FINISHED"),
+        )
+        for run in self._search(ids, legacy_filter):
+            record = self.benchmark_record(run)
+            if record and legacy_matches(record, champion.study_key_hash, champion.trial_key_hash, identity.config_hash):
+                found = ExistingBenchmark(run.info.run_id, "legacy_fallback")
+                warn_fallback(found, champion)
+                return found
+        return None
+
+    def benchmark_index(self) -> BenchmarkIndex:
+        return BenchmarkIndex.build(self.load_benchmarks(self.experiment_ids()))
+
+    # ------------------------------------------------------------------ writing
+
+    def start_benchmark_run(self, tags: Mapping[str, str], run_name: str | None = None) -> str:
+        """Create the RUNNING benchmark run with all its tags in one call; return its id."""
+        try:
+            run = self.client.create_run(
+                self.benchmark_experiment_id(), start_time=_now_ms(), tags=dict(tags), run_name=run_name
+            )
+        except MlflowException as exc:
+            raise TrackingError(f"cannot create a benchmark run in {self._uri()}: {exc.message}") from None
+        return run.info.run_id
+
+    def record_results(
+        self, run_id: str, metrics: Mapping[str, float], summary: Mapping[str, Any], filename: str,
+        extra_tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """Metrics and extra tags in one ``log_batch``, the summary as a JSON artifact. The run stays RUNNING."""
+        now = _now_ms()
+        metric_list = [Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())]
+        tag_list = [RunTag(k, str(v)[:MAX_TAG_VALUE]) for k, v in (extra_tags or {}).items()]
+        try:
+            for start in range(0, max(len(metric_list), 1), MAX_BATCH_METRICS):
+                chunk = metric_list[start : start + MAX_BATCH_METRICS]
+                self.client.log_batch(run_id, metrics=chunk, tags=tag_list if start == 0 else [])
+            self.client.log_dict(run_id, dict(summary), filename)
+        except MlflowException as exc:
+            raise TrackingError(f"cannot log results of run {run_id}: {exc.message}") from None
+
+    def finish_run(self, run_id: str) -> None:
+        self.client.set_terminated(run_id, "FINISHED", end_time=_now_ms())
+
+    def fail_run(self, run_id: str, reason: str, status: str = "FAILED") -> None:
+        """End a run FAILED (or KILLED) with the reason as a tag; never raises over a store hiccup."""
+        try:
+            self.client.set_tag(run_id, self.tags.benchmark.error, reason[:MAX_TAG_VALUE])
+            self.client.set_terminated(run_id, status, end_time=_now_ms())
+        except MlflowException as exc:
+            log.error("Could not mark run %s %s (%s): %s", run_id, status, reason, exc.message)
+
+    def log_benchmark_run(
+        self, tags: Mapping[str, str], metrics: Mapping[str, float], summary: Mapping[str, Any],
+        filename: str = "benchmark.json", run_name: str | None = None,
+    ) -> str:
+        """Create, fill and finish a benchmark run (the path without a lock)."""
+        run_id = self.start_benchmark_run(tags, run_name)
+        try:
+            self.record_results(run_id, metrics, summary, filename)
+        except BaseException as exc:
+            self.fail_run(run_id, f"{type(exc).__name__}: {exc}")
+            raise
+        self.finish_run(run_id)
+        return run_id
+
+
+def warn_fallback(found: ExistingBenchmark, champion: Champion) -> None:
+    log.warning(
+        "Benchmark run %s has no benchmark_key tag; it was matched to trial %s of study %s by "
+        "trial_key_hash + study_key_hash (legacy fallback). Its config is unknown: re-run with "
+        "run.mode=force_new to measure under the current benchmark_key.",
+        found.run_id,
+        champion.trial_key_hash,
+        champion.study_key_hash,
+    )
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def worker_name() -> str:
+    return f"{os.uname().nodename}:{os.getpid()}"
+
+
+def is_local_store(uri: str) -> bool:
+    return urlsplit(uri).scheme in ("sqlite", "file", "")

@@ -1,0 +1,1 @@
+"""aggregator (see DESIGN.md, Components and their homes)."""

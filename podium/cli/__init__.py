@@ -1,0 +1,32 @@
+"""The ``podium`` command line."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from podium.cli.common import setup_logging
+from podium.cli.select_cmd import select
+
+app = typer.Typer(
+    name="podium",
+    help="Honest inference-latency benchmarks and an outlier-proof best model per study.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug)")] = 0,
+) -> None:
+    setup_logging(verbose)
+
+
+app.command("select")(select)
+
+
+def main() -> None:
+    app()

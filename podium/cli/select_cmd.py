@@ -1,0 +1,94 @@
+"""``podium select``: the best model of every study and config, from an MLflow store."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from podium.adapters.mlflow_tracking import MlflowTracking
+from podium.cli.common import EXIT_NOTHING, podium_errors
+from podium.configs import load_selection_config, load_tags
+from podium.core.config import Aggregation
+from podium.core.selection import Candidate, Selection
+from podium.core.settings import PodiumSettings
+from podium.core.state import select_all
+
+
+def candidate_dict(c: Candidate) -> dict[str, Any]:
+    data = asdict(c)
+    if data["composite_score"] is None:
+        del data["composite_score"]
+    return data
+
+
+def selection_dict(s: Selection) -> dict[str, Any]:
+    return {
+        "study_key_hash": s.study_key_hash,
+        "benchmark_config_hash": s.benchmark_config_hash,
+        "best": candidate_dict(s.best),
+        "candidates": [candidate_dict(c) for c in s.candidates],
+    }
+
+
+def select(
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI [env PODIUM_TRACKING_URI; default .podium/mlflow.db]")
+    ] = None,
+    experiment: Annotated[
+        list[str] | None, typer.Option("--experiment", "-e", help="Experiment name (repeatable); default: all active")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="best_model_selection.yaml [default config/...]")] = None,
+    tags: Annotated[Path | None, typer.Option(help="tags.yaml registry [default config/tags.yaml]")] = None,
+    aggregation: Annotated[
+        Aggregation | None, typer.Option(help="Override benchmark.latency_aggregation")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
+) -> None:
+    """Pick the best model of each (study, benchmark config): one candidate per benchmark_key, latency
+    aggregated over its runs (never the luckiest one). Exit 0: selected; 3: nothing to select; 2: bad input."""
+    settings = PodiumSettings()
+    with podium_errors():
+        cfg = load_selection_config(config, settings.config_dir).with_aggregation(aggregation)
+        registry = load_tags(tags, settings.config_dir)
+        tracking = MlflowTracking.connect(
+            tracking_uri or settings.tracking_uri, registry, objective_metric=cfg.objective.metric, create=False
+        )
+        ids = tracking.experiment_ids(experiment)
+        selections, state = select_all(tracking.load_benchmarks(ids), tracking.load_trials(ids), cfg)
+    if as_json:
+        typer.echo(json.dumps({"selections": [selection_dict(s) for s in selections]}, sort_keys=False))
+    else:
+        _print_tables(selections, cfg.selection.policy, cfg.benchmark.latency_aggregation, state.unjoined_groups())
+    if not selections:
+        raise typer.Exit(EXIT_NOTHING)
+
+
+def _print_tables(selections: list[Selection], policy: str, aggregation: str, unjoined: int) -> None:
+    console = Console()
+    if not selections:
+        console.print("Nothing to select: no FINISHED benchmark run could be joined with a trial run.")
+    for s in selections:
+        config = s.benchmark_config_hash[:12] if s.benchmark_config_hash else "legacy (no benchmark_key)"
+        table = Table(title=f"study {s.study_key_hash[:12]}  config {config}  ({policy}, {aggregation} latency)")
+        for col in ("", "trial", "backbone", "objective", "latency ms", "runs", "score", "artifact run"):
+            table.add_column(col, justify="right" if col in ("objective", "latency ms", "runs", "score") else "left")
+        for c in s.candidates:
+            table.add_row(
+                "★" if c is s.best else "",
+                c.trial_key_hash[:10],
+                c.backbone or "-",
+                f"{c.f1_score:.4f}",
+                f"{c.latency_ms:.3f}",
+                str(c.benchmark_runs_count),
+                "-" if c.composite_score is None else f"{c.composite_score:.4f}",
+                c.artifact_run_id[:10],
+            )
+        console.print(table)
+    if unjoined:
+        console.print(f"[yellow]{unjoined} benchmark group(s) had no FINISHED trial run with the objective metric.")

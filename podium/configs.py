@@ -1,0 +1,65 @@
+"""Find and load podium's three config files: an explicit path, else ``settings.config_dir``, else defaults."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from podium.core.config import BenchmarkConfig, BenchmarkingSection, SelectionConfig
+from podium.core.identity import benchmark_config_hash, synthetic_input_fingerprint
+from podium.core.loading import load_model
+from podium.core.tags import TagsRegistry
+from podium.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+BENCHMARK_FILE = "benchmark.yaml"
+SELECTION_FILE = "best_model_selection.yaml"
+TAGS_FILE = "tags.yaml"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _load(model: type[M], explicit: Path | str | None, config_dir: Path, name: str) -> M:
+    if explicit is not None:
+        return load_model(model, explicit)
+    candidate = Path(config_dir) / name
+    if candidate.is_file():
+        return load_model(model, candidate)
+    log.debug("No %s found; using built-in defaults.", candidate)
+    return model()
+
+
+def load_benchmark_config(path: Path | str | None = None, config_dir: Path = Path("config")) -> BenchmarkConfig:
+    return _load(BenchmarkConfig, path, config_dir, BENCHMARK_FILE)
+
+
+def load_selection_config(path: Path | str | None = None, config_dir: Path = Path("config")) -> SelectionConfig:
+    return _load(SelectionConfig, path, config_dir, SELECTION_FILE)
+
+
+def load_tags(path: Path | str | None = None, config_dir: Path = Path("config")) -> TagsRegistry:
+    return _load(TagsRegistry, path, config_dir, TAGS_FILE)
+
+
+def input_fingerprint(cfg: BenchmarkingSection) -> str:
+    """What the inputs are made of: the test data file's content hash, or the synthetic seed."""
+    if cfg.test_data is None:
+        return synthetic_input_fingerprint(cfg.seed)
+    try:
+        digest = hashlib.sha256(Path(cfg.test_data).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ConfigError(
+            f"benchmarking.test_data: cannot read {cfg.test_data}: {exc.strerror}; "
+            "point it at a JSONL file of token id sequences or set it to null"
+        ) from None
+    return f"file:sha256:{digest}"
+
+
+def config_hash_of(cfg: BenchmarkConfig) -> str:
+    """``benchmark_config_hash`` of a loaded config, reading the test data file if it names one."""
+    return benchmark_config_hash(cfg.benchmarking, input_fingerprint(cfg.benchmarking))

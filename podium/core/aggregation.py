@@ -1,0 +1,87 @@
+"""Grouping and rolling-window aggregation of benchmark results.
+
+A group is ``(study_key_hash, trial_key_hash, benchmark_key)``; runs written without a key group as
+``legacy_{trial_key_hash}``. A group's window holds the newest ``window`` samples ordered by
+``(start_time, run_id)``, so it is a function of the *set* of samples seen: replaying a result, or
+seeing results in another order, gives the same window. Aggregates never pick the best sample.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from podium.core.config import Aggregation
+from podium.core.records import BenchmarkRecord
+
+LEGACY_PREFIX = "legacy_"
+
+
+class GroupKey(NamedTuple):
+    study_key_hash: str
+    trial_key_hash: str
+    benchmark_key: str
+
+
+class ScopeKey(NamedTuple):
+    """Candidates compete only within one scope. ``config_hash`` is None for legacy runs."""
+
+    study_key_hash: str
+    config_hash: str | None
+
+
+def group_key(record: BenchmarkRecord) -> GroupKey:
+    key = record.benchmark_key or f"{LEGACY_PREFIX}{record.trial_key_hash}"
+    return GroupKey(record.study_key_hash, record.trial_key_hash, key)
+
+
+def scope_key(record: BenchmarkRecord) -> ScopeKey:
+    """Legacy runs (no ``benchmark_key``) share one scope per study whatever config tag they carry."""
+    return ScopeKey(record.study_key_hash, record.config_hash if record.benchmark_key else None)
+
+
+@dataclass(frozen=True, order=True)
+class Sample:
+    start_time: int
+    run_id: str
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class Window:
+    """The newest ``size`` samples of a group, oldest first."""
+
+    size: int
+    samples: tuple[Sample, ...] = ()
+
+    def add(self, sample: Sample) -> Window:
+        """A window with ``sample`` in it; ``self`` when it changes nothing (a replay, or too old)."""
+        if any(s.run_id == sample.run_id for s in self.samples):
+            return self
+        merged = sorted((*self.samples, sample))[-self.size :]
+        if tuple(merged) == self.samples:
+            return self
+        return Window(self.size, tuple(merged))
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    latency_ms: float
+    representative: Sample  # the run whose figures stand for the group
+    count: int
+
+
+def aggregate(window: Window, method: Aggregation) -> Aggregate:
+    """Latency of a group by ``latest`` (newest start), ``median`` or ``mean`` over its window."""
+    samples = window.samples
+    if not samples:
+        raise ValueError("cannot aggregate an empty window")
+    if method == "latest":
+        newest = samples[-1]
+        return Aggregate(newest.latency_ms, newest, len(samples))
+    values = [s.latency_ms for s in samples]
+    value = statistics.median(values) if method == "median" else statistics.fmean(values)
+    # The run closest to the aggregate stands for it; on a tie, the newest.
+    representative = min(reversed(samples), key=lambda s: abs(s.latency_ms - value))
+    return Aggregate(value, representative, len(samples))

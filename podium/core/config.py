@@ -1,0 +1,160 @@
+"""Configuration models for ``config/benchmark.yaml`` and ``config/best_model_selection.yaml``.
+
+The defaults here equal the shipped YAML files (a test keeps them in step), so podium works with no
+file at all. Loading a file turns any problem into one ``ConfigError`` naming the file, the key, the
+bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+
+from podium.core.safety import SAFE_VALUE
+
+RunMode = Literal["reuse_if_exists", "force_new"]
+Aggregation = Literal["latest", "median", "mean"]
+Policy = Literal["weighted", "tolerance"]
+Backend = Literal["local", "triton"]
+Protocol = Literal["http", "grpc"]
+Precision = Literal["fp32", "fp16", "bf16"]
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors (a typo must not silently fall back to a default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- benchmark.yaml
+
+
+class RunSection(StrictModel):
+    mode: RunMode = "reuse_if_exists"
+
+
+class StabilitySection(StrictModel):
+    """perf_analyzer-style stability: windows must agree before a result counts as stable."""
+
+    #: Give up after this many measurement windows and flag the result ``unstable``.
+    max_windows: PositiveInt = 10
+    #: The last ``agree_windows`` windows must agree within this ratio (max/min) on p50 and throughput.
+    max_ratio: float = Field(default=1.10, gt=1.0)
+    agree_windows: int = Field(default=3, ge=2)
+    #: A window whose coefficient of variation reaches this is noisy (pyperf flags 10 %).
+    max_cv: PositiveFloat = 0.10
+
+
+class BenchmarkingSection(StrictModel):
+    batch_sizes: list[int] = Field(default_factory=lambda: [1])
+    iterations: PositiveInt = 100
+    warmup_iterations: NonNegativeInt = 10
+    max_length: PositiveInt = 512
+    #: ``null`` picks CUDA when the worker has it, else CPU.
+    device: Literal["cpu", "cuda"] | None = None
+    #: JSONL file of token id sequences; ``null`` means deterministic synthetic inputs from ``seed``.
+    test_data: Path | None = None
+    seed: int = 0
+    backend: Backend = "local"
+    protocol: Protocol = "http"
+    #: The worker pool that measures (one Celery queue per target, e.g. ``cpu``, ``gpu-h200``).
+    target: str = "cpu"
+    precision: Precision = "fp32"
+    #: Seconds before a request to an inference server is abandoned.
+    request_timeout_s: PositiveFloat = 30.0
+    stability: StabilitySection = Field(default_factory=StabilitySection)
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive_unique_sorted(cls, value: list[int]) -> list[int]:
+        if not value or any(isinstance(b, bool) or b < 1 for b in value):
+            raise ValueError(f"must be a non-empty list of positive integers, got {value}")
+        return sorted(set(value))
+
+    @field_validator("target")
+    @classmethod
+    def _safe_target(cls, value: str) -> str:
+        if not SAFE_VALUE.fullmatch(value):
+            raise ValueError(f"must hold only letters, digits, '_', '.', ':', '-', got {value!r}")
+        return value
+
+
+class OutputSection(StrictModel):
+    filename: str = "benchmark.json"
+
+
+class BenchmarkConfig(StrictModel):
+    """``config/benchmark.yaml``."""
+
+    run: RunSection = Field(default_factory=RunSection)
+    benchmarking: BenchmarkingSection = Field(default_factory=BenchmarkingSection)
+    output: OutputSection = Field(default_factory=OutputSection)
+
+    def with_overrides(self, **benchmarking: Any) -> BenchmarkConfig:
+        """A copy with some ``benchmarking`` keys replaced (validated like the file)."""
+        merged = self.benchmarking.model_dump() | {k: v for k, v in benchmarking.items() if v is not None}
+        return self.model_copy(update={"benchmarking": BenchmarkingSection.model_validate(merged)})
+
+
+# ---------------------------------------------------------------- best_model_selection.yaml
+
+
+class ObjectiveSection(StrictModel):
+    metric: str = "macro-f1"
+    direction: Literal["maximize", "minimize"] = "maximize"
+
+
+class ScoringSection(StrictModel):
+    f1_weight: NonNegativeFloat = 0.7
+    latency_weight: NonNegativeFloat = 0.3
+    normalize_weights: bool = True
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> ScoringSection:
+        if self.f1_weight + self.latency_weight == 0:
+            raise ValueError("f1_weight and latency_weight cannot both be 0")
+        return self
+
+
+class BenchmarkSelectionSection(StrictModel):
+    required_metrics: list[str] = Field(default_factory=lambda: ["latency_batch_1_ms"])
+    latency_metric: str = "latency_batch_1_ms"
+    #: How several benchmark runs of one ``benchmark_key`` make one latency (never the best one).
+    latency_aggregation: Aggregation = "median"
+    #: Rolling window: the newest ``window`` runs of a group are aggregated.
+    window: PositiveInt = 10
+
+
+class SelectionSection(StrictModel):
+    policy: Policy = "weighted"
+    #: ``tolerance`` policy: candidates within this absolute distance of the top objective compete on latency.
+    accuracy_tolerance: NonNegativeFloat = 0.01
+    #: Candidates whose aggregated latency exceeds this are out (``null``: no limit).
+    max_latency_ms: PositiveFloat | None = None
+
+
+class SelectionConfig(StrictModel):
+    """``config/best_model_selection.yaml``."""
+
+    objective: ObjectiveSection = Field(default_factory=ObjectiveSection)
+    scoring: ScoringSection = Field(default_factory=ScoringSection)
+    benchmark: BenchmarkSelectionSection = Field(default_factory=BenchmarkSelectionSection)
+    selection: SelectionSection = Field(default_factory=SelectionSection)
+
+    def with_aggregation(self, aggregation: Aggregation | None) -> SelectionConfig:
+        if aggregation is None:
+            return self
+        bench = self.benchmark.model_copy(update={"latency_aggregation": aggregation})
+        return self.model_copy(update={"benchmark": bench})

@@ -1,0 +1,104 @@
+"""Benchmark identity: ``benchmark_config_hash`` and ``benchmark_key``, computed by one function each.
+
+Both are SHA-256 hex digests of canonical JSON (sorted keys, no whitespace). The key is computed once
+from a request and that same value is used for the existence check, the lock, the done marker and the
+tag written, so the check can always match what was written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from podium.core.config import BenchmarkingSection
+from podium.core.safety import require_hex64, require_safe
+
+#: Bump when the key's recipe changes; old keys then stop matching (on purpose).
+KEY_VERSION = 1
+#: Fingerprint used when the training side did not record one.
+UNKNOWN_FINGERPRINT = "unknown"
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no whitespace, ASCII: the same value always gives the same bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def sha256_hex(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode("ascii")).hexdigest()
+
+
+def measurement_settings(cfg: BenchmarkingSection, input_fingerprint: str) -> dict[str, Any]:
+    """Every setting that can change a measured number. Cosmetic ones (output file name) are left out."""
+    return {
+        "batch_sizes": sorted(set(cfg.batch_sizes)),
+        "max_length": cfg.max_length,
+        "iterations": cfg.iterations,
+        "warmup_iterations": cfg.warmup_iterations,
+        "device": cfg.device or "auto",
+        "target": cfg.target,
+        "backend": cfg.backend,
+        "protocol": cfg.protocol if cfg.backend == "triton" else None,
+        "precision": cfg.precision,
+        "input": input_fingerprint,
+        "stability": cfg.stability.model_dump(),
+    }
+
+
+def benchmark_config_hash(cfg: BenchmarkingSection, input_fingerprint: str) -> str:
+    """SHA-256 hex of the canonical JSON of :func:`measurement_settings`."""
+    return sha256_hex(measurement_settings(cfg, input_fingerprint))
+
+
+def synthetic_input_fingerprint(seed: int) -> str:
+    return f"synthetic:seed={seed}"
+
+
+def build_benchmark_key(
+    champion_run_id: str,
+    data_fingerprint: str,
+    eval_fingerprint: str,
+    benchmark_config_hash: str,
+    version: int = KEY_VERSION,
+) -> str:
+    """The one function that makes a ``benchmark_key``."""
+    require_safe(champion_run_id, "champion_run_id")
+    require_hex64(benchmark_config_hash, "benchmark_config_hash")
+    return sha256_hex(
+        {
+            "champion_run_id": champion_run_id,
+            "data_fingerprint": data_fingerprint,
+            "eval_fingerprint": eval_fingerprint,
+            "benchmark_config_hash": benchmark_config_hash,
+            "version": version,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class BenchmarkIdentity:
+    """The parts of a benchmark key, kept together so that a key can always be explained."""
+
+    champion_run_id: str
+    data_fp: str
+    eval_fp: str
+    config_hash: str
+    version: int = KEY_VERSION
+
+    @cached_property
+    def key(self) -> str:
+        return build_benchmark_key(self.champion_run_id, self.data_fp, self.eval_fp, self.config_hash, self.version)
+
+
+def study_key_hash(study_name: str, search_space: Mapping[str, Any] | None = None) -> str:
+    """A study's grouping hash from its name and search space (for training code that has none)."""
+    return sha256_hex({"study": study_name, "search_space": dict(search_space or {})})
+
+
+def trial_key_hash(study_hash: str, params: Mapping[str, Any]) -> str:
+    """A trial's grouping hash from its study hash and its hyper-parameters."""
+    return sha256_hex({"study_key_hash": study_hash, "params": dict(params)})

@@ -1,0 +1,46 @@
+"""Plain, I/O-free views of the MLflow runs that selection works on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class BenchmarkRecord:
+    """One FINISHED benchmark run (or one result event): what aggregation needs of it."""
+
+    run_id: str
+    start_time: int  # milliseconds since the epoch, as MLflow stores it
+    study_key_hash: str
+    trial_key_hash: str
+    benchmark_key: str | None  # None: a legacy run written without the tag
+    config_hash: str | None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A trial or refit run written by training code."""
+
+    run_id: str
+    kind: Literal["trial", "refit"]
+    start_time: int
+    study_key_hash: str
+    trial_key_hash: str
+    objective: float | None
+    backbone: str | None
+    data_fp: str | None = None
+    eval_fp: str | None = None
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The model of one trial that is to be benchmarked: the refit run if there is one, else the trial run."""
+
+    run_id: str
+    study_key_hash: str
+    trial_key_hash: str
+    data_fp: str
+    eval_fp: str

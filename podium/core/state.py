@@ -1,0 +1,154 @@
+"""Selection state as a fold over results: the one implementation behind both the batch
+``podium select`` and the streaming aggregator.
+
+``SelectionState.apply_benchmark`` / ``apply_trial`` take one record and say which scope changed;
+``select(scope)`` ranks that scope. The batch path folds every record of a store into a fresh state
+(:func:`select_all`); the aggregator folds events as they arrive. Same records, same answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from podium.core.aggregation import GroupKey, Sample, ScopeKey, Window, aggregate, group_key, scope_key
+from podium.core.config import SelectionConfig
+from podium.core.records import BenchmarkRecord, TrialRecord
+from podium.core.selection import Candidate, Selection, rank
+
+log = logging.getLogger(__name__)
+
+TrialKey = tuple[str, str]  # (study_key_hash, trial_key_hash)
+
+
+@dataclass
+class _TrialSide:
+    trial: TrialRecord | None = None
+    refit: TrialRecord | None = None
+
+    def add(self, record: TrialRecord) -> bool:
+        current = self.trial if record.kind == "trial" else self.refit
+        if current is not None and (current.start_time, current.run_id) >= (record.start_time, record.run_id):
+            return False  # the newest run of each kind counts
+        if record.kind == "trial":
+            self.trial = record
+        else:
+            self.refit = record
+        return True
+
+
+@dataclass
+class SkipCounts:
+    missing_metric: int = 0
+
+
+@dataclass
+class SelectionState:
+    config: SelectionConfig
+    windows: dict[GroupKey, Window] = field(default_factory=dict)
+    group_scope: dict[GroupKey, ScopeKey] = field(default_factory=dict)
+    scope_groups: dict[ScopeKey, set[GroupKey]] = field(default_factory=lambda: defaultdict(set))
+    trials: dict[TrialKey, _TrialSide] = field(default_factory=lambda: defaultdict(_TrialSide))
+    skipped: SkipCounts = field(default_factory=SkipCounts)
+
+    # ------------------------------------------------------------------ folding
+
+    def apply_benchmark(self, record: BenchmarkRecord) -> ScopeKey | None:
+        """Fold one benchmark result in; return its scope when the result changed anything."""
+        bench = self.config.benchmark
+        needed = {bench.latency_metric, *bench.required_metrics}
+        if any(record.metrics.get(m) is None for m in needed):
+            self.skipped.missing_metric += 1
+            log.warning(
+                "Benchmark run %s lacks required metric(s) %s; it is left out of selection.",
+                record.run_id,
+                sorted(m for m in needed if record.metrics.get(m) is None),
+            )
+            return None
+        gkey, skey = group_key(record), scope_key(record)
+        window = self.windows.get(gkey) or Window(bench.window)
+        updated = window.add(Sample(record.start_time, record.run_id, float(record.metrics[bench.latency_metric])))
+        if updated is window and gkey in self.windows:
+            return None
+        self.windows[gkey] = updated
+        self.group_scope[gkey] = skey
+        self.scope_groups[skey].add(gkey)
+        return skey
+
+    def apply_trial(self, record: TrialRecord) -> list[ScopeKey]:
+        """Fold one trial/refit run in; return the scopes whose candidates it may change."""
+        tkey = (record.study_key_hash, record.trial_key_hash)
+        if not self.trials[tkey].add(record):
+            return []
+        return sorted(
+            {scope for g, scope in self.group_scope.items() if (g.study_key_hash, g.trial_key_hash) == tkey},
+            key=_scope_order,
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    def candidates(self, scope: ScopeKey) -> list[Candidate]:
+        method = self.config.benchmark.latency_aggregation
+        out = []
+        for gkey in sorted(self.scope_groups.get(scope, ())):
+            side = self.trials.get((gkey.study_key_hash, gkey.trial_key_hash))
+            trial = side.trial if side else None
+            if trial is None:
+                continue
+            objective = trial.objective if trial.objective is not None else _objective(side.refit)
+            if objective is None:
+                continue
+            agg = aggregate(self.windows[gkey], method)
+            artifact = side.refit or trial
+            out.append(
+                Candidate(
+                    trial_key_hash=gkey.trial_key_hash,
+                    benchmark_key=gkey.benchmark_key,
+                    f1_score=objective,
+                    latency_ms=agg.latency_ms,
+                    benchmark_runs_count=agg.count,
+                    benchmark_run_id=agg.representative.run_id,
+                    trial_run_id=trial.run_id,
+                    artifact_run_id=artifact.run_id,
+                    backbone=trial.backbone or (side.refit.backbone if side.refit else None),
+                )
+            )
+        return out
+
+    def select(self, scope: ScopeKey) -> Selection | None:
+        ranked = rank(self.candidates(scope), self.config)
+        if not ranked:
+            return None
+        return Selection(scope.study_key_hash, scope.config_hash, ranked[0], tuple(ranked))
+
+    def unjoined_groups(self) -> int:
+        """Benchmark groups that cannot become candidates: no trial run, or no objective metric."""
+        return sum(
+            len(groups) - len(self.candidates(scope)) for scope, groups in self.scope_groups.items()
+        )
+
+    def scopes(self) -> list[ScopeKey]:
+        return sorted(self.scope_groups, key=_scope_order)
+
+
+def _objective(record: TrialRecord | None) -> float | None:
+    return record.objective if record is not None else None
+
+
+def _scope_order(scope: ScopeKey) -> tuple[str, str]:
+    return (scope.study_key_hash, scope.config_hash or "")
+
+
+def select_all(
+    benchmarks: Iterable[BenchmarkRecord], trials: Iterable[TrialRecord], config: SelectionConfig
+) -> tuple[list[Selection], SelectionState]:
+    """The batch path: fold every record into a fresh state and select every scope."""
+    state = SelectionState(config)
+    for trial in trials:
+        state.apply_trial(trial)
+    for bench in benchmarks:
+        state.apply_benchmark(bench)
+    selections = [s for s in (state.select(scope) for scope in state.scopes()) if s is not None]
+    return selections, state

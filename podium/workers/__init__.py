@@ -1,0 +1,1 @@
+"""workers (see DESIGN.md, Components and their homes)."""
