@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 
+from podium.cli.bench_cmd import bench
 from podium.cli.common import setup_logging
 from podium.cli.select_cmd import select
 
@@ -26,7 +28,10 @@ def _root(
 
 
 app.command("select")(select)
+app.command("bench")(bench)
 
 
 def main() -> None:
+    # MLflow draws a tqdm bar on every artifact download; podium draws its own progress.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     app()

@@ -104,8 +104,11 @@ class BenchmarkConfig(StrictModel):
 
     def with_overrides(self, **benchmarking: Any) -> BenchmarkConfig:
         """A copy with some ``benchmarking`` keys replaced (validated like the file)."""
+        from podium.core.loading import parse_model
+
         merged = self.benchmarking.model_dump() | {k: v for k, v in benchmarking.items() if v is not None}
-        return self.model_copy(update={"benchmarking": BenchmarkingSection.model_validate(merged)})
+        section = parse_model(BenchmarkingSection, merged, "command-line option benchmarking")
+        return self.model_copy(update={"benchmarking": section})
 
 
 # ---------------------------------------------------------------- best_model_selection.yaml

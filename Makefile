@@ -1,0 +1,35 @@
+# podium: `make demo` runs the main job on embedded defaults; `make test` installs and runs the tests.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+EXAMPLE := .podium/example
+
+.PHONY: install demo test test-fast lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,torch,triton,demo]'
+	rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/python -m podium.synthetic_store $(EXAMPLE) --if-missing
+	$(BIN)/podium select --tracking-uri sqlite:///$(CURDIR)/$(EXAMPLE)/mlflow.db
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest tests/unit
+
+lint: install
+	$(BIN)/ruff check podium tests bench
+
+bench: install
+	$(BIN)/python bench/select_store.py
+
+clean:
+	rm -rf .podium bench/out .pytest_cache

@@ -1,0 +1,67 @@
+"""The inference-backend port: prepare a model, describe its inputs, bind a batch, run it, describe the
+hardware, tear down. Implementations: ``local`` (in-process PyTorch) and ``triton`` (KServe V2)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from podium.errors import PodiumError
+
+
+class BackendError(PodiumError):
+    """The model could not be loaded, filled, served or reached."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input as KServe V2 describes it; -1 marks a dynamic dimension."""
+
+    name: str
+    datatype: str  # KServe V2 names: INT64, INT32, FP32, FP16, BF16, BOOL
+    shape: tuple[int, ...]
+    #: Token ids are drawn below this (from the model's signature; default 1000).
+    vocab_size: int | None = None
+
+
+@dataclass(frozen=True)
+class HardwareInfo:
+    """What was actually measured on: becomes the ``code.benchmark.device`` tag and part of benchmark.json."""
+
+    summary: str  # one line, e.g. "NVIDIA H200 (driver 570.86) | torch 2.13.0"
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    """A cumulative snapshot of server-side time (Triton statistics extension), in nanoseconds."""
+
+    count: int
+    queue_ns: int
+    compute_ns: int
+    total_ns: int
+
+
+class InferenceBackend(Protocol):
+    def prepare(self) -> list[InputSpec]:
+        """Load or deploy the model and return its inputs. Raises BackendError with the reason."""
+        ...
+
+    def bind(self, inputs: Mapping[str, np.ndarray]) -> Callable[[], object]:
+        """Turn one batch into a ready request once; the returned call runs it and returns when done."""
+        ...
+
+    def stats(self) -> ServerStats | None:
+        """Server-side statistics snapshot, or None where the server has none."""
+        ...
+
+    def describe(self) -> HardwareInfo: ...
+
+    def notes(self) -> list[str]:
+        """What the backend could not do and degraded around (e.g. no statistics extension)."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,44 @@
+"""Build the configured backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from podium.backends.base import BackendError, InferenceBackend
+from podium.core.config import BenchmarkingSection
+
+
+def make_backend(
+    cfg: BenchmarkingSection,
+    *,
+    model_file: Path | None = None,
+    url: str | None = None,
+    model_name: str | None = None,
+    model_version: str = "",
+    deploy: bool = False,
+) -> InferenceBackend:
+    """``local``: the model file in-process. ``triton``: ``model_name`` on the server at ``url``; with
+    ``deploy`` the model file is uploaded through the model-control API first (and unloaded after)."""
+    if cfg.backend == "local":
+        if model_file is None:
+            raise BackendError("the local backend needs a model file (--run-id or --model-uri)")
+        from podium.backends.local import LocalBackend
+
+        return LocalBackend(model_file, cfg.device, cfg.precision)
+    if not url:
+        raise BackendError("the triton backend needs the server's --url (e.g. 127.0.0.1:8000 for HTTP)")
+    if not model_name:
+        raise BackendError("the triton backend needs a model name (--model-name, or a run to deploy)")
+    from podium.backends.local import read_signature
+    from podium.backends.triton import TritonBackend
+
+    return TritonBackend(
+        url,
+        model_name,
+        model_version,
+        cfg.protocol,
+        cfg.request_timeout_s,
+        deploy_file=model_file if deploy else None,
+        deploy_signature=read_signature(model_file) if deploy and model_file else None,
+        max_batch_size=max(cfg.batch_sizes),
+    )

@@ -1,0 +1,104 @@
+"""Model inputs built once, before timing: from test data (JSONL token ids) or deterministic synthetic data."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from podium.backends.base import BackendError, InputSpec
+
+#: Token ids are drawn below this when the model's signature does not say its vocabulary size.
+DEFAULT_VOCAB = 1000
+
+NUMPY_DTYPES = {
+    "INT64": np.int64,
+    "INT32": np.int32,
+    "INT16": np.int16,
+    "INT8": np.int8,
+    "UINT8": np.uint8,
+    "FP32": np.float32,
+    "FP16": np.float16,
+    "FP64": np.float64,
+    "BOOL": np.bool_,
+}
+
+
+def load_token_rows(path: Path) -> list[list[int]]:
+    """Read a JSONL file: each line a list of token ids, or an object with ``input_ids``."""
+    rows = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise BackendError(f"test_data {path}: cannot read: {exc.strerror}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BackendError(f"test_data {path}, line {number}: not JSON ({exc.msg})") from None
+        ids = value.get("input_ids") if isinstance(value, dict) else value
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and i >= 0 for i in ids):
+            raise BackendError(
+                f"test_data {path}, line {number}: expected a non-empty list of non-negative token ids "
+                "or an object with 'input_ids'"
+            )
+        rows.append(ids)
+    if not rows:
+        raise BackendError(f"test_data {path}: no token sequences in the file")
+    return rows
+
+
+def build_inputs(
+    specs: Sequence[InputSpec],
+    batch_size: int,
+    max_length: int,
+    rows: Sequence[Sequence[int]] | None = None,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """One batch for every input. Dynamic dims: the first is the batch, the others ``max_length``."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for spec in specs:
+        dtype = NUMPY_DTYPES.get(spec.datatype)
+        if dtype is None:
+            raise BackendError(
+                f"input {spec.name!r} has datatype {spec.datatype}, which podium cannot fill; "
+                f"supported: {', '.join(NUMPY_DTYPES)}"
+            )
+        shape = _concrete_shape(spec, batch_size, max_length)
+        out[spec.name] = _fill(spec, shape, np.dtype(dtype), rows, rng)
+    return out
+
+
+def _concrete_shape(spec: InputSpec, batch_size: int, max_length: int) -> tuple[int, ...]:
+    if not spec.shape:
+        raise BackendError(f"input {spec.name!r} is a scalar; podium benchmarks batched tensor inputs")
+    dims = [batch_size if spec.shape[0] == -1 else spec.shape[0]]
+    dims += [max_length if d == -1 else d for d in spec.shape[1:]]
+    if any(d <= 0 for d in dims):
+        raise BackendError(f"input {spec.name!r} has an unusable shape {spec.shape}")
+    return tuple(dims)
+
+
+def _fill(spec, shape, dtype, rows, rng) -> np.ndarray:
+    name = spec.name.lower()
+    if np.issubdtype(dtype, np.floating):
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype == np.bool_ or "mask" in name:
+        return np.ones(shape, dtype=dtype)
+    if "type" in name or "position" in name:
+        return np.zeros(shape, dtype=dtype)
+    if rows:
+        batch = np.zeros(shape, dtype=dtype)
+        width = shape[-1]
+        flat = batch.reshape(-1, width)
+        for i in range(flat.shape[0]):
+            row = list(rows[i % len(rows)])[:width]
+            flat[i, : len(row)] = row
+        return batch
+    high = max(2, min(spec.vocab_size or DEFAULT_VOCAB, int(np.iinfo(dtype).max)))
+    return rng.integers(1, high, size=shape, dtype=dtype)

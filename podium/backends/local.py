@@ -1,0 +1,181 @@
+"""``local`` backend: a TorchScript model in this process, on CPU or CUDA.
+
+The model file may carry its signature as an extra file ``podium_signature.json``
+(``{"inputs": [{"name", "datatype", "shape", "vocab_size"?}]}``), written by
+:func:`save_torchscript`. Without it, a forward argument named like token ids is taken as INT64
+``[-1, -1]``; anything else is an error that says how to add the signature.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from podium.backends.base import BackendError, HardwareInfo, InputSpec, ServerStats
+
+SIGNATURE_FILE = "podium_signature.json"
+
+
+@contextmanager
+def _torchscript_on_purpose() -> Iterator[None]:
+    """torch 2.13 deprecates TorchScript; Triton's libtorch backend still loads exactly that, so podium
+    uses it on purpose and silences only that warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r".*TorchScript.*deprecated", category=DeprecationWarning)
+        yield
+_PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def save_torchscript(
+    module: Any, path: Path, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]] | None = None
+) -> Path:
+    """Script (or keep) ``module`` and save it with its input (and output) signature, for podium to fill
+    and for a Triton deploy to describe."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _torchscript_on_purpose():
+        scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module)
+        torch.jit.save(scripted, str(path), _extra_files={SIGNATURE_FILE: json.dumps({"inputs": inputs, "outputs": outputs or []})})
+    return path
+
+
+def parse_signature(raw: str | bytes, where: Path) -> tuple[list[InputSpec], list[InputSpec]]:
+    try:
+        doc = json.loads(raw)
+        return tuple(  # type: ignore[return-value]
+            [InputSpec(i["name"], i["datatype"], tuple(i["shape"]), i.get("vocab_size")) for i in doc.get(kind, [])]
+            for kind in ("inputs", "outputs")
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BackendError(f"{where}: {SIGNATURE_FILE} is malformed: {exc}") from None
+
+
+def read_signature(path: Path) -> tuple[list[InputSpec], list[InputSpec]] | None:
+    """The signature stored in a TorchScript zip, read without loading torch (for Triton deploys)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                if name.endswith(f"/extra/{SIGNATURE_FILE}"):
+                    return parse_signature(archive.read(name), Path(path))
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise BackendError(f"{path} is not a TorchScript archive: {exc}") from None
+    return None
+
+
+class LocalBackend:
+    def __init__(self, model_path: Path, device: str | None = None, precision: str = "fp32"):
+        import torch
+
+        self._torch = torch
+        self.model_path = Path(model_path)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise BackendError("device 'cuda' was requested but this worker has no CUDA device")
+        self.dtype = getattr(torch, _PRECISIONS[precision])
+        self.model: Any = None
+
+    def prepare(self) -> list[InputSpec]:
+        torch = self._torch
+        extra = {SIGNATURE_FILE: ""}
+        try:
+            with _torchscript_on_purpose():
+                model = torch.jit.load(str(self.model_path), map_location=self.device, _extra_files=extra)
+        except Exception as exc:  # torch raises RuntimeError/ValueError/zip errors for a bad artifact
+            raise BackendError(
+                f"{self.model_path} is not a loadable TorchScript model: {str(exc).splitlines()[0][:300]}"
+            ) from None
+        model.eval()
+        if self.dtype != torch.float32:
+            model = model.to(self.dtype)
+        self.model = model
+        return self._signature(model, extra[SIGNATURE_FILE])
+
+    def _signature(self, model: Any, raw: str | bytes) -> list[InputSpec]:
+        if raw:
+            return parse_signature(raw, self.model_path)[0]
+        args = [a.name for a in model.forward.schema.arguments[1:]]
+        if len(args) == 1 and ("ids" in args[0] or "token" in args[0] or args[0] in ("x", "input")):
+            return [InputSpec(args[0], "INT64", (-1, -1))]
+        raise BackendError(
+            f"{self.model_path}: cannot tell how to fill forward({', '.join(args)}); save the model with "
+            f"podium.backends.local.save_torchscript(module, path, inputs=[...]) to declare its inputs"
+        )
+
+    def bind(self, inputs: Mapping[str, np.ndarray]) -> Callable[[], object]:
+        torch = self._torch
+        tensors = []
+        for array in inputs.values():
+            t = torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+            tensors.append(t.to(self.dtype) if t.is_floating_point() else t)
+        model, cuda = self.model, self.device == "cuda"
+
+        def call() -> object:
+            with torch.inference_mode():
+                out = model(*tensors)
+            if cuda:
+                torch.cuda.synchronize()  # the clock is read after this returns
+            return out
+
+        try:
+            call()
+        except Exception as exc:
+            shapes = {k: (tuple(v.shape), str(v.dtype)) for k, v in inputs.items()}
+            raise BackendError(f"{self.model_path}: the model rejected inputs {shapes}: {str(exc)[:300]}") from None
+        return call
+
+    def stats(self) -> ServerStats | None:
+        return None
+
+    def notes(self) -> list[str]:
+        return []
+
+    def describe(self) -> HardwareInfo:
+        torch = self._torch
+        if self.device == "cuda":
+            name = torch.cuda.get_device_name(0)
+            driver = _nvidia_driver()
+            summary = f"{name} (driver {driver}, CUDA {torch.version.cuda}) | torch {torch.__version__}"
+            details = {"kind": "cuda", "gpu": name, "driver": driver, "cuda": torch.version.cuda}
+        else:
+            cpu = _cpu_model()
+            summary = f"{cpu} ({torch.get_num_threads()} threads) | torch {torch.__version__}"
+            details = {"kind": "cpu", "cpu": cpu, "threads": torch.get_num_threads()}
+        return HardwareInfo(summary, {**details, "torch": torch.__version__, "backend": "local"})
+
+    def close(self) -> None:
+        self.model = None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _nvidia_driver() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10,
+        )
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"

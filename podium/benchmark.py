@@ -1,0 +1,75 @@
+"""Measure a model on a backend under a config: the numbers, ``benchmark.json`` and the device tag."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from podium.backends.base import InferenceBackend, ServerStats
+from podium.backends.inputs import build_inputs, load_token_rows
+from podium.core.config import BenchmarkConfig
+from podium.core.metrics import server_metrics, summary_metrics
+from podium.measure import BatchMeasurement, Clock, Progress, measure_batch
+from podium.runner import Measured
+
+
+def run_measurement(
+    backend: InferenceBackend,
+    config: BenchmarkConfig,
+    *,
+    progress: Progress | None = None,
+    clock: Clock = time.perf_counter_ns,
+    config_hash: str | None = None,
+) -> Measured:
+    cfg = config.benchmarking
+    specs = backend.prepare()
+    rows = load_token_rows(cfg.test_data) if cfg.test_data else None
+    metrics: dict[str, float] = {}
+    per_batch: dict[str, Any] = {}
+    stability = []
+    for b in cfg.batch_sizes:
+        call = backend.bind(build_inputs(specs, b, cfg.max_length, rows, cfg.seed))
+        snapshots: list[ServerStats | None] = []
+        m = measure_batch(call, b, cfg, clock, progress, on_measure_start=lambda: snapshots.append(backend.stats()))
+        after = backend.stats()
+        metrics |= summary_metrics(m.summary, m.stable)
+        per_batch[str(b)] = _batch_entry(m)
+        server = _server_breakdown(snapshots[0] if snapshots else None, after, m)
+        if server:
+            metrics |= server_metrics(b, *server)
+            per_batch[str(b)]["server"] = dict(zip(("queue_ms", "compute_ms", "client_overhead_ms"), server, strict=True))
+        stability.append(f"b{b}:{'stable' if m.stable else 'unstable'}")
+    hardware = backend.describe()
+    summary = {
+        "schema_version": 1,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "device": dict(hardware.details) | {"summary": hardware.summary},
+        "config": config.model_dump(mode="json"),
+        "benchmark_config_hash": config_hash,
+        "inputs": [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)} for s in specs],
+        "batches": per_batch,
+        "notes": backend.notes(),
+    }
+    return Measured(metrics, summary, hardware.summary, ",".join(stability))
+
+
+def _batch_entry(m: BatchMeasurement) -> dict[str, Any]:
+    return {
+        **m.summary.as_dict(),
+        "stable": m.stable,
+        "flags": m.flags,
+        "windows": [{"p50_ms": w.p50_ms, "throughput_per_s": w.throughput_per_s, "cv": w.cv} for w in m.windows],
+    }
+
+
+def _server_breakdown(before: ServerStats | None, after: ServerStats | None, m: BatchMeasurement):
+    """Triton statistics are cumulative: diff the snapshots around the measured windows."""
+    if before is None or after is None or after.count <= before.count:
+        return None
+    n = after.count - before.count
+    queue = (after.queue_ns - before.queue_ns) / n / 1e6
+    compute = (after.compute_ns - before.compute_ns) / n / 1e6
+    total = (after.total_ns - before.total_ns) / n / 1e6
+    client_mean = sum(w.mean_ms * w.count for w in m.windows) / sum(w.count for w in m.windows)
+    return queue, compute, max(0.0, client_mean - total)

@@ -1,0 +1,142 @@
+"""``podium bench``: benchmark one model now, on the local runtime or a Triton/KServe V2 server."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from podium.adapters.mlflow_tracking import MlflowTracking, worker_name
+from podium.backends.factory import make_backend
+from podium.benchmark import run_measurement
+from podium.cli.common import fail, podium_errors
+from podium.configs import config_hash_of, load_benchmark_config, load_tags
+from podium.core.config import Backend, BenchmarkConfig, Protocol
+from podium.core.records import Champion
+from podium.core.settings import PodiumSettings
+from podium.models import DEFAULT_ARTIFACT_PATH, ModelSource, fetch, parse_model_uri
+from podium.runner import Measured, benchmark_champion
+
+
+def bench(
+    run_id: Annotated[str | None, typer.Option(help="MLflow run holding the model (refit or trial run)")] = None,
+    model_uri: Annotated[str | None, typer.Option(help="runs:/<run_id>/<path>, file:///path or a path")] = None,
+    backend: Annotated[Backend | None, typer.Option(help="Override benchmarking.backend")] = None,
+    url: Annotated[str | None, typer.Option(help="Triton/KServe V2 server, e.g. 127.0.0.1:8000 (gRPC :8001)")] = None,
+    protocol: Annotated[Protocol | None, typer.Option(help="Override benchmarking.protocol")] = None,
+    model_name: Annotated[
+        str | None, typer.Option(help="Model already in the server's repository (else the model is deployed)")
+    ] = None,
+    model_version: Annotated[str, typer.Option(help="Model version on the server (default: latest)")] = "",
+    config: Annotated[Path | None, typer.Option(help="benchmark.yaml [default config/benchmark.yaml]")] = None,
+    batch_sizes: Annotated[
+        str | None, typer.Option(help="Override benchmarking.batch_sizes, e.g. 1,8,32")
+    ] = None,
+    iterations: Annotated[int | None, typer.Option(help="Override benchmarking.iterations")] = None,
+    device: Annotated[str | None, typer.Option(help="Override benchmarking.device (cpu|cuda)")] = None,
+    artifact_path: Annotated[str, typer.Option(help="Model path inside the run")] = DEFAULT_ARTIFACT_PATH,
+    log: Annotated[bool, typer.Option("--log/--no-log", help="Log the MLflow benchmark run")] = True,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI [env PODIUM_TRACKING_URI]")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for benchmark.json")] = Path("."),
+) -> None:
+    """Measure a model's inference latency now: warm-up, windows until stable, percentiles per batch
+    size. With --log (default) the run is logged to MLflow and an existing benchmark of the same
+    benchmark_key is reused (run.mode)."""
+    if run_id is not None and model_uri is not None:
+        fail("give one of --run-id and --model-uri, not both")
+    on_server = model_name is not None and (backend or "") != "local"
+    if run_id is None and model_uri is None and not on_server:
+        fail("give the model: --run-id RUN or --model-uri URI (or --model-name for a model already on a server)")
+    settings = PodiumSettings()
+    with podium_errors():
+        cfg = load_benchmark_config(config, settings.config_dir).with_overrides(
+            backend=backend, protocol=protocol, device=device, iterations=iterations,
+            batch_sizes=[int(b) for b in batch_sizes.split(",")] if batch_sizes else None,
+        )
+        if run_id:
+            source = ModelSource(run_id, artifact_path, None)
+        elif model_uri:
+            source = parse_model_uri(model_uri)
+        else:
+            source = ModelSource(None, None, None)
+        if log and source.run_id is None:
+            fail("--log needs the model's MLflow run: use --run-id or a runs:/ URI, or pass --no-log")
+        tracking = None
+        if source.run_id is not None:
+            tracking = MlflowTracking.connect(
+                tracking_uri or settings.tracking_uri, load_tags(None, settings.config_dir),
+                settings.benchmark_experiment, create=False,
+            )
+        champion = tracking.champion(source.run_id) if (log and tracking and source.run_id) else None
+        with tempfile.TemporaryDirectory(prefix="podium-model-") as tmp:
+            measured = _measure(cfg, source, tracking, Path(tmp), url, model_name, model_version, champion,
+                                worker=settings.worker_name or worker_name())
+    if measured is None:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / cfg.output.filename
+    path.write_text(json.dumps(measured.summary, indent=2))
+    _print_table(measured, cfg)
+    Console().print(f"Wrote {path}")
+
+
+def _measure(cfg: BenchmarkConfig, source: ModelSource, tracking: MlflowTracking | None, tmp: Path,
+             url: str | None, model_name: str | None, model_version: str, champion: Champion | None,
+             worker: str) -> Measured | None:
+    needs_file = cfg.benchmarking.backend == "local" or model_name is None
+    model_file = fetch(source, tracking, tmp) if needs_file else None
+    deploy_name = model_name or f"podium-{(source.run_id or Path(str(model_file)).stem)[:24]}"
+    backend = make_backend(cfg.benchmarking, model_file=model_file, url=url, model_name=deploy_name,
+                           model_version=model_version, deploy=model_name is None)
+    config_hash = config_hash_of(cfg)
+
+    def measure(config: BenchmarkConfig, _champion: Champion | None = None) -> Measured:
+        with _progress() as progress:
+            tasks: dict[tuple[int, str], int] = {}
+
+            def update(batch: int, phase: str, done: int, total: int) -> None:
+                key = (batch, phase)
+                if key not in tasks:
+                    tasks[key] = progress.add_task(f"batch {batch} {phase}", total=total)
+                progress.update(tasks[key], completed=done, total=total)
+
+            return run_measurement(backend, config, progress=update, config_hash=config_hash)
+
+    try:
+        if champion is None or tracking is None:
+            return measure(cfg)
+        outcome = benchmark_champion(champion, cfg, tracking, measure, worker=worker)
+    finally:
+        backend.close()
+    if outcome.status == "reused":
+        Console().print(
+            f"Reused: benchmark {outcome.benchmark_key[:16]}… is already FINISHED in run {outcome.run_id} "
+            f"(matched by {outcome.via}). Set run.mode: force_new to measure again."
+        )
+        return None
+    Console().print(f"Logged MLflow run {outcome.run_id} (benchmark_key {outcome.benchmark_key[:16]}…)")
+    return outcome.measured
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=False)
+
+
+def _print_table(measured: Measured, cfg: BenchmarkConfig) -> None:
+    table = Table(title=f"{measured.device}")
+    for col in ("batch", "mean ms", "p50", "p90", "p95", "p99", "std", "samples", "items/s", "quality"):
+        table.add_column(col, justify="left" if col in ("quality",) else "right")
+    for b, entry in measured.summary["batches"].items():
+        table.add_row(b, *(f"{entry[k]:.3f}" for k in ("mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "std_ms")),
+                      str(entry["count"]), f"{entry['throughput_per_s']:.1f}",
+                      ", ".join(entry["flags"]) or "stable")
+    Console().print(table)
+    for note in measured.summary["notes"]:
+        Console().print(f"[yellow]note:[/] {note}")

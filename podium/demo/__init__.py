@@ -1,0 +1,1 @@
+"""The demo study: tiny PyTorch token-classification models on a synthetic tagging task."""

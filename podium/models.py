@@ -1,0 +1,61 @@
+"""Where the model to benchmark comes from: an MLflow run's artifact, a ``runs:/`` URI, or a local file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from mlflow.exceptions import MlflowException
+
+from podium.adapters.mlflow_tracking import MlflowTracking
+from podium.core.safety import require_safe
+from podium.errors import PodiumError
+
+#: Where training code puts the TorchScript model inside the refit (or trial) run.
+DEFAULT_ARTIFACT_PATH = "model/model.pt"
+
+
+class ModelNotFoundError(PodiumError):
+    """The model artifact to benchmark could not be found or downloaded."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    run_id: str | None  # the champion run, when the model comes from MLflow
+    artifact_path: str | None
+    local_path: Path | None  # set once downloaded, or for a plain file
+
+
+def parse_model_uri(uri: str) -> ModelSource:
+    """``runs:/<run_id>/<path>``, ``file:///abs/model.pt`` or a plain path."""
+    if uri.startswith("runs:/"):
+        rest = uri.removeprefix("runs:/").strip("/")
+        run_id, _, path = rest.partition("/")
+        require_safe(run_id, "run id in --model-uri")
+        return ModelSource(run_id, path or DEFAULT_ARTIFACT_PATH, None)
+    parts = urlsplit(uri)
+    if parts.scheme in ("", "file"):
+        return ModelSource(None, None, Path(parts.path if parts.scheme else uri))
+    raise ModelNotFoundError(f"--model-uri {uri!r}: use runs:/<run_id>/<path>, file:///path or a plain path")
+
+
+def fetch(source: ModelSource, tracking: MlflowTracking | None, dest: Path) -> Path:
+    """A local file holding the model (downloaded from the run when it comes from MLflow)."""
+    if source.local_path is not None:
+        if not source.local_path.is_file():
+            raise ModelNotFoundError(f"model file {source.local_path} does not exist")
+        return source.local_path
+    if tracking is None or not source.run_id or not source.artifact_path:
+        raise ModelNotFoundError("no model file and no MLflow run to download it from")
+    try:
+        return Path(tracking.client.download_artifacts(source.run_id, source.artifact_path, str(dest)))
+    except MlflowException as exc:
+        raise ModelNotFoundError(
+            f"cannot download artifact {source.artifact_path!r} of run {source.run_id}: {exc.message}; "
+            "pass --artifact-path if the model lives elsewhere in the run"
+        ) from None
+    except OSError as exc:
+        raise ModelNotFoundError(
+            f"cannot download artifact {source.artifact_path!r} of run {source.run_id}: {exc}"
+        ) from None

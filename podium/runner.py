@@ -1,0 +1,75 @@
+"""Benchmark one champion, honouring ``run.mode`` and the idempotency check: the plain function behind
+``podium bench`` and the Celery task (which adds the lock and the fenced commit around it)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from podium.adapters.mlflow_tracking import MlflowTracking
+from podium.configs import config_hash_of
+from podium.core.config import BenchmarkConfig
+from podium.core.identity import BenchmarkIdentity
+from podium.core.records import Champion
+from podium.core.run_tags import benchmark_run_tags, identity_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What a measurement produced: MLflow metrics, the ``benchmark.json`` summary, the hardware measured on."""
+
+    metrics: Mapping[str, float]
+    summary: Mapping[str, Any]
+    device: str
+    #: Per batch size, e.g. ``b1:stable,b8:unstable``.
+    stability: str = ""
+
+
+Measure = Callable[[BenchmarkConfig, Champion], Measured]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Literal["measured", "reused"]
+    benchmark_key: str
+    run_id: str
+    via: str | None = None  # how an existing run was found: benchmark_key | legacy_fallback
+    measured: Measured | None = None
+
+
+def benchmark_champion(
+    champion: Champion,
+    config: BenchmarkConfig,
+    tracking: MlflowTracking,
+    measure: Measure,
+    *,
+    worker: str,
+    identity: BenchmarkIdentity | None = None,
+) -> Outcome:
+    """Reuse a FINISHED benchmark of the same key (unless ``force_new``), else measure and log one."""
+    identity = identity or identity_for(champion, config_hash_of(config))
+    if config.run.mode == "reuse_if_exists":
+        found = tracking.benchmark_exists(identity, champion)
+        if found is not None:
+            log.info("Benchmark %s already done in run %s (via %s).", identity.key[:12], found.run_id, found.via)
+            return Outcome("reused", identity.key, found.run_id, found.via)
+    cfg = config.benchmarking
+    tags = benchmark_run_tags(
+        tracking.tags, identity, champion, backend=cfg.backend, target=cfg.target, worker=worker
+    )
+    run_id = tracking.start_benchmark_run(tags, run_name=f"benchmark-{champion.trial_key_hash[:8]}")
+    try:
+        measured = measure(config, champion)
+        device_tags = {tracking.tags.benchmark.device: measured.device}
+        if measured.stability:
+            device_tags[tracking.tags.benchmark.stability] = measured.stability
+        tracking.record_results(run_id, measured.metrics, measured.summary, config.output.filename, device_tags)
+    except BaseException as exc:
+        tracking.fail_run(run_id, f"{type(exc).__name__}: {exc}")
+        raise
+    tracking.finish_run(run_id)
+    return Outcome("measured", identity.key, run_id, measured=measured)

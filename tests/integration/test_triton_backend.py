@@ -1,0 +1,138 @@
+"""The ``triton`` backend against a real KServe V2 server (MLServer 1.7.1), over HTTP and gRPC."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from podium.backends.base import BackendError
+from podium.backends.factory import make_backend
+from podium.backends.inputs import build_inputs
+from podium.backends.triton import TritonBackend
+from podium.benchmark import run_measurement
+from podium.core.config import BenchmarkConfig
+from podium.core.loading import parse_model
+from podium.demo.model import TinyTagger, export
+from podium.measure import measure_batch
+from tests.servers import MLServer, free_port, start_mlserver
+
+SLEEP_MS = 5.0
+#: On these VMs a client that blocks for more than ~1 ms pays a 1-2 ms wake-up latency that a 0 ms
+#: model does not show (a bare tritonclient loop measures the same; see BENCHMARKS.md).
+WAKEUP_ALLOWANCE_MS = 2.5
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module")
+def mlserver(tmp_path_factory: pytest.TempPathFactory):
+    server = start_mlserver(tmp_path_factory.mktemp("mlserver"))
+    yield server
+    server.stop()
+
+
+def url(server: MLServer, protocol: str) -> str:
+    return server.http if protocol == "http" else server.grpc
+
+
+def config(**benchmarking) -> BenchmarkConfig:
+    base = {"backend": "triton", "iterations": 40, "warmup_iterations": 5, "max_length": 16,
+            "stability": {"max_windows": 4}}
+    return parse_model(BenchmarkConfig, {"benchmarking": base | benchmarking}, "test")
+
+
+def p50(server: MLServer, protocol: str, model: str) -> tuple[float, float]:
+    backend = TritonBackend(url(server, protocol), model, protocol=protocol)
+    try:
+        specs = backend.prepare()
+        call = backend.bind(build_inputs(specs, 1, 16))
+        m = measure_batch(call, 1, config(protocol=protocol).benchmarking)
+        return m.summary.p50_ms, m.summary.p90_ms
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_known_service_time_is_measured(mlserver: MLServer, protocol: str) -> None:
+    """p50 of a model busy for 5 ms is never below 5 ms (nothing skipped, units right) and within 5 ms
+    plus the client overhead measured on a 0 ms model (and the VM's wake-up allowance)."""
+    overhead_p50, overhead_p90 = p50(mlserver, protocol, "echo")
+    measured, _ = p50(mlserver, protocol, "sleepy")
+    upper = SLEEP_MS + overhead_p90 + WAKEUP_ALLOWANCE_MS
+    assert SLEEP_MS <= measured <= upper, (measured, overhead_p50, overhead_p90)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_full_measurement_and_clean_degradation(mlserver: MLServer, protocol: str) -> None:
+    backend = TritonBackend(url(mlserver, protocol), "sleepy", protocol=protocol)
+    try:
+        measured = run_measurement(backend, config(protocol=protocol, batch_sizes=[1, 4]))
+    finally:
+        backend.close()
+    assert measured.metrics["latency_batch_1_p50_ms"] >= SLEEP_MS
+    assert measured.metrics["latency_batch_4_samples"] >= 120
+    assert "latency_batch_1_server_queue_ms" not in measured.metrics  # MLServer has no statistics
+    notes = " ".join(measured.summary["notes"])
+    assert "server statistics unavailable" in notes and "client-side figures only" in notes
+    if protocol == "http":
+        assert "binary_data=False" in notes
+    assert measured.summary["device"]["server"] == "mlserver"
+    assert "mlserver 1.7.1" in measured.device
+    assert measured.summary["inputs"] == [{"name": "input_ids", "datatype": "INT64", "shape": [-1, -1]}]
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_model_not_loaded(mlserver: MLServer, protocol: str) -> None:
+    backend = TritonBackend(url(mlserver, protocol), "ghost", protocol=protocol)
+    with pytest.raises(BackendError, match=rf"model 'ghost' \(version latest\) not ready on {protocol}://127.0.0.1"):
+        backend.prepare()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_server_down_fails_fast(protocol: str) -> None:
+    backend = TritonBackend(f"127.0.0.1:{free_port()}", "sleepy", protocol=protocol, timeout_s=2)
+    t0 = time.monotonic()
+    with pytest.raises(BackendError, match=rf"server liveness check on {protocol}://127.0.0.1:\d+ failed"):
+        backend.prepare()
+    assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_request_timeout_is_an_error_not_a_hang(mlserver: MLServer, protocol: str) -> None:
+    backend = TritonBackend(url(mlserver, protocol), "slow", protocol=protocol, timeout_s=0.5)
+    specs = backend.prepare()
+    t0 = time.monotonic()
+    with pytest.raises(BackendError, match="a first request to model 'slow'"):
+        backend.bind(build_inputs(specs, 1, 4))
+    assert time.monotonic() - t0 < 5
+    time.sleep(1.6)  # let the blocked server finish the slow request before the next test
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_deploy_through_model_control_degrades_with_a_reason(
+    mlserver: MLServer, protocol: str, tmp_path: Path
+) -> None:
+    model = export(TinyTagger(16, 1), tmp_path / "model.pt")
+    backend = make_backend(config(protocol=protocol).benchmarking, model_file=model, url=url(mlserver, protocol),
+                           model_name="podium-tiny", deploy=True)
+    with pytest.raises(BackendError, match="cannot deploy model 'podium-tiny'.*MLServer does not"):
+        backend.prepare()
+
+
+def test_podium_bench_cli_on_a_server_model(mlserver: MLServer, tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "podium", "bench", "--backend", "triton", "--url", mlserver.grpc,
+         "--protocol", "grpc", "--model-name", "sleepy", "--no-log", "--iterations", "30",
+         "--batch-sizes", "1,2", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    doc = json.loads((tmp_path / "benchmark.json").read_text())
+    assert set(doc["batches"]) == {"1", "2"}
+    assert doc["batches"]["1"]["p50_ms"] >= SLEEP_MS
+    assert doc["config"]["benchmarking"]["protocol"] == "grpc"
+    assert "mlserver" in out.stdout

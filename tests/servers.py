@@ -1,0 +1,147 @@
+"""Real servers for tests: started on free 127.0.0.1 ports, stopped by PID.
+
+A missing server binary skips the test locally; with ``PODIUM_REQUIRE_SERVERS=1`` (CI) it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+MLSERVER_VERSION = "1.7.1"
+MLSERVER_VENV = Path(
+    os.environ.get("PODIUM_MLSERVER_VENV", Path.home() / ".cache" / "podium" / f"mlserver-{MLSERVER_VERSION}")
+)
+REQUIRE = os.environ.get("PODIUM_REQUIRE_SERVERS") == "1"
+
+
+def unavailable(reason: str) -> None:
+    if REQUIRE:
+        pytest.fail(f"{reason} (PODIUM_REQUIRE_SERVERS=1)")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_pid(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM the process group, then SIGKILL what is left."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                finished, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if finished:
+                return
+            time.sleep(0.05)
+
+
+def ensure_mlserver_venv() -> Path:
+    """MLServer in its own venv (its pins clash with podium's), built once and cached."""
+    marker = MLSERVER_VENV / ".podium-ok"
+    if marker.exists():
+        return MLSERVER_VENV / "bin" / "mlserver"
+    shutil.rmtree(MLSERVER_VENV, ignore_errors=True)
+    MLSERVER_VENV.parent.mkdir(parents=True, exist_ok=True)
+    steps = [
+        [sys.executable, "-m", "venv", str(MLSERVER_VENV)],
+        [str(MLSERVER_VENV / "bin" / "pip"), "install", "-q", f"mlserver=={MLSERVER_VERSION}", "uvloop<0.22"],
+    ]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            unavailable(f"cannot build the MLServer venv ({' '.join(step[:3])}): {done.stderr[-500:]}")
+    marker.touch()
+    return MLSERVER_VENV / "bin" / "mlserver"
+
+
+@dataclass
+class ServerProcess:
+    """A server we started: its process and log, stopped by PID."""
+
+    proc: subprocess.Popen
+    log_file: object
+    folder: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return (self.folder / "server.log").read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        stop_pid(self.proc.pid)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.log_file.close()  # type: ignore[attr-defined]
+
+
+def spawn(cmd: list[str], folder: Path, **kwargs) -> ServerProcess:
+    log = open(folder / "server.log", "wb")  # noqa: SIM115 - closed by ServerProcess.stop
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
+    return ServerProcess(proc, log, folder)
+
+
+@dataclass
+class MLServer:
+    process: ServerProcess
+    http: str  # host:port
+    grpc: str
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_mlserver(tmp: Path) -> MLServer:
+    binary = ensure_mlserver_venv()
+    repo = tmp / "repo"
+    shutil.copytree(HERE / "mlserver" / "repo", repo)
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    (repo / "settings.json").write_text(json.dumps({
+        "host": "127.0.0.1", "http_port": http, "grpc_port": grpc, "metrics_port": metrics,
+        "parallel_workers": 0, "debug": False,
+    }))
+    env = {**os.environ, "PYTHONPATH": str(HERE / "mlserver")}
+    process = spawn([str(binary), "start", str(repo)], tmp, cwd=repo, env=env)
+    server = MLServer(process, f"127.0.0.1:{http}", f"127.0.0.1:{grpc}")
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.proc.poll() is not None:
+            log = process.log()
+            process.stop()
+            pytest.fail(f"MLServer exited with {process.proc.returncode}:\n{log}")
+        try:
+            ready = [urllib.request.urlopen(f"http://{server.http}/v2/models/{m}/ready", timeout=1).status
+                     for m in ("sleepy", "echo")]
+            if ready == [200, 200]:
+                return server
+        except OSError:
+            pass
+        time.sleep(0.3)
+    log = process.log()
+    process.stop()
+    pytest.fail(f"MLServer did not become ready in 90 s:\n{log}")

@@ -1,0 +1,191 @@
+"""Selection policies and the fold: scope isolation, tie-breaks, streaming order == batch."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from podium.core.aggregation import ScopeKey
+from podium.core.config import SelectionConfig
+from podium.core.loading import parse_model
+from podium.core.records import BenchmarkRecord, TrialRecord
+from podium.core.selection import Candidate, rank
+from podium.core.state import SelectionState, select_all
+
+C1, C2 = "1" * 64, "2" * 64
+
+
+def cfg(**sections) -> SelectionConfig:
+    return parse_model(SelectionConfig, sections, "test")
+
+
+def cand(trial: str, f1: float, lat: float, key: str | None = None) -> Candidate:
+    return Candidate(trial, key or f"k-{trial}", f1, lat, 1, f"b-{trial}", f"t-{trial}", f"a-{trial}", None)
+
+
+def trial(t: str, f1: float | None, study: str = "s", kind: str = "trial", start: int = 0) -> TrialRecord:
+    return TrialRecord(f"{kind}-{t}-{start}", kind, start, study, t, f1, "bb")  # type: ignore[arg-type]
+
+
+def bench(run: str, t: str, lat: float, start: int, key: str | None = "K", config: str | None = C1,
+          study: str = "s") -> BenchmarkRecord:
+    key = None if key is None else f"{key}-{t}-{(config or '-')[:1]}"  # real keys hash the config
+    return BenchmarkRecord(run, start, study, t, key, config, {"latency_batch_1_ms": lat})
+
+
+# ---------------------------------------------------------------- policies
+
+
+def test_weighted_default_scores() -> None:
+    ranked = rank([cand("a", 0.9, 20.0), cand("b", 0.8, 10.0), cand("c", 0.7, 15.0)], SelectionConfig())
+    scores = {c.trial_key_hash: c.composite_score for c in ranked}
+    assert scores["a"] == pytest.approx(0.7 * 1.0 + 0.3 * 0.0)
+    assert scores["b"] == pytest.approx(0.7 * 0.5 + 0.3 * 1.0)
+    assert scores["c"] == pytest.approx(0.7 * 0.0 + 0.3 * 0.5)
+    assert [c.trial_key_hash for c in ranked] == ["a", "b", "c"]
+
+
+def test_weighted_latency_heavy_and_unnormalised_weights() -> None:
+    heavy = cfg(scoring={"f1_weight": 1, "latency_weight": 3, "normalize_weights": True})
+    assert rank([cand("a", 0.9, 20.0), cand("b", 0.8, 10.0)], heavy)[0].trial_key_hash == "b"
+    raw = cfg(scoring={"f1_weight": 2, "latency_weight": 2, "normalize_weights": False})
+    assert rank([cand("a", 0.9, 20.0)], raw)[0].composite_score == pytest.approx(4.0)
+
+
+def test_minimize_objective() -> None:
+    c = cfg(objective={"metric": "loss", "direction": "minimize"}, scoring={"f1_weight": 1, "latency_weight": 0})
+    assert rank([cand("a", 0.9, 1.0), cand("b", 0.1, 1.0)], c)[0].trial_key_hash == "b"
+
+
+def test_tolerance_policy() -> None:
+    c = cfg(selection={"policy": "tolerance", "accuracy_tolerance": 0.02})
+    ranked = rank([cand("a", 0.90, 30.0), cand("b", 0.885, 12.0), cand("c", 0.87, 5.0), cand("d", 0.89, 12.0)], c)
+    # in the band (>= 0.88): b and d are fastest; equal latency -> higher objective first
+    assert [x.trial_key_hash for x in ranked] == ["d", "b", "a", "c"]
+    assert all(x.composite_score is None for x in ranked)
+
+
+def test_max_latency_excludes() -> None:
+    c = cfg(selection={"max_latency_ms": 15})
+    assert [x.trial_key_hash for x in rank([cand("a", 0.9, 20.0), cand("b", 0.5, 10.0)], c)] == ["b"]
+    assert rank([cand("a", 0.9, 20.0)], c) == []
+
+
+@pytest.mark.parametrize("policy", ["weighted", "tolerance"])
+def test_ties_broken_by_trial_key_hash(policy: str) -> None:
+    c = cfg(selection={"policy": policy})
+    assert rank([cand("z", 0.9, 10.0), cand("a", 0.9, 10.0), cand("m", 0.9, 10.0)], c)[0].trial_key_hash == "a"
+
+
+# ---------------------------------------------------------------- the fold
+
+
+def test_configs_never_compete() -> None:
+    """The same trial measured under two configs: two scopes, each with its own best."""
+    records = [bench("r1", "t1", 5.0, 1, config=C1), bench("r2", "t2", 50.0, 2, config=C1),
+               bench("r3", "t1", 90.0, 3, config=C2), bench("r4", "t2", 9.0, 4, config=C2)]
+    sels, _ = select_all(records, [trial("t1", 0.8), trial("t2", 0.8)], SelectionConfig())
+    best = {s.benchmark_config_hash: s.best.trial_key_hash for s in sels}
+    assert best == {C1: "t1", C2: "t2"}
+    assert all(len(s.candidates) == 2 for s in sels)
+
+
+def test_studies_never_compete() -> None:
+    records = [bench("r1", "t1", 5.0, 1, study="s1"), bench("r2", "t2", 1.0, 2, study="s2")]
+    sels, _ = select_all(records, [trial("t1", 0.8, "s1"), trial("t2", 0.1, "s2")], SelectionConfig())
+    assert {(s.study_key_hash, s.best.trial_key_hash) for s in sels} == {("s1", "t1"), ("s2", "t2")}
+
+
+def test_outlier_never_wins_and_groups_make_one_candidate() -> None:
+    records = [bench("r1", "t1", 200.0, 1), bench("r2", "t1", 150.0, 2), bench("r3", "t1", 210.0, 3),
+               bench("r4", "t2", 180.0, 4)]
+    trials = [trial("t1", 0.9), trial("t2", 0.9)]
+    sels, _ = select_all(records, trials, SelectionConfig())
+    (sel,) = sels
+    lat = {c.trial_key_hash: c.latency_ms for c in sel.candidates}
+    assert lat == {"t1": 200.0, "t2": 180.0}
+    assert sel.best.trial_key_hash == "t2"  # a 'best ever' rule would have picked t1 at 150 ms
+
+
+def test_artifact_run_is_refit_when_present_and_objective_from_trial() -> None:
+    trials = [trial("t1", 0.9), trial("t1", None, kind="refit"), trial("t2", 0.8)]
+    sels, _ = select_all([bench("r1", "t1", 1.0, 1), bench("r2", "t2", 1.0, 2)], trials, SelectionConfig())
+    by_trial = {c.trial_key_hash: c for c in sels[0].candidates}
+    assert by_trial["t1"].artifact_run_id == "refit-t1-0" and by_trial["t1"].f1_score == 0.9
+    assert by_trial["t2"].artifact_run_id == "trial-t2-0"
+
+
+def test_newest_trial_run_counts() -> None:
+    trials = [trial("t1", 0.5, start=1), trial("t1", 0.9, start=5), trial("t1", 0.1, start=3)]
+    sels, _ = select_all([bench("r1", "t1", 1.0, 1)], trials, SelectionConfig())
+    assert sels[0].best.f1_score == 0.9
+
+
+def test_benchmarks_without_trial_or_metric_are_left_out() -> None:
+    no_metric = BenchmarkRecord("r9", 1, "s", "t1", "K-t1", C1, {"other": 1.0})
+    sels, state = select_all([bench("r1", "t1", 1.0, 1), bench("r2", "ghost", 1.0, 2), no_metric],
+                             [trial("t1", 0.9)], SelectionConfig())
+    assert [c.trial_key_hash for c in sels[0].candidates] == ["t1"]
+    assert state.skipped.missing_metric == 1
+    assert state.unjoined_groups() == 1
+
+
+def test_streaming_reports_changed_scope_and_ignores_replays() -> None:
+    state = SelectionState(SelectionConfig())
+    state.apply_trial(trial("t1", 0.9))
+    first = bench("r1", "t1", 10.0, 1)
+    assert state.apply_benchmark(first) == ScopeKey("s", C1)
+    assert state.apply_benchmark(first) is None
+    assert state.apply_trial(trial("t1", 0.95, start=9)) == [ScopeKey("s", C1)]
+    assert state.apply_trial(trial("t1", 0.1, start=2)) == []
+    assert state.select(ScopeKey("s", C1)).best.f1_score == 0.95
+
+
+def test_legacy_runs_form_their_own_scope() -> None:
+    records = [bench("r1", "t1", 10.0, 1, key=None, config=None), bench("r2", "t1", 30.0, 2, key=None, config=C1)]
+    sels, _ = select_all(records, [trial("t1", 0.9)], SelectionConfig())
+    (sel,) = sels
+    assert sel.benchmark_config_hash is None
+    assert sel.best.benchmark_key == "legacy_t1"
+    assert sel.best.benchmark_runs_count == 2
+
+
+# ---------------------------------------------------------------- batch == streaming, whatever the order
+
+records_st = st.lists(
+    st.builds(
+        bench,
+        run=st.text(alphabet="abcdefgh", min_size=1, max_size=3),
+        t=st.sampled_from(["t1", "t2", "t3", "t4"]),
+        lat=st.floats(1, 100, allow_nan=False),
+        start=st.integers(0, 40),
+        config=st.sampled_from([C1, C2]),
+    ),
+    min_size=1,
+    max_size=40,
+    unique_by=lambda r: r.run_id,
+)
+
+
+@settings(max_examples=75, deadline=None)
+@given(records_st, st.randoms(), st.sampled_from(["latest", "median", "mean"]),
+       st.sampled_from(["weighted", "tolerance"]))
+def test_any_order_with_replays_gives_the_batch_answer(records, rnd, method, policy) -> None:
+    config = cfg(benchmark={"latency_aggregation": method, "window": 3}, selection={"policy": policy})
+    trials = [trial("t1", 0.9), trial("t2", 0.85), trial("t3", 0.95), trial("t4", 0.9)]
+    batch, _ = select_all(records, trials, config)
+
+    stream = list(records) + list(records[: len(records) // 2])
+    rnd.shuffle(stream)
+    state = SelectionState(config)
+    events = [("b", r) for r in stream] + [("t", t) for t in trials]
+    rnd.shuffle(events)
+    latest = {}
+    for kind, rec in events:
+        scopes = [state.apply_benchmark(rec)] if kind == "b" else state.apply_trial(rec)
+        for scope in filter(None, scopes):
+            latest[scope] = state.select(scope)
+    assert {(s.study_key_hash, s.benchmark_config_hash): s for s in batch} == {
+        k: v for k, v in latest.items() if v is not None
+    }
