@@ -1,0 +1,140 @@
+"""``podium bench`` on the local PyTorch backend, with a TorchScript model logged in a real MLflow store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from podium.backends.base import BackendError
+from podium.backends.local import LocalBackend, save_torchscript
+from podium.demo.model import TinyTagger, export
+
+STUDY, TRIAL = "5" * 64, "7" * 64
+
+
+def log_model_run(client: MlflowClient, tmp: Path, model_file: Path | None = None, payload: bytes | None = None) -> str:
+    exp = client.get_experiment_by_name("training")
+    exp_id = exp.experiment_id if exp else client.create_experiment("training", (tmp / "artifacts").as_uri())
+    run = client.create_run(exp_id, tags={"code.stage": "refit", "code.grouping.study_key_hash": STUDY,
+                                          "code.grouping.trial_key_hash": TRIAL})
+    if model_file is None:
+        model_file = tmp / "src" / "model.pt"
+        model_file.parent.mkdir(parents=True, exist_ok=True)
+        if payload is not None:
+            model_file.write_bytes(payload)
+        else:
+            export(TinyTagger(16, 1), model_file)
+    client.log_artifact(run.info.run_id, str(model_file), "model")
+    client.log_metric(run.info.run_id, "macro-f1", 0.8)
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def bench(store_uri: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "podium", "bench", "--tracking-uri", store_uri, "--iterations", "20",
+         "--batch-sizes", "1,4", *args],
+        capture_output=True, text=True, timeout=180, cwd=cwd, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    )
+
+
+def benchmark_runs(client: MlflowClient):
+    return client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              "tags.`code.stage` = 'benchmark'")
+
+
+def test_bench_logs_once_then_reuses(store_uri: str, client: MlflowClient, tmp_path: Path) -> None:
+    run_id = log_model_run(client, tmp_path)
+    first = bench(store_uri, tmp_path, "--run-id", run_id)
+    assert first.returncode == 0, first.stderr
+    assert "Logged MLflow run" in first.stdout
+    (run,) = benchmark_runs(client)
+    assert run.info.status == "FINISHED"
+    tags, metrics = run.data.tags, run.data.metrics
+    assert tags["code.benchmark.champion_run_id"] == run_id and tags["code.benchmark.backend"] == "local"
+    assert "torch 2.13.0" in tags["code.benchmark.device"]
+    assert set(tags["code.benchmark.stability"].split(",")) <= {"b1:stable", "b1:unstable", "b4:stable", "b4:unstable"}
+    for b in (1, 4):
+        assert metrics[f"latency_batch_{b}_p50_ms"] > 0 and metrics[f"latency_batch_{b}_samples"] >= 60
+    summary = json.loads((tmp_path / "benchmark.json").read_text())
+    assert summary["device"]["kind"] == "cpu" and summary["inputs"][0]["name"] == "input_ids"
+    logged = json.loads(Path(client.download_artifacts(run.info.run_id, "benchmark.json", str(tmp_path))).read_text())
+    assert logged["batches"].keys() == {"1", "4"}
+
+    second = bench(store_uri, tmp_path, "--run-id", run_id)
+    assert second.returncode == 0, second.stderr
+    assert "Reused" in second.stdout and run.info.run_id in second.stdout
+    assert len(benchmark_runs(client)) == 1
+
+
+def test_model_uri_without_logging(store_uri: str, client: MlflowClient, tmp_path: Path) -> None:
+    run_id = log_model_run(client, tmp_path)
+    out = bench(store_uri, tmp_path, "--model-uri", f"runs:/{run_id}/model/model.pt", "--no-log")
+    assert out.returncode == 0, out.stderr
+    assert benchmark_runs(client) == []
+    assert (tmp_path / "benchmark.json").exists()
+
+
+def test_not_a_model_fails_clearly_with_a_failed_run(store_uri: str, client: MlflowClient, tmp_path: Path) -> None:
+    run_id = log_model_run(client, tmp_path, payload=b"this is not a model")
+    out = bench(store_uri, tmp_path, "--run-id", run_id)
+    assert out.returncode == 2
+    assert "is not a loadable TorchScript model" in " ".join(out.stderr.split())
+    (run,) = benchmark_runs(client)
+    assert run.info.status == "FAILED"
+    assert "is not a loadable TorchScript model" in run.data.tags["code.benchmark.error"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--run-id", "0" * 32], "run 00000000000000000000000000000000 not found"),
+     (["--model-uri", "/nope/model.pt", "--no-log"], "model file /nope/model.pt does not exist"),
+     (["--model-uri", "/nope/model.pt"], "--log needs the model's MLflow run"),
+     ([], "give the model"),
+     (["--run-id", "x'y"], "run id may only hold")],
+)
+def test_bad_requests(store_uri: str, client: MlflowClient, tmp_path: Path, args: list[str], message: str) -> None:
+    client.search_experiments()
+    out = bench(store_uri, tmp_path, *args)
+    assert out.returncode == 2, out.stdout
+    assert message in " ".join(out.stderr.split())
+
+
+class TwoFloats(torch.nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + b
+
+
+def test_signature_podium_cannot_fill(tmp_path: Path) -> None:
+    path = tmp_path / "m.pt"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(TwoFloats()), str(path))
+    with pytest.raises(BackendError, match=r"cannot tell how to fill forward\(a, b\).*save_torchscript"):
+        LocalBackend(path, "cpu").prepare()
+
+
+def test_model_that_rejects_its_inputs(tmp_path: Path) -> None:
+    path = save_torchscript(TinyTagger(8, 1), tmp_path / "m.pt",
+                            inputs=[{"name": "input_ids", "datatype": "FP32", "shape": [-1, -1]}])
+    backend = LocalBackend(path, "cpu")
+    specs = backend.prepare()
+    from podium.backends.inputs import build_inputs
+
+    with pytest.raises(BackendError, match="the model rejected inputs"):
+        backend.bind(build_inputs(specs, 1, 4))
+
+
+def test_cuda_requested_without_cuda(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(BackendError, match="no CUDA device"):
+        LocalBackend(tmp_path / "m.pt", "cuda")

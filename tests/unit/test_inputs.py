@@ -1,0 +1,64 @@
+"""Inputs from a signature: test data or deterministic synthetic data; clear errors otherwise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from podium.backends.base import BackendError, InputSpec
+from podium.backends.inputs import build_inputs, load_token_rows
+from podium.backends.triton_config import model_config, to_pbtxt
+
+IDS = InputSpec("input_ids", "INT64", (-1, -1), vocab_size=50)
+
+
+def test_synthetic_inputs_are_deterministic_and_in_vocab() -> None:
+    a = build_inputs([IDS, InputSpec("attention_mask", "INT64", (-1, -1))], 4, 16, seed=3)
+    b = build_inputs([IDS, InputSpec("attention_mask", "INT64", (-1, -1))], 4, 16, seed=3)
+    assert a["input_ids"].shape == (4, 16) and a["input_ids"].dtype == np.int64
+    assert np.array_equal(a["input_ids"], b["input_ids"])
+    assert a["input_ids"].min() >= 1 and a["input_ids"].max() < 50
+    assert (a["attention_mask"] == 1).all()
+
+
+def test_test_data_fills_rows_truncated_and_padded(tmp_path: Path) -> None:
+    data = tmp_path / "tokens.jsonl"
+    data.write_text('[5, 6, 7]\n{"input_ids": [9, 9, 9, 9, 9, 9]}\n\n')
+    rows = load_token_rows(data)
+    x = build_inputs([IDS], 3, 4, rows)["input_ids"]
+    assert x.tolist() == [[5, 6, 7, 0], [9, 9, 9, 9], [5, 6, 7, 0]]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("[1, 2]\nnot json\n", "line 2: not JSON"), ('{"ids": [1]}\n', "line 1: expected a non-empty list"),
+     ("[-1]\n", "line 1"), ("\n", "no token sequences")],
+)
+def test_bad_test_data(tmp_path: Path, text: str, message: str) -> None:
+    data = tmp_path / "bad.jsonl"
+    data.write_text(text)
+    with pytest.raises(BackendError, match=message):
+        load_token_rows(data)
+
+
+def test_unfillable_signatures() -> None:
+    with pytest.raises(BackendError, match="datatype BYTES, which podium cannot fill"):
+        build_inputs([InputSpec("text", "BYTES", (-1,))], 1, 8)
+    with pytest.raises(BackendError, match="is a scalar"):
+        build_inputs([InputSpec("x", "FP32", ())], 1, 8)
+
+
+def test_fixed_and_float_dims() -> None:
+    x = build_inputs([InputSpec("pixels", "FP32", (-1, 3, 8, 8))], 2, 99)["pixels"]
+    assert x.shape == (2, 3, 8, 8) and x.dtype == np.float32
+
+
+def test_triton_config_for_a_torchscript_deploy() -> None:
+    cfg = model_config("tagger", [IDS], [InputSpec("logits", "FP32", (-1, -1, 5))], 16)
+    assert cfg["platform"] == "pytorch_libtorch" and cfg["max_batch_size"] == 16
+    assert cfg["input"] == [{"name": "input_ids", "data_type": "TYPE_INT64", "dims": [-1]}]
+    assert cfg["output"] == [{"name": "logits", "data_type": "TYPE_FP32", "dims": [-1, 5]}]
+    text = to_pbtxt(cfg)
+    assert 'name: "tagger"' in text and "data_type: TYPE_INT64 dims: [ -1 ]" in text
