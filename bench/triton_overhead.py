@@ -21,12 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from podium.backends.inputs import build_inputs  # noqa: E402
-from podium.backends.triton import TritonBackend  # noqa: E402
-from podium.core.config import BenchmarkingSection  # noqa: E402
-from podium.core.stats import summarize  # noqa: E402
-from podium.measure import measure_batch  # noqa: E402
-from tests.servers import start_mlserver  # noqa: E402
+from podium.backends.inputs import build_inputs
+from podium.backends.triton import TritonBackend
+from podium.core.config import BenchmarkingSection
+from podium.core.stats import summarize
+from podium.measure import measure_batch
+from tests.servers import start_mlserver
 
 SERVICE_MS = {"echo": 0.0, "sleepy": 5.0}
 

@@ -1,3 +1,10 @@
 """podium: honest inference-latency benchmarks and an outlier-proof best model per study."""
 
 __version__ = "0.1.0"
+
+
+def subscribe(*args, **kwargs):  # noqa: ANN002, ANN003 - re-exported lazily
+    """Follow best-model updates; see :func:`podium.subscriber.subscribe`."""
+    from podium.subscriber import subscribe as _subscribe
+
+    return _subscribe(*args, **kwargs)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.backends.base import InferenceBackend, ServerStats
+from podium.backends.factory import make_backend
 from podium.backends.inputs import build_inputs, load_token_rows
 from podium.core.config import BenchmarkConfig
 from podium.core.metrics import server_metrics, summary_metrics
 from podium.measure import BatchMeasurement, Clock, Progress, measure_batch
+from podium.models import ModelSource, fetch
 from podium.runner import Measured
 
 
@@ -73,3 +78,31 @@ def _server_breakdown(before: ServerStats | None, after: ServerStats | None, m: 
     total = (after.total_ns - before.total_ns) / n / 1e6
     client_mean = sum(w.mean_ms * w.count for w in m.windows) / sum(w.count for w in m.windows)
     return queue, compute, max(0.0, client_mean - total)
+
+
+def measure_model(
+    config: BenchmarkConfig,
+    source: ModelSource,
+    tracking: MlflowTracking | None,
+    *,
+    url: str | None = None,
+    model_name: str | None = None,
+    model_version: str = "",
+    progress: Progress | None = None,
+    config_hash: str | None = None,
+) -> Measured:
+    """Fetch the model if the backend needs a file, build the backend, measure, tear down.
+
+    The triton backend serves ``model_name`` when given; otherwise it deploys the model file under a
+    name made from the champion run (and unloads it afterwards)."""
+    cfg = config.benchmarking
+    needs_file = cfg.backend == "local" or (cfg.backend == "triton" and model_name is None)
+    with tempfile.TemporaryDirectory(prefix="podium-model-") as tmp:
+        model_file = fetch(source, tracking, Path(tmp)) if needs_file else None
+        name = model_name or f"podium-{(source.run_id or Path(str(model_file)).stem)[:24]}"
+        backend = make_backend(cfg, model_file=model_file, url=url, model_name=name,
+                               model_version=model_version, deploy=model_name is None)
+        try:
+            return run_measurement(backend, config, progress=progress, config_hash=config_hash)
+        finally:
+            backend.close()

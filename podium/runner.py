@@ -30,6 +30,8 @@ class Measured:
 
 
 Measure = Callable[[BenchmarkConfig, Champion], Measured]
+#: Runs after results are recorded and before the run is marked FINISHED (the worker's fenced commit).
+BeforeFinish = Callable[[str, int, Measured], None]
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,12 @@ def benchmark_champion(
     *,
     worker: str,
     identity: BenchmarkIdentity | None = None,
+    fencing_token: int | None = None,
+    before_finish: BeforeFinish | None = None,
 ) -> Outcome:
-    """Reuse a FINISHED benchmark of the same key (unless ``force_new``), else measure and log one."""
+    """Reuse a FINISHED benchmark of the same key (unless ``force_new``), else measure and log one.
+
+    Any failure, ``before_finish`` refusing included, ends the run FAILED with the reason as a tag."""
     identity = identity or identity_for(champion, config_hash_of(config))
     if config.run.mode == "reuse_if_exists":
         found = tracking.benchmark_exists(identity, champion)
@@ -59,15 +65,18 @@ def benchmark_champion(
             return Outcome("reused", identity.key, found.run_id, found.via)
     cfg = config.benchmarking
     tags = benchmark_run_tags(
-        tracking.tags, identity, champion, backend=cfg.backend, target=cfg.target, worker=worker
+        tracking.tags, identity, champion, backend=cfg.backend, target=cfg.target, worker=worker,
+        fencing_token=fencing_token,
     )
-    run_id = tracking.start_benchmark_run(tags, run_name=f"benchmark-{champion.trial_key_hash[:8]}")
+    run_id, start_time = tracking.start_benchmark_run(tags, run_name=f"benchmark-{champion.trial_key_hash[:8]}")
     try:
         measured = measure(config, champion)
         device_tags = {tracking.tags.benchmark.device: measured.device}
         if measured.stability:
             device_tags[tracking.tags.benchmark.stability] = measured.stability
         tracking.record_results(run_id, measured.metrics, measured.summary, config.output.filename, device_tags)
+        if before_finish is not None:
+            before_finish(run_id, start_time, measured)
     except BaseException as exc:
         tracking.fail_run(run_id, f"{type(exc).__name__}: {exc}")
         raise

@@ -145,3 +145,39 @@ def start_mlserver(tmp: Path) -> MLServer:
     log = process.log()
     process.stop()
     pytest.fail(f"MLServer did not become ready in 90 s:\n{log}")
+
+
+@dataclass
+class RedisServer:
+    process: ServerProcess
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_redis(tmp: Path, port: int | None = None) -> RedisServer:
+    """A real redis-server on 127.0.0.1 (no persistence), in the foreground so its PID is ours."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server is not installed (apt-get install -y redis-server)")
+    port = port or free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
+    process = spawn([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                     "--dir", str(tmp)], tmp)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return RedisServer(process, port)
+        except OSError:
+            time.sleep(0.05)
+    log = process.log()
+    process.stop()
+    pytest.fail(f"redis-server did not start on port {port}:\n{log}")

@@ -171,6 +171,18 @@ class MlflowTracking:
                     out.append(record)
         return out
 
+    def load_trial(self, study: str, trial: str) -> list[TrialRecord]:
+        """The FINISHED trial and refit runs of one trial (the aggregator's look-up for a new trial)."""
+        out = []
+        for stage, kind in ((self.tags.stage.hpo_trial, "trial"), (self.tags.stage.refit, "refit")):
+            flt = all_of(tag_eq(self.tags.stage.key, stage), tag_eq(self.tags.grouping.study_key_hash, study),
+                         tag_eq(self.tags.grouping.trial_key_hash, trial), status_is("FINISHED"))
+            for run in self._search(self.experiment_ids(), flt):
+                record = self.trial_record(run, kind)
+                if record is not None:
+                    out.append(record)
+        return out
+
     def benchmark_record(self, run: Run) -> BenchmarkRecord | None:
         tags = run.data.tags
         study = tags.get(self.tags.grouping.study_key_hash)
@@ -280,15 +292,15 @@ class MlflowTracking:
 
     # ------------------------------------------------------------------ writing
 
-    def start_benchmark_run(self, tags: Mapping[str, str], run_name: str | None = None) -> str:
-        """Create the RUNNING benchmark run with all its tags in one call; return its id."""
+    def start_benchmark_run(self, tags: Mapping[str, str], run_name: str | None = None) -> tuple[str, int]:
+        """Create the RUNNING benchmark run with all its tags in one call; return its id and start time."""
         try:
             run = self.client.create_run(
                 self.benchmark_experiment_id(), start_time=_now_ms(), tags=dict(tags), run_name=run_name
             )
         except MlflowException as exc:
             raise TrackingError(f"cannot create a benchmark run in {self._uri()}: {exc.message}") from None
-        return run.info.run_id
+        return run.info.run_id, run.info.start_time
 
     def record_results(
         self, run_id: str, metrics: Mapping[str, float], summary: Mapping[str, Any], filename: str,
@@ -322,7 +334,7 @@ class MlflowTracking:
         filename: str = "benchmark.json", run_name: str | None = None,
     ) -> str:
         """Create, fill and finish a benchmark run (the path without a lock)."""
-        run_id = self.start_benchmark_run(tags, run_name)
+        run_id, _ = self.start_benchmark_run(tags, run_name)
         try:
             self.record_results(run_id, metrics, summary, filename)
         except BaseException as exc:

@@ -19,6 +19,10 @@ def make_backend(
 ) -> InferenceBackend:
     """``local``: the model file in-process. ``triton``: ``model_name`` on the server at ``url``; with
     ``deploy`` the model file is uploaded through the model-control API first (and unloaded after)."""
+    if cfg.backend == "synthetic":
+        from podium.backends.synthetic import SyntheticBackend
+
+        return SyntheticBackend(cfg.synthetic_service_ms)
     if cfg.backend == "local":
         if model_file is None:
             raise BackendError("the local backend needs a model file (--run-id or --model-uri)")

@@ -9,6 +9,8 @@ import typer
 
 from podium.cli.bench_cmd import bench
 from podium.cli.common import setup_logging
+from podium.cli.pipeline_cmds import aggregator, backfill, enqueue, worker
+from podium.cli.watch_cmd import watch
 from podium.cli.select_cmd import select
 
 app = typer.Typer(
@@ -29,6 +31,11 @@ def _root(
 
 app.command("select")(select)
 app.command("bench")(bench)
+app.command("enqueue")(enqueue)
+app.command("backfill")(backfill)
+app.command("worker")(worker)
+app.command("aggregator")(aggregator)
+app.command("watch")(watch)
 
 
 def main() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -13,14 +12,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from podium.adapters.mlflow_tracking import MlflowTracking, worker_name
-from podium.backends.factory import make_backend
-from podium.benchmark import run_measurement
+from podium.benchmark import measure_model
 from podium.cli.common import fail, podium_errors
 from podium.configs import config_hash_of, load_benchmark_config, load_tags
 from podium.core.config import Backend, BenchmarkConfig, Protocol
 from podium.core.records import Champion
 from podium.core.settings import PodiumSettings
-from podium.models import DEFAULT_ARTIFACT_PATH, ModelSource, fetch, parse_model_uri
+from podium.models import DEFAULT_ARTIFACT_PATH, ModelSource, parse_model_uri
 from podium.runner import Measured, benchmark_champion
 
 
@@ -74,9 +72,8 @@ def bench(
                 settings.benchmark_experiment, create=False,
             )
         champion = tracking.champion(source.run_id) if (log and tracking and source.run_id) else None
-        with tempfile.TemporaryDirectory(prefix="podium-model-") as tmp:
-            measured = _measure(cfg, source, tracking, Path(tmp), url, model_name, model_version, champion,
-                                worker=settings.worker_name or worker_name())
+        measured = _measure(cfg, source, tracking, url, model_name, model_version, champion,
+                            worker=settings.worker_name or worker_name())
     if measured is None:
         return
     out.mkdir(parents=True, exist_ok=True)
@@ -86,14 +83,9 @@ def bench(
     Console().print(f"Wrote {path}")
 
 
-def _measure(cfg: BenchmarkConfig, source: ModelSource, tracking: MlflowTracking | None, tmp: Path,
+def _measure(cfg: BenchmarkConfig, source: ModelSource, tracking: MlflowTracking | None,
              url: str | None, model_name: str | None, model_version: str, champion: Champion | None,
              worker: str) -> Measured | None:
-    needs_file = cfg.benchmarking.backend == "local" or model_name is None
-    model_file = fetch(source, tracking, tmp) if needs_file else None
-    deploy_name = model_name or f"podium-{(source.run_id or Path(str(model_file)).stem)[:24]}"
-    backend = make_backend(cfg.benchmarking, model_file=model_file, url=url, model_name=deploy_name,
-                           model_version=model_version, deploy=model_name is None)
     config_hash = config_hash_of(cfg)
 
     def measure(config: BenchmarkConfig, _champion: Champion | None = None) -> Measured:
@@ -106,14 +98,12 @@ def _measure(cfg: BenchmarkConfig, source: ModelSource, tracking: MlflowTracking
                     tasks[key] = progress.add_task(f"batch {batch} {phase}", total=total)
                 progress.update(tasks[key], completed=done, total=total)
 
-            return run_measurement(backend, config, progress=update, config_hash=config_hash)
+            return measure_model(config, source, tracking, url=url, model_name=model_name,
+                                 model_version=model_version, progress=update, config_hash=config_hash)
 
-    try:
-        if champion is None or tracking is None:
-            return measure(cfg)
-        outcome = benchmark_champion(champion, cfg, tracking, measure, worker=worker)
-    finally:
-        backend.close()
+    if champion is None or tracking is None:
+        return measure(cfg)
+    outcome = benchmark_champion(champion, cfg, tracking, measure, worker=worker)
     if outcome.status == "reused":
         Console().print(
             f"Reused: benchmark {outcome.benchmark_key[:16]}… is already FINISHED in run {outcome.run_id} "

@@ -27,7 +27,7 @@ from podium.core.safety import SAFE_VALUE
 RunMode = Literal["reuse_if_exists", "force_new"]
 Aggregation = Literal["latest", "median", "mean"]
 Policy = Literal["weighted", "tolerance"]
-Backend = Literal["local", "triton"]
+Backend = Literal["local", "triton", "synthetic"]
 Protocol = Literal["http", "grpc"]
 Precision = Literal["fp32", "fp16", "bf16"]
 
@@ -69,6 +69,8 @@ class BenchmarkingSection(StrictModel):
     seed: int = 0
     backend: Backend = "local"
     protocol: Protocol = "http"
+    #: ``synthetic`` backend only: the fixed service time of each request (pipeline smoke tests, benches).
+    synthetic_service_ms: NonNegativeFloat = 0.0
     #: The worker pool that measures (one Celery queue per target, e.g. ``cpu``, ``gpu-h200``).
     target: str = "cpu"
     precision: Precision = "fp32"

@@ -34,7 +34,7 @@ def sha256_hex(value: Any) -> str:
 
 def measurement_settings(cfg: BenchmarkingSection, input_fingerprint: str) -> dict[str, Any]:
     """Every setting that can change a measured number. Cosmetic ones (output file name) are left out."""
-    return {
+    settings = {
         "batch_sizes": sorted(set(cfg.batch_sizes)),
         "max_length": cfg.max_length,
         "iterations": cfg.iterations,
@@ -47,6 +47,9 @@ def measurement_settings(cfg: BenchmarkingSection, input_fingerprint: str) -> di
         "input": input_fingerprint,
         "stability": cfg.stability.model_dump(),
     }
+    if cfg.backend == "synthetic":
+        settings["synthetic_service_ms"] = cfg.synthetic_service_ms
+    return settings
 
 
 def benchmark_config_hash(cfg: BenchmarkingSection, input_fingerprint: str) -> str:

@@ -25,6 +25,16 @@ class PodiumSettings(BaseSettings):
     benchmark_experiment: str = "podium-benchmarks"
     #: Worker name written to ``code.benchmark.worker`` (defaults to host:pid).
     worker_name: str | None = None
+    #: The longest a benchmark may run, in seconds. Celery's visibility timeout must exceed it.
+    max_benchmark_s: int = Field(default=3600, gt=0)
+    #: Celery/Redis visibility timeout: an unacked message older than this is redelivered.
+    visibility_timeout_s: int = Field(default=7200, gt=0)
+    #: Benchmark lock TTL in ms (renewed by a watchdog every third of it).
+    lock_ttl_ms: int = Field(default=30_000, ge=1000)
+    #: Attempts at one request (crashes and failures) before it goes to the dead-letter stream.
+    max_attempts: int = Field(default=3, ge=1)
+    #: First retry delay after a failure, doubled per attempt.
+    retry_backoff_s: float = Field(default=2.0, ge=0)
 
 
 def redact_url(url: str) -> str:

@@ -1,1 +1,20 @@
-"""workers (see DESIGN.md, Components and their homes)."""
+"""Celery workers. ``celery -A podium.workers worker -Q podium.cpu`` finds ``app`` here; it is built from
+``PODIUM_*`` settings on first access (not at import)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_app: Any = None
+
+
+def __getattr__(name: str) -> Any:
+    if name not in ("app", "celery"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    global _app
+    if _app is None:
+        from podium.core.settings import PodiumSettings
+        from podium.workers.app import create_app
+
+        _app = create_app(PodiumSettings())
+    return _app

@@ -1,0 +1,67 @@
+"""Publish a BestModelUpdate atomically: sequence check, latest-value key, durable history, live channel."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from podium import names
+from podium.core.messages import BestModelUpdate, CandidateView
+from podium.core.selection import Candidate, Selection
+
+#: History kept in ``podium:best-updates`` (approximate trim).
+HISTORY_MAXLEN = 100_000
+
+# KEYS: seq, latest, history. ARGV: seq, payload, channel, maxlen.
+_PUBLISH = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) <= current then return current end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'data', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[2])
+return -1
+"""
+
+
+def candidate_view(c: Candidate) -> CandidateView:
+    return CandidateView(**{k: getattr(c, k) for k in CandidateView.model_fields})
+
+
+def fingerprint(view: CandidateView | None) -> tuple | None:
+    """What subscribers care about: who is best and with which figures."""
+    if view is None:
+        return None
+    return (view.trial_key_hash, view.benchmark_key, view.f1_score, view.latency_ms, view.benchmark_runs_count)
+
+
+class Publisher:
+    def __init__(self, client: redis.Redis):
+        self.client = client
+        self._script = client.register_script(_PUBLISH)
+        self._seq: dict[str, int] = {}  # last sequence used per study (survives a Redis flush)
+
+    def last_published(self, study: str, config_hash: str | None) -> BestModelUpdate | None:
+        raw = self.client.get(names.best_latest(study, config_hash))
+        return BestModelUpdate.model_validate_json(raw) if raw else None
+
+    def publish(self, selection: Selection | None, study: str, config_hash: str | None, reason: str,
+                policy: str, aggregation: str) -> BestModelUpdate:
+        best = candidate_view(selection.best) if selection else None
+        while True:
+            stored = int(self.client.get(names.sequence(study)) or 0)
+            seq = max(stored, self._seq.get(study, 0)) + 1
+            update = BestModelUpdate(
+                study_key_hash=study, benchmark_config_hash=config_hash, seq=seq, reason=reason,  # type: ignore[arg-type]
+                best=best, candidates=len(selection.candidates) if selection else 0, policy=policy,
+                aggregation=aggregation, published_at=time.time(),
+            )
+            result = self._script(
+                keys=[names.sequence(study), names.best_latest(study, config_hash), names.BEST_UPDATES_STREAM],
+                args=[seq, update.encode(), names.best_channel(study), HISTORY_MAXLEN],
+            )
+            if int(result) == -1:
+                self._seq[study] = seq
+                return update
+            self._seq[study] = int(result)  # someone else advanced the sequence: take the next one

@@ -1,0 +1,198 @@
+"""The aggregator: rebuild from MLflow, then fold result events from ``podium:benchmarks`` into the core's
+``SelectionState`` and publish every change of a scope's best model.
+
+Only one aggregator applies events at a time (a leader lock); a second one waits as a standby. Events
+are acknowledged after they are applied; entries left pending by a dead consumer are claimed back;
+malformed entries go to the dead-letter stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+
+from podium import names
+from podium.adapters.dead_letters import dead_letter
+from podium.adapters.mlflow_tracking import MlflowTracking
+from podium.aggregator.publisher import Publisher, candidate_view, fingerprint
+from podium.core.aggregation import ScopeKey
+from podium.core.config import SelectionConfig
+from podium.core.messages import BenchmarkResult, BestModelUpdate, MessageError, decode
+from podium.core.state import SelectionState
+from podium.workers.lock import FencedLock
+
+log = logging.getLogger(__name__)
+
+#: Entries read per XREADGROUP.
+BATCH = 500
+#: Pending entries idle this long belong to a dead consumer and are claimed back.
+CLAIM_IDLE_MS = 30_000
+#: How often pending entries of dead consumers are looked for.
+CLAIM_EVERY_S = 5.0
+#: A trial unknown to the state is looked up in MLflow at most this often.
+TRIAL_REFRESH_S = 5.0
+
+
+@dataclass
+class AggregatorStats:
+    applied: int = 0
+    replays: int = 0
+    published: int = 0
+    dead_letters: int = 0
+    last_lag_ms: float = 0.0
+    lags_ms: list[float] = field(default_factory=list)
+
+
+class Aggregator:
+    def __init__(self, client: redis.Redis, tracking: MlflowTracking, config: SelectionConfig, consumer: str,
+                 on_update: Callable[[BestModelUpdate], None] | None = None):
+        self.client = client
+        self.tracking = tracking
+        self.config = config
+        self.consumer = consumer
+        self.state = SelectionState(config)
+        self.publisher = Publisher(client)
+        self.published: dict[ScopeKey, tuple | None] = {}
+        self.trial_checked: dict[tuple[str, str], float] = {}
+        self.stats = AggregatorStats()
+        self.on_update = on_update
+        self._last_claim = 0.0
+
+    # ------------------------------------------------------------------ start-up
+
+    def ensure_group(self) -> None:
+        try:
+            self.client.xgroup_create(names.BENCHMARKS_STREAM, names.AGGREGATOR_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def rebuild(self) -> None:
+        """MLflow is the source of truth: fold every FINISHED run in, then publish what changed."""
+        self.state = SelectionState(self.config)
+        ids = self.tracking.experiment_ids()
+        for trial in self.tracking.load_trials(ids):
+            self.state.apply_trial(trial)
+        for bench in self.tracking.load_benchmarks(ids):
+            self.state.apply_benchmark(bench)
+        self.published = {}
+        for scope in self.state.scopes():
+            last = self.publisher.last_published(scope.study_key_hash, scope.config_hash)
+            self.published[scope] = fingerprint(last.best) if last else None
+            self.maybe_publish(scope)
+        log.info("Rebuilt from MLflow: %d scopes, %d groups.", len(self.state.scopes()), len(self.state.windows))
+
+    # ------------------------------------------------------------------ consuming
+
+    def step(self, block_ms: int = 1000) -> int:
+        """Claim entries of dead consumers, read a batch, apply, acknowledge. Returns entries handled."""
+        entries = []
+        if time.monotonic() - self._last_claim > CLAIM_EVERY_S:
+            self._last_claim = time.monotonic()
+            claimed = self.client.xautoclaim(names.BENCHMARKS_STREAM, names.AGGREGATOR_GROUP, self.consumer,
+                                             min_idle_time=CLAIM_IDLE_MS, start_id="0-0", count=BATCH)
+            entries = [e for e in (claimed[1] if claimed else []) if e[1]]
+        if not entries:
+            response = self.client.xreadgroup(names.AGGREGATOR_GROUP, self.consumer,
+                                              {names.BENCHMARKS_STREAM: ">"}, count=BATCH, block=block_ms)
+            entries = [e for _, batch in (response or []) for e in batch]
+        if not entries:
+            return 0
+        for entry_id, fields in entries:
+            self.apply_entry(entry_id, fields)
+        self.client.xack(names.BENCHMARKS_STREAM, names.AGGREGATOR_GROUP, *[e for e, _ in entries])
+        return len(entries)
+
+    def pending_own(self) -> None:
+        """After a restart under the same name, re-read what was delivered but never acknowledged."""
+        response = self.client.xreadgroup(names.AGGREGATOR_GROUP, self.consumer, {names.BENCHMARKS_STREAM: "0"},
+                                          count=100_000)
+        entries = [e for _, batch in (response or []) for e in batch if e[1]]
+        for entry_id, fields in entries:
+            self.apply_entry(entry_id, fields)
+        if entries:
+            self.client.xack(names.BENCHMARKS_STREAM, names.AGGREGATOR_GROUP, *[e for e, _ in entries])
+
+    def apply_entry(self, entry_id: str, fields: dict[str, str]) -> None:
+        try:
+            result = decode(BenchmarkResult, fields.get("data", ""))
+        except MessageError as exc:
+            self.stats.dead_letters += 1
+            dead_letter(self.client, "result", fields, f"stream entry {entry_id}: {exc}")
+            return
+        self.apply_result(result)
+        self.stats.last_lag_ms = max(0.0, time.time() * 1000 - int(entry_id.split("-")[0]))
+
+    def apply_result(self, result: BenchmarkResult) -> BestModelUpdate | None:
+        self._know_trial(result.study_key_hash, result.trial_key_hash)
+        scope = self.state.apply_benchmark(result.record())
+        if scope is None:
+            self.stats.replays += 1
+            return None
+        self.stats.applied += 1
+        return self.maybe_publish(scope)
+
+    def _know_trial(self, study: str, trial: str) -> None:
+        side = self.state.trials.get((study, trial))
+        if side is not None and side.trial is not None:
+            return
+        now = time.monotonic()
+        if now - self.trial_checked.get((study, trial), -1e9) < TRIAL_REFRESH_S:
+            return
+        self.trial_checked[(study, trial)] = now
+        for record in self.tracking.load_trial(study, trial):
+            for scope in self.state.apply_trial(record):
+                self.maybe_publish(scope)
+
+    # ------------------------------------------------------------------ publishing
+
+    def maybe_publish(self, scope: ScopeKey) -> BestModelUpdate | None:
+        selection = self.state.select(scope)
+        new = fingerprint(candidate_view(selection.best)) if selection else None
+        old = self.published.get(scope)
+        if new == old:
+            return None
+        if old is None:
+            reason = "first"
+        elif new is None:
+            reason = "removed"
+        elif new[:2] != old[:2]:
+            reason = "new_best"
+        else:
+            reason = "figures_changed"
+        update = self.publisher.publish(selection, scope.study_key_hash, scope.config_hash, reason,
+                                        self.config.selection.policy, self.config.benchmark.latency_aggregation)
+        self.published[scope] = new
+        self.stats.published += 1
+        log.info("Study %s config %s: %s (seq %d).", scope.study_key_hash[:12], (scope.config_hash or "legacy")[:12],
+                 reason, update.seq)
+        if self.on_update:
+            self.on_update(update)
+        return update
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, stop: threading.Event, leader_ttl_ms: int = 15_000) -> None:
+        """Lead (one aggregator at a time), rebuild, consume until ``stop``; reconnect on Redis errors."""
+        while not stop.is_set():
+            leader = FencedLock(self.client, "aggregator-leader", leader_ttl_ms)
+            try:
+                if leader.acquire() is None:
+                    stop.wait(leader_ttl_ms / 3000)
+                    continue
+                leader.start_watchdog()
+                self.ensure_group()
+                self.rebuild()
+                self.pending_own()
+                while not stop.is_set() and not leader.lost.is_set():
+                    self.step()
+            except redis.RedisError as exc:
+                log.warning("Redis error in the aggregator (%s); reconnecting and rebuilding.", exc)
+                stop.wait(1.0)
+            finally:
+                leader.release()

@@ -1,0 +1,127 @@
+"""``podium worker``, ``podium aggregator``, ``podium enqueue``, ``podium backfill``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from podium import names
+from podium.adapters.mlflow_tracking import MlflowTracking
+from podium.adapters.redis_conn import connect
+from podium.cli.common import EXIT_NOTHING, fail, podium_errors
+from podium.configs import load_benchmark_config, load_selection_config, load_tags
+from podium.core.settings import PodiumSettings, redact_url
+from podium.producers.enqueue import Enqueued, enqueue_benchmark
+
+console = Console()
+
+
+def _tracking(settings: PodiumSettings, objective: str = "macro-f1") -> MlflowTracking:
+    return MlflowTracking.connect(settings.tracking_uri, load_tags(None, settings.config_dir),
+                                  settings.benchmark_experiment, objective)
+
+
+def worker(
+    target: Annotated[str, typer.Option(help="Worker pool: consumes queue podium.<target>")] = "cpu",
+    concurrency: Annotated[int, typer.Option(help="Benchmarks at once (1 per GPU)")] = 1,
+    loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
+) -> None:
+    """Run a Celery worker for one target (e.g. cpu, gpu-h200). Same as
+    `celery -A podium.workers worker -Q podium.<target> -c 1 --prefetch-multiplier 1`."""
+    settings = PodiumSettings()
+    with podium_errors():
+        from podium.workers.app import create_app, verify_visibility_timeout
+
+        queue = names.queue(target)
+        app = create_app(settings)
+        verify_visibility_timeout(app)
+    console.print(f"podium worker: queue {queue}, broker {redact_url(settings.redis_url)}, "
+                  f"MLflow {redact_url(settings.tracking_uri)}", highlight=False)
+    app.worker_main(["worker", "-Q", queue, "-c", str(concurrency), "--prefetch-multiplier", "1",
+                     "-n", f"podium-{target}-{os.getpid()}@{socket.gethostname()}", "--loglevel", loglevel, "-E"])
+
+
+def aggregator(
+    name: Annotated[str | None, typer.Option(help="Consumer name in the group (default host-pid)")] = None,
+    config: Annotated[Path | None, typer.Option(help="best_model_selection.yaml")] = None,
+) -> None:
+    """Consume benchmark results, keep rolling aggregates and publish the best model of each study."""
+    from podium.aggregator.service import Aggregator
+
+    settings = PodiumSettings()
+    with podium_errors():
+        cfg = load_selection_config(config, settings.config_dir)
+        agg = Aggregator(connect(settings.redis_url), _tracking(settings, cfg.objective.metric), cfg,
+                         name or f"{socket.gethostname()}-{os.getpid()}")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    console.print(f"podium aggregator: {names.BENCHMARKS_STREAM} -> {names.BEST_UPDATES_STREAM} and "
+                  f"podium:best:<study> on {redact_url(settings.redis_url)}", highlight=False)
+    agg.run(stop)
+
+
+def enqueue(
+    run_id: Annotated[str | None, typer.Option(help="Benchmark this trial/refit run")] = None,
+    study: Annotated[str | None, typer.Option(help="Benchmark every champion of this study_key_hash")] = None,
+    config: Annotated[Path | None, typer.Option(help="benchmark.yaml")] = None,
+    target: Annotated[str | None, typer.Option(help="Override benchmarking.target (the queue)")] = None,
+) -> None:
+    """Send benchmark requests to the workers (one run, or every champion of a study)."""
+    if (run_id is None) == (study is None):
+        fail("give exactly one of --run-id and --study")
+    settings = PodiumSettings()
+    with podium_errors():
+        from podium.workers.app import create_app
+
+        cfg = load_benchmark_config(config, settings.config_dir).with_overrides(target=target)
+        tracking = _tracking(settings)
+        champions = ([tracking.champion(run_id)] if run_id
+                     else tracking.load_champions(tracking.experiment_ids(), study=study))
+        if not champions:
+            fail(f"no FINISHED trial or refit runs for study {study}", EXIT_NOTHING)
+        app = create_app(settings)
+        sent = [enqueue_benchmark(app, c, cfg) for c in champions]
+    _print_sent(sent)
+
+
+def backfill(
+    study: Annotated[str | None, typer.Option(help="Only this study_key_hash")] = None,
+    config: Annotated[Path | None, typer.Option(help="benchmark.yaml")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Only list what is missing")] = False,
+) -> None:
+    """Enqueue a benchmark for every champion that has none under the current config (by benchmark_key)."""
+    settings = PodiumSettings()
+    with podium_errors():
+        from podium.idempotency import filter_missing_benchmarks
+        from podium.workers.app import create_app
+
+        cfg = load_benchmark_config(config, settings.config_dir)
+        tracking = _tracking(settings)
+        champions = tracking.load_champions(tracking.experiment_ids(), study=study)
+        missing = filter_missing_benchmarks(champions, cfg, tracking)
+        console.print(f"{len(missing)} of {len(champions)} champions have no benchmark under this config.")
+        if dry_run or not missing:
+            for item in missing:
+                console.print(f"  {item.champion.run_id}  trial {item.champion.trial_key_hash[:12]}")
+            return
+        app = create_app(settings)
+        sent = [enqueue_benchmark(app, item.champion, cfg) for item in missing]
+    _print_sent(sent)
+
+
+def _print_sent(sent: list[Enqueued]) -> None:
+    table = Table(title=f"{len(sent)} benchmark request(s) enqueued")
+    for col in ("benchmark_key", "queue", "task id"):
+        table.add_column(col)
+    for e in sent:
+        table.add_row(e.benchmark_key[:16] + "…", e.queue, e.task_id)
+    console.print(table)

@@ -1,0 +1,187 @@
+"""The messages that cross a process, as pydantic models with ``schema_version``; JSON only, never pickle.
+
+``decode`` refuses oversized or malformed payloads with one readable error (``MessageError``); the
+consumer parks such payloads in the dead-letter stream.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from podium.core.config import BenchmarkConfig
+from podium.core.identity import BenchmarkIdentity, benchmark_config_hash
+from podium.core.records import BenchmarkRecord, Champion
+from podium.core.safety import HEX64, SAFE_VALUE
+from podium.errors import PodiumError
+
+SCHEMA_VERSION = 1
+#: A message larger than this is refused (a request carries a config, a result a few dozen metrics).
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+class MessageError(PodiumError, ValueError):
+    """A message is malformed, of an unknown schema version, or too large."""
+
+
+def _safe(value: str, what: str) -> str:
+    if not SAFE_VALUE.fullmatch(value):
+        raise ValueError(f"{what} may only hold letters, digits, '_', '.', ':', '-', got {value!r}")
+    return value
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def encode(self) -> str:
+        text = self.model_dump_json()
+        if len(text.encode()) > MAX_MESSAGE_BYTES:
+            raise MessageError(
+                f"{type(self).__name__} is {len(text.encode())} bytes, over the {MAX_MESSAGE_BYTES}-byte limit"
+            )
+        return text
+
+
+class BenchmarkRequest(Message):
+    """Producer -> worker: benchmark this champion under this config."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    champion_run_id: str
+    study_key_hash: str
+    trial_key_hash: str
+    data_fp: str = Field(max_length=256)
+    eval_fp: str = Field(max_length=256)
+    artifact_path: str = Field(default="model/model.pt", max_length=512)
+    config: BenchmarkConfig
+    #: Fingerprint of the inputs (test data content hash or synthetic seed), fixed by the producer.
+    input_fingerprint: str = Field(max_length=256)
+    benchmark_key: str
+    #: Where a triton backend finds the server and, optionally, the model by name.
+    server_url: str | None = Field(default=None, max_length=512)
+    model_name: str | None = Field(default=None, max_length=256)
+
+    @field_validator("request_id", "champion_run_id", "study_key_hash", "trial_key_hash")
+    @classmethod
+    def _safe_ids(cls, value: str, info) -> str:
+        return _safe(value, info.field_name)
+
+    @field_validator("benchmark_key")
+    @classmethod
+    def _hex_key(cls, value: str) -> str:
+        if not HEX64.fullmatch(value):
+            raise ValueError(f"must be 64 lowercase hex characters, got {value!r}")
+        return value
+
+    @property
+    def champion(self) -> Champion:
+        return Champion(self.champion_run_id, self.study_key_hash, self.trial_key_hash, self.data_fp, self.eval_fp)
+
+    @property
+    def identity(self) -> BenchmarkIdentity:
+        """Recomputed from the request's parts by the one key function; must equal ``benchmark_key``."""
+        config_hash = benchmark_config_hash(self.config.benchmarking, self.input_fingerprint)
+        return BenchmarkIdentity(self.champion_run_id, self.data_fp, self.eval_fp, config_hash)
+
+    def verified_identity(self) -> BenchmarkIdentity:
+        identity = self.identity
+        if identity.key != self.benchmark_key:
+            raise MessageError(
+                f"request {self.request_id}: benchmark_key {self.benchmark_key[:16]}… does not match its parts "
+                f"(recomputed {identity.key[:16]}…); build requests with podium.producers.enqueue_benchmark"
+            )
+        return identity
+
+
+class BenchmarkResult(Message):
+    """Worker -> ``podium:benchmarks``: a FINISHED benchmark run, committed under its fence."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    benchmark_key: str
+    run_id: str
+    start_time: int
+    study_key_hash: str
+    trial_key_hash: str
+    config_hash: str
+    champion_run_id: str
+    metrics: dict[str, float]
+    device: str = Field(max_length=1000)
+    worker: str = Field(max_length=256)
+    fencing_token: int
+    stability: str = Field(default="", max_length=1000)
+
+    @field_validator("benchmark_key", "config_hash")
+    @classmethod
+    def _hex(cls, value: str, info) -> str:
+        if not HEX64.fullmatch(value):
+            raise ValueError(f"{info.field_name} must be 64 lowercase hex characters, got {value!r}")
+        return value
+
+    @field_validator("run_id", "study_key_hash", "trial_key_hash", "champion_run_id")
+    @classmethod
+    def _safe_ids(cls, value: str, info) -> str:
+        return _safe(value, info.field_name)
+
+    def record(self) -> BenchmarkRecord:
+        return BenchmarkRecord(self.run_id, self.start_time, self.study_key_hash, self.trial_key_hash,
+                               self.benchmark_key, self.config_hash, dict(self.metrics))
+
+
+class CandidateView(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trial_key_hash: str
+    benchmark_key: str
+    f1_score: float
+    latency_ms: float
+    benchmark_runs_count: int
+    benchmark_run_id: str
+    trial_run_id: str
+    artifact_run_id: str
+    backbone: str | None = None
+    composite_score: float | None = None
+
+
+class BestModelUpdate(Message):
+    """Aggregator -> results channel: the current best of one (study, config), with why it changed."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    study_key_hash: str
+    benchmark_config_hash: str | None
+    seq: int  # per study, strictly increasing
+    reason: Literal["first", "new_best", "figures_changed", "removed"]
+    best: CandidateView | None
+    candidates: int
+    policy: str
+    aggregation: str
+    published_at: float
+
+
+M = TypeVar("M", bound=Message)
+
+
+def decode(model: type[M], payload: str | bytes | dict[str, Any]) -> M:
+    """Parse and validate a message; any problem is one ``MessageError`` that says what was wrong."""
+    if isinstance(payload, bytes | str):
+        if len(payload) > MAX_MESSAGE_BYTES:
+            raise MessageError(f"{model.__name__}: {len(payload)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
+        try:
+            payload = json.loads(payload)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise MessageError(f"{model.__name__}: not JSON ({exc})") from None
+    if not isinstance(payload, dict):
+        raise MessageError(f"{model.__name__}: expected a JSON object, got {type(payload).__name__}")
+    version = payload.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise MessageError(f"{model.__name__}: schema_version {version!r} is not supported (this podium reads 1)")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()[:5]
+        )
+        raise MessageError(f"{model.__name__}: {problems}") from None

@@ -1,0 +1,63 @@
+"""Every Redis key, stream, channel and queue name podium uses, under one prefix."""
+
+from __future__ import annotations
+
+from podium.core.safety import require_safe
+
+PREFIX = "podium"
+
+#: Result events (worker -> aggregator).
+BENCHMARKS_STREAM = f"{PREFIX}:benchmarks"
+#: Durable history of best-model updates.
+BEST_UPDATES_STREAM = f"{PREFIX}:best-updates"
+#: Requests and events that could not be processed, with the error.
+DEAD_LETTERS_STREAM = f"{PREFIX}:dead-letters"
+#: The aggregator's consumer group on BENCHMARKS_STREAM.
+AGGREGATOR_GROUP = f"{PREFIX}-aggregator"
+#: Only one aggregator applies events at a time (the leader).
+AGGREGATOR_LEADER = f"{PREFIX}:aggregator:leader"
+#: Celery task name of a benchmark request.
+BENCHMARK_TASK = f"{PREFIX}.benchmark"
+
+
+def lock(benchmark_key: str) -> str:
+    return f"{PREFIX}:lock:{require_safe(benchmark_key, 'benchmark_key')}"
+
+
+def fence(benchmark_key: str) -> str:
+    return f"{PREFIX}:fence:{require_safe(benchmark_key, 'benchmark_key')}"
+
+
+def done(benchmark_key: str) -> str:
+    return f"{PREFIX}:done:{require_safe(benchmark_key, 'benchmark_key')}"
+
+
+def heartbeat(benchmark_key: str) -> str:
+    return f"{PREFIX}:heartbeat:{require_safe(benchmark_key, 'benchmark_key')}"
+
+
+def attempts(request_id: str) -> str:
+    return f"{PREFIX}:attempts:{require_safe(request_id, 'request_id')}"
+
+
+def best_latest(study_key_hash: str, config_hash: str | None) -> str:
+    """Latest-value key for late joiners: one per (study, config)."""
+    return f"{PREFIX}:best:{require_safe(study_key_hash, 'study_key_hash')}:{config_hash or 'legacy'}"
+
+
+def best_channel(study_key_hash: str) -> str:
+    """Live Pub/Sub channel of a study's best-model updates."""
+    return f"{PREFIX}:best:{require_safe(study_key_hash, 'study_key_hash')}"
+
+
+BEST_CHANNEL_PATTERN = f"{PREFIX}:best:*"
+BEST_LATEST_PATTERN = f"{PREFIX}:best:*:*"
+
+
+def sequence(study_key_hash: str) -> str:
+    return f"{PREFIX}:seq:{require_safe(study_key_hash, 'study_key_hash')}"
+
+
+def queue(target: str) -> str:
+    """One Celery queue per target: ``podium.cpu``, ``podium.gpu-h200``."""
+    return f"{PREFIX}.{require_safe(target, 'target')}"

@@ -1,0 +1,68 @@
+"""Enqueue benchmark requests: validated and keyed before anything is sent."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from celery import Celery
+
+from podium import names
+from podium.configs import input_fingerprint
+from podium.core.config import BenchmarkConfig
+from podium.core.identity import benchmark_config_hash
+from podium.core.messages import BenchmarkRequest
+from podium.core.records import Champion
+from podium.core.run_tags import identity_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    benchmark_key: str
+    task_id: str
+    queue: str
+    request_id: str
+
+
+def build_request(
+    champion: Champion,
+    config: BenchmarkConfig,
+    *,
+    artifact_path: str = "model/model.pt",
+    server_url: str | None = None,
+    model_name: str | None = None,
+) -> BenchmarkRequest:
+    """The request for benchmarking ``champion`` under ``config``; the key comes from the one key function."""
+    fingerprint = input_fingerprint(config.benchmarking)
+    identity = identity_for(champion, benchmark_config_hash(config.benchmarking, fingerprint))
+    request = BenchmarkRequest(
+        champion_run_id=champion.run_id,
+        study_key_hash=champion.study_key_hash,
+        trial_key_hash=champion.trial_key_hash,
+        data_fp=champion.data_fp,
+        eval_fp=champion.eval_fp,
+        artifact_path=artifact_path,
+        config=config,
+        input_fingerprint=fingerprint,
+        benchmark_key=identity.key,
+        server_url=server_url,
+        model_name=model_name,
+    )
+    request.encode()  # size check before anything is sent
+    return request
+
+
+def send_request(app: Celery, request: BenchmarkRequest) -> Enqueued:
+    queue = names.queue(request.config.benchmarking.target)
+    result = app.send_task(names.BENCHMARK_TASK, args=[json.loads(request.encode())], queue=queue)
+    log.info("Enqueued benchmark %s of run %s on %s (task %s).", request.benchmark_key[:12],
+             request.champion_run_id, queue, result.id)
+    return Enqueued(request.benchmark_key, result.id, queue, request.request_id)
+
+
+def enqueue_benchmark(app: Celery, champion: Champion, config: BenchmarkConfig, **request_options: str | None) -> Enqueued:
+    """Validate, key and send one request to its target's queue; raises before sending on bad input."""
+    return send_request(app, build_request(champion, config, **request_options))  # type: ignore[arg-type]

@@ -1,0 +1,42 @@
+"""Build a worker's dependencies from settings: Redis, MLflow, the measurement function."""
+
+from __future__ import annotations
+
+from podium.adapters.mlflow_tracking import MlflowTracking, worker_name
+from podium.adapters.redis_conn import connect
+from podium.benchmark import measure_model
+from podium.configs import input_fingerprint, load_tags
+from podium.core.messages import BenchmarkRequest, MessageError
+from podium.core.settings import PodiumSettings
+from podium.measure import Progress
+from podium.models import ModelSource
+from podium.runner import Measured
+from podium.workers.execute import MeasureRequest, WorkerDeps
+
+
+def request_measurer(tracking: MlflowTracking) -> MeasureRequest:
+    def measure(request: BenchmarkRequest, progress: Progress) -> Measured:
+        cfg = request.config.benchmarking
+        if cfg.test_data is not None and input_fingerprint(cfg) != request.input_fingerprint:
+            raise MessageError(
+                f"request {request.request_id}: test data {cfg.test_data} on this worker differs from the "
+                "producer's (content hash mismatch); the measurement would not match its benchmark_key"
+            )
+        source = ModelSource(request.champion_run_id, request.artifact_path, None)
+        return measure_model(request.config, source, tracking, url=request.server_url,
+                             model_name=request.model_name, progress=progress,
+                             config_hash=request.identity.config_hash)
+
+    return measure
+
+
+def build_deps(settings: PodiumSettings) -> WorkerDeps:
+    tracking = MlflowTracking.connect(settings.tracking_uri, load_tags(None, settings.config_dir),
+                                      settings.benchmark_experiment)
+    return WorkerDeps(
+        redis=connect(settings.redis_url),
+        tracking=tracking,
+        measure=request_measurer(tracking),
+        worker=settings.worker_name or worker_name(),
+        lock_ttl_ms=settings.lock_ttl_ms,
+    )

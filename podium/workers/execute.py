@@ -1,0 +1,115 @@
+"""One benchmark request, end to end, as a plain function (the Celery task is a thin shell around it).
+
+validate -> done marker? -> fenced lock -> done marker / MLflow check again under the lock -> measure
+(heartbeat; a lost lock aborts) -> record in MLflow -> commit under the fence (done marker + result
+event) -> FINISHED -> release. A lost lock ends the run FAILED and publishes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import redis
+
+from podium import names
+from podium.adapters.mlflow_tracking import MlflowTracking
+from podium.core.config import BenchmarkConfig
+from podium.core.messages import BenchmarkRequest, BenchmarkResult
+from podium.core.records import Champion
+from podium.measure import Progress
+from podium.runner import Measured, benchmark_champion
+from podium.workers.heartbeat import Heartbeat
+from podium.workers.lock import DEFAULT_TTL_MS, FencedLock
+
+log = logging.getLogger(__name__)
+
+#: How a worker measures a request: (request, progress) -> Measured.
+MeasureRequest = Callable[[BenchmarkRequest, Progress], Measured]
+
+
+class LockBusy(Exception):  # noqa: N818 - a signal to retry later, not an error
+    """Another worker holds the benchmark's lock right now."""
+
+
+@dataclass
+class WorkerDeps:
+    redis: redis.Redis
+    tracking: MlflowTracking
+    measure: MeasureRequest
+    worker: str
+    lock_ttl_ms: int = DEFAULT_TTL_MS
+    #: Called with the lock once acquired (tests use it to stall the watchdog).
+    on_locked: Callable[[FencedLock], None] | None = None
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    status: Literal["measured", "reused"]
+    benchmark_key: str
+    run_id: str
+    via: str | None = None
+    fencing_token: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def execute(request: BenchmarkRequest, deps: WorkerDeps) -> TaskOutcome:
+    identity = request.verified_identity()
+    key = identity.key
+    reuse = request.config.run.mode == "reuse_if_exists"
+    if reuse and (marker := deps.redis.get(names.done(key))):
+        return TaskOutcome("reused", key, marker, "done_marker")
+    lock = FencedLock(deps.redis, key, deps.lock_ttl_ms)
+    fencing = lock.acquire()
+    if fencing is None:
+        raise LockBusy(f"benchmark {key} is being measured by another worker")
+    lock.start_watchdog()
+    beat = Heartbeat(deps.redis, key, deps.worker, request.config.benchmarking.target, request.request_id)
+    try:
+        if deps.on_locked:
+            deps.on_locked(lock)
+        beat.beat("checking", force=True)
+        if reuse and (marker := deps.redis.get(names.done(key))):
+            return TaskOutcome("reused", key, marker, "done_marker")
+        return _run(request, deps, lock, beat)
+    finally:
+        beat.clear()
+        lock.release()
+
+
+def _run(request: BenchmarkRequest, deps: WorkerDeps, lock: FencedLock, beat: Heartbeat) -> TaskOutcome:
+    identity = request.identity
+    cfg = request.config
+
+    def progress(batch: int, phase: str, done: int, total: int) -> None:
+        lock.check()  # a lost lock aborts the measurement here
+        beat.beat(phase, f"batch {batch}: {done}/{total}")
+
+    def measure(config: BenchmarkConfig, champion: Champion) -> Measured:
+        beat.beat("measuring", force=True)
+        return deps.measure(request, progress)
+
+    def commit(run_id: str, start_time: int, measured: Measured) -> None:
+        beat.beat("committing", force=True)
+        result = BenchmarkResult(
+            benchmark_key=identity.key, run_id=run_id, start_time=start_time,
+            study_key_hash=request.study_key_hash, trial_key_hash=request.trial_key_hash,
+            config_hash=identity.config_hash, champion_run_id=request.champion_run_id,
+            metrics=dict(measured.metrics), device=measured.device, worker=deps.worker,
+            fencing_token=lock.fencing_token or 0, stability=measured.stability,
+        )
+        lock.commit(run_id, result.encode())
+
+    # run.mode is honoured inside benchmark_champion (the MLflow check, now under the lock)
+    outcome = benchmark_champion(
+        request.champion, cfg, deps.tracking, measure, worker=deps.worker, identity=identity,
+        fencing_token=lock.fencing_token, before_finish=commit,
+    )
+    if outcome.status == "reused":
+        deps.redis.set(names.done(identity.key), outcome.run_id)
+        return TaskOutcome("reused", identity.key, outcome.run_id, outcome.via)
+    return TaskOutcome("measured", identity.key, outcome.run_id, fencing_token=lock.fencing_token)

@@ -1,0 +1,113 @@
+"""The aggregator's logic on fakeredis and a real MLflow store: it reuses the core's selection exactly."""
+
+from __future__ import annotations
+
+import time
+
+import fakeredis
+import pytest
+from mlflow import MlflowClient
+
+from podium import names
+from podium.adapters.mlflow_tracking import MlflowTracking
+from podium.aggregator.service import Aggregator
+from podium.core.config import SelectionConfig
+from podium.core.loading import parse_model
+from podium.core.messages import BestModelUpdate
+from podium.core.state import select_all
+from tests.pipeline_helpers import CONFIG, committed_result, trial_run
+
+S, T1, T2 = "s" * 64, "1" * 64, "2" * 64
+
+
+@pytest.fixture
+def r():
+    return fakeredis.FakeRedis(decode_responses=True)
+
+
+def aggregator(r, tracking: MlflowTracking, aggregation: str = "median", name: str = "agg-1") -> Aggregator:
+    cfg = parse_model(SelectionConfig, {"benchmark": {"latency_aggregation": aggregation}}, "test")
+    agg = Aggregator(r, tracking, cfg, name)
+    agg.ensure_group()
+    agg.rebuild()
+    return agg
+
+
+def history(r) -> list[BestModelUpdate]:
+    return [BestModelUpdate.model_validate_json(f["data"]) for _, f in r.xrange(names.BEST_UPDATES_STREAM)]
+
+
+def drain(agg: Aggregator) -> None:
+    while agg.step(block_ms=10):
+        pass
+
+
+@pytest.mark.parametrize(("aggregation", "expected"), [("median", 200.0), ("latest", 210.0), ("mean", 560 / 3)])
+def test_200_150_210_through_the_stream(r, client: MlflowClient, tracking: MlflowTracking, aggregation, expected) -> None:
+    trial_run(client, S, T1, 0.9)
+    agg = aggregator(r, tracking, aggregation)
+    for latency in (200.0, 150.0, 210.0):
+        committed_result(tracking, r, S, T1, latency)
+        time.sleep(0.002)  # distinct MLflow start times
+    drain(agg)
+    updates = history(r)
+    assert [u.seq for u in updates] == list(range(1, len(updates) + 1))
+    assert updates[0].reason == "first"
+    final = BestModelUpdate.model_validate_json(r.get(names.best_latest(S, CONFIG)))
+    assert final == updates[-1]
+    assert final.best.latency_ms == pytest.approx(expected) and final.best.benchmark_runs_count == 3
+    if aggregation != "latest":  # with two or more runs, median and mean never publish the outlier
+        assert all(u.best.latency_ms != 150.0 for u in updates if u.best.benchmark_runs_count >= 2)
+
+
+def test_replays_and_malformed_entries(r, client: MlflowClient, tracking: MlflowTracking) -> None:
+    trial_run(client, S, T1, 0.9)
+    agg = aggregator(r, tracking)
+    result = committed_result(tracking, r, S, T1, 10.0)
+    r.xadd(names.BENCHMARKS_STREAM, {"data": result.encode()})  # the same result again
+    r.xadd(names.BENCHMARKS_STREAM, {"data": "{not json"})
+    r.xadd(names.BENCHMARKS_STREAM, {"data": '{"schema_version": 9}'})
+    r.xadd(names.BENCHMARKS_STREAM, {"other": "field"})
+    drain(agg)
+    assert len(history(r)) == 1 and agg.stats.replays == 1
+    dead = r.xrange(names.DEAD_LETTERS_STREAM)
+    assert len(dead) == 3
+    errors = [f["error"] for _, f in dead]
+    assert "not JSON" in errors[0] and "schema_version 9 is not supported" in errors[1]
+    assert all(f["source"] == "result" for _, f in dead)
+    assert r.xpending(names.BENCHMARKS_STREAM, names.AGGREGATOR_GROUP)["pending"] == 0
+
+
+def test_equals_podium_select_and_restart_counts_nothing_twice(r, client: MlflowClient, tracking: MlflowTracking) -> None:
+    trial_run(client, S, T1, 0.90)
+    trial_run(client, S, T2, 0.88)
+    agg = aggregator(r, tracking)
+    for t, lat in ((T1, 30.0), (T2, 12.0), (T1, 31.0), (T2, 11.0), (T1, 29.0)):
+        committed_result(tracking, r, S, t, lat, champion_run=f"champion-{t[:4]}")
+    agg.step(block_ms=10)  # everything read and applied
+    published_before = len(history(r))
+
+    restarted = aggregator(r, tracking, name="agg-2")  # rebuilt from MLflow: nothing changed, nothing published
+    r.xadd(names.BENCHMARKS_STREAM, {"data": committed_result(tracking, None, S, T2, 11.0).encode()})
+    drain(restarted)
+    ids = tracking.experiment_ids()
+    (batch,), _ = select_all(tracking.load_benchmarks(ids), tracking.load_trials(ids), SelectionConfig())
+    latest = BestModelUpdate.model_validate_json(r.get(names.best_latest(S, CONFIG)))
+    assert latest.best.trial_key_hash == batch.best.trial_key_hash
+    assert latest.best.latency_ms == batch.best.latency_ms and latest.best.benchmark_runs_count == 3
+    seqs = [u.seq for u in history(r)]
+    assert seqs == sorted(set(seqs)) and len(seqs) >= published_before
+
+
+def test_a_result_before_its_trial_is_joined_when_the_trial_appears(r, client: MlflowClient, tracking) -> None:
+    agg = aggregator(r, tracking)
+    committed_result(tracking, r, S, T1, 5.0)
+    drain(agg)
+    assert history(r) == []  # no trial run yet: no candidate
+    trial_run(client, S, T1, 0.7)
+    agg.trial_checked.clear()
+    committed_result(tracking, r, S, T1, 6.0)
+    drain(agg)
+    joined, second = history(r)  # the trial's arrival makes the first candidate, the next result updates it
+    assert (joined.reason, joined.best.benchmark_runs_count) == ("first", 1)
+    assert (second.reason, second.best.benchmark_runs_count, second.best.f1_score) == ("figures_changed", 2, 0.7)
