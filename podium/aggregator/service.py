@@ -108,15 +108,21 @@ class Aggregator:
         self.client.xack(names.BENCHMARKS_STREAM, names.AGGREGATOR_GROUP, *[e for e, _ in entries])
         return len(entries)
 
-    def pending_own(self) -> None:
-        """After a restart under the same name, re-read what was delivered but never acknowledged."""
-        response = self.client.xreadgroup(names.AGGREGATOR_GROUP, self.consumer, {names.BENCHMARKS_STREAM: "0"},
-                                          count=100_000)
-        entries = [e for _, batch in (response or []) for e in batch if e[1]]
-        for entry_id, fields in entries:
-            self.apply_entry(entry_id, fields)
-        if entries:
-            self.client.xack(names.BENCHMARKS_STREAM, names.AGGREGATOR_GROUP, *[e for e, _ in entries])
+    def recover_pending(self) -> int:
+        """On taking the lead, claim and apply every entry delivered but never acknowledged (by a dead
+        leader, whatever its consumer name): only the leader consumes, so none is in flight elsewhere."""
+        handled, cursor = 0, "0-0"
+        while True:
+            cursor, entries, *_ = self.client.xautoclaim(names.BENCHMARKS_STREAM, names.AGGREGATOR_GROUP,
+                                                         self.consumer, min_idle_time=0, start_id=cursor, count=BATCH)
+            live = [e for e in entries if e[1]]
+            for entry_id, fields in live:
+                self.apply_entry(entry_id, fields)
+            if entries:
+                self.client.xack(names.BENCHMARKS_STREAM, names.AGGREGATOR_GROUP, *[e for e, _ in entries])
+            handled += len(live)
+            if cursor in ("0-0", b"0-0"):
+                return handled
 
     def apply_entry(self, entry_id: str, fields: dict[str, str]) -> None:
         try:
@@ -188,7 +194,7 @@ class Aggregator:
                 leader.start_watchdog()
                 self.ensure_group()
                 self.rebuild()
-                self.pending_own()
+                self.recover_pending()
                 while not stop.is_set() and not leader.lost.is_set():
                     self.step()
             except redis.RedisError as exc:

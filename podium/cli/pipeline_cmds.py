@@ -66,7 +66,7 @@ def aggregator(
         signal.signal(sig, lambda *_: stop.set())
     console.print(f"podium aggregator: {names.BENCHMARKS_STREAM} -> {names.BEST_UPDATES_STREAM} and "
                   f"podium:best:<study> on {redact_url(settings.redis_url)}", highlight=False)
-    agg.run(stop)
+    agg.run(stop, leader_ttl_ms=settings.lock_ttl_ms)
 
 
 def enqueue(

@@ -1,0 +1,260 @@
+"""The streaming pipeline with real parts: redis-server, two `podium worker` processes (Celery prefork),
+one `podium aggregator` process, a real MLflow sqlite store, the local PyTorch backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from mlflow import MlflowClient
+
+from podium import names
+from podium.adapters.mlflow_tracking import MlflowTracking
+from podium.core.config import BenchmarkConfig
+from podium.core.loading import parse_model
+from podium.core.messages import BestModelUpdate
+from podium.core.settings import PodiumSettings
+from podium.core.tags import TagsRegistry
+from podium.demo.model import TinyTagger, export
+from podium.producers.enqueue import enqueue_benchmark
+from podium.subscriber import subscribe
+from podium.workers.app import create_app
+from tests.conftest import REPO
+from tests.servers import ServerProcess, spawn, start_redis
+
+pytestmark = pytest.mark.server
+STUDY = "e" * 64
+FAST = {"iterations": 10, "warmup_iterations": 2, "max_length": 16, "stability": {"max_windows": 3}}
+
+
+def config(**benchmarking) -> BenchmarkConfig:
+    return parse_model(BenchmarkConfig, {"benchmarking": FAST | benchmarking}, "test")
+
+
+class Pipeline:
+    def __init__(self, tmp: Path, store_uri: str):
+        self.tmp = tmp
+        self.redis_server = start_redis(tmp / "redis")
+        self.env = {**os.environ, "PODIUM_REDIS_URL": self.redis_server.url, "PODIUM_TRACKING_URI": store_uri,
+                    "PODIUM_CONFIG_DIR": str(REPO / "config"), "PODIUM_LOCK_TTL_MS": "3000",
+                    "PYTHONUNBUFFERED": "1"}
+        self.settings = PodiumSettings(redis_url=self.redis_server.url, tracking_uri=store_uri,
+                                       config_dir=REPO / "config", lock_ttl_ms=3000)
+        self.app = create_app(self.settings)
+        self.redis = redis.Redis.from_url(self.redis_server.url, decode_responses=True)
+        self.processes: dict[str, ServerProcess] = {}
+
+    def start(self, name: str, *args: str) -> ServerProcess:
+        folder = self.tmp / name
+        folder.mkdir(parents=True, exist_ok=True)
+        proc = spawn([sys.executable, "-m", "podium", *args], folder, env=self.env, cwd=self.tmp)
+        self.processes[name] = proc
+        return proc
+
+    def wait_workers(self, count: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.app.control.ping(timeout=0.5) or []) >= count:
+                return
+        logs = "\n".join(p.log() for p in self.processes.values())
+        pytest.fail(f"{count} workers did not answer within {timeout} s:\n{logs}")
+
+    def stop(self) -> None:
+        for proc in self.processes.values():
+            proc.stop()
+        self.redis.close()
+        self.app.close()
+        self.redis_server.stop()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, _migrated_db: Path) -> str:
+    import shutil
+
+    folder = tmp_path_factory.mktemp("pipeline-store")
+    shutil.copy(_migrated_db, folder / "mlflow.db")
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory, store: str):
+    p = Pipeline(tmp_path_factory.mktemp("pipeline"), store)
+    try:
+        p.start("worker-1", "worker", "--target", "cpu", "--loglevel", "WARNING")
+        p.start("worker-2", "worker", "--target", "cpu", "--loglevel", "WARNING")
+        p.start("aggregator", "aggregator")
+        p.wait_workers(2)
+        yield p
+    finally:
+        p.stop()
+
+
+def trained(store: str, tmp: Path, trial: str, f1: float, width: int = 8) -> str:
+    """A trial run and a refit run holding a TorchScript model, written as training code would."""
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name("training")
+    exp_id = exp.experiment_id if exp else client.create_experiment("training", (tmp / "artifacts").as_uri())
+    champion = ""
+    for stage in ("hpo_trial", "refit"):
+        run = client.create_run(exp_id, tags={"code.stage": stage, "code.grouping.study_key_hash": STUDY,
+                                              "code.grouping.trial_key_hash": trial})
+        client.log_metric(run.info.run_id, "macro-f1", f1)
+        client.log_param(run.info.run_id, "backbone", f"tiny-{width}")
+        if stage == "refit":
+            model = export(TinyTagger(width, 1), tmp / f"model-{trial[:6]}" / "model.pt")
+            client.log_artifact(run.info.run_id, str(model), "model")
+            champion = run.info.run_id
+        client.set_terminated(run.info.run_id)
+    return champion
+
+
+def finished_runs(store: str, key: str) -> list:
+    client = MlflowClient(store)
+    return client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              f"tags.benchmark_key = '{key}' AND attributes.status = 'FINISHED'")
+
+
+def collect(stop: threading.Event, url: str, study: str | None, out: queue.Queue) -> threading.Thread:
+    def run() -> None:
+        for update in subscribe(url, study, stop=stop, poll_s=0.2):
+            out.put(update)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def next_update(q: queue.Queue, timeout: float = 60) -> BestModelUpdate:
+    try:
+        return q.get(timeout=timeout)
+    except queue.Empty:
+        pytest.fail(f"no best-model update within {timeout} s")
+
+
+def test_twenty_identical_requests_measure_once(pipeline: Pipeline, store: str, tmp_path: Path) -> None:
+    champion = trained(store, tmp_path, "1" * 64, 0.9)
+    tracking = MlflowTracking.connect(store, TagsRegistry())
+    cfg = config()
+    sent = [enqueue_benchmark(pipeline.app, tracking.champion(champion), cfg) for _ in range(20)]
+    assert len({s.benchmark_key for s in sent}) == 1
+    results = [pipeline.app.AsyncResult(s.task_id).get(timeout=180) for s in sent]
+    statuses = sorted(r["status"] for r in results)
+    assert statuses == ["measured"] + ["reused"] * 19, results
+    (run,) = finished_runs(store, sent[0].benchmark_key)
+    assert {r["run_id"] for r in results} == {run.info.run_id}
+    assert run.data.tags["code.benchmark.fencing_token"] == "1"
+    assert pipeline.redis.get(names.done(sent[0].benchmark_key)) == run.info.run_id
+    assert pipeline.redis.llen(names.queue("cpu")) == 0
+
+    # a config change: a new key, a new run, both kept
+    changed = enqueue_benchmark(pipeline.app, tracking.champion(champion), config(max_length=8))
+    assert changed.benchmark_key != sent[0].benchmark_key
+    assert pipeline.app.AsyncResult(changed.task_id).get(timeout=180)["status"] == "measured"
+    assert len(finished_runs(store, changed.benchmark_key)) == 1
+    assert len(finished_runs(store, sent[0].benchmark_key)) == 1
+
+
+def test_late_subscriber_and_plain_redis_subscriber(pipeline: Pipeline, store: str, tmp_path: Path) -> None:
+    tracking = MlflowTracking.connect(store, TagsRegistry())
+    first = enqueue_benchmark(pipeline.app, tracking.champion(trained(store, tmp_path, "2" * 64, 0.5, 8)), config())
+    pipeline.app.AsyncResult(first.task_id).get(timeout=180)
+    deadline = time.monotonic() + 60
+    while not pipeline.redis.keys(f"{names.best_channel(STUDY)}:*") and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    plain = pipeline.redis.pubsub()
+    plain.subscribe(names.best_channel(STUDY))
+    stop, updates = threading.Event(), queue.Queue()
+    collect(stop, pipeline.settings.redis_url, STUDY, updates)
+    try:
+        current = next_update(updates)  # the late joiner gets the current best first
+        stored = {BestModelUpdate.model_validate_json(v).seq
+                  for v in pipeline.redis.mget(pipeline.redis.keys(f"{names.best_channel(STUDY)}:*"))}
+        assert current.seq in stored
+        # a much better trial arrives: every later update comes, in order, and plain SUBSCRIBE sees JSON
+        better = trained(store, tmp_path, "3" * 64, 0.99, 4)
+        sent = enqueue_benchmark(pipeline.app, tracking.champion(better), config())
+        pipeline.app.AsyncResult(sent.task_id).get(timeout=180)
+        later = next_update(updates)
+        while later.best is None or later.best.trial_key_hash != "3" * 64:
+            assert later.seq > current.seq
+            current, later = later, next_update(updates)
+        assert later.seq > current.seq
+        deadline, message = time.monotonic() + 30, None
+        while time.monotonic() < deadline:
+            message = plain.get_message(timeout=1.0)
+            if message and message["type"] == "message":
+                break
+        assert message and json.loads(message["data"])["study_key_hash"] == STUDY
+    finally:
+        stop.set()
+        plain.close()
+
+
+def test_malformed_requests_and_events_are_dead_lettered(pipeline: Pipeline) -> None:
+    before = pipeline.redis.xlen(names.DEAD_LETTERS_STREAM)
+    bad = pipeline.app.send_task(names.BENCHMARK_TASK, args=[{"schema_version": 1, "benchmark_key": "nope"}],
+                                 queue=names.queue("cpu"))
+    assert bad.get(timeout=60)["status"] == "rejected"
+    pipeline.redis.xadd(names.BENCHMARKS_STREAM, {"data": '{"schema_version": 1, "run_id": "x"}'})
+    deadline = time.monotonic() + 30
+    while pipeline.redis.xlen(names.DEAD_LETTERS_STREAM) < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    entries = pipeline.redis.xrange(names.DEAD_LETTERS_STREAM)[before:]
+    assert {f["source"] for _, f in entries} == {"request", "result"}
+    assert all("BenchmarkRequest" in f["error"] or "BenchmarkResult" in f["error"] for _, f in entries)
+
+
+def test_pickle_is_refused_by_the_app() -> None:
+    app = create_app(PodiumSettings(redis_url="redis://127.0.0.1:1/0"))
+    assert app.conf.accept_content == ["json"] and app.conf.task_serializer == "json"
+    assert app.conf.worker_prefetch_multiplier == 1 and app.conf.task_acks_late
+
+
+def test_aggregator_killed_and_restarted_loses_and_double_counts_nothing(pipeline: Pipeline, store: str) -> None:
+    from tests.pipeline_helpers import committed_result, trial_run
+
+    study = "f" * 64
+    client = MlflowClient(store)
+    trials = [f"{i:064x}" for i in range(1, 7)]
+    for i, t in enumerate(trials):
+        trial_run(client, study, t, 0.80 + 0.02 * i)
+    tracking = MlflowTracking.connect(store, TagsRegistry())
+    r = pipeline.redis
+    for n in range(120):
+        if n == 50:
+            os.kill(pipeline.processes["aggregator"].pid, 9)  # mid-stream, no goodbye
+        if n == 80:
+            pipeline.processes["aggregator"].stop()
+            pipeline.start("aggregator", "aggregator")
+        t = trials[n % len(trials)]
+        committed_result(tracking, r, study, t, 5.0 + (n * 7919 % 13), champion_run=f"champion-{t[-4:]}")
+
+    select = subprocess.run([sys.executable, "-m", "podium", "select", "--json", "--tracking-uri", store],
+                            capture_output=True, text=True, timeout=120, env=pipeline.env)
+    (expected,) = [s for s in json.loads(select.stdout)["selections"] if s["study_key_hash"] == study]
+    deadline, latest = time.monotonic() + 90, None
+    while time.monotonic() < deadline:
+        raw = r.get(names.best_latest(study, "c" * 64))
+        latest = BestModelUpdate.model_validate_json(raw) if raw else None
+        group = next(g for g in r.xinfo_groups(names.BENCHMARKS_STREAM) if g["name"] == names.AGGREGATOR_GROUP)
+        if latest and latest.best and group["pending"] == 0 and group["lag"] == 0 \
+                and latest.best.benchmark_runs_count == expected["best"]["benchmark_runs_count"] \
+                and latest.best.latency_ms == expected["best"]["latency_ms"]:
+            break
+        time.sleep(0.3)
+    assert latest is not None and latest.best is not None
+    best = expected["best"]
+    assert (latest.best.trial_key_hash, latest.best.benchmark_key) == (best["trial_key_hash"], best["benchmark_key"])
+    assert latest.best.latency_ms == best["latency_ms"] and latest.best.benchmark_runs_count == 10  # window 10
+    seqs = [BestModelUpdate.model_validate_json(f["data"]).seq for _, f in r.xrange(names.BEST_UPDATES_STREAM)
+            if json.loads(f["data"])["study_key_hash"] == study]
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), seqs
