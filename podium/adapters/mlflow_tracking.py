@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Run, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 
-from podium.core.existing import BenchmarkIndex, ExistingBenchmark, legacy_matches
+from podium.core.existing import BenchmarkIndex, ExistingBenchmark
 from podium.core.filters import all_of, status_is, tag_eq, tag_is_null
 from podium.core.identity import UNKNOWN_FINGERPRINT, BenchmarkIdentity
 from podium.core.records import BenchmarkRecord, Champion, TrialRecord
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: Runs fetched per ``search_runs`` page (MLflow's sqlalchemy store allows up to 50,000).
 PAGE_SIZE = 10_000
+#: The list of active experiments is re-read at most this often by the existence check.
+EXPERIMENTS_TTL_S = 10.0
 #: MLflow accepts at most this many metrics / tags in one ``log_batch``.
 MAX_BATCH_METRICS = 1000
 MAX_TAG_VALUE = 5000
@@ -51,6 +53,7 @@ class MlflowTracking:
         self.benchmark_experiment = benchmark_experiment
         self.objective_metric = objective_metric
         self._benchmark_experiment_id: str | None = None
+        self._experiments: tuple[float, list[str]] = (-1e9, [])
 
     @classmethod
     def connect(
@@ -92,6 +95,17 @@ class MlflowTracking:
             )
         return [by_name[n] for n in names]
 
+    def recent_experiment_ids(self) -> list[str]:
+        """Active experiment ids for the hot existence check: podium's benchmark experiment always, the
+        others re-listed at most every ``EXPERIMENTS_TTL_S`` (an experiment created elsewhere in the last
+        few seconds is the only one not yet searched)."""
+        at, ids = self._experiments
+        if time.monotonic() - at > EXPERIMENTS_TTL_S:
+            ids = self.experiment_ids()
+            self._experiments = (time.monotonic(), ids)
+        own = self.benchmark_experiment_id()
+        return ids if own in ids else [*ids, own]
+
     def benchmark_experiment_id(self) -> str:
         """The experiment podium writes benchmark runs to, created on first use."""
         if self._benchmark_experiment_id is None:
@@ -122,7 +136,7 @@ class MlflowTracking:
 
     # ------------------------------------------------------------------ reading
 
-    def _search(self, experiment_ids: Sequence[str], filter_string: str) -> Iterator[Run]:
+    def _search(self, experiment_ids: Sequence[str], filter_string: str, page_size: int = PAGE_SIZE) -> Iterator[Run]:
         token = None
         while True:
             try:
@@ -130,7 +144,7 @@ class MlflowTracking:
                     experiment_ids=list(experiment_ids),
                     filter_string=filter_string,
                     run_view_type=ViewType.ACTIVE_ONLY,
-                    max_results=PAGE_SIZE,
+                    max_results=page_size,
                     page_token=token,
                 )
             except MlflowException as exc:
@@ -268,24 +282,27 @@ class MlflowTracking:
     # ------------------------------------------------------------------ idempotency
 
     def benchmark_exists(self, identity: BenchmarkIdentity, champion: Champion) -> ExistingBenchmark | None:
-        """PRIMARY: a FINISHED run tagged with the key. FALLBACK: a legacy run of the same trial, with a warning."""
-        ids = self.experiment_ids()
-        for run in self._search(ids, all_of(tag_eq(self.tags.benchmark.key, identity.key), status_is("FINISHED"))):
+        """PRIMARY: a FINISHED run tagged with the key. FALLBACK, only among runs without that tag: a legacy
+        run of the same trial (and config, when it says one), with a warning that names the run.
+
+        Two narrow queries (each returns one run or none), not one wide one: a trial with many benchmark
+        runs would make a single (study, trial) query load them all."""
+        ids = self.recent_experiment_ids()
+        primary = all_of(tag_eq(self.tags.benchmark.key, identity.key), status_is("FINISHED"))
+        for run in self._search(ids, primary, page_size=1):
             return ExistingBenchmark(run.info.run_id, "benchmark_key")
-        legacy_filter = all_of(
+        legacy = all_of(
             tag_eq(self.tags.stage.key, self.tags.stage.benchmark),
             tag_eq(self.tags.grouping.study_key_hash, champion.study_key_hash),
             tag_eq(self.tags.grouping.trial_key_hash, champion.trial_key_hash),
             tag_is_null(self.tags.benchmark.key),
             status_is("FINISHED"),
         )
-        for run in self._search(ids, legacy_filter):
-            record = self.benchmark_record(run)
-            if record and legacy_matches(record, champion.study_key_hash, champion.trial_key_hash, identity.config_hash):
-                found = ExistingBenchmark(run.info.run_id, "legacy_fallback")
-                warn_fallback(found, champion)
-                return found
-        return None
+        records = [r for r in map(self.benchmark_record, self._search(ids, legacy)) if r]
+        found = BenchmarkIndex.build(records).find(identity, champion)
+        if found is not None:
+            warn_fallback(found, champion)
+        return found
 
     def benchmark_index(self) -> BenchmarkIndex:
         return BenchmarkIndex.build(self.load_benchmarks(self.experiment_ids()))

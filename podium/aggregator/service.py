@@ -103,10 +103,17 @@ class Aggregator:
             entries = [e for _, batch in (response or []) for e in batch]
         if not entries:
             return 0
-        for entry_id, fields in entries:
-            self.apply_entry(entry_id, fields)
+        self.apply_batch(entries)
         self.client.xack(names.BENCHMARKS_STREAM, names.AGGREGATOR_GROUP, *[e for e, _ in entries])
         return len(entries)
+
+    def apply_batch(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        """Apply a batch, then publish each changed scope once (its final state after the batch)."""
+        changed: set[ScopeKey] = set()
+        for entry_id, fields in entries:
+            changed |= self.apply_entry(entry_id, fields)
+        for scope in sorted(changed, key=lambda s: (s.study_key_hash, s.config_hash or "")):
+            self.maybe_publish(scope)
 
     def recover_pending(self) -> int:
         """On taking the lead, claim and apply every entry delivered but never acknowledged (by a dead
@@ -116,44 +123,43 @@ class Aggregator:
             cursor, entries, *_ = self.client.xautoclaim(names.BENCHMARKS_STREAM, names.AGGREGATOR_GROUP,
                                                          self.consumer, min_idle_time=0, start_id=cursor, count=BATCH)
             live = [e for e in entries if e[1]]
-            for entry_id, fields in live:
-                self.apply_entry(entry_id, fields)
+            self.apply_batch(live)
             if entries:
                 self.client.xack(names.BENCHMARKS_STREAM, names.AGGREGATOR_GROUP, *[e for e, _ in entries])
             handled += len(live)
             if cursor in ("0-0", b"0-0"):
                 return handled
 
-    def apply_entry(self, entry_id: str, fields: dict[str, str]) -> None:
+    def apply_entry(self, entry_id: str, fields: dict[str, str]) -> set[ScopeKey]:
+        """Fold one stream entry in; return the scopes it changed. Malformed entries are dead-lettered."""
         try:
             result = decode(BenchmarkResult, fields.get("data", ""))
         except MessageError as exc:
             self.stats.dead_letters += 1
             dead_letter(self.client, "result", fields, f"stream entry {entry_id}: {exc}")
-            return
-        self.apply_result(result)
+            return set()
         self.stats.last_lag_ms = max(0.0, time.time() * 1000 - int(entry_id.split("-")[0]))
+        return self.apply_result(result)
 
-    def apply_result(self, result: BenchmarkResult) -> BestModelUpdate | None:
-        self._know_trial(result.study_key_hash, result.trial_key_hash)
+    def apply_result(self, result: BenchmarkResult) -> set[ScopeKey]:
+        changed = self._know_trial(result.study_key_hash, result.trial_key_hash)
         scope = self.state.apply_benchmark(result.record())
         if scope is None:
             self.stats.replays += 1
-            return None
+            return changed
         self.stats.applied += 1
-        return self.maybe_publish(scope)
+        return changed | {scope}
 
-    def _know_trial(self, study: str, trial: str) -> None:
+    def _know_trial(self, study: str, trial: str) -> set[ScopeKey]:
+        """Look a trial up in MLflow the first time a result names it (rate-limited)."""
         side = self.state.trials.get((study, trial))
         if side is not None and side.trial is not None:
-            return
+            return set()
         now = time.monotonic()
         if now - self.trial_checked.get((study, trial), -1e9) < TRIAL_REFRESH_S:
-            return
+            return set()
         self.trial_checked[(study, trial)] = now
-        for record in self.tracking.load_trial(study, trial):
-            for scope in self.state.apply_trial(record):
-                self.maybe_publish(scope)
+        return {scope for record in self.tracking.load_trial(study, trial) for scope in self.state.apply_trial(record)}
 
     # ------------------------------------------------------------------ publishing
 

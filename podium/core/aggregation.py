@@ -57,11 +57,15 @@ class Window:
 
     def add(self, sample: Sample) -> Window:
         """A window with ``sample`` in it; ``self`` when it changes nothing (a replay, or too old)."""
-        if any(s.run_id == sample.run_id for s in self.samples):
+        samples = self.samples
+        if any(s.run_id == sample.run_id for s in samples):
             return self
-        merged = sorted((*self.samples, sample))[-self.size :]
-        if tuple(merged) == self.samples:
-            return self
+        key = (sample.start_time, sample.run_id)
+        if not samples or key > (samples[-1].start_time, samples[-1].run_id):  # the common case: newest
+            return Window(self.size, (*samples, sample)[-self.size :])
+        if len(samples) >= self.size and key < (samples[0].start_time, samples[0].run_id):
+            return self  # older than everything kept
+        merged = sorted((*samples, sample), key=lambda s: (s.start_time, s.run_id))[-self.size :]
         return Window(self.size, tuple(merged))
 
 

@@ -6,7 +6,6 @@ consumer parks such payloads in the dead-letter stream.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any, Literal, TypeVar
 
@@ -165,23 +164,29 @@ M = TypeVar("M", bound=Message)
 
 def decode(model: type[M], payload: str | bytes | dict[str, Any]) -> M:
     """Parse and validate a message; any problem is one ``MessageError`` that says what was wrong."""
-    if isinstance(payload, bytes | str):
-        if len(payload) > MAX_MESSAGE_BYTES:
-            raise MessageError(f"{model.__name__}: {len(payload)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
-        try:
-            payload = json.loads(payload)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise MessageError(f"{model.__name__}: not JSON ({exc})") from None
-    if not isinstance(payload, dict):
-        raise MessageError(f"{model.__name__}: expected a JSON object, got {type(payload).__name__}")
-    version = payload.get("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
-        raise MessageError(f"{model.__name__}: schema_version {version!r} is not supported (this podium reads 1)")
     try:
+        if isinstance(payload, bytes | str):
+            if len(payload) > MAX_MESSAGE_BYTES:
+                raise MessageError(
+                    f"{model.__name__}: {len(payload)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit"
+                )
+            return model.model_validate_json(payload)
+        if not isinstance(payload, dict):
+            raise MessageError(f"{model.__name__}: expected a JSON object, got {type(payload).__name__}")
         return model.model_validate(payload)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()[:5]
-        )
-        raise MessageError(f"{model.__name__}: {problems}") from None
+        raise MessageError(f"{model.__name__}: {_problems(exc)}") from None
+
+
+def _problems(exc: ValidationError) -> str:
+    errors = exc.errors()
+    for e in errors:
+        if e["type"] == "json_invalid":
+            return f"not JSON ({e.get('ctx', {}).get('error', e['msg'])})"
+        if e["type"] == "model_type":
+            return f"expected a JSON object, got {type(e.get('input')).__name__}"
+        if e["loc"] == ("schema_version",):
+            return f"schema_version {e.get('input')!r} is not supported (this podium reads {SCHEMA_VERSION})"
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg'].removeprefix('Value error, ')}" for e in errors[:5]
+    )

@@ -1,0 +1,260 @@
+"""Bookkeeping, duplicate answers, aggregator throughput and publish latency, each against a baseline in
+the same run, on a real redis-server and a real MLflow sqlite store.
+
+    .venv/bin/python bench/pipeline.py [--tasks 60] [--events 20000] [--rate 1000] [--seconds 5]
+
+A  per-benchmark bookkeeping: podium's task (lock, checks, MLflow run with tags, metrics and artifact,
+   fenced commit, release) with the zero-cost synthetic backend, vs a raw Celery task doing one
+   create_run + log_batch + set_terminated + one XADD; both through the same in-process Celery worker.
+B  a duplicate answered from the done marker vs the MLflow tag search it replaces.
+C  aggregator events/s (decode, fold, select, publish) vs a bare XREADGROUP/XACK loop on the same stream.
+D  event -> PUBLISH latency at a steady event rate, seen by a podium.subscribe() subscriber, with the
+   aggregator in its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import redis  # noqa: E402
+from celery.contrib.testing.worker import start_worker  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import Metric, RunTag  # noqa: E402
+
+from podium import names  # noqa: E402
+from podium.adapters.mlflow_tracking import MlflowTracking  # noqa: E402
+from podium.aggregator.service import Aggregator  # noqa: E402
+from podium.core.config import BenchmarkConfig, SelectionConfig  # noqa: E402
+from podium.core.loading import parse_model  # noqa: E402
+from podium.core.messages import BenchmarkResult  # noqa: E402
+from podium.core.records import Champion  # noqa: E402
+from podium.core.settings import PodiumSettings  # noqa: E402
+from podium.core.tags import TagsRegistry  # noqa: E402
+from podium.producers.enqueue import build_request, enqueue_benchmark  # noqa: E402
+from podium.subscriber import subscribe  # noqa: E402
+from podium.workers.app import create_app  # noqa: E402
+from podium.workers.execute import execute  # noqa: E402
+from podium.workers.tasks import worker_deps  # noqa: E402
+from tests.servers import start_redis  # noqa: E402
+
+ZERO = {"backend": "synthetic", "iterations": 1, "warmup_iterations": 0,
+        "stability": {"max_windows": 2, "agree_windows": 2, "max_ratio": 1000.0}}
+STUDY = "b" * 64
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[round(p / 100 * (len(values) - 1))]
+
+
+def trial_runs(client: MlflowClient, study: str, trials: list[str]) -> None:
+    exp = client.get_experiment_by_name("training") or client.get_experiment(client.create_experiment("training"))
+    for i, t in enumerate(trials):
+        run = client.create_run(exp.experiment_id)
+        client.log_batch(run.info.run_id, metrics=[Metric("macro-f1", 0.8 + i / 1000, 0, 0)], tags=[
+            RunTag("code.stage", "hpo_trial"), RunTag("code.grouping.study_key_hash", study),
+            RunTag("code.grouping.trial_key_hash", t)])
+        client.set_terminated(run.info.run_id)
+
+
+def bench_bookkeeping(app, store: str, r: redis.Redis, tasks: int) -> list[tuple[str, float]]:
+    client = MlflowClient(store)
+    exp = client.create_experiment("raw")
+
+    @app.task(name="bench.raw")
+    def raw(i: int) -> str:
+        run = client.create_run(exp, tags={"code.stage": "benchmark", "benchmark_key": f"{i:064x}"})
+        client.log_batch(run.info.run_id, metrics=[Metric("latency_batch_1_ms", 1.0, 0, 0)])
+        client.set_terminated(run.info.run_id)
+        r.xadd("bench:raw", {"data": "{}"})
+        return run.info.run_id
+
+    cfg = parse_model(BenchmarkConfig, {"benchmarking": ZERO}, "bench")
+    rounds: dict[str, list[float]] = {"raw": [], "podium": []}
+    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING",
+                      queues=[names.queue("cpu")]):
+        for round_no in range(2):
+            t0 = time.perf_counter()
+            results = [raw.apply_async(args=[round_no * tasks + i], queue=names.queue("cpu")) for i in range(tasks)]
+            for res in results:
+                res.get(timeout=120)
+            rounds["raw"].append((time.perf_counter() - t0) / tasks)
+            t0 = time.perf_counter()
+            sent = [enqueue_benchmark(app, Champion(f"r{round_no}x{i:030d}", STUDY, "t" * 64, "d", "e"), cfg)
+                    for i in range(tasks)]
+            for s in sent:
+                assert app.AsyncResult(s.task_id).get(timeout=120)["status"] == "measured"
+            rounds["podium"].append((time.perf_counter() - t0) / tasks)
+    raw_ms, pod_ms = statistics.median(rounds["raw"]) * 1000, statistics.median(rounds["podium"]) * 1000
+    return [("raw Celery task + create_run/log_batch/set_terminated + XADD (baseline)", raw_ms),
+            ("podium benchmark task, zero-cost backend", pod_ms)]
+
+
+def bench_duplicates(app, r: redis.Redis) -> tuple[float, float]:
+    deps = worker_deps(app)
+    cfg = parse_model(BenchmarkConfig, {"benchmarking": ZERO}, "bench")
+    champion = Champion("r0x" + "0" * 30, STUDY, "t" * 64, "d", "e")
+    request = build_request(champion, cfg)
+    assert execute(request, deps).status == "reused"
+    marker, search = [], []
+    for _ in range(200):
+        t0 = time.perf_counter()
+        execute(request, deps)
+        marker.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        assert deps.tracking.benchmark_exists(request.identity, champion) is not None
+        search.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(marker), statistics.median(search)
+
+
+def fill(r: redis.Redis, n: int, trials: list[str], start: int = 0) -> None:
+    pipe = r.pipeline(transaction=False)
+    for i in range(start, start + n):
+        t = trials[i % len(trials)]
+        event = BenchmarkResult(benchmark_key=f"{int(t[:8], 16) + 1:064x}", run_id=f"run{i}", start_time=i,
+                                study_key_hash=STUDY, trial_key_hash=t, config_hash="c" * 64,
+                                champion_run_id="champ", metrics={"latency_batch_1_ms": 5.0 + (i * 7919 % 100) / 10},
+                                device="synthetic", worker="bench", fencing_token=1)
+        pipe.xadd(names.BENCHMARKS_STREAM, {"data": event.encode()})
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+
+
+def bench_aggregator(r: redis.Redis, tracking: MlflowTracking, trials: list[str], events: int) -> tuple[float, float]:
+    r.delete(names.BENCHMARKS_STREAM)
+    fill(r, events, trials)
+    r.xgroup_create(names.BENCHMARKS_STREAM, "bare", id="0")
+    t0 = time.perf_counter()
+    done = 0
+    while done < events:
+        resp = r.xreadgroup("bare", "c", {names.BENCHMARKS_STREAM: ">"}, count=500)
+        ids = [e for _, batch in resp for e, _ in batch]
+        r.xack(names.BENCHMARKS_STREAM, "bare", *ids)
+        done += len(ids)
+    bare = events / (time.perf_counter() - t0)
+    agg = Aggregator(r, tracking, SelectionConfig(), "bench")
+    agg.ensure_group()
+    agg.rebuild()
+    t0 = time.perf_counter()
+    done = 0
+    while done < events:
+        done += agg.step(block_ms=10)
+    ours = events / (time.perf_counter() - t0)
+    assert agg.stats.applied == events
+    return bare, ours
+
+
+def bench_latency(r: redis.Redis, env: dict[str, str], trials: list[str], rate: int, seconds: float) -> list[float]:
+    r.delete(names.BENCHMARKS_STREAM, names.BEST_UPDATES_STREAM)
+    for key in r.scan_iter("podium:best:*"):
+        r.delete(key)
+    cfg_file = Path(env["PODIUM_CONFIG_DIR"]) / "best_model_selection.yaml"
+    cfg_file.write_text("benchmark:\n  latency_aggregation: latest\n")
+    folder = Path(tempfile.mkdtemp(prefix="podium-agg-"))
+    log = open(folder / "agg.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "podium", "aggregator"], env=env, stdout=log, stderr=log)
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    def listen() -> None:
+        for update in subscribe(env["PODIUM_REDIS_URL"], STUDY, stop=stop, poll_s=0.05):
+            t = sent.get(update.best.benchmark_run_id) if update.best else None
+            if t is not None:
+                latencies.append((time.perf_counter() - t) * 1000)
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    time.sleep(8)  # aggregator start-up and rebuild
+    try:
+        n, start = int(rate * seconds), time.perf_counter()
+        for i in range(n):
+            due = start + i / rate
+            while time.perf_counter() < due:
+                pass
+            t = trials[i % len(trials)]
+            run_id = f"live{i}"
+            event = BenchmarkResult(benchmark_key=f"{int(t[:8], 16) + 1:064x}", run_id=run_id,
+                                    start_time=10**12 + i, study_key_hash=STUDY, trial_key_hash=t,
+                                    config_hash="c" * 64, champion_run_id="champ",
+                                    metrics={"latency_batch_1_ms": 1.0 + i % 50}, device="s", worker="b",
+                                    fencing_token=1)
+            sent[run_id] = time.perf_counter()
+            r.xadd(names.BENCHMARKS_STREAM, {"data": event.encode()})
+        time.sleep(2)
+    finally:
+        stop.set()
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+    return latencies
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", type=int, default=60)
+    ap.add_argument("--events", type=int, default=20_000)
+    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="podium-bench-"))
+    server = start_redis(tmp / "redis")
+    try:
+        store = f"sqlite:///{tmp / 'mlflow.db'}"
+        config_dir = tmp / "config"
+        config_dir.mkdir()
+        for f in ("tags.yaml", "benchmark.yaml"):
+            shutil.copy(Path(__file__).resolve().parent.parent / "config" / f, config_dir / f)
+        settings = PodiumSettings(redis_url=server.url, tracking_uri=store, config_dir=config_dir)
+        app = create_app(settings)
+        r = redis.Redis.from_url(server.url, decode_responses=True)
+        tracking = MlflowTracking.connect(store, TagsRegistry())
+        trials = [f"{i:08x}" + "0" * 56 for i in range(1, 21)]
+        trial_runs(tracking.client, STUDY, trials)
+
+        rows = bench_bookkeeping(app, store, r, args.tasks)
+        marker_ms, search_ms = bench_duplicates(app, r)
+        bare, ours = bench_aggregator(r, tracking, trials, args.events)
+        env = {**os.environ, "PODIUM_REDIS_URL": server.url, "PODIUM_TRACKING_URI": store,
+               "PODIUM_CONFIG_DIR": str(config_dir)}
+        lat = bench_latency(r, env, trials, args.rate, args.seconds)
+    finally:
+        server.stop()
+
+    (base_name, base), (pod_name, pod) = rows
+    print(f"A. Bookkeeping per benchmark ({args.tasks} tasks x 2 rounds, solo in-process worker, median round)\n")
+    print("| path | ms per benchmark | ratio |\n| --- | ---: | ---: |")
+    print(f"| {base_name} | {base:.1f} | 1.00x |\n| {pod_name} | {pod:.1f} | {pod / base:.2f}x |\n")
+    print("B. A duplicate request (200 calls, median)\n")
+    print("| path | ms | ratio |\n| --- | ---: | ---: |")
+    print(f"| MLflow tag search (`benchmark_exists`, baseline) | {search_ms:.2f} | 1.00x |")
+    print(f"| done marker (`execute` on a done key) | {marker_ms:.2f} | {search_ms / marker_ms:.1f}x faster |\n")
+    print(f"C. Aggregator throughput ({args.events} events, 20 trials, one scope)\n")
+    print("| loop | events/s | ratio |\n| --- | ---: | ---: |")
+    print(f"| bare XREADGROUP + XACK (baseline) | {bare:,.0f} | 1.00x |")
+    print(f"| podium aggregator (decode, fold, select, publish) | {ours:,.0f} | {ours / bare:.2f}x |\n")
+    print(f"D. Event -> PUBLISH latency at {args.rate} events/s for {args.seconds:g} s, aggregator in its own process\n")
+    if lat:
+        print(f"{len(lat)} updates seen (batches coalesce): p50 {pct(lat, 50):.2f} ms, p99 {pct(lat, 99):.2f} ms, "
+              f"max {max(lat):.2f} ms")
+    else:
+        print("no updates seen")
+    print(json.dumps({"bookkeeping_ratio": pod / base, "marker_ms": marker_ms, "search_ms": search_ms,
+                      "agg_eps": ours, "bare_eps": bare, "p99_ms": pct(lat, 99) if lat else None}))
+
+
+if __name__ == "__main__":
+    main()
