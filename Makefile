@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 EXAMPLE := .podium/example
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo example-store test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
+	$(BIN)/podium demo
+
+example-store: install
 	$(BIN)/python -m podium.synthetic_store $(EXAMPLE) --if-missing
 	$(BIN)/podium select --tracking-uri sqlite:///$(CURDIR)/$(EXAMPLE)/mlflow.db
 
@@ -30,6 +33,8 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/select_store.py
+	$(BIN)/python bench/triton_overhead.py
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf .podium bench/out .pytest_cache

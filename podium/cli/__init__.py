@@ -9,7 +9,9 @@ import typer
 
 from podium.cli.bench_cmd import bench
 from podium.cli.common import setup_logging
+from podium.cli.demo_cmd import demo
 from podium.cli.pipeline_cmds import aggregator, backfill, enqueue, worker
+from podium.cli.status_cmd import status
 from podium.cli.watch_cmd import watch
 from podium.cli.select_cmd import select
 
@@ -29,6 +31,7 @@ def _root(
     setup_logging(verbose)
 
 
+app.command("demo")(demo)
 app.command("select")(select)
 app.command("bench")(bench)
 app.command("enqueue")(enqueue)
@@ -36,6 +39,7 @@ app.command("backfill")(backfill)
 app.command("worker")(worker)
 app.command("aggregator")(aggregator)
 app.command("watch")(watch)
+app.command("status")(status)
 
 
 def main() -> None:

@@ -258,3 +258,27 @@ def test_aggregator_killed_and_restarted_loses_and_double_counts_nothing(pipelin
     seqs = [BestModelUpdate.model_validate_json(f["data"]).seq for _, f in r.xrange(names.BEST_UPDATES_STREAM)
             if json.loads(f["data"])["study_key_hash"] == study]
     assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), seqs
+
+
+def test_status_json_reflects_a_running_benchmark(pipeline: Pipeline) -> None:
+    from podium.core.records import Champion
+
+    slow = config(backend="synthetic", synthetic_service_ms=50.0, iterations=20, warmup_iterations=0,
+                  stability={"max_windows": 3, "agree_windows": 3})
+    sent = enqueue_benchmark(pipeline.app, Champion("slow" + "0" * 28, "9" * 64, "8" * 64, "d", "e"), slow)
+    deadline, running = time.monotonic() + 60, []
+    while time.monotonic() < deadline and not running:
+        out = subprocess.run([sys.executable, "-m", "podium", "status", "--json"], capture_output=True, text=True,
+                             timeout=60, env=pipeline.env)
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout)
+        running = [r for r in report["running"] if r["benchmark_key"] == sent.benchmark_key]
+    (entry,) = running
+    assert entry["phase"] in ("checking", "measuring", "warmup", "measure", "committing")
+    assert entry["worker"] and entry["target"] == "cpu" and entry["heartbeat_age_s"] < 30
+    assert "podium.cpu" in report["queues"] and report["aggregator"]["leader"] is True
+    assert pipeline.app.AsyncResult(sent.task_id).get(timeout=120)["status"] == "measured"
+    final = json.loads(subprocess.run([sys.executable, "-m", "podium", "status", "--json"], capture_output=True,
+                                      text=True, timeout=60, env=pipeline.env).stdout)
+    assert all(r["benchmark_key"] != sent.benchmark_key for r in final["running"])
+    assert all(lock["benchmark_key"] != sent.benchmark_key for lock in final["stale_locks"])  # released

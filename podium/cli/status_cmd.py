@@ -1,0 +1,64 @@
+"""``podium status``: queues, running benchmarks, stale locks, dead letters, the current best per study."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import redis
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from podium.adapters.redis_conn import connect
+from podium.cli.common import fail
+from podium.core.settings import PodiumSettings, redact_url
+from podium.status import collect
+
+
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout")] = False,
+    redis_url: Annotated[str | None, typer.Option(help="Redis URL [env PODIUM_REDIS_URL]")] = None,
+) -> None:
+    """What podium is doing now (read from Redis)."""
+    url = redis_url or PodiumSettings().redis_url
+    try:
+        report = collect(connect(url))
+    except redis.RedisError as exc:
+        fail(f"cannot read status from Redis at {redact_url(url)}: {exc}")
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    console = Console()
+    console.print(f"Redis {redact_url(url)}", highlight=False)
+    queues = Table(title="Queues")
+    queues.add_column("queue")
+    queues.add_column("waiting", justify="right")
+    for name, depth in report["queues"].items():
+        queues.add_row(name, str(depth))
+    console.print(queues)
+    running = Table(title=f"Running benchmarks ({len(report['running'])})")
+    for col in ("benchmark_key", "phase", "progress", "worker", "target", "running s", "heartbeat age s"):
+        running.add_column(col)
+    for r in report["running"]:
+        running.add_row(r["benchmark_key"][:12], r["phase"], r["progress"], r["worker"], r["target"],
+                        str(r["running_s"]), str(r["heartbeat_age_s"]))
+    console.print(running)
+    if report["stale_locks"]:
+        console.print(f"[yellow]{len(report['stale_locks'])} stale lock(s)[/] (no fresh heartbeat; they expire "
+                      "with their TTL): " + ", ".join(s["benchmark_key"][:12] for s in report["stale_locks"]))
+    dl = report["dead_letters"]
+    console.print(f"Dead letters: {dl['count']}" + "".join(f"\n  {d['id']} {d['source']}: {d['error']}"
+                                                           for d in dl["latest"]), highlight=False)
+    if report["aggregator"]:
+        a = report["aggregator"]
+        console.print(f"Aggregator: leader {'yes' if a['leader'] else 'NO'}, lag {a['lag']}, pending {a['pending']}")
+    best = Table(title="Current best per study and config")
+    for col in ("study", "config", "seq", "trial", "backbone", "objective", "latency ms"):
+        best.add_column(col)
+    for b in report["best"]:
+        c = b["best"] or {}
+        best.add_row(b["study_key_hash"][:12], (b["benchmark_config_hash"] or "legacy")[:12], str(b["seq"]),
+                     c.get("trial_key_hash", "-")[:12], c.get("backbone") or "-",
+                     f"{c['f1_score']:.4f}" if c else "-", f"{c['latency_ms']:.3f}" if c else "-")
+    console.print(best)
