@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from podium import names
+from podium import metrics, names
 from podium.adapters.dead_letters import dead_letter
 from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.aggregator.publisher import Publisher, candidate_view, fingerprint
@@ -137,8 +137,10 @@ class Aggregator:
         except MessageError as exc:
             self.stats.dead_letters += 1
             dead_letter(self.client, "result", fields, f"stream entry {entry_id}: {exc}")
+            metrics.EVENTS.labels("dead_letter").inc()
             return set()
         self.stats.last_lag_ms = max(0.0, time.time() * 1000 - int(entry_id.split("-")[0]))
+        metrics.LAG.set(self.stats.last_lag_ms / 1000)
         return self.apply_result(result)
 
     def apply_result(self, result: BenchmarkResult) -> set[ScopeKey]:
@@ -146,8 +148,10 @@ class Aggregator:
         scope = self.state.apply_benchmark(result.record())
         if scope is None:
             self.stats.replays += 1
+            metrics.EVENTS.labels("replay").inc()
             return changed
         self.stats.applied += 1
+        metrics.EVENTS.labels("applied").inc()
         return changed | {scope}
 
     def _know_trial(self, study: str, trial: str) -> set[ScopeKey]:
@@ -181,6 +185,7 @@ class Aggregator:
                                         self.config.selection.policy, self.config.benchmark.latency_aggregation)
         self.published[scope] = new
         self.stats.published += 1
+        metrics.UPDATES.labels(reason).inc()
         log.info("Study %s config %s: %s (seq %d).", scope.study_key_hash[:12], (scope.config_hash or "legacy")[:12],
                  reason, update.seq)
         if self.on_update:

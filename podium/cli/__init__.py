@@ -11,6 +11,7 @@ from podium.cli.bench_cmd import bench
 from podium.cli.common import setup_logging
 from podium.cli.demo_cmd import demo
 from podium.cli.pipeline_cmds import aggregator, backfill, enqueue, worker
+from podium.cli.report_cmd import report
 from podium.cli.status_cmd import status
 from podium.cli.watch_cmd import watch
 from podium.cli.select_cmd import select
@@ -40,6 +41,7 @@ app.command("worker")(worker)
 app.command("aggregator")(aggregator)
 app.command("watch")(watch)
 app.command("status")(status)
+app.command("report")(report)
 
 
 def main() -> None:

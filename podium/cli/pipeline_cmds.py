@@ -64,6 +64,9 @@ def aggregator(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    from podium import metrics
+
+    metrics.serve(settings.metrics_port)
     console.print(f"podium aggregator: {names.BENCHMARKS_STREAM} -> {names.BEST_UPDATES_STREAM} and "
                   f"podium:best:<study> on {redact_url(settings.redis_url)}", highlight=False)
     agg.run(stop, leader_ttl_ms=settings.lock_ttl_ms)

@@ -33,6 +33,8 @@ class PodiumSettings(BaseSettings):
     lock_ttl_ms: int = Field(default=30_000, ge=1000)
     #: Attempts at one request (crashes and failures) before it goes to the dead-letter stream.
     max_attempts: int = Field(default=3, ge=1)
+    #: Port of the Prometheus /metrics endpoint of a worker or the aggregator (unset: none).
+    metrics_port: int | None = None
     #: First retry delay after a failure, doubled per attempt.
     retry_backoff_s: float = Field(default=2.0, ge=0)
 

@@ -12,9 +12,11 @@ import threading
 from typing import Any
 
 from celery import Celery, Task
+from celery.signals import worker_process_init
 
 from podium import names
 from podium.adapters.dead_letters import dead_letter
+from podium import metrics
 from podium.core.messages import BenchmarkRequest, MessageError, decode
 from podium.workers.execute import LockBusy, WorkerDeps, execute
 from podium.workers.lock import LockLost
@@ -36,6 +38,16 @@ def register(app: Celery) -> None:
         return run_task(self, payload, worker_deps(self.app))
 
 
+def serve_metrics(**_: Any) -> None:
+    """In each worker child process (after the fork), when PODIUM_METRICS_PORT is set."""
+    from podium.core.settings import PodiumSettings
+
+    metrics.serve(PodiumSettings().metrics_port)
+
+
+worker_process_init.connect(serve_metrics, weak=False)
+
+
 def worker_deps(app: Celery) -> WorkerDeps:
     """Built once per worker process, after the fork (CUDA and connections never cross a fork)."""
     with _deps_lock:
@@ -47,6 +59,13 @@ def worker_deps(app: Celery) -> WorkerDeps:
 
 
 def run_task(task: Task, payload: dict[str, Any], deps: WorkerDeps) -> dict[str, Any]:
+    with metrics.BENCHMARK_SECONDS.time():
+        outcome = _run_task(task, payload, deps)
+    metrics.BENCHMARKS.labels(outcome.get("status", "unknown")).inc()
+    return outcome
+
+
+def _run_task(task: Task, payload: dict[str, Any], deps: WorkerDeps) -> dict[str, Any]:
     settings = task.app.conf.podium_settings
     try:
         request = decode(BenchmarkRequest, payload)
@@ -64,6 +83,7 @@ def run_task(task: Task, payload: dict[str, Any], deps: WorkerDeps) -> dict[str,
     try:
         outcome = execute(request, deps)
     except LockBusy:
+        metrics.LOCK_WAITS.inc()
         deps.redis.decr(counter)  # waiting for another worker is not an attempt
         raise task.retry(countdown=random.uniform(*BUSY_RETRY_S)) from None
     except LockLost as exc:

@@ -1,0 +1,16 @@
+# podium worker / aggregator / CLI image.
+#   docker build -t podium .                                  (CPU torch)
+#   docker build -t podium --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 .   (CUDA workers)
+FROM python:3.11-slim
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY podium ./podium
+COPY config ./config
+RUN pip install --extra-index-url "$TORCH_INDEX" "torch==2.13.0" \
+ && pip install ".[triton]"
+ENV PODIUM_CONFIG_DIR=/app/config
+USER nobody
+ENTRYPOINT ["podium"]
+CMD ["--help"]

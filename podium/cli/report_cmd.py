@@ -1,0 +1,45 @@
+"""``podium report``: the selection chart and table per study and config, also logged to MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from podium.adapters.mlflow_tracking import MlflowTracking
+from podium.cli.common import EXIT_NOTHING, podium_errors
+from podium.configs import load_selection_config, load_tags
+from podium.core.safety import require_safe
+from podium.core.settings import PodiumSettings
+from podium.core.state import select_all
+from podium.report import log_to_mlflow, write
+
+
+def report(
+    study: Annotated[str | None, typer.Option(help="Only this study_key_hash")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the PNG, Markdown and HTML files")] = Path("podium-report"),
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI [env PODIUM_TRACKING_URI]")] = None,
+    config: Annotated[Path | None, typer.Option(help="best_model_selection.yaml")] = None,
+    log: Annotated[bool, typer.Option("--log/--no-log", help="Log the files as a selection run in MLflow")] = True,
+) -> None:
+    """Chart (candidates, Pareto front, chosen model, tolerance band) and table of each selection."""
+    settings = PodiumSettings()
+    console = Console()
+    with podium_errors():
+        if study:
+            require_safe(study, "--study")
+        cfg = load_selection_config(config, settings.config_dir)
+        tracking = MlflowTracking.connect(tracking_uri or settings.tracking_uri, load_tags(None, settings.config_dir),
+                                          settings.benchmark_experiment, cfg.objective.metric, create=False)
+        ids = tracking.experiment_ids()
+        selections, _ = select_all(tracking.load_benchmarks(ids), tracking.load_trials(ids), cfg)
+        selections = [s for s in selections if study is None or s.study_key_hash == study]
+        for sel in selections:
+            files = write(sel, cfg, out)
+            run = log_to_mlflow(tracking, sel, files) if log else None
+            console.print(f"{files.chart}  ({files.points} candidates)" + (f"  logged in run {run}" if run else ""))
+    if not selections:
+        console.print("Nothing to report: no selection could be made.")
+        raise typer.Exit(EXIT_NOTHING)

@@ -1,0 +1,22 @@
+"""The Pareto front of candidates: none other is at least as good on both objective and latency (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from podium.core.selection import Candidate
+
+
+def pareto_front(candidates: Sequence[Candidate], maximize: bool = True) -> list[Candidate]:
+    """Candidates not dominated on (objective, latency); sorted by latency."""
+
+    def better_or_equal(a: Candidate, b: Candidate) -> bool:
+        obj = a.f1_score >= b.f1_score if maximize else a.f1_score <= b.f1_score
+        return obj and a.latency_ms <= b.latency_ms
+
+    front = [
+        c for c in candidates
+        if not any(better_or_equal(o, c) and (o.f1_score, o.latency_ms) != (c.f1_score, c.latency_ms)
+                   for o in candidates)
+    ]
+    return sorted(front, key=lambda c: (c.latency_ms, c.trial_key_hash))
