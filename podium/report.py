@@ -97,3 +97,37 @@ def log_to_mlflow(tracking: MlflowTracking, sel: Selection, files: ReportFiles) 
         tracking.client.log_artifact(run_id, str(f), "selection")
     tracking.finish_run(run_id)
     return run_id
+
+
+class NewBestReporter:
+    """For the aggregator: on a new best, write and log the report of that scope, at most once per
+    ``min_interval_s`` per scope, on a background thread (never on the stream's hot path)."""
+
+    def __init__(self, tracking: MlflowTracking, config: SelectionConfig, out: Path, min_interval_s: float = 60.0):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.tracking, self.config, self.out, self.min_interval_s = tracking, config, out, min_interval_s
+        self._last: dict[tuple[str, str | None], float] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-report")
+
+    def __call__(self, sel: Selection) -> bool:
+        import time
+
+        scope = (sel.study_key_hash, sel.benchmark_config_hash)
+        now = time.monotonic()
+        if now - self._last.get(scope, -1e9) < self.min_interval_s:
+            return False
+        self._last[scope] = now
+        self._pool.submit(self._write, sel)
+        return True
+
+    def _write(self, sel: Selection) -> None:
+        import logging
+
+        try:
+            log_to_mlflow(self.tracking, sel, write(sel, self.config, self.out))
+        except Exception as exc:  # a report is a convenience; never take the aggregator down
+            logging.getLogger(__name__).warning("Selection report for %s failed: %s", sel.study_key_hash[:12], exc)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

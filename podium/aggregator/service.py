@@ -23,6 +23,7 @@ from podium.aggregator.publisher import Publisher, candidate_view, fingerprint
 from podium.core.aggregation import ScopeKey
 from podium.core.config import SelectionConfig
 from podium.core.messages import BenchmarkResult, BestModelUpdate, MessageError, decode
+from podium.core.selection import Selection
 from podium.core.state import SelectionState
 from podium.workers.lock import FencedLock
 
@@ -50,7 +51,8 @@ class AggregatorStats:
 
 class Aggregator:
     def __init__(self, client: redis.Redis, tracking: MlflowTracking, config: SelectionConfig, consumer: str,
-                 on_update: Callable[[BestModelUpdate], None] | None = None):
+                 on_update: Callable[[BestModelUpdate], None] | None = None,
+                 on_new_best: Callable[[Selection], object] | None = None):
         self.client = client
         self.tracking = tracking
         self.config = config
@@ -61,6 +63,7 @@ class Aggregator:
         self.trial_checked: dict[tuple[str, str], float] = {}
         self.stats = AggregatorStats()
         self.on_update = on_update
+        self.on_new_best = on_new_best
         self._last_claim = 0.0
 
     # ------------------------------------------------------------------ start-up
@@ -190,6 +193,8 @@ class Aggregator:
                  reason, update.seq)
         if self.on_update:
             self.on_update(update)
+        if self.on_new_best and selection is not None and reason in ("first", "new_best"):
+            self.on_new_best(selection)
         return update
 
     # ------------------------------------------------------------------ the loop

@@ -59,8 +59,14 @@ def aggregator(
     settings = PodiumSettings()
     with podium_errors():
         cfg = load_selection_config(config, settings.config_dir)
-        agg = Aggregator(connect(settings.redis_url), _tracking(settings, cfg.objective.metric), cfg,
-                         name or f"{socket.gethostname()}-{os.getpid()}")
+        tracking = _tracking(settings, cfg.objective.metric)
+        reporter = None
+        if settings.report_dir is not None:
+            from podium.report import NewBestReporter
+
+            reporter = NewBestReporter(tracking, cfg, settings.report_dir, settings.report_every_s)
+        agg = Aggregator(connect(settings.redis_url), tracking, cfg, name or f"{socket.gethostname()}-{os.getpid()}",
+                         on_new_best=reporter)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -69,7 +75,11 @@ def aggregator(
     metrics.serve(settings.metrics_port)
     console.print(f"podium aggregator: {names.BENCHMARKS_STREAM} -> {names.BEST_UPDATES_STREAM} and "
                   f"podium:best:<study> on {redact_url(settings.redis_url)}", highlight=False)
-    agg.run(stop, leader_ttl_ms=settings.lock_ttl_ms)
+    try:
+        agg.run(stop, leader_ttl_ms=settings.lock_ttl_ms)
+    finally:
+        if reporter is not None:
+            reporter.close()
 
 
 def enqueue(

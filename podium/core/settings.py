@@ -35,6 +35,10 @@ class PodiumSettings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1)
     #: Port of the Prometheus /metrics endpoint of a worker or the aggregator (unset: none).
     metrics_port: int | None = None
+    #: Where the aggregator writes selection reports on a new best (unset: no reports).
+    report_dir: Path | None = None
+    #: At most one report per study and config this often, in seconds.
+    report_every_s: float = Field(default=60.0, ge=0)
     #: First retry delay after a failure, doubled per attempt.
     retry_backoff_s: float = Field(default=2.0, ge=0)
 

@@ -121,7 +121,8 @@ def run_demo(opts: DemoOptions, console: Console) -> DemoResult:
     config_dir = write_config(home / "config")
     redis_server = LocalRedis(home / "redis").start()
     env = {**os.environ, "PODIUM_REDIS_URL": redis_server.url, "PODIUM_TRACKING_URI": tracking_uri,
-           "PODIUM_CONFIG_DIR": str(config_dir), "PYTHONUNBUFFERED": "1"}
+           "PODIUM_CONFIG_DIR": str(config_dir), "PYTHONUNBUFFERED": "1",
+           "PODIUM_REPORT_DIR": str(home / "reports"), "PODIUM_REPORT_EVERY_S": "5"}
     procs = Processes(home / "logs", env)
     state = DemoState(header=f"Redis: {redis_server.kind} at {redis_server.url}\nMLflow: {tracking_uri}")
     stop = threading.Event()

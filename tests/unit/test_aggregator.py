@@ -110,3 +110,22 @@ def test_a_result_before_its_trial_is_joined_when_the_trial_appears(r, client: M
     drain(agg)
     (update,) = history(r)  # the trial joined and the new result arrived in one batch: one update, both in it
     assert (update.reason, update.best.benchmark_runs_count, update.best.f1_score) == ("first", 2, 0.7)
+
+
+def test_new_best_reporter_is_rate_limited_and_writes_files(r, client: MlflowClient, tracking, tmp_path) -> None:
+    from podium.report import NewBestReporter
+
+    trial_run(client, S, T1, 0.9)
+    trial_run(client, S, T2, 0.95)
+    reporter = NewBestReporter(tracking, SelectionConfig(), tmp_path / "reports", min_interval_s=3600)
+    calls = []
+    agg = Aggregator(r, tracking, SelectionConfig(), "agg", on_new_best=lambda sel: calls.append(reporter(sel)))
+    agg.ensure_group()
+    agg.rebuild()
+    committed_result(tracking, r, S, T1, 10.0, champion_run="c1")
+    drain(agg)
+    committed_result(tracking, r, S, T2, 5.0, champion_run="c2")  # a new best: reported? rate-limited
+    drain(agg)
+    reporter.close()
+    assert calls == [True, False]
+    assert len(list((tmp_path / "reports").glob("*.png"))) == 1
