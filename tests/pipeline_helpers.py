@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
 import redis
 from mlflow import MlflowClient
 from mlflow.entities import Metric
@@ -11,9 +19,17 @@ from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.core.identity import BenchmarkIdentity
 from podium.core.messages import BenchmarkResult
 from podium.core.records import Champion
+from podium.core.messages import BestModelUpdate
 from podium.core.run_tags import benchmark_run_tags
+from podium.core.settings import PodiumSettings
+from podium.demo.model import TinyTagger, export
+from podium.subscriber import subscribe
+from podium.workers.app import create_app
+from tests.conftest import REPO
+from tests.servers import ServerProcess, spawn, start_redis
 
 CONFIG = "c" * 64
+STUDY = "e" * 64
 
 
 def trial_run(client: MlflowClient, study: str, trial: str, f1: float, stage: str = "hpo_trial") -> str:
@@ -27,12 +43,18 @@ def trial_run(client: MlflowClient, study: str, trial: str, f1: float, stage: st
 
 
 def committed_result(tracking: MlflowTracking, r: redis.Redis | None, study: str, trial: str, latency: float,
-                     champion_run: str = "champion", config_hash: str = CONFIG) -> BenchmarkResult:
-    """A FINISHED benchmark run in MLflow and (when ``r``) its result event in the stream, as a worker commits."""
+                     champion_run: str = "champion", config_hash: str = CONFIG, fast: bool = False) -> BenchmarkResult:
+    """A FINISHED benchmark run in MLflow and (when ``r``) its result event in the stream, as a worker commits.
+    ``fast`` skips the benchmark.json artifact (for thousands of events)."""
     champion = Champion(champion_run, study, trial, "d", "e")
     identity = BenchmarkIdentity(champion_run, "d", "e", config_hash)
     tags = benchmark_run_tags(tracking.tags, identity, champion, backend="synthetic", target="cpu", worker="w")
-    run_id = tracking.log_benchmark_run(tags, {"latency_batch_1_ms": latency}, {"latency": latency})
+    if fast:
+        run_id, _ = tracking.start_benchmark_run(tags)
+        tracking.client.log_batch(run_id, metrics=[Metric("latency_batch_1_ms", latency, 0, 0)])
+        tracking.finish_run(run_id)
+    else:
+        run_id = tracking.log_benchmark_run(tags, {"latency_batch_1_ms": latency}, {"latency": latency})
     run = tracking.client.get_run(run_id)
     result = BenchmarkResult(benchmark_key=identity.key, run_id=run_id, start_time=run.info.start_time,
                              study_key_hash=study, trial_key_hash=trial, config_hash=config_hash,
@@ -41,3 +63,88 @@ def committed_result(tracking: MlflowTracking, r: redis.Redis | None, study: str
     if r is not None:
         r.xadd(names.BENCHMARKS_STREAM, {"data": result.encode()})
     return result
+
+
+class Pipeline:
+    """A real redis-server, real worker/aggregator processes started with ``start``, all stopped by PID."""
+
+    def __init__(self, tmp: Path, store_uri: str, **settings: str):
+        self.tmp = tmp
+        self.redis_server = start_redis(tmp / "redis")
+        extra = {f"PODIUM_{k.upper()}": str(v) for k, v in settings.items()}
+        self.env = {**os.environ, "PODIUM_REDIS_URL": self.redis_server.url, "PODIUM_TRACKING_URI": store_uri,
+                    "PODIUM_CONFIG_DIR": str(REPO / "config"), "PODIUM_LOCK_TTL_MS": "3000",
+                    "PYTHONUNBUFFERED": "1", **extra}
+        self.settings = PodiumSettings(_env_file=None, **{"redis_url": self.redis_server.url,
+                                                          "tracking_uri": store_uri, "config_dir": REPO / "config",
+                                                          "lock_ttl_ms": 3000, **settings})
+        self.app = create_app(self.settings)
+        self.redis = redis.Redis.from_url(self.redis_server.url, decode_responses=True)
+        self.processes: dict[str, ServerProcess] = {}
+
+    def start(self, name: str, *args: str) -> ServerProcess:
+        folder = self.tmp / name
+        folder.mkdir(parents=True, exist_ok=True)
+        proc = spawn([sys.executable, "-m", "podium", *args], folder, env=self.env, cwd=self.tmp)
+        self.processes[name] = proc
+        return proc
+
+    def wait_workers(self, count: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.app.control.ping(timeout=0.5) or []) >= count:
+                return
+        logs = "\n".join(p.log() for p in self.processes.values())
+        pytest.fail(f"{count} workers did not answer within {timeout} s:\n{logs}")
+
+    def stop(self) -> None:
+        for proc in self.processes.values():
+            proc.stop()
+        self.redis.close()
+        self.app.close()
+        self.redis_server.stop()
+
+
+
+def trained(store: str, tmp: Path, trial: str, f1: float, width: int = 8) -> str:
+    """A trial run and a refit run holding a TorchScript model, written as training code would."""
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name("training")
+    exp_id = exp.experiment_id if exp else client.create_experiment("training", (tmp / "artifacts").as_uri())
+    champion = ""
+    for stage in ("hpo_trial", "refit"):
+        run = client.create_run(exp_id, tags={"code.stage": stage, "code.grouping.study_key_hash": STUDY,
+                                              "code.grouping.trial_key_hash": trial})
+        client.log_metric(run.info.run_id, "macro-f1", f1)
+        client.log_param(run.info.run_id, "backbone", f"tiny-{width}")
+        if stage == "refit":
+            model = export(TinyTagger(width, 1), tmp / f"model-{trial[:6]}" / "model.pt")
+            client.log_artifact(run.info.run_id, str(model), "model")
+            champion = run.info.run_id
+        client.set_terminated(run.info.run_id)
+    return champion
+
+
+def finished_runs(store: str, key: str) -> list:
+    client = MlflowClient(store)
+    return client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              f"tags.benchmark_key = '{key}' AND attributes.status = 'FINISHED'")
+
+
+def collect(stop: threading.Event, url: str, study: str | None, out: queue.Queue) -> threading.Thread:
+    def run() -> None:
+        for update in subscribe(url, study, stop=stop, poll_s=0.2):
+            out.put(update)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def next_update(q: queue.Queue, timeout: float = 60) -> BestModelUpdate:
+    try:
+        return q.get(timeout=timeout)
+    except queue.Empty:
+        pytest.fail(f"no best-model update within {timeout} s")
+
+

@@ -160,7 +160,8 @@ class RedisServer:
         self.process.stop()
 
 
-def start_redis(tmp: Path, port: int | None = None) -> RedisServer:
+def start_redis(tmp: Path, port: int | None = None, extra: list[str] | None = None,
+                ping: bytes = b"PING\r\n") -> RedisServer:
     """A real redis-server on 127.0.0.1 (no persistence), in the foreground so its PID is ours."""
     binary = shutil.which("redis-server")
     if binary is None:
@@ -168,13 +169,13 @@ def start_redis(tmp: Path, port: int | None = None) -> RedisServer:
     port = port or free_port()
     tmp.mkdir(parents=True, exist_ok=True)
     process = spawn([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                     "--dir", str(tmp)], tmp)
+                     "--dir", str(tmp), *(extra or [])], tmp)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
+                s.sendall(ping)
+                if s.recv(64).startswith((b"+PONG", b"-NOAUTH", b"-WRONGPASS")):
                     return RedisServer(process, port)
         except OSError:
             time.sleep(0.05)

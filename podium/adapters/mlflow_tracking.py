@@ -136,7 +136,8 @@ class MlflowTracking:
 
     # ------------------------------------------------------------------ reading
 
-    def _search(self, experiment_ids: Sequence[str], filter_string: str, page_size: int = PAGE_SIZE) -> Iterator[Run]:
+    def search(self, experiment_ids: Sequence[str], filter_string: str, page_size: int = PAGE_SIZE) -> Iterator[Run]:
+        """Every active run matching a filter built with :mod:`podium.core.filters`, page by page."""
         token = None
         while True:
             try:
@@ -157,7 +158,7 @@ class MlflowTracking:
     def _finished_stage(self, experiment_ids: Sequence[str], stage: str) -> Iterator[Run]:
         if not experiment_ids:
             return iter(())
-        return self._search(experiment_ids, all_of(tag_eq(self.tags.stage.key, stage), status_is("FINISHED")))
+        return self.search(experiment_ids, all_of(tag_eq(self.tags.stage.key, stage), status_is("FINISHED")))
 
     def load_benchmarks(self, experiment_ids: Sequence[str]) -> list[BenchmarkRecord]:
         """Every FINISHED benchmark run of the experiments that carries the grouping tags."""
@@ -191,7 +192,7 @@ class MlflowTracking:
         for stage, kind in ((self.tags.stage.hpo_trial, "trial"), (self.tags.stage.refit, "refit")):
             flt = all_of(tag_eq(self.tags.stage.key, stage), tag_eq(self.tags.grouping.study_key_hash, study),
                          tag_eq(self.tags.grouping.trial_key_hash, trial), status_is("FINISHED"))
-            for run in self._search(self.experiment_ids(), flt):
+            for run in self.search(self.experiment_ids(), flt):
                 record = self.trial_record(run, kind)
                 if record is not None:
                     out.append(record)
@@ -289,7 +290,7 @@ class MlflowTracking:
         runs would make a single (study, trial) query load them all."""
         ids = self.recent_experiment_ids()
         primary = all_of(tag_eq(self.tags.benchmark.key, identity.key), status_is("FINISHED"))
-        for run in self._search(ids, primary, page_size=1):
+        for run in self.search(ids, primary, page_size=1):
             return ExistingBenchmark(run.info.run_id, "benchmark_key")
         legacy = all_of(
             tag_eq(self.tags.stage.key, self.tags.stage.benchmark),
@@ -298,7 +299,7 @@ class MlflowTracking:
             tag_is_null(self.tags.benchmark.key),
             status_is("FINISHED"),
         )
-        records = [r for r in map(self.benchmark_record, self._search(ids, legacy)) if r]
+        records = [r for r in map(self.benchmark_record, self.search(ids, legacy)) if r]
         found = BenchmarkIndex.build(records).find(identity, champion)
         if found is not None:
             warn_fallback(found, champion)

@@ -138,3 +138,19 @@ def _print_sent(sent: list[Enqueued]) -> None:
     for e in sent:
         table.add_row(e.benchmark_key[:16] + "…", e.queue, e.task_id)
     console.print(table)
+
+
+def sweep_cmd(
+    benchmark_key: Annotated[str | None, typer.Option(help="Only the runs of this key")] = None,
+) -> None:
+    """End benchmark runs left RUNNING by killed workers: FINISHED if their fenced commit went through,
+    else KILLED with the reason. Runs whose worker still holds the lock are left alone."""
+    from podium.workers.sweeper import sweep
+
+    settings = PodiumSettings()
+    with podium_errors():
+        verdicts = sweep(_tracking(settings), connect(settings.redis_url), benchmark_key)
+    acted = {run: v for run, v in verdicts.items() if v.action != "leave"}
+    console.print(f"{len(verdicts)} RUNNING benchmark run(s); {len(acted)} ended.")
+    for run, v in acted.items():
+        console.print(f"  {run}: {v.action} ({v.reason})")

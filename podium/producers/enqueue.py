@@ -7,6 +7,8 @@ import logging
 from dataclasses import dataclass
 
 from celery import Celery
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
 from podium import names
 from podium.configs import input_fingerprint
@@ -15,6 +17,8 @@ from podium.core.identity import benchmark_config_hash
 from podium.core.messages import BenchmarkRequest
 from podium.core.records import Champion
 from podium.core.run_tags import identity_for
+from podium.core.settings import redact_url
+from podium.errors import PodiumError
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +59,22 @@ def build_request(
     return request
 
 
+class BrokerUnavailable(PodiumError):
+    """The request could not be handed to the broker; it was not sent."""
+
+
 def send_request(app: Celery, request: BenchmarkRequest) -> Enqueued:
+    """Send one validated request; raises ``BrokerUnavailable`` (never loses it silently) when Redis is down."""
     queue = names.queue(request.config.benchmarking.target)
-    result = app.send_task(names.BENCHMARK_TASK, args=[json.loads(request.encode())], queue=queue)
+    try:
+        result = app.send_task(names.BENCHMARK_TASK, args=[json.loads(request.encode())], queue=queue,
+                               retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2,
+                                                         "interval_step": 0.5, "interval_max": 1.0})
+    except (OperationalError, RedisError, OSError) as exc:
+        raise BrokerUnavailable(
+            f"cannot send benchmark request {request.request_id} ({request.benchmark_key[:12]}…) to the broker at "
+            f"{redact_url(str(app.conf.broker_url))}: {exc}; it was not enqueued, try again when Redis is back"
+        ) from None
     log.info("Enqueued benchmark %s of run %s on %s (task %s).", request.benchmark_key[:12],
              request.champion_run_id, queue, result.id)
     return Enqueued(request.benchmark_key, result.id, queue, request.request_id)

@@ -23,6 +23,7 @@ from podium.measure import Progress
 from podium.runner import Measured, benchmark_champion
 from podium.workers.heartbeat import Heartbeat
 from podium.workers.lock import DEFAULT_TTL_MS, FencedLock
+from podium.workers.sweeper import sweep
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ def execute(request: BenchmarkRequest, deps: WorkerDeps) -> TaskOutcome:
         if deps.on_locked:
             deps.on_locked(lock)
         beat.beat("checking", force=True)
+        if fencing > 1:  # this key was locked before: end its runs left RUNNING by a killed worker
+            sweep(deps.tracking, deps.redis, key)
         if reuse and (marker := deps.redis.get(names.done(key))):
             return TaskOutcome("reused", key, marker, "done_marker")
         return _run(request, deps, lock, beat)

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 from mlflow import MlflowClient
 
 from podium import names
@@ -23,12 +22,9 @@ from podium.core.loading import parse_model
 from podium.core.messages import BestModelUpdate
 from podium.core.settings import PodiumSettings
 from podium.core.tags import TagsRegistry
-from podium.demo.model import TinyTagger, export
 from podium.producers.enqueue import enqueue_benchmark
-from podium.subscriber import subscribe
 from podium.workers.app import create_app
-from tests.conftest import REPO
-from tests.servers import ServerProcess, spawn, start_redis
+from tests.pipeline_helpers import Pipeline, collect, finished_runs, next_update, trained
 
 pytestmark = pytest.mark.server
 STUDY = "e" * 64
@@ -37,42 +33,6 @@ FAST = {"iterations": 10, "warmup_iterations": 2, "max_length": 16, "stability":
 
 def config(**benchmarking) -> BenchmarkConfig:
     return parse_model(BenchmarkConfig, {"benchmarking": FAST | benchmarking}, "test")
-
-
-class Pipeline:
-    def __init__(self, tmp: Path, store_uri: str):
-        self.tmp = tmp
-        self.redis_server = start_redis(tmp / "redis")
-        self.env = {**os.environ, "PODIUM_REDIS_URL": self.redis_server.url, "PODIUM_TRACKING_URI": store_uri,
-                    "PODIUM_CONFIG_DIR": str(REPO / "config"), "PODIUM_LOCK_TTL_MS": "3000",
-                    "PYTHONUNBUFFERED": "1"}
-        self.settings = PodiumSettings(redis_url=self.redis_server.url, tracking_uri=store_uri,
-                                       config_dir=REPO / "config", lock_ttl_ms=3000)
-        self.app = create_app(self.settings)
-        self.redis = redis.Redis.from_url(self.redis_server.url, decode_responses=True)
-        self.processes: dict[str, ServerProcess] = {}
-
-    def start(self, name: str, *args: str) -> ServerProcess:
-        folder = self.tmp / name
-        folder.mkdir(parents=True, exist_ok=True)
-        proc = spawn([sys.executable, "-m", "podium", *args], folder, env=self.env, cwd=self.tmp)
-        self.processes[name] = proc
-        return proc
-
-    def wait_workers(self, count: int, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self.app.control.ping(timeout=0.5) or []) >= count:
-                return
-        logs = "\n".join(p.log() for p in self.processes.values())
-        pytest.fail(f"{count} workers did not answer within {timeout} s:\n{logs}")
-
-    def stop(self) -> None:
-        for proc in self.processes.values():
-            proc.stop()
-        self.redis.close()
-        self.app.close()
-        self.redis_server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -95,48 +55,6 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, store: str):
         yield p
     finally:
         p.stop()
-
-
-def trained(store: str, tmp: Path, trial: str, f1: float, width: int = 8) -> str:
-    """A trial run and a refit run holding a TorchScript model, written as training code would."""
-    client = MlflowClient(store)
-    exp = client.get_experiment_by_name("training")
-    exp_id = exp.experiment_id if exp else client.create_experiment("training", (tmp / "artifacts").as_uri())
-    champion = ""
-    for stage in ("hpo_trial", "refit"):
-        run = client.create_run(exp_id, tags={"code.stage": stage, "code.grouping.study_key_hash": STUDY,
-                                              "code.grouping.trial_key_hash": trial})
-        client.log_metric(run.info.run_id, "macro-f1", f1)
-        client.log_param(run.info.run_id, "backbone", f"tiny-{width}")
-        if stage == "refit":
-            model = export(TinyTagger(width, 1), tmp / f"model-{trial[:6]}" / "model.pt")
-            client.log_artifact(run.info.run_id, str(model), "model")
-            champion = run.info.run_id
-        client.set_terminated(run.info.run_id)
-    return champion
-
-
-def finished_runs(store: str, key: str) -> list:
-    client = MlflowClient(store)
-    return client.search_runs([e.experiment_id for e in client.search_experiments()],
-                              f"tags.benchmark_key = '{key}' AND attributes.status = 'FINISHED'")
-
-
-def collect(stop: threading.Event, url: str, study: str | None, out: queue.Queue) -> threading.Thread:
-    def run() -> None:
-        for update in subscribe(url, study, stop=stop, poll_s=0.2):
-            out.put(update)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
-def next_update(q: queue.Queue, timeout: float = 60) -> BestModelUpdate:
-    try:
-        return q.get(timeout=timeout)
-    except queue.Empty:
-        pytest.fail(f"no best-model update within {timeout} s")
 
 
 def test_twenty_identical_requests_measure_once(pipeline: Pipeline, store: str, tmp_path: Path) -> None:

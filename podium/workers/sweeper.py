@@ -1,0 +1,41 @@
+"""End orphaned RUNNING benchmark runs (see :mod:`podium.core.orphans`)."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+
+from podium import names
+from podium.adapters.mlflow_tracking import MlflowTracking
+from podium.core.filters import all_of, status_is, tag_eq
+from podium.core.orphans import RunningRun, Verdict, judge
+
+log = logging.getLogger(__name__)
+
+
+def sweep(tracking: MlflowTracking, client: redis.Redis, benchmark_key: str | None = None) -> dict[str, Verdict]:
+    """Judge every RUNNING benchmark run (of one key, or all); finish or kill the orphans."""
+    t = tracking.tags
+    clauses = [tag_eq(t.stage.key, t.stage.benchmark), status_is("RUNNING")]
+    if benchmark_key is not None:
+        clauses.append(tag_eq(t.benchmark.key, benchmark_key))
+    out: dict[str, Verdict] = {}
+    for run in tracking.search([tracking.benchmark_experiment_id()], all_of(*clauses)):
+        key = run.data.tags.get(t.benchmark.key)
+        if not key:
+            continue
+        token = run.data.tags.get(t.benchmark.fencing_token)
+        candidate = RunningRun(run.info.run_id, key, int(token) if token and token.isdigit() else None)
+        fence = client.get(names.fence(key))
+        verdict = judge(candidate, int(fence) if fence else None, bool(client.exists(names.lock(key))),
+                        client.get(names.done(key)))
+        out[run.info.run_id] = verdict
+        if verdict.action == "finish":
+            tracking.finish_run(run.info.run_id)
+        elif verdict.action == "kill":
+            tracking.fail_run(run.info.run_id, verdict.reason, status="KILLED")
+        if verdict.action != "leave":
+            log.warning("Swept benchmark run %s of %s: %s (%s).", run.info.run_id, key[:12], verdict.action,
+                        verdict.reason)
+    return out

@@ -1,0 +1,350 @@
+"""Fault scenarios (issue "Reliability proof"): real redis-server, real worker processes, real MLflow.
+
+Each is bounded in time and count, uses only 127.0.0.1, and asserts exact outcomes.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import queue
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from mlflow import MlflowClient
+
+from podium import names
+from podium.adapters.mlflow_tracking import MlflowTracking
+from podium.core.config import BenchmarkConfig
+from podium.core.loading import parse_model
+from podium.core.messages import BestModelUpdate
+from podium.core.records import Champion
+from podium.core.tags import TagsRegistry
+from podium.producers.enqueue import BrokerUnavailable, build_request, enqueue_benchmark
+from podium.runner import Measured
+from podium.workers.execute import WorkerDeps, execute
+from podium.workers.lock import LockLost
+from podium.workers.sweeper import sweep
+from tests.pipeline_helpers import Pipeline, collect, committed_result, trial_run
+from tests.servers import start_redis
+
+pytestmark = [pytest.mark.chaos, pytest.mark.server]
+STUDY = "d" * 64
+
+
+def synthetic(service_ms: float = 0.0, iterations: int = 1, **extra) -> BenchmarkConfig:
+    bench = {"backend": "synthetic", "synthetic_service_ms": service_ms, "iterations": iterations,
+             "warmup_iterations": 0, "stability": {"max_windows": 2, "agree_windows": 2, "max_ratio": 1000.0}}
+    return parse_model(BenchmarkConfig, {"benchmarking": bench | extra}, "chaos")
+
+
+def champion(i: int, prefix: str = "k") -> Champion:
+    return Champion(f"{prefix}{i:031d}", STUDY, f"{i:064x}", "d", "e")
+
+
+def runs_by_key(store: str) -> dict[str, collections.Counter]:
+    client = MlflowClient(store)
+    out: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for exp in client.search_experiments():
+        token = None
+        while True:
+            page = client.search_runs([exp.experiment_id], "tags.`code.stage` = 'benchmark'", max_results=5000,
+                                      page_token=token)
+            for run in page:
+                out[run.data.tags["benchmark_key"]][run.info.status] += 1
+            token = page.token
+            if not token:
+                break
+    return out
+
+
+@pytest.fixture
+def store(tmp_path: Path, _migrated_db: Path) -> str:
+    shutil.copy(_migrated_db, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, store: str):
+    p = Pipeline(tmp_path / "pipeline", store, lock_ttl_ms=2000, max_attempts=6, retry_backoff_s=0.2)
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def wait_all(p: Pipeline, task_ids: list[str], timeout: float) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    return [p.app.AsyncResult(t).get(timeout=max(1.0, deadline - time.monotonic())) for t in task_ids]
+
+
+# ---------------------------------------------------------------- 1. duplicates under load
+
+
+def test_duplicates_under_load(pipeline: Pipeline, store: str) -> None:
+    for i in range(3):
+        pipeline.start(f"worker-{i}", "worker", "--target", "cpu", "--loglevel", "WARNING")
+    pipeline.wait_workers(3)
+    cfg = synthetic()
+    sent = [enqueue_benchmark(pipeline.app, champion(k), cfg) for _ in range(10) for k in range(50)]
+    results = wait_all(pipeline, [s.task_id for s in sent], timeout=600)
+    statuses = collections.Counter(r["status"] for r in results)
+    assert statuses == {"measured": 50, "reused": 450}, statuses
+    runs = runs_by_key(store)
+    keys = {s.benchmark_key for s in sent}
+    assert len(keys) == 50 and all(runs[k] == {"FINISHED": 1} for k in keys)
+    assert pipeline.redis.llen(names.queue("cpu")) == 0
+    assert pipeline.redis.xlen(names.BENCHMARKS_STREAM) == 50
+    assert not list(pipeline.redis.scan_iter("podium:lock:*"))
+
+
+# ---------------------------------------------------------------- 2. workers killed mid-benchmark
+
+
+def test_workers_killed_mid_benchmark(pipeline: Pipeline, store: str) -> None:
+    for i in range(2):
+        pipeline.start(f"worker-{i}", "worker", "--target", "cpu", "--loglevel", "WARNING")
+    pipeline.wait_workers(2)
+    cfg = synthetic(service_ms=40, iterations=15)  # ~1.2 s per benchmark
+    sent = [enqueue_benchmark(pipeline.app, champion(k, "x"), cfg) for k in range(14)]
+    kills, per_key = 0, collections.Counter()
+    rng = random.Random(7)
+    deadline = time.monotonic() + 240
+    while kills < 20 and time.monotonic() < deadline:
+        if all(pipeline.app.AsyncResult(s.task_id).ready() for s in sent):
+            break
+        beats = [pipeline.redis.hgetall(k) for k in pipeline.redis.scan_iter("podium:heartbeat:*")]
+        live = [b for b in beats if b and per_key[b["benchmark_key"]] < 2 and b.get("phase") in ("warmup", "measure")
+                and time.time() - float(b["updated"]) < 1.0]
+        if not live:
+            time.sleep(0.05)
+            continue
+        target = rng.choice(live)
+        time.sleep(rng.uniform(0, 0.5))  # a random point of the benchmark
+        now = pipeline.redis.hgetall(names.heartbeat(target["benchmark_key"]))
+        if not now or now.get("worker") != target["worker"] or now.get("phase") not in ("warmup", "measure") \
+                or time.time() - float(now["updated"]) > 0.6:
+            continue  # it finished meanwhile: not the middle of a benchmark any more
+        pid = int(target["worker"].rsplit(":", 1)[-1])
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+        kills += 1
+        per_key[target["benchmark_key"]] += 1
+        time.sleep(0.3)
+    assert kills == 20, f"only {kills} kills landed"
+    results = wait_all(pipeline, [s.task_id for s in sent], timeout=300)
+    assert {r["status"] for r in results} <= {"measured", "reused"}, results
+    verdicts = sweep(MlflowTracking.connect(store, TagsRegistry()), pipeline.redis)  # anything still orphaned
+    assert all(v.action != "leave" for v in verdicts.values())
+    runs = runs_by_key(store)
+    for s in sent:
+        counts = runs[s.benchmark_key]
+        assert counts["FINISHED"] == 1, counts
+        assert set(counts) <= {"FINISHED", "FAILED", "KILLED"}, counts
+    ended = sum(runs[s.benchmark_key]["KILLED"] + runs[s.benchmark_key]["FAILED"] for s in sent)
+    assert 15 <= ended <= kills  # each kill mid-benchmark left one run, now ended (a few land before the run exists)
+    time.sleep(2.5)  # the lock TTL
+    assert not [k for k in pipeline.redis.scan_iter("podium:lock:*") if "aggregator" not in k]
+
+
+# ---------------------------------------------------------------- 3. a stalled worker loses its lock
+
+
+def test_stalled_worker_loses_its_lock(tmp_path: Path, store: str) -> None:
+    server = start_redis(tmp_path / "redis")
+    try:
+        r = redis.Redis.from_url(server.url, decode_responses=True)
+        tracking = MlflowTracking.connect(store, TagsRegistry())
+        request = build_request(champion(1, "s"), synthetic())
+        stalled_started, second_done = threading.Event(), threading.Event()
+
+        def stalled_measure(req, progress) -> Measured:
+            stalled_started.set()
+            second_done.wait(30)  # stalled past the TTL while another worker takes the key
+            progress(1, "measure", 1, 1)
+            return Measured({"latency_batch_1_ms": 99.0}, {}, "stalled")
+
+        def quick_measure(req, progress) -> Measured:
+            return Measured({"latency_batch_1_ms": 1.0}, {}, "quick")
+
+        stalled = WorkerDeps(r, tracking, stalled_measure, "stalled-worker", lock_ttl_ms=1000,
+                             on_locked=lambda lock: lock.renewal_paused.set())
+        outcome: dict = {}
+
+        def run_stalled() -> None:
+            try:
+                execute(request, stalled)
+            except LockLost as exc:
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=run_stalled)
+        thread.start()
+        assert stalled_started.wait(30)
+        deadline = time.monotonic() + 10
+        while r.exists(names.lock(request.benchmark_key)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = execute(request, WorkerDeps(r, tracking, quick_measure, "second-worker", lock_ttl_ms=5000))
+        second_done.set()
+        thread.join(30)
+        assert second.status == "measured" and second.fencing_token == 2
+        assert isinstance(outcome.get("error"), LockLost)
+        runs = {run.info.run_id: run for run in tracking.client.search_runs([tracking.benchmark_experiment_id()])}
+        statuses = collections.Counter(run.info.status for run in runs.values())
+        assert statuses == {"FINISHED": 1, "FAILED": 1}
+        failed = next(run for run in runs.values() if run.info.status == "FAILED")
+        assert "lock" in failed.data.tags["code.benchmark.error"]
+        assert failed.data.tags["code.benchmark.fencing_token"] == "1"
+        assert r.xlen(names.BENCHMARKS_STREAM) == 1
+        assert r.get(names.done(request.benchmark_key)) == second.run_id
+        r.close()
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------- 4. the aggregator killed over 5,000 events
+
+
+def test_aggregator_killed_at_random_points(pipeline: Pipeline, store: str) -> None:
+    client = MlflowClient(store)
+    trials = [f"{i:064x}" for i in range(1, 11)]
+    for i, t in enumerate(trials):
+        trial_run(client, STUDY, t, 0.80 + 0.01 * i)
+    tracking = MlflowTracking.connect(store, TagsRegistry())
+    pipeline.start("aggregator", "aggregator")
+    rng = random.Random(11)
+    kill_at = sorted(rng.sample(range(200, 4800), 4))
+    for n in range(5000):
+        if kill_at and n == kill_at[0]:
+            kill_at.pop(0)
+            os.kill(pipeline.processes["aggregator"].pid, signal.SIGKILL)
+            pipeline.processes["aggregator"].stop()
+            pipeline.start("aggregator", "aggregator")
+        t = trials[n % len(trials)]
+        committed_result(tracking, pipeline.redis, STUDY, t, 5.0 + (n * 7919 % 97) / 10,
+                         champion_run=f"c{int(t, 16)}", fast=True)
+    select = subprocess.run([sys.executable, "-m", "podium", "select", "--json", "--tracking-uri", store],
+                            capture_output=True, text=True, timeout=300, env=pipeline.env)
+    (expected,) = [s for s in json.loads(select.stdout)["selections"] if s["study_key_hash"] == STUDY]
+    deadline, latest = time.monotonic() + 180, None
+    while time.monotonic() < deadline:
+        raw = pipeline.redis.get(names.best_latest(STUDY, "c" * 64))
+        latest = BestModelUpdate.model_validate_json(raw) if raw else None
+        if latest and latest.best and (latest.best.trial_key_hash, latest.best.latency_ms) == (
+                expected["best"]["trial_key_hash"], expected["best"]["latency_ms"]):
+            break
+        time.sleep(0.5)
+    assert latest and latest.best
+    assert latest.best.model_dump(exclude={"composite_score"}) == {k: v for k, v in expected["best"].items()
+                                                                   if k != "composite_score"}
+    seqs = [json.loads(f["data"])["seq"] for _, f in pipeline.redis.xrange(names.BEST_UPDATES_STREAM)]
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+
+
+# ---------------------------------------------------------------- 5. Redis restarted empty
+
+
+def test_redis_restarted_empty(pipeline: Pipeline, store: str, tmp_path: Path) -> None:
+    client = MlflowClient(store)
+    trial_run(client, STUDY, champion(1).trial_key_hash, 0.9)
+    pipeline.start("worker-0", "worker", "--target", "cpu", "--loglevel", "WARNING")
+    pipeline.start("aggregator", "aggregator")
+    pipeline.wait_workers(1)
+    first = enqueue_benchmark(pipeline.app, champion(1), synthetic())
+    measured = pipeline.app.AsyncResult(first.task_id).get(timeout=120)
+    assert measured["status"] == "measured"
+    best_key = names.best_latest(STUDY, build_request(champion(1), synthetic()).identity.config_hash)
+    deadline = time.monotonic() + 60
+    while not pipeline.redis.exists(best_key) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert pipeline.redis.exists(best_key)
+
+    port = pipeline.redis_server.port
+    pipeline.redis_server.stop()  # gone, and back empty on the same port
+    with pytest.raises(BrokerUnavailable, match="it was not enqueued"):
+        enqueue_benchmark(pipeline.app, champion(2), synthetic())
+    pipeline.redis_server = start_redis(tmp_path / "redis-again", port=port)
+
+    deadline = time.monotonic() + 90  # the aggregator reconnects and rebuilds from MLflow
+    while not pipeline.redis.exists(best_key) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert pipeline.redis.exists(best_key), "the aggregator did not rebuild after the restart"
+    again = enqueue_benchmark(pipeline.app, champion(1), synthetic())  # a duplicate: MLflow still knows it
+    result = pipeline.app.AsyncResult(again.task_id).get(timeout=120)
+    assert (result["status"], result["via"], result["run_id"]) == ("reused", "benchmark_key", measured["run_id"])
+    trial_run(client, STUDY, champion(3).trial_key_hash, 0.95)
+    new = enqueue_benchmark(pipeline.app, champion(3), synthetic())
+    assert pipeline.app.AsyncResult(new.task_id).get(timeout=120)["status"] == "measured"
+
+
+# ---------------------------------------------------------------- 6. inference backend down
+
+
+def test_backend_down_fails_cleanly_and_others_flow(pipeline: Pipeline, store: str) -> None:
+    from tests.servers import free_port
+
+    pipeline.start("worker-0", "worker", "--target", "cpu", "--loglevel", "WARNING")
+    pipeline.wait_workers(1)
+    down = parse_model(BenchmarkConfig, {"benchmarking": {"backend": "triton", "request_timeout_s": 1.0}}, "chaos")
+    request = build_request(champion(1, "down"), down, server_url=f"127.0.0.1:{free_port()}", model_name="ghost")
+    from podium.producers.enqueue import send_request
+
+    bad = send_request(pipeline.app, request)
+    good = [enqueue_benchmark(pipeline.app, champion(k, "ok"), synthetic()) for k in range(5)]
+    assert {r["status"] for r in wait_all(pipeline, [g.task_id for g in good], timeout=120)} == {"measured"}
+    result = pipeline.app.AsyncResult(bad.task_id).get(timeout=180)
+    assert result["status"] == "failed" and "server liveness check" in result["error"]
+    runs = runs_by_key(store)[request.benchmark_key]
+    assert runs == {"FAILED": 6}, runs  # one FAILED run per attempt, PODIUM_MAX_ATTEMPTS=6
+    letters = [f for _, f in pipeline.redis.xrange(names.DEAD_LETTERS_STREAM)]
+    assert any("attempt 6/6" in f["error"] and "server liveness check" in f["error"] for f in letters)
+    assert not pipeline.redis.exists(names.lock(request.benchmark_key))
+
+
+# ---------------------------------------------------------------- 7. a subscriber cut off
+
+
+def test_subscriber_cut_off_catches_up_without_duplicates(pipeline: Pipeline, store: str) -> None:
+    client = MlflowClient(store)
+    trials = [f"{i:064x}" for i in range(1, 4)]
+    for i, t in enumerate(trials):
+        trial_run(client, STUDY, t, 0.8 + 0.05 * i)
+    tracking = MlflowTracking.connect(store, TagsRegistry())
+    pipeline.start("aggregator", "aggregator")
+    committed_result(tracking, pipeline.redis, STUDY, trials[0], 10.0, champion_run="c0")
+    stop, updates = threading.Event(), queue.Queue()
+    collect(stop, pipeline.settings.redis_url, STUDY, updates)
+    try:
+        first = updates.get(timeout=60)
+        for n in range(30):
+            if n in (5, 15):  # cut the subscriber off while updates continue
+                pipeline.redis.client_kill_filter(_type="pubsub")
+            committed_result(tracking, pipeline.redis, STUDY, trials[n % 3], 9.0 - 0.1 * n, champion_run=f"c{n % 3}")
+            time.sleep(0.05)
+        deadline, seen = time.monotonic() + 60, [first]
+        last_published = None
+        while time.monotonic() < deadline:
+            raw = pipeline.redis.get(names.best_latest(STUDY, "c" * 64))
+            last_published = BestModelUpdate.model_validate_json(raw)
+            while not updates.empty():
+                seen.append(updates.get_nowait())
+            if seen[-1].seq == last_published.seq:
+                break
+            time.sleep(0.2)
+        seqs = [u.seq for u in seen]
+        assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), seqs
+        assert seen[-1] == last_published  # the current best, after reconnecting
+        history = [json.loads(f["data"])["seq"] for _, f in pipeline.redis.xrange(names.BEST_UPDATES_STREAM)]
+        assert seqs == [s for s in history if s >= first.seq]  # no gaps either
+    finally:
+        stop.set()

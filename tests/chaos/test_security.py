@@ -1,0 +1,172 @@
+"""Bad input and security with real processes: filter injection via the CLI, pickle refused by a real
+worker, a password/ACL Redis URL whose secret never reaches logs or MLflow."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from kombu import Connection, Exchange, Producer
+from mlflow import MlflowClient
+
+from podium import names
+from podium.core.records import Champion
+from podium.core.settings import redact_url
+from podium.producers.enqueue import enqueue_benchmark
+from tests.chaos.test_faults import synthetic
+from tests.pipeline_helpers import Pipeline
+from tests.servers import spawn, start_redis
+
+pytestmark = [pytest.mark.chaos, pytest.mark.server]
+INJECTIONS = ["x' OR '1'='1", "a b", "ü", "`x`", "x'--"]
+
+
+@pytest.mark.parametrize("value", INJECTIONS)
+@pytest.mark.parametrize("command", [["report", "--study"], ["enqueue", "--study"], ["backfill", "--study"],
+                                     ["bench", "--no-log", "--run-id"], ["watch", "--study"]])
+def test_injection_through_cli_arguments_is_refused(store_uri: str, command: list[str], value: str) -> None:
+    MlflowClient(store_uri).search_experiments()
+    env = {**os.environ, "PODIUM_TRACKING_URI": store_uri, "PODIUM_REDIS_URL": "redis://127.0.0.1:1/0"}
+    out = subprocess.run([sys.executable, "-m", "podium", *command, value], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "may only hold" in " ".join(out.stderr.split())
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, _migrated_db: Path):
+    shutil.copy(_migrated_db, tmp_path / "mlflow.db")
+    p = Pipeline(tmp_path / "p", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def test_pickled_and_non_json_messages_are_refused(pipeline: Pipeline) -> None:
+    pipeline.start("worker", "worker", "--target", "cpu", "--loglevel", "INFO")
+    pipeline.wait_workers(1)
+    with Connection(pipeline.redis_server.url) as conn:
+        producer = Producer(conn)
+        exchange = Exchange(names.queue("cpu"), type="direct")
+        for body, serializer in (((["ls"], {}, {}), "pickle"), ("<xml/>", None)):
+            headers = {"task": names.BENCHMARK_TASK, "id": f"evil-{serializer}", "lang": "py", "argsrepr": "",
+                       "kwargsrepr": "", "origin": "attacker"}
+            kwargs = {"serializer": serializer} if serializer else {"content_type": "application/xml",
+                                                                     "content_encoding": "utf-8"}
+            producer.publish(body, exchange=exchange, routing_key=names.queue("cpu"), headers=headers,
+                             declare=[exchange], **kwargs)
+    # the worker keeps serving: a good request after the bad ones is measured
+    good = enqueue_benchmark(pipeline.app, Champion("g" * 32, "s" * 64, "t" * 64, "d", "e"), synthetic())
+    assert pipeline.app.AsyncResult(good.task_id).get(timeout=120)["status"] == "measured"
+    log = pipeline.processes["worker"].log()
+    assert ("Refusing to deserialize" in log or "ContentDisallowed" in log) and "pickle" in log, log[-2000:]
+    assert pipeline.app.AsyncResult("evil-pickle").state == "PENDING"  # it never ran
+
+
+def test_acl_user_and_password_work_and_stay_secret(tmp_path: Path, _migrated_db: Path) -> None:
+    secret = "s3cret-Pa55"
+    server = start_redis(tmp_path / "redis", extra=["--user", "default", "off", "--user", "podium", "on",
+                                                    f">{secret}", "~*", "&*", "+@all"])
+    try:
+        url = f"redis://podium:{secret}@127.0.0.1:{server.port}/0"
+        assert secret not in redact_url(url) and "***" in redact_url(url)
+        shutil.copy(_migrated_db, tmp_path / "mlflow.db")
+        store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        env = {**os.environ, "PODIUM_REDIS_URL": url, "PODIUM_TRACKING_URI": store, "PYTHONUNBUFFERED": "1"}
+        (tmp_path / "w").mkdir()
+        worker = spawn([sys.executable, "-m", "podium", "worker", "--target", "cpu", "--loglevel", "INFO"],
+                       tmp_path / "w", env=env)
+        try:
+            from podium.core.settings import PodiumSettings
+            from podium.workers.app import create_app
+
+            app = create_app(PodiumSettings(redis_url=url, tracking_uri=store))
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not app.control.ping(timeout=0.5):
+                pass
+            sent = enqueue_benchmark(app, Champion("a" * 32, "s" * 64, "t" * 64, "d", "e"), synthetic())
+            assert app.AsyncResult(sent.task_id).get(timeout=120)["status"] == "measured"
+            app.close()
+            status = subprocess.run([sys.executable, "-m", "podium", "status"], capture_output=True, text=True,
+                                    timeout=60, env={**env, "COLUMNS": "200"})
+            assert status.returncode == 0 and "***" in status.stdout and secret not in status.stdout
+        finally:
+            worker.stop()
+        assert secret not in worker.log()
+        client = MlflowClient(store)
+        for run in client.search_runs([e.experiment_id for e in client.search_experiments()]):
+            assert all(secret not in v for v in run.data.tags.values())
+            assert all(secret not in str(v) for v in run.data.params.values())
+    finally:
+        server.stop()
+
+
+def _certificates(folder: Path) -> dict[str, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    folder.mkdir(parents=True, exist_ok=True)
+    run = lambda *a: subprocess.run(["openssl", *a], cwd=folder, capture_output=True, check=True)  # noqa: E731
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
+        "-subj", "/CN=podium-test-ca")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (folder / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+        "server.crt", "-days", "1", "-extfile", "ext.cnf")
+    return {name: folder / f"{name}" for name in ("ca.crt", "server.crt", "server.key")}
+
+
+def test_rediss_tls_everywhere(tmp_path: Path, _migrated_db: Path) -> None:
+    import redis
+
+    from tests.servers import free_port
+
+    certs = _certificates(tmp_path / "tls")
+    binary = shutil.which("redis-server")
+    port = free_port()
+    (tmp_path / "redis").mkdir()
+    server = spawn([binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "",
+                    "--tls-cert-file", str(certs["server.crt"]), "--tls-key-file", str(certs["server.key"]),
+                    "--tls-ca-cert-file", str(certs["ca.crt"]), "--tls-auth-clients", "no",
+                    "--dir", str(tmp_path / "redis")], tmp_path / "redis")
+    url = f"rediss://127.0.0.1:{port}/0?ssl_cert_reqs=required&ssl_ca_certs={certs['ca.crt']}"
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis.from_url(url).ping():
+                    break
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        shutil.copy(_migrated_db, tmp_path / "mlflow.db")
+        store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        env = {**os.environ, "PODIUM_REDIS_URL": url, "PODIUM_TRACKING_URI": store}
+        (tmp_path / "w").mkdir()
+        worker = spawn([sys.executable, "-m", "podium", "worker", "--target", "cpu", "--loglevel", "WARNING"],
+                       tmp_path / "w", env=env)
+        try:
+            from podium.core.settings import PodiumSettings
+            from podium.workers.app import create_app
+
+            app = create_app(PodiumSettings(redis_url=url, tracking_uri=store))
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not app.control.ping(timeout=0.5):
+                pass
+            sent = enqueue_benchmark(app, Champion("b" * 32, "s" * 64, "t" * 64, "d", "e"), synthetic())
+            assert app.AsyncResult(sent.task_id).get(timeout=120)["status"] == "measured", worker.log()
+            app.close()
+            status = subprocess.run([sys.executable, "-m", "podium", "status", "--json"], capture_output=True,
+                                    text=True, timeout=60, env=env)
+            assert status.returncode == 0, status.stderr
+        finally:
+            worker.stop()
+        plain = subprocess.run([sys.executable, "-m", "podium", "status"], capture_output=True, text=True, timeout=60,
+                               env={**env, "PODIUM_REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+        assert plain.returncode == 2 and "cannot read status from Redis" in plain.stderr  # no silent plaintext
+    finally:
+        server.stop()

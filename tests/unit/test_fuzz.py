@@ -1,0 +1,101 @@
+"""Property-based fuzzing: every invalid input is one clear error (or a dead letter), never a crash."""
+
+from __future__ import annotations
+
+import json
+
+import fakeredis
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from podium import names
+from podium.aggregator.service import Aggregator
+from podium.core.config import BenchmarkConfig, SelectionConfig
+from podium.core.loading import load_model
+from podium.core.messages import MAX_MESSAGE_BYTES, BenchmarkRequest, BenchmarkResult, MessageError, decode
+from podium.core.records import Champion
+from podium.errors import ConfigError
+from podium.producers.enqueue import build_request
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=20,
+)
+REQUEST_KEYS = list(BenchmarkRequest.model_fields)
+GOOD = json.loads(build_request(Champion("r" * 32, "s" * 64, "t" * 64, "d", "e"), BenchmarkConfig()).encode())
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(REQUEST_KEYS) | st.text(max_size=10), json_values, max_size=8))
+def test_random_requests_are_refused_clearly(payload: dict) -> None:
+    try:
+        decode(BenchmarkRequest, payload)
+    except MessageError as exc:
+        assert str(exc).startswith("BenchmarkRequest: ")
+
+
+@settings(max_examples=200)
+@given(st.sampled_from(REQUEST_KEYS), json_values)
+def test_one_field_corrupted(key: str, value) -> None:
+    payload = dict(GOOD, **{key: value})
+    try:
+        request = decode(BenchmarkRequest, payload)
+    except MessageError:
+        return
+    try:  # it parsed: then its key either still matches its parts, or the mismatch is named
+        request.verified_identity()
+    except MessageError as exc:
+        assert "does not match its parts" in str(exc)
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=200) | st.text(max_size=200))
+def test_raw_bytes(raw) -> None:
+    with pytest.raises(MessageError):
+        decode(BenchmarkResult, raw)
+
+
+def test_oversized_payloads_are_refused_both_ways() -> None:
+    huge = "x" * (MAX_MESSAGE_BYTES + 1)
+    with pytest.raises(MessageError, match="over the 65536-byte limit"):
+        decode(BenchmarkRequest, huge)
+    cfg = BenchmarkConfig().with_overrides(test_data="/" + "a" * MAX_MESSAGE_BYTES)
+    request = BenchmarkRequest.model_construct(**{**GOOD, "config": cfg})
+    with pytest.raises(MessageError, match="over the 65536-byte limit"):
+        request.encode()
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+          deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=60), max_size=3))
+def test_random_stream_entries_become_dead_letters(tracking, fields: dict) -> None:
+    r = fakeredis.FakeRedis(decode_responses=True)
+    agg = Aggregator(r, tracking, SelectionConfig(), "fuzz")
+    before = r.xlen(names.DEAD_LETTERS_STREAM)
+    assert agg.apply_entry("1-0", fields) == set()
+    assert r.xlen(names.DEAD_LETTERS_STREAM) == before + 1
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(json_values, st.sampled_from([BenchmarkConfig, SelectionConfig]))
+def test_random_yaml_configs(tmp_path_factory, value, model) -> None:
+    path = tmp_path_factory.mktemp("cfg") / "c.yaml"
+    path.write_text(yaml.safe_dump(value))
+    try:
+        load_model(model, path)
+    except ConfigError as exc:
+        assert str(exc).startswith(str(path))
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(st.text(max_size=200))
+def test_random_yaml_text(tmp_path_factory, text: str) -> None:
+    path = tmp_path_factory.mktemp("cfg") / "c.yaml"
+    path.write_text(text)
+    try:
+        load_model(SelectionConfig, path)
+    except ConfigError as exc:
+        assert str(exc).startswith(str(path))
