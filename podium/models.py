@@ -26,13 +26,16 @@ class ModelSource:
     artifact_path: str | None
     local_path: Path | None  # set once downloaded, or for a plain file
 
+    def __post_init__(self) -> None:
+        if self.run_id is not None:
+            require_safe(self.run_id, "run id")  # nothing unvalidated reaches MLflow
+
 
 def parse_model_uri(uri: str) -> ModelSource:
     """``runs:/<run_id>/<path>``, ``file:///abs/model.pt`` or a plain path."""
     if uri.startswith("runs:/"):
         rest = uri.removeprefix("runs:/").strip("/")
         run_id, _, path = rest.partition("/")
-        require_safe(run_id, "run id in --model-uri")
         return ModelSource(run_id, path or DEFAULT_ARTIFACT_PATH, None)
     parts = urlsplit(uri)
     if parts.scheme in ("", "file"):
