@@ -28,29 +28,33 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import redis  # noqa: E402
-from celery.contrib.testing.worker import start_worker  # noqa: E402
-from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import Metric, RunTag  # noqa: E402
+import redis
+from celery.contrib.testing.worker import start_worker
+from mlflow import MlflowClient
+from mlflow.entities import Metric, RunTag
 
-from podium import names  # noqa: E402
-from podium.adapters.mlflow_tracking import MlflowTracking  # noqa: E402
-from podium.aggregator.service import Aggregator  # noqa: E402
-from podium.core.config import BenchmarkConfig, SelectionConfig  # noqa: E402
-from podium.core.loading import parse_model  # noqa: E402
-from podium.core.messages import BenchmarkResult  # noqa: E402
-from podium.core.records import Champion  # noqa: E402
-from podium.core.settings import PodiumSettings  # noqa: E402
-from podium.core.tags import TagsRegistry  # noqa: E402
-from podium.producers.enqueue import build_request, enqueue_benchmark  # noqa: E402
-from podium.subscriber import subscribe  # noqa: E402
-from podium.workers.app import create_app  # noqa: E402
-from podium.workers.execute import execute  # noqa: E402
-from podium.workers.tasks import worker_deps  # noqa: E402
-from tests.servers import start_redis  # noqa: E402
+from podium import names
+from podium.adapters.mlflow_tracking import MlflowTracking
+from podium.aggregator.service import Aggregator
+from podium.core.config import BenchmarkConfig, SelectionConfig
+from podium.core.loading import parse_model
+from podium.core.messages import BenchmarkResult
+from podium.core.records import Champion
+from podium.core.settings import PodiumSettings
+from podium.core.tags import TagsRegistry
+from podium.producers.enqueue import build_request, enqueue_benchmark
+from podium.subscriber import subscribe
+from podium.workers.app import create_app
+from podium.workers.execute import execute
+from podium.workers.tasks import worker_deps
+from tests.servers import start_redis
 
-ZERO = {"backend": "synthetic", "iterations": 1, "warmup_iterations": 0,
-        "stability": {"max_windows": 2, "agree_windows": 2, "max_ratio": 1000.0}}
+ZERO = {
+    "backend": "synthetic",
+    "iterations": 1,
+    "warmup_iterations": 0,
+    "stability": {"max_windows": 2, "agree_windows": 2, "max_ratio": 1000.0},
+}
 STUDY = "b" * 64
 
 
@@ -63,9 +67,15 @@ def trial_runs(client: MlflowClient, study: str, trials: list[str]) -> None:
     exp = client.get_experiment_by_name("training") or client.get_experiment(client.create_experiment("training"))
     for i, t in enumerate(trials):
         run = client.create_run(exp.experiment_id)
-        client.log_batch(run.info.run_id, metrics=[Metric("macro-f1", 0.8 + i / 1000, 0, 0)], tags=[
-            RunTag("code.stage", "hpo_trial"), RunTag("code.grouping.study_key_hash", study),
-            RunTag("code.grouping.trial_key_hash", t)])
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric("macro-f1", 0.8 + i / 1000, 0, 0)],
+            tags=[
+                RunTag("code.stage", "hpo_trial"),
+                RunTag("code.grouping.study_key_hash", study),
+                RunTag("code.grouping.trial_key_hash", t),
+            ],
+        )
         client.set_terminated(run.info.run_id)
 
 
@@ -83,8 +93,9 @@ def bench_bookkeeping(app, store: str, r: redis.Redis, tasks: int) -> list[tuple
 
     cfg = parse_model(BenchmarkConfig, {"benchmarking": ZERO}, "bench")
     rounds: dict[str, list[float]] = {"raw": [], "podium": []}
-    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING",
-                      queues=[names.queue("cpu")]):
+    with start_worker(
+        app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING", queues=[names.queue("cpu")]
+    ):
         for round_no in range(2):
             t0 = time.perf_counter()
             results = [raw.apply_async(args=[round_no * tasks + i], queue=names.queue("cpu")) for i in range(tasks)]
@@ -92,14 +103,18 @@ def bench_bookkeeping(app, store: str, r: redis.Redis, tasks: int) -> list[tuple
                 res.get(timeout=120)
             rounds["raw"].append((time.perf_counter() - t0) / tasks)
             t0 = time.perf_counter()
-            sent = [enqueue_benchmark(app, Champion(f"r{round_no}x{i:030d}", STUDY, "t" * 64, "d", "e"), cfg)
-                    for i in range(tasks)]
+            sent = [
+                enqueue_benchmark(app, Champion(f"r{round_no}x{i:030d}", STUDY, "t" * 64, "d", "e"), cfg)
+                for i in range(tasks)
+            ]
             for s in sent:
                 assert app.AsyncResult(s.task_id).get(timeout=120)["status"] == "measured"
             rounds["podium"].append((time.perf_counter() - t0) / tasks)
     raw_ms, pod_ms = statistics.median(rounds["raw"]) * 1000, statistics.median(rounds["podium"]) * 1000
-    return [("raw Celery task + create_run/log_batch/set_terminated + XADD (baseline)", raw_ms),
-            ("podium benchmark task, zero-cost backend", pod_ms)]
+    return [
+        ("raw Celery task + create_run/log_batch/set_terminated + XADD (baseline)", raw_ms),
+        ("podium benchmark task, zero-cost backend", pod_ms),
+    ]
 
 
 def bench_duplicates(app, r: redis.Redis) -> tuple[float, float]:
@@ -123,10 +138,19 @@ def fill(r: redis.Redis, n: int, trials: list[str], start: int = 0) -> None:
     pipe = r.pipeline(transaction=False)
     for i in range(start, start + n):
         t = trials[i % len(trials)]
-        event = BenchmarkResult(benchmark_key=f"{int(t[:8], 16) + 1:064x}", run_id=f"run{i}", start_time=i,
-                                study_key_hash=STUDY, trial_key_hash=t, config_hash="c" * 64,
-                                champion_run_id="champ", metrics={"latency_batch_1_ms": 5.0 + (i * 7919 % 100) / 10},
-                                device="synthetic", worker="bench", fencing_token=1)
+        event = BenchmarkResult(
+            benchmark_key=f"{int(t[:8], 16) + 1:064x}",
+            run_id=f"run{i}",
+            start_time=i,
+            study_key_hash=STUDY,
+            trial_key_hash=t,
+            config_hash="c" * 64,
+            champion_run_id="champ",
+            metrics={"latency_batch_1_ms": 5.0 + (i * 7919 % 100) / 10},
+            device="synthetic",
+            worker="bench",
+            fencing_token=1,
+        )
         pipe.xadd(names.BENCHMARKS_STREAM, {"data": event.encode()})
         if i % 1000 == 999:
             pipe.execute()
@@ -187,11 +211,19 @@ def bench_latency(r: redis.Redis, env: dict[str, str], trials: list[str], rate: 
                 pass
             t = trials[i % len(trials)]
             run_id = f"live{i}"
-            event = BenchmarkResult(benchmark_key=f"{int(t[:8], 16) + 1:064x}", run_id=run_id,
-                                    start_time=10**12 + i, study_key_hash=STUDY, trial_key_hash=t,
-                                    config_hash="c" * 64, champion_run_id="champ",
-                                    metrics={"latency_batch_1_ms": 1.0 + i % 50}, device="s", worker="b",
-                                    fencing_token=1)
+            event = BenchmarkResult(
+                benchmark_key=f"{int(t[:8], 16) + 1:064x}",
+                run_id=run_id,
+                start_time=10**12 + i,
+                study_key_hash=STUDY,
+                trial_key_hash=t,
+                config_hash="c" * 64,
+                champion_run_id="champ",
+                metrics={"latency_batch_1_ms": 1.0 + i % 50},
+                device="s",
+                worker="b",
+                fencing_token=1,
+            )
             sent[run_id] = time.perf_counter()
             r.xadd(names.BENCHMARKS_STREAM, {"data": event.encode()})
         time.sleep(2)
@@ -228,8 +260,12 @@ def main() -> None:
         rows = bench_bookkeeping(app, store, r, args.tasks)
         marker_ms, search_ms = bench_duplicates(app, r)
         bare, ours = bench_aggregator(r, tracking, trials, args.events)
-        env = {**os.environ, "PODIUM_REDIS_URL": server.url, "PODIUM_TRACKING_URI": store,
-               "PODIUM_CONFIG_DIR": str(config_dir)}
+        env = {
+            **os.environ,
+            "PODIUM_REDIS_URL": server.url,
+            "PODIUM_TRACKING_URI": store,
+            "PODIUM_CONFIG_DIR": str(config_dir),
+        }
         lat = bench_latency(r, env, trials, args.rate, args.seconds)
     finally:
         server.stop()
@@ -246,14 +282,28 @@ def main() -> None:
     print("| loop | events/s | ratio |\n| --- | ---: | ---: |")
     print(f"| bare XREADGROUP + XACK (baseline) | {bare:,.0f} | 1.00x |")
     print(f"| podium aggregator (decode, fold, select, publish) | {ours:,.0f} | {ours / bare:.2f}x |\n")
-    print(f"D. Event -> PUBLISH latency at {args.rate} events/s for {args.seconds:g} s, aggregator in its own process\n")
+    print(
+        f"D. Event -> PUBLISH latency at {args.rate} events/s for {args.seconds:g} s, aggregator in its own process\n"
+    )
     if lat:
-        print(f"{len(lat)} updates seen (batches coalesce): p50 {pct(lat, 50):.2f} ms, p99 {pct(lat, 99):.2f} ms, "
-              f"max {max(lat):.2f} ms")
+        print(
+            f"{len(lat)} updates seen (batches coalesce): p50 {pct(lat, 50):.2f} ms, p99 {pct(lat, 99):.2f} ms, "
+            f"max {max(lat):.2f} ms"
+        )
     else:
         print("no updates seen")
-    print(json.dumps({"bookkeeping_ratio": pod / base, "marker_ms": marker_ms, "search_ms": search_ms,
-                      "agg_eps": ours, "bare_eps": bare, "p99_ms": pct(lat, 99) if lat else None}))
+    print(
+        json.dumps(
+            {
+                "bookkeeping_ratio": pod / base,
+                "marker_ms": marker_ms,
+                "search_ms": search_ms,
+                "agg_eps": ours,
+                "bare_eps": bare,
+                "p99_ms": pct(lat, 99) if lat else None,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -49,11 +49,15 @@ def main() -> None:
     uri = sqlite_uri(folder)
     if not (folder / "done").exists():
         t0 = time.perf_counter()
-        store = generate_store(uri, StoreSpec(studies=10, trials_per_study=args.trials // 10,
-                                              benchmarks_per_trial=args.benchmarks))
+        store = generate_store(
+            uri, StoreSpec(studies=10, trials_per_study=args.trials // 10, benchmarks_per_trial=args.benchmarks)
+        )
         (folder / "done").write_text("ok")
-        print(f"generated {store.benchmark_runs} benchmark + {store.trial_runs + store.refit_runs} training runs "
-              f"in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        print(
+            f"generated {store.benchmark_runs} benchmark + {store.trial_runs + store.refit_runs} training runs "
+            f"in {time.perf_counter() - t0:.0f} s",
+            file=sys.stderr,
+        )
 
     client = MlflowClient(tracking_uri=uri)
     exp_ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
@@ -63,8 +67,12 @@ def main() -> None:
         for stage in ("benchmark", "hpo_trial", "refit"):
             token = None
             while True:
-                page = client.search_runs(exp_ids, f"tags.`code.stage` = '{stage}' AND attributes.status = 'FINISHED'",
-                                          max_results=10_000, page_token=token)
+                page = client.search_runs(
+                    exp_ids,
+                    f"tags.`code.stage` = '{stage}' AND attributes.status = 'FINISHED'",
+                    max_results=10_000,
+                    page_token=token,
+                )
                 n += len(page)
                 token = page.token
                 if not token:
@@ -75,14 +83,22 @@ def main() -> None:
     t_raw, n = timed(raw)
     t_load, (benches, trials) = timed(lambda: (tracking.load_benchmarks(exp_ids), tracking.load_trials(exp_ids)))
     t_sel, (sels, _) = timed(lambda: select_all(benches, trials, SelectionConfig()))
-    t_cli, proc = timed(lambda: subprocess.run([sys.executable, "-m", "podium", "select", "--json",
-                                                "--tracking-uri", uri], capture_output=True), repeat=1)
+    t_cli, proc = timed(
+        lambda: subprocess.run(
+            [sys.executable, "-m", "podium", "select", "--json", "--tracking-uri", uri], capture_output=True
+        ),
+        repeat=1,
+    )
     assert proc.returncode == 0, proc.stderr
     print(f"runs read: {n} ({len(benches)} benchmark, {len(trials)} trial/refit); selections: {len(sels)}\n")
     print("| step | seconds | ratio to raw search_runs |")
     print("| --- | ---: | ---: |")
-    for name, t in (("raw search_runs paging (baseline)", t_raw), ("podium load (records)", t_load),
-                    ("podium fold + rank (pure)", t_sel), ("`podium select --json` process", t_cli)):
+    for name, t in (
+        ("raw search_runs paging (baseline)", t_raw),
+        ("podium load (records)", t_load),
+        ("podium fold + rank (pure)", t_sel),
+        ("`podium select --json` process", t_cli),
+    ):
         print(f"| {name} | {t:.2f} | {t / t_raw:.2f}x |")
 
 

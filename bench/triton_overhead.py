@@ -55,8 +55,11 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    cfg = BenchmarkingSection(iterations=args.iterations, warmup_iterations=0,
-                              stability={"max_windows": 2, "agree_windows": 2, "max_ratio": 100.0})
+    cfg = BenchmarkingSection(
+        iterations=args.iterations,
+        warmup_iterations=0,
+        stability={"max_windows": 2, "agree_windows": 2, "max_ratio": 100.0},
+    )
     server = start_mlserver(Path(tempfile.mkdtemp(prefix="podium-bench-")))
     rows = []
     try:
@@ -81,7 +84,11 @@ def main() -> None:
     print("| protocol | model (service) | bare p50 ms | podium p50 ms | podium / bare | p50 - service (podium) |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for protocol, model, b, p in rows:
-        err = f"{p - SERVICE_MS[model]:+.3f} ms ({(p - SERVICE_MS[model]) / SERVICE_MS[model]:+.1%})" if SERVICE_MS[model] else "n/a"
+        err = (
+            f"{p - SERVICE_MS[model]:+.3f} ms ({(p - SERVICE_MS[model]) / SERVICE_MS[model]:+.1%})"
+            if SERVICE_MS[model]
+            else "n/a"
+        )
         print(f"| {protocol} | {model} ({SERVICE_MS[model]:g} ms) | {b:.3f} | {p:.3f} | {p / b:.3f}x | {err} |")
 
 

@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 
-def subscribe(*args, **kwargs):  # noqa: ANN002, ANN003 - re-exported lazily
+def subscribe(*args, **kwargs):
     """Follow best-model updates; see :func:`podium.subscriber.subscribe`."""
     from podium.subscriber import subscribe as _subscribe
 

@@ -36,14 +36,18 @@ def run_measurement(
     for b in cfg.batch_sizes:
         call = backend.bind(build_inputs(specs, b, cfg.max_length, rows, cfg.seed))
         snapshots: list[ServerStats | None] = []
-        m = measure_batch(call, b, cfg, clock, progress, on_measure_start=lambda: snapshots.append(backend.stats()))
+        m = measure_batch(
+            call, b, cfg, clock, progress, on_measure_start=lambda taken=snapshots: taken.append(backend.stats())
+        )
         after = backend.stats()
         metrics |= summary_metrics(m.summary, m.stable)
         per_batch[str(b)] = _batch_entry(m)
         server = _server_breakdown(snapshots[0] if snapshots else None, after, m)
         if server:
             metrics |= server_metrics(b, *server)
-            per_batch[str(b)]["server"] = dict(zip(("queue_ms", "compute_ms", "client_overhead_ms"), server, strict=True))
+            per_batch[str(b)]["server"] = dict(
+                zip(("queue_ms", "compute_ms", "client_overhead_ms"), server, strict=True)
+            )
         stability.append(f"b{b}:{'stable' if m.stable else 'unstable'}")
     hardware = backend.describe()
     summary = {
@@ -100,8 +104,9 @@ def measure_model(
     with tempfile.TemporaryDirectory(prefix="podium-model-") as tmp:
         model_file = fetch(source, tracking, Path(tmp)) if needs_file else None
         name = model_name or f"podium-{(source.run_id or Path(str(model_file)).stem)[:24]}"
-        backend = make_backend(cfg, model_file=model_file, url=url, model_name=name,
-                               model_version=model_version, deploy=model_name is None)
+        backend = make_backend(
+            cfg, model_file=model_file, url=url, model_name=name, model_version=model_version, deploy=model_name is None
+        )
         try:
             return run_measurement(backend, config, progress=progress, config_hash=config_hash)
         finally:

@@ -37,13 +37,31 @@ def chart(sel: Selection, config: SelectionConfig, path: Path) -> int:
     front = pareto_front(sel.candidates, maximize)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     ax.scatter(xs, ys, s=28, color="#7f8c8d", label=f"candidates ({len(xs)})", zorder=2)
-    ax.plot([c.latency_ms for c in front], [c.f1_score for c in front], "-o", color="#2980b9", ms=4,
-            label="Pareto front", zorder=3)
-    ax.scatter([sel.best.latency_ms], [sel.best.f1_score], s=160, marker="*", color="#e67e22",
-               label=f"chosen ({config.selection.policy})", zorder=4)
+    ax.plot(
+        [c.latency_ms for c in front],
+        [c.f1_score for c in front],
+        "-o",
+        color="#2980b9",
+        ms=4,
+        label="Pareto front",
+        zorder=3,
+    )
+    ax.scatter(
+        [sel.best.latency_ms],
+        [sel.best.f1_score],
+        s=160,
+        marker="*",
+        color="#e67e22",
+        label=f"chosen ({config.selection.policy})",
+        zorder=4,
+    )
     if config.selection.policy == "tolerance":
         top = max(ys) if maximize else min(ys)
-        lo, hi = (top - config.selection.accuracy_tolerance, top) if maximize else (top, top + config.selection.accuracy_tolerance)
+        lo, hi = (
+            (top - config.selection.accuracy_tolerance, top)
+            if maximize
+            else (top, top + config.selection.accuracy_tolerance)
+        )
         ax.axhspan(lo, hi, color="#f1c40f", alpha=0.2, label=f"tolerance ±{config.selection.accuracy_tolerance:g}")
     ax.set_xlabel(f"latency ms ({config.benchmark.latency_aggregation} of {config.benchmark.latency_metric})")
     ax.set_ylabel(config.objective.metric)
@@ -60,10 +78,19 @@ COLUMNS = ("rank", "trial", "backbone", "objective", "latency ms", "runs", "scor
 
 
 def rows(sel: Selection) -> list[list[str]]:
-    return [[str(i + 1) + (" ★" if c is sel.best else ""), c.trial_key_hash[:12], c.backbone or "-",
-             f"{c.f1_score:.4f}", f"{c.latency_ms:.3f}", str(c.benchmark_runs_count),
-             "-" if c.composite_score is None else f"{c.composite_score:.4f}", c.artifact_run_id]
-            for i, c in enumerate(sel.candidates)]
+    return [
+        [
+            str(i + 1) + (" ★" if c is sel.best else ""),
+            c.trial_key_hash[:12],
+            c.backbone or "-",
+            f"{c.f1_score:.4f}",
+            f"{c.latency_ms:.3f}",
+            str(c.benchmark_runs_count),
+            "-" if c.composite_score is None else f"{c.composite_score:.4f}",
+            c.artifact_run_id,
+        ]
+        for i, c in enumerate(sel.candidates)
+    ]
 
 
 def write(sel: Selection, config: SelectionConfig, out: Path) -> ReportFiles:
@@ -74,14 +101,19 @@ def write(sel: Selection, config: SelectionConfig, out: Path) -> ReportFiles:
     md = out / f"selection-{name}.md"
     table = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     table += ["| " + " | ".join(r) + " |" for r in rows(sel)]
-    md.write_text(f"# Selection: study {sel.study_key_hash}\n\nconfig `{sel.benchmark_config_hash}`, policy "
-                  f"`{config.selection.policy}`, latency `{config.benchmark.latency_aggregation}`\n\n"
-                  + "\n".join(table) + f"\n\n![chart]({png.name})\n")
+    md.write_text(
+        f"# Selection: study {sel.study_key_hash}\n\nconfig `{sel.benchmark_config_hash}`, policy "
+        f"`{config.selection.policy}`, latency `{config.benchmark.latency_aggregation}`\n\n"
+        + "\n".join(table)
+        + f"\n\n![chart]({png.name})\n"
+    )
     page = out / f"selection-{name}.html"
     cells = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in rows(sel))
     heads = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    page.write_text(f"<html><body><h1>Study {html.escape(sel.study_key_hash)}</h1><img src='{png.name}'>"
-                    f"<table border=1><tr>{heads}</tr>{cells}</table></body></html>")
+    page.write_text(
+        f"<html><body><h1>Study {html.escape(sel.study_key_hash)}</h1><img src='{png.name}'>"
+        f"<table border=1><tr>{heads}</tr>{cells}</table></body></html>"
+    )
     return ReportFiles(png, md, page, points)
 
 
@@ -89,10 +121,14 @@ def log_to_mlflow(tracking: MlflowTracking, sel: Selection, files: ReportFiles) 
     """A ``code.stage=selection`` run holding the chart and the tables."""
     t = tracking.tags
     run_id, _ = tracking.start_benchmark_run(
-        {t.stage.key: t.stage.selection, t.grouping.study_key_hash: sel.study_key_hash,
-         "code.selection.best_trial": sel.best.trial_key_hash,
-         "code.selection.config_hash": sel.benchmark_config_hash or "legacy"},
-        run_name=f"selection-{_name(sel)}")
+        {
+            t.stage.key: t.stage.selection,
+            t.grouping.study_key_hash: sel.study_key_hash,
+            "code.selection.best_trial": sel.best.trial_key_hash,
+            "code.selection.config_hash": sel.benchmark_config_hash or "legacy",
+        },
+        run_name=f"selection-{_name(sel)}",
+    )
     for f in (files.chart, files.markdown, files.html):
         tracking.client.log_artifact(run_id, str(f), "selection")
     tracking.finish_run(run_id)

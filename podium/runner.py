@@ -65,7 +65,12 @@ def benchmark_champion(
             return Outcome("reused", identity.key, found.run_id, found.via)
     cfg = config.benchmarking
     tags = benchmark_run_tags(
-        tracking.tags, identity, champion, backend=cfg.backend, target=cfg.target, worker=worker,
+        tracking.tags,
+        identity,
+        champion,
+        backend=cfg.backend,
+        target=cfg.target,
+        worker=worker,
         fencing_token=fencing_token,
     )
     run_id, start_time = tracking.start_benchmark_run(tags, run_name=f"benchmark-{champion.trial_key_hash[:8]}")

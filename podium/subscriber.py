@@ -121,4 +121,3 @@ def _parse(raw: str | None) -> BestModelUpdate | None:
         return decode(BestModelUpdate, raw)
     except MessageError:
         return None
-

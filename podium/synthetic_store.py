@@ -108,13 +108,19 @@ def generate_store(tracking_uri: str, spec: StoreSpec, artifact_location: str | 
             for _ in range(spec.benchmarks_per_trial):
                 bench_tags = dict(grouping)
                 if not spec.legacy:
-                    bench_tags |= {t.benchmark.key: key, t.benchmark.config_hash: config_hash,
-                                   t.benchmark.champion_run_id: champion}
+                    bench_tags |= {
+                        t.benchmark.key: key,
+                        t.benchmark.config_hash: config_hash,
+                        t.benchmark.champion_run_id: champion,
+                    }
                 metrics = {}
                 for b in spec.batch_sizes:
                     lat = base * b**0.5 * rng.uniform(0.95, 1.10)
-                    metrics |= {f"latency_batch_{b}_ms": lat, f"latency_batch_{b}_p50_ms": lat * 0.98,
-                                f"throughput_batch_{b}_per_s": 1000.0 * b / lat}
+                    metrics |= {
+                        f"latency_batch_{b}_ms": lat,
+                        f"latency_batch_{b}_p50_ms": lat * 0.98,
+                        f"throughput_batch_{b}_per_s": 1000.0 * b / lat,
+                    }
                 run(t.stage.benchmark, bench_tags, metrics, {})
                 out.benchmark_runs += 1
     return out
@@ -132,11 +138,14 @@ def main() -> None:
     if args.if_missing and (args.folder / "mlflow.db").exists():
         print(f"{args.folder / 'mlflow.db'} exists; leaving it as it is.")
         return
-    spec = StoreSpec(studies=args.studies, trials_per_study=args.trials, benchmarks_per_trial=args.benchmarks,
-                     seed=args.seed)
+    spec = StoreSpec(
+        studies=args.studies, trials_per_study=args.trials, benchmarks_per_trial=args.benchmarks, seed=args.seed
+    )
     store = generate_store(sqlite_uri(args.folder), spec)
-    print(f"Wrote {store.trial_runs} trial, {store.refit_runs} refit and {store.benchmark_runs} benchmark runs "
-          f"to {store.tracking_uri}")
+    print(
+        f"Wrote {store.trial_runs} trial, {store.refit_runs} refit and {store.benchmark_runs} benchmark runs "
+        f"to {store.tracking_uri}"
+    )
 
 
 if __name__ == "__main__":

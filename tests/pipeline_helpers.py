@@ -17,9 +17,8 @@ from mlflow.entities import Metric
 from podium import names
 from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.core.identity import BenchmarkIdentity
-from podium.core.messages import BenchmarkResult
+from podium.core.messages import BenchmarkResult, BestModelUpdate
 from podium.core.records import Champion
-from podium.core.messages import BestModelUpdate
 from podium.core.run_tags import benchmark_run_tags
 from podium.core.settings import PodiumSettings
 from podium.demo.model import TinyTagger, export
@@ -35,15 +34,24 @@ STUDY = "e" * 64
 def trial_run(client: MlflowClient, study: str, trial: str, f1: float, stage: str = "hpo_trial") -> str:
     exp = client.get_experiment_by_name("training")
     exp_id = exp.experiment_id if exp else client.create_experiment("training")
-    run = client.create_run(exp_id, tags={"code.stage": stage, "code.grouping.study_key_hash": study,
-                                          "code.grouping.trial_key_hash": trial})
+    run = client.create_run(
+        exp_id, tags={"code.stage": stage, "code.grouping.study_key_hash": study, "code.grouping.trial_key_hash": trial}
+    )
     client.log_batch(run.info.run_id, metrics=[Metric("macro-f1", f1, 0, 0)])
     client.set_terminated(run.info.run_id)
     return run.info.run_id
 
 
-def committed_result(tracking: MlflowTracking, r: redis.Redis | None, study: str, trial: str, latency: float,
-                     champion_run: str = "champion", config_hash: str = CONFIG, fast: bool = False) -> BenchmarkResult:
+def committed_result(
+    tracking: MlflowTracking,
+    r: redis.Redis | None,
+    study: str,
+    trial: str,
+    latency: float,
+    champion_run: str = "champion",
+    config_hash: str = CONFIG,
+    fast: bool = False,
+) -> BenchmarkResult:
     """A FINISHED benchmark run in MLflow and (when ``r``) its result event in the stream, as a worker commits.
     ``fast`` skips the benchmark.json artifact (for thousands of events)."""
     champion = Champion(champion_run, study, trial, "d", "e")
@@ -56,10 +64,19 @@ def committed_result(tracking: MlflowTracking, r: redis.Redis | None, study: str
     else:
         run_id = tracking.log_benchmark_run(tags, {"latency_batch_1_ms": latency}, {"latency": latency})
     run = tracking.client.get_run(run_id)
-    result = BenchmarkResult(benchmark_key=identity.key, run_id=run_id, start_time=run.info.start_time,
-                             study_key_hash=study, trial_key_hash=trial, config_hash=config_hash,
-                             champion_run_id=champion_run, metrics={"latency_batch_1_ms": latency},
-                             device="synthetic", worker="w", fencing_token=1)
+    result = BenchmarkResult(
+        benchmark_key=identity.key,
+        run_id=run_id,
+        start_time=run.info.start_time,
+        study_key_hash=study,
+        trial_key_hash=trial,
+        config_hash=config_hash,
+        champion_run_id=champion_run,
+        metrics={"latency_batch_1_ms": latency},
+        device="synthetic",
+        worker="w",
+        fencing_token=1,
+    )
     if r is not None:
         r.xadd(names.BENCHMARKS_STREAM, {"data": result.encode()})
     return result
@@ -72,12 +89,25 @@ class Pipeline:
         self.tmp = tmp
         self.redis_server = start_redis(tmp / "redis")
         extra = {f"PODIUM_{k.upper()}": str(v) for k, v in settings.items()}
-        self.env = {**os.environ, "PODIUM_REDIS_URL": self.redis_server.url, "PODIUM_TRACKING_URI": store_uri,
-                    "PODIUM_CONFIG_DIR": str(REPO / "config"), "PODIUM_LOCK_TTL_MS": "3000",
-                    "PYTHONUNBUFFERED": "1", **extra}
-        self.settings = PodiumSettings(_env_file=None, **{"redis_url": self.redis_server.url,
-                                                          "tracking_uri": store_uri, "config_dir": REPO / "config",
-                                                          "lock_ttl_ms": 3000, **settings})
+        self.env = {
+            **os.environ,
+            "PODIUM_REDIS_URL": self.redis_server.url,
+            "PODIUM_TRACKING_URI": store_uri,
+            "PODIUM_CONFIG_DIR": str(REPO / "config"),
+            "PODIUM_LOCK_TTL_MS": "3000",
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
+        self.settings = PodiumSettings(
+            _env_file=None,
+            **{
+                "redis_url": self.redis_server.url,
+                "tracking_uri": store_uri,
+                "config_dir": REPO / "config",
+                "lock_ttl_ms": 3000,
+                **settings,
+            },
+        )
         self.app = create_app(self.settings)
         self.redis = redis.Redis.from_url(self.redis_server.url, decode_responses=True)
         self.processes: dict[str, ServerProcess] = {}
@@ -105,7 +135,6 @@ class Pipeline:
         self.redis_server.stop()
 
 
-
 def trained(store: str, tmp: Path, trial: str, f1: float, width: int = 8) -> str:
     """A trial run and a refit run holding a TorchScript model, written as training code would."""
     client = MlflowClient(store)
@@ -113,8 +142,10 @@ def trained(store: str, tmp: Path, trial: str, f1: float, width: int = 8) -> str
     exp_id = exp.experiment_id if exp else client.create_experiment("training", (tmp / "artifacts").as_uri())
     champion = ""
     for stage in ("hpo_trial", "refit"):
-        run = client.create_run(exp_id, tags={"code.stage": stage, "code.grouping.study_key_hash": STUDY,
-                                              "code.grouping.trial_key_hash": trial})
+        run = client.create_run(
+            exp_id,
+            tags={"code.stage": stage, "code.grouping.study_key_hash": STUDY, "code.grouping.trial_key_hash": trial},
+        )
         client.log_metric(run.info.run_id, "macro-f1", f1)
         client.log_param(run.info.run_id, "backbone", f"tiny-{width}")
         if stage == "refit":
@@ -127,8 +158,10 @@ def trained(store: str, tmp: Path, trial: str, f1: float, width: int = 8) -> str
 
 def finished_runs(store: str, key: str) -> list:
     client = MlflowClient(store)
-    return client.search_runs([e.experiment_id for e in client.search_experiments()],
-                              f"tags.benchmark_key = '{key}' AND attributes.status = 'FINISHED'")
+    return client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        f"tags.benchmark_key = '{key}' AND attributes.status = 'FINISHED'",
+    )
 
 
 def collect(stop: threading.Event, url: str, study: str | None, out: queue.Queue) -> threading.Thread:
@@ -146,5 +179,3 @@ def next_update(q: queue.Queue, timeout: float = 60) -> BestModelUpdate:
         return q.get(timeout=timeout)
     except queue.Empty:
         pytest.fail(f"no best-model update within {timeout} s")
-
-

@@ -5,6 +5,7 @@ A missing server binary skips the test locally; with ``PODIUM_REQUIRE_SERVERS=1`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -93,10 +94,8 @@ class ServerProcess:
 
     def stop(self) -> None:
         stop_pid(self.proc.pid)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
         self.log_file.close()  # type: ignore[attr-defined]
 
 
@@ -121,10 +120,18 @@ def start_mlserver(tmp: Path) -> MLServer:
     repo = tmp / "repo"
     shutil.copytree(HERE / "mlserver" / "repo", repo)
     http, grpc, metrics = free_port(), free_port(), free_port()
-    (repo / "settings.json").write_text(json.dumps({
-        "host": "127.0.0.1", "http_port": http, "grpc_port": grpc, "metrics_port": metrics,
-        "parallel_workers": 0, "debug": False,
-    }))
+    (repo / "settings.json").write_text(
+        json.dumps(
+            {
+                "host": "127.0.0.1",
+                "http_port": http,
+                "grpc_port": grpc,
+                "metrics_port": metrics,
+                "parallel_workers": 0,
+                "debug": False,
+            }
+        )
+    )
     env = {**os.environ, "PYTHONPATH": str(HERE / "mlserver")}
     process = spawn([str(binary), "start", str(repo)], tmp, cwd=repo, env=env)
     server = MLServer(process, f"127.0.0.1:{http}", f"127.0.0.1:{grpc}")
@@ -135,8 +142,10 @@ def start_mlserver(tmp: Path) -> MLServer:
             process.stop()
             pytest.fail(f"MLServer exited with {process.proc.returncode}:\n{log}")
         try:
-            ready = [urllib.request.urlopen(f"http://{server.http}/v2/models/{m}/ready", timeout=1).status
-                     for m in ("sleepy", "echo")]
+            ready = [
+                urllib.request.urlopen(f"http://{server.http}/v2/models/{m}/ready", timeout=1).status
+                for m in ("sleepy", "echo")
+            ]
             if ready == [200, 200]:
                 return server
         except OSError:
@@ -160,16 +169,32 @@ class RedisServer:
         self.process.stop()
 
 
-def start_redis(tmp: Path, port: int | None = None, extra: list[str] | None = None,
-                ping: bytes = b"PING\r\n") -> RedisServer:
+def start_redis(
+    tmp: Path, port: int | None = None, extra: list[str] | None = None, ping: bytes = b"PING\r\n"
+) -> RedisServer:
     """A real redis-server on 127.0.0.1 (no persistence), in the foreground so its PID is ours."""
     binary = shutil.which("redis-server")
     if binary is None:
         unavailable("redis-server is not installed (apt-get install -y redis-server)")
     port = port or free_port()
     tmp.mkdir(parents=True, exist_ok=True)
-    process = spawn([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                     "--dir", str(tmp), *(extra or [])], tmp)
+    process = spawn(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+            *(extra or []),
+        ],
+        tmp,
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:

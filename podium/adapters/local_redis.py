@@ -41,8 +41,23 @@ class LocalRedis:
         if binary:
             self._log = open(self.folder / "redis.log", "wb")  # noqa: SIM115 - closed in stop()
             self._proc = subprocess.Popen(
-                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", str(self.folder)], stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    binary,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.folder),
+                ],
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             self.kind = f"redis-server (pid {self._proc.pid})"
         else:
             self._start_fake()

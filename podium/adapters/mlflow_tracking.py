@@ -190,8 +190,12 @@ class MlflowTracking:
         """The FINISHED trial and refit runs of one trial (the aggregator's look-up for a new trial)."""
         out = []
         for stage, kind in ((self.tags.stage.hpo_trial, "trial"), (self.tags.stage.refit, "refit")):
-            flt = all_of(tag_eq(self.tags.stage.key, stage), tag_eq(self.tags.grouping.study_key_hash, study),
-                         tag_eq(self.tags.grouping.trial_key_hash, trial), status_is("FINISHED"))
+            flt = all_of(
+                tag_eq(self.tags.stage.key, stage),
+                tag_eq(self.tags.grouping.study_key_hash, study),
+                tag_eq(self.tags.grouping.trial_key_hash, trial),
+                status_is("FINISHED"),
+            )
             for run in self.search(self.experiment_ids(), flt):
                 record = self.trial_record(run, kind)
                 if record is not None:
@@ -321,7 +325,11 @@ class MlflowTracking:
         return run.info.run_id, run.info.start_time
 
     def record_results(
-        self, run_id: str, metrics: Mapping[str, float], summary: Mapping[str, Any], filename: str,
+        self,
+        run_id: str,
+        metrics: Mapping[str, float],
+        summary: Mapping[str, Any],
+        filename: str,
         extra_tags: Mapping[str, str] | None = None,
     ) -> None:
         """Metrics and extra tags in one ``log_batch``, the summary as a JSON artifact. The run stays RUNNING."""
@@ -348,8 +356,12 @@ class MlflowTracking:
             log.error("Could not mark run %s %s (%s): %s", run_id, status, reason, exc.message)
 
     def log_benchmark_run(
-        self, tags: Mapping[str, str], metrics: Mapping[str, float], summary: Mapping[str, Any],
-        filename: str = "benchmark.json", run_name: str | None = None,
+        self,
+        tags: Mapping[str, str],
+        metrics: Mapping[str, float],
+        summary: Mapping[str, Any],
+        filename: str = "benchmark.json",
+        run_name: str | None = None,
     ) -> str:
         """Create, fill and finish a benchmark run (the path without a lock)."""
         run_id, _ = self.start_benchmark_run(tags, run_name)

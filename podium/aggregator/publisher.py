@@ -46,16 +46,29 @@ class Publisher:
         raw = self.client.get(names.best_latest(study, config_hash))
         return BestModelUpdate.model_validate_json(raw) if raw else None
 
-    def publish(self, selection: Selection | None, study: str, config_hash: str | None, reason: str,
-                policy: str, aggregation: str) -> BestModelUpdate:
+    def publish(
+        self,
+        selection: Selection | None,
+        study: str,
+        config_hash: str | None,
+        reason: str,
+        policy: str,
+        aggregation: str,
+    ) -> BestModelUpdate:
         best = candidate_view(selection.best) if selection else None
         while True:
             stored = int(self.client.get(names.sequence(study)) or 0)
             seq = max(stored, self._seq.get(study, 0)) + 1
             update = BestModelUpdate(
-                study_key_hash=study, benchmark_config_hash=config_hash, seq=seq, reason=reason,  # type: ignore[arg-type]
-                best=best, candidates=len(selection.candidates) if selection else 0, policy=policy,
-                aggregation=aggregation, published_at=time.time(),
+                study_key_hash=study,
+                benchmark_config_hash=config_hash,
+                seq=seq,
+                reason=reason,  # type: ignore[arg-type]
+                best=best,
+                candidates=len(selection.candidates) if selection else 0,
+                policy=policy,
+                aggregation=aggregation,
+                published_at=time.time(),
             )
             result = self._script(
                 keys=[names.sequence(study), names.best_latest(study, config_hash), names.BEST_UPDATES_STREAM],

@@ -50,9 +50,15 @@ class AggregatorStats:
 
 
 class Aggregator:
-    def __init__(self, client: redis.Redis, tracking: MlflowTracking, config: SelectionConfig, consumer: str,
-                 on_update: Callable[[BestModelUpdate], None] | None = None,
-                 on_new_best: Callable[[Selection], object] | None = None):
+    def __init__(
+        self,
+        client: redis.Redis,
+        tracking: MlflowTracking,
+        config: SelectionConfig,
+        consumer: str,
+        on_update: Callable[[BestModelUpdate], None] | None = None,
+        on_new_best: Callable[[Selection], object] | None = None,
+    ):
         self.client = client
         self.tracking = tracking
         self.config = config
@@ -97,12 +103,19 @@ class Aggregator:
         entries = []
         if time.monotonic() - self._last_claim > CLAIM_EVERY_S:
             self._last_claim = time.monotonic()
-            claimed = self.client.xautoclaim(names.BENCHMARKS_STREAM, names.AGGREGATOR_GROUP, self.consumer,
-                                             min_idle_time=CLAIM_IDLE_MS, start_id="0-0", count=BATCH)
+            claimed = self.client.xautoclaim(
+                names.BENCHMARKS_STREAM,
+                names.AGGREGATOR_GROUP,
+                self.consumer,
+                min_idle_time=CLAIM_IDLE_MS,
+                start_id="0-0",
+                count=BATCH,
+            )
             entries = [e for e in (claimed[1] if claimed else []) if e[1]]
         if not entries:
-            response = self.client.xreadgroup(names.AGGREGATOR_GROUP, self.consumer,
-                                              {names.BENCHMARKS_STREAM: ">"}, count=BATCH, block=block_ms)
+            response = self.client.xreadgroup(
+                names.AGGREGATOR_GROUP, self.consumer, {names.BENCHMARKS_STREAM: ">"}, count=BATCH, block=block_ms
+            )
             entries = [e for _, batch in (response or []) for e in batch]
         if not entries:
             return 0
@@ -123,8 +136,14 @@ class Aggregator:
         leader, whatever its consumer name): only the leader consumes, so none is in flight elsewhere."""
         handled, cursor = 0, "0-0"
         while True:
-            cursor, entries, *_ = self.client.xautoclaim(names.BENCHMARKS_STREAM, names.AGGREGATOR_GROUP,
-                                                         self.consumer, min_idle_time=0, start_id=cursor, count=BATCH)
+            cursor, entries, *_ = self.client.xautoclaim(
+                names.BENCHMARKS_STREAM,
+                names.AGGREGATOR_GROUP,
+                self.consumer,
+                min_idle_time=0,
+                start_id=cursor,
+                count=BATCH,
+            )
             live = [e for e in entries if e[1]]
             self.apply_batch(live)
             if entries:
@@ -184,13 +203,24 @@ class Aggregator:
             reason = "new_best"
         else:
             reason = "figures_changed"
-        update = self.publisher.publish(selection, scope.study_key_hash, scope.config_hash, reason,
-                                        self.config.selection.policy, self.config.benchmark.latency_aggregation)
+        update = self.publisher.publish(
+            selection,
+            scope.study_key_hash,
+            scope.config_hash,
+            reason,
+            self.config.selection.policy,
+            self.config.benchmark.latency_aggregation,
+        )
         self.published[scope] = new
         self.stats.published += 1
         metrics.UPDATES.labels(reason).inc()
-        log.info("Study %s config %s: %s (seq %d).", scope.study_key_hash[:12], (scope.config_hash or "legacy")[:12],
-                 reason, update.seq)
+        log.info(
+            "Study %s config %s: %s (seq %d).",
+            scope.study_key_hash[:12],
+            (scope.config_hash or "legacy")[:12],
+            reason,
+            update.seq,
+        )
         if self.on_update:
             self.on_update(update)
         if self.on_new_best and selection is not None and reason in ("first", "new_best"):

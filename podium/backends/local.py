@@ -31,6 +31,8 @@ def _torchscript_on_purpose() -> Iterator[None]:
         warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=r".*TorchScript.*deprecated", category=DeprecationWarning)
         yield
+
+
 _PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
@@ -45,7 +47,9 @@ def save_torchscript(
     path.parent.mkdir(parents=True, exist_ok=True)
     with _torchscript_on_purpose():
         scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module)
-        torch.jit.save(scripted, str(path), _extra_files={SIGNATURE_FILE: json.dumps({"inputs": inputs, "outputs": outputs or []})})
+        torch.jit.save(
+            scripted, str(path), _extra_files={SIGNATURE_FILE: json.dumps({"inputs": inputs, "outputs": outputs or []})}
+        )
     return path
 
 
@@ -174,7 +178,9 @@ def _nvidia_driver() -> str:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "unknown"
     except (OSError, subprocess.TimeoutExpired):

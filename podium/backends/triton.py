@@ -8,6 +8,7 @@ Triton's statistics extension when present; otherwise the backend says so in ``n
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -102,13 +103,15 @@ class TritonBackend:
                     f"{self._where}; load it into the server, or pass the model artifact to deploy it"
                 )
             self._deploy()
-        meta = self._json(self._call(
-            f"metadata of model {self.model_name!r}", self.client.get_model_metadata,
-            self.model_name, self.model_version,
-        ))
-        specs = [
-            InputSpec(i["name"], i["datatype"], tuple(int(d) for d in i["shape"])) for i in meta.get("inputs", [])
-        ]
+        meta = self._json(
+            self._call(
+                f"metadata of model {self.model_name!r}",
+                self.client.get_model_metadata,
+                self.model_name,
+                self.model_version,
+            )
+        )
+        specs = [InputSpec(i["name"], i["datatype"], tuple(int(d) for d in i["shape"])) for i in meta.get("inputs", [])]
         if not specs:
             raise BackendError(f"model {self.model_name!r} on {self._where} declares no inputs in its metadata")
         return specs
@@ -150,9 +153,11 @@ class TritonBackend:
             request.append(item)
         client, name, version, kw = self.client, self.model_name, self.model_version, self._kw
         if self.protocol == "grpc":
+
             def call() -> object:
                 return client.infer(name, request, model_version=version, client_timeout=kw["client_timeout"])
         else:
+
             def call() -> object:
                 return client.infer(name, request, model_version=version)
 
@@ -166,9 +171,7 @@ class TritonBackend:
             raw = self._json(self.client.get_inference_statistics(self.model_name, self.model_version, **self._kw))
         except Exception as exc:
             self._stats_supported = False
-            self._notes.append(
-                f"server statistics unavailable ({_reason(exc)[:120]}): client-side figures only"
-            )
+            self._notes.append(f"server statistics unavailable ({_reason(exc)[:120]}): client-side figures only")
             return None
         try:
             s = raw["model_stats"][0]["inference_stats"]
@@ -191,19 +194,24 @@ class TritonBackend:
         name = self._server.get("name", "unknown")
         version = self._server.get("version", "unknown")
         summary = f"{name} {version} at {self._where} ({self.protocol})"
-        return HardwareInfo(summary, {"kind": "server", "server": name, "server_version": version,
-                                      "url": self._where, "protocol": self.protocol, "backend": "triton"})
+        return HardwareInfo(
+            summary,
+            {
+                "kind": "server",
+                "server": name,
+                "server_version": version,
+                "url": self._where,
+                "protocol": self.protocol,
+                "backend": "triton",
+            },
+        )
 
     def close(self) -> None:
         if self._loaded_by_us:
-            try:
+            with contextlib.suppress(Exception):  # best effort on the way out
                 self.client.unload_model(self.model_name, **self._kw)
-            except Exception:  # best effort on the way out
-                pass
-        try:
+        with contextlib.suppress(Exception):
             self.client.close()
-        except Exception:
-            pass
 
 
 def _reason(exc: Exception) -> str:

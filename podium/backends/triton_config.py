@@ -26,8 +26,11 @@ def model_config(name: str, inputs: Sequence[InputSpec], outputs: Sequence[Input
 
 def to_pbtxt(config: dict) -> str:
     """The same config as ``config.pbtxt`` text, for the artifact and for a model repository."""
-    lines = [f'name: "{config["name"]}"', f'platform: "{config["platform"]}"',
-             f'max_batch_size: {config["max_batch_size"]}']
+    lines = [
+        f'name: "{config["name"]}"',
+        f'platform: "{config["platform"]}"',
+        f"max_batch_size: {config['max_batch_size']}",
+    ]
     for kind in ("input", "output"):
         for t in config[kind]:
             dims = ", ".join(str(d) for d in t["dims"])

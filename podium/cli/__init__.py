@@ -12,9 +12,9 @@ from podium.cli.common import setup_logging
 from podium.cli.demo_cmd import demo
 from podium.cli.pipeline_cmds import aggregator, backfill, enqueue, sweep_cmd, worker
 from podium.cli.report_cmd import report
+from podium.cli.select_cmd import select
 from podium.cli.status_cmd import status
 from podium.cli.watch_cmd import watch
-from podium.cli.select_cmd import select
 
 app = typer.Typer(
     name="podium",

@@ -33,9 +33,7 @@ def bench(
     ] = None,
     model_version: Annotated[str, typer.Option(help="Model version on the server (default: latest)")] = "",
     config: Annotated[Path | None, typer.Option(help="benchmark.yaml [default config/benchmark.yaml]")] = None,
-    batch_sizes: Annotated[
-        str | None, typer.Option(help="Override benchmarking.batch_sizes, e.g. 1,8,32")
-    ] = None,
+    batch_sizes: Annotated[str | None, typer.Option(help="Override benchmarking.batch_sizes, e.g. 1,8,32")] = None,
     iterations: Annotated[int | None, typer.Option(help="Override benchmarking.iterations")] = None,
     device: Annotated[str | None, typer.Option(help="Override benchmarking.device (cpu|cuda)")] = None,
     artifact_path: Annotated[str, typer.Option(help="Model path inside the run")] = DEFAULT_ARTIFACT_PATH,
@@ -54,7 +52,10 @@ def bench(
     settings = PodiumSettings()
     with podium_errors():
         cfg = load_benchmark_config(config, settings.config_dir).with_overrides(
-            backend=backend, protocol=protocol, device=device, iterations=iterations,
+            backend=backend,
+            protocol=protocol,
+            device=device,
+            iterations=iterations,
             batch_sizes=[int(b) for b in batch_sizes.split(",")] if batch_sizes else None,
         )
         if run_id:
@@ -68,12 +69,22 @@ def bench(
         tracking = None
         if source.run_id is not None:
             tracking = MlflowTracking.connect(
-                tracking_uri or settings.tracking_uri, load_tags(None, settings.config_dir),
-                settings.benchmark_experiment, create=False,
+                tracking_uri or settings.tracking_uri,
+                load_tags(None, settings.config_dir),
+                settings.benchmark_experiment,
+                create=False,
             )
         champion = tracking.champion(source.run_id) if (log and tracking and source.run_id) else None
-        measured = _measure(cfg, source, tracking, url, model_name, model_version, champion,
-                            worker=settings.worker_name or worker_name())
+        measured = _measure(
+            cfg,
+            source,
+            tracking,
+            url,
+            model_name,
+            model_version,
+            champion,
+            worker=settings.worker_name or worker_name(),
+        )
     if measured is None:
         return
     out.mkdir(parents=True, exist_ok=True)
@@ -83,9 +94,16 @@ def bench(
     Console().print(f"Wrote {path}")
 
 
-def _measure(cfg: BenchmarkConfig, source: ModelSource, tracking: MlflowTracking | None,
-             url: str | None, model_name: str | None, model_version: str, champion: Champion | None,
-             worker: str) -> Measured | None:
+def _measure(
+    cfg: BenchmarkConfig,
+    source: ModelSource,
+    tracking: MlflowTracking | None,
+    url: str | None,
+    model_name: str | None,
+    model_version: str,
+    champion: Champion | None,
+    worker: str,
+) -> Measured | None:
     config_hash = config_hash_of(cfg)
 
     def measure(config: BenchmarkConfig, _champion: Champion | None = None) -> Measured:
@@ -98,8 +116,16 @@ def _measure(cfg: BenchmarkConfig, source: ModelSource, tracking: MlflowTracking
                     tasks[key] = progress.add_task(f"batch {batch} {phase}", total=total)
                 progress.update(tasks[key], completed=done, total=total)
 
-            return measure_model(config, source, tracking, url=url, model_name=model_name,
-                                 model_version=model_version, progress=update, config_hash=config_hash)
+            return measure_model(
+                config,
+                source,
+                tracking,
+                url=url,
+                model_name=model_name,
+                model_version=model_version,
+                progress=update,
+                config_hash=config_hash,
+            )
 
     if champion is None or tracking is None:
         return measure(cfg)
@@ -115,8 +141,14 @@ def _measure(cfg: BenchmarkConfig, source: ModelSource, tracking: MlflowTracking
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
 
 
 def _print_table(measured: Measured, cfg: BenchmarkConfig) -> None:
@@ -124,9 +156,13 @@ def _print_table(measured: Measured, cfg: BenchmarkConfig) -> None:
     for col in ("batch", "mean ms", "p50", "p90", "p95", "p99", "std", "samples", "items/s", "quality"):
         table.add_column(col, justify="left" if col in ("quality",) else "right")
     for b, entry in measured.summary["batches"].items():
-        table.add_row(b, *(f"{entry[k]:.3f}" for k in ("mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "std_ms")),
-                      str(entry["count"]), f"{entry['throughput_per_s']:.1f}",
-                      ", ".join(entry["flags"]) or "stable")
+        table.add_row(
+            b,
+            *(f"{entry[k]:.3f}" for k in ("mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "std_ms")),
+            str(entry["count"]),
+            f"{entry['throughput_per_s']:.1f}",
+            ", ".join(entry["flags"]) or "stable",
+        )
     Console().print(table)
     for note in measured.summary["notes"]:
         Console().print(f"[yellow]note:[/] {note}")

@@ -47,5 +47,3 @@ def podium_errors() -> Iterator[None]:
         yield
     except PodiumError as exc:
         fail(str(exc))
-
-

@@ -22,8 +22,9 @@ def demo(
 ) -> None:
     """Train a small Optuna study of tiny PyTorch taggers, benchmark every trial on two Celery workers,
     and watch the aggregator publish the best model live. Run it again: every benchmark is reused."""
-    opts = DemoOptions(home=home, trials=3 if quick else trials, train_seconds=1.0 if quick else train_seconds,
-                       live=live)
+    opts = DemoOptions(
+        home=home, trials=3 if quick else trials, train_seconds=1.0 if quick else train_seconds, live=live
+    )
     console = Console()
     with podium_errors():
         result = run_demo(opts, console)
@@ -37,8 +38,10 @@ def demo(
     if result.best and result.best.best:
         b = result.best.best
         table.add_row("best model", f"trial {b.trial_key_hash[:12]} ({b.backbone})")
-        table.add_row("macro-f1 / latency", f"{b.f1_score:.4f} / {b.latency_ms:.3f} ms median at batch 1 "
-                      f"over {b.benchmark_runs_count} run(s)")
+        table.add_row(
+            "macro-f1 / latency",
+            f"{b.f1_score:.4f} / {b.latency_ms:.3f} ms median at batch 1 over {b.benchmark_runs_count} run(s)",
+        )
         table.add_row("model artifact", f"runs:/{b.artifact_run_id}/model/model.pt")
     console.print(table)
     console.print(f"Explore it: podium select --tracking-uri {result.tracking_uri}")

@@ -25,8 +25,9 @@ console = Console()
 
 
 def _tracking(settings: PodiumSettings, objective: str = "macro-f1") -> MlflowTracking:
-    return MlflowTracking.connect(settings.tracking_uri, load_tags(None, settings.config_dir),
-                                  settings.benchmark_experiment, objective)
+    return MlflowTracking.connect(
+        settings.tracking_uri, load_tags(None, settings.config_dir), settings.benchmark_experiment, objective
+    )
 
 
 def worker(
@@ -43,10 +44,27 @@ def worker(
         queue = names.queue(target)
         app = create_app(settings)
         verify_visibility_timeout(app)
-    console.print(f"podium worker: queue {queue}, broker {redact_url(settings.redis_url)}, "
-                  f"MLflow {redact_url(settings.tracking_uri)}", highlight=False)
-    app.worker_main(["worker", "-Q", queue, "-c", str(concurrency), "--prefetch-multiplier", "1",
-                     "-n", f"podium-{target}-{os.getpid()}@{socket.gethostname()}", "--loglevel", loglevel, "-E"])
+    console.print(
+        f"podium worker: queue {queue}, broker {redact_url(settings.redis_url)}, "
+        f"MLflow {redact_url(settings.tracking_uri)}",
+        highlight=False,
+    )
+    app.worker_main(
+        [
+            "worker",
+            "-Q",
+            queue,
+            "-c",
+            str(concurrency),
+            "--prefetch-multiplier",
+            "1",
+            "-n",
+            f"podium-{target}-{os.getpid()}@{socket.gethostname()}",
+            "--loglevel",
+            loglevel,
+            "-E",
+        ]
+    )
 
 
 def aggregator(
@@ -65,16 +83,24 @@ def aggregator(
             from podium.report import NewBestReporter
 
             reporter = NewBestReporter(tracking, cfg, settings.report_dir, settings.report_every_s)
-        agg = Aggregator(connect(settings.redis_url), tracking, cfg, name or f"{socket.gethostname()}-{os.getpid()}",
-                         on_new_best=reporter)
+        agg = Aggregator(
+            connect(settings.redis_url),
+            tracking,
+            cfg,
+            name or f"{socket.gethostname()}-{os.getpid()}",
+            on_new_best=reporter,
+        )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     from podium import metrics
 
     metrics.serve(settings.metrics_port)
-    console.print(f"podium aggregator: {names.BENCHMARKS_STREAM} -> {names.BEST_UPDATES_STREAM} and "
-                  f"podium:best:<study> on {redact_url(settings.redis_url)}", highlight=False)
+    console.print(
+        f"podium aggregator: {names.BENCHMARKS_STREAM} -> {names.BEST_UPDATES_STREAM} and "
+        f"podium:best:<study> on {redact_url(settings.redis_url)}",
+        highlight=False,
+    )
     try:
         agg.run(stop, leader_ttl_ms=settings.lock_ttl_ms)
     finally:
@@ -97,8 +123,9 @@ def enqueue(
 
         cfg = load_benchmark_config(config, settings.config_dir).with_overrides(target=target)
         tracking = _tracking(settings)
-        champions = ([tracking.champion(run_id)] if run_id
-                     else tracking.load_champions(tracking.experiment_ids(), study=study))
+        champions = (
+            [tracking.champion(run_id)] if run_id else tracking.load_champions(tracking.experiment_ids(), study=study)
+        )
         if not champions:
             fail(f"no FINISHED trial or refit runs for study {study}", EXIT_NOTHING)
         app = create_app(settings)

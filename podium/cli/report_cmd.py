@@ -31,8 +31,13 @@ def report(
         if study:
             require_safe(study, "--study")
         cfg = load_selection_config(config, settings.config_dir)
-        tracking = MlflowTracking.connect(tracking_uri or settings.tracking_uri, load_tags(None, settings.config_dir),
-                                          settings.benchmark_experiment, cfg.objective.metric, create=False)
+        tracking = MlflowTracking.connect(
+            tracking_uri or settings.tracking_uri,
+            load_tags(None, settings.config_dir),
+            settings.benchmark_experiment,
+            cfg.objective.metric,
+            create=False,
+        )
         ids = tracking.experiment_ids()
         selections, _ = select_all(tracking.load_benchmarks(ids), tracking.load_trials(ids), cfg)
         selections = [s for s in selections if study is None or s.study_key_hash == study]

@@ -45,9 +45,7 @@ def select(
     ] = None,
     config: Annotated[Path | None, typer.Option(help="best_model_selection.yaml [default config/...]")] = None,
     tags: Annotated[Path | None, typer.Option(help="tags.yaml registry [default config/tags.yaml]")] = None,
-    aggregation: Annotated[
-        Aggregation | None, typer.Option(help="Override benchmark.latency_aggregation")
-    ] = None,
+    aggregation: Annotated[Aggregation | None, typer.Option(help="Override benchmark.latency_aggregation")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
 ) -> None:
     """Pick the best model of each (study, benchmark config): one candidate per benchmark_key, latency

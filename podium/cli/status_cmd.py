@@ -41,15 +41,26 @@ def status(
     for col in ("benchmark_key", "phase", "progress", "worker", "target", "running s", "heartbeat age s"):
         running.add_column(col)
     for r in report["running"]:
-        running.add_row(r["benchmark_key"][:12], r["phase"], r["progress"], r["worker"], r["target"],
-                        str(r["running_s"]), str(r["heartbeat_age_s"]))
+        running.add_row(
+            r["benchmark_key"][:12],
+            r["phase"],
+            r["progress"],
+            r["worker"],
+            r["target"],
+            str(r["running_s"]),
+            str(r["heartbeat_age_s"]),
+        )
     console.print(running)
     if report["stale_locks"]:
-        console.print(f"[yellow]{len(report['stale_locks'])} stale lock(s)[/] (no fresh heartbeat; they expire "
-                      "with their TTL): " + ", ".join(s["benchmark_key"][:12] for s in report["stale_locks"]))
+        console.print(
+            f"[yellow]{len(report['stale_locks'])} stale lock(s)[/] (no fresh heartbeat; they expire "
+            "with their TTL): " + ", ".join(s["benchmark_key"][:12] for s in report["stale_locks"])
+        )
     dl = report["dead_letters"]
-    console.print(f"Dead letters: {dl['count']}" + "".join(f"\n  {d['id']} {d['source']}: {d['error']}"
-                                                           for d in dl["latest"]), highlight=False)
+    console.print(
+        f"Dead letters: {dl['count']}" + "".join(f"\n  {d['id']} {d['source']}: {d['error']}" for d in dl["latest"]),
+        highlight=False,
+    )
     if report["aggregator"]:
         a = report["aggregator"]
         console.print(f"Aggregator: leader {'yes' if a['leader'] else 'NO'}, lag {a['lag']}, pending {a['pending']}")
@@ -58,7 +69,13 @@ def status(
         best.add_column(col)
     for b in report["best"]:
         c = b["best"] or {}
-        best.add_row(b["study_key_hash"][:12], (b["benchmark_config_hash"] or "legacy")[:12], str(b["seq"]),
-                     c.get("trial_key_hash", "-")[:12], c.get("backbone") or "-",
-                     f"{c['f1_score']:.4f}" if c else "-", f"{c['latency_ms']:.3f}" if c else "-")
+        best.add_row(
+            b["study_key_hash"][:12],
+            (b["benchmark_config_hash"] or "legacy")[:12],
+            str(b["seq"]),
+            c.get("trial_key_hash", "-")[:12],
+            c.get("backbone") or "-",
+            f"{c['f1_score']:.4f}" if c else "-",
+            f"{c['latency_ms']:.3f}" if c else "-",
+        )
     console.print(best)

@@ -21,10 +21,18 @@ def render(rows: dict[tuple[str, str | None], BestModelUpdate]) -> Table:
         table.add_column(col, justify="right" if col in ("seq", "objective", "latency ms", "runs") else "left")
     for (study, config), u in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         b = u.best
-        table.add_row(study[:10], (config or "legacy")[:10], str(u.seq), u.reason,
-                      b.trial_key_hash[:10] if b else "-", (b.backbone or "-") if b else "-",
-                      f"{b.f1_score:.4f}" if b else "-", f"{b.latency_ms:.3f}" if b else "-",
-                      str(b.benchmark_runs_count) if b else "-", time.strftime("%H:%M:%S", time.localtime(u.published_at)))
+        table.add_row(
+            study[:10],
+            (config or "legacy")[:10],
+            str(u.seq),
+            u.reason,
+            b.trial_key_hash[:10] if b else "-",
+            (b.backbone or "-") if b else "-",
+            f"{b.f1_score:.4f}" if b else "-",
+            f"{b.latency_ms:.3f}" if b else "-",
+            str(b.benchmark_runs_count) if b else "-",
+            time.strftime("%H:%M:%S", time.localtime(u.published_at)),
+        )
     return table
 
 

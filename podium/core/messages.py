@@ -125,8 +125,15 @@ class BenchmarkResult(Message):
         return _safe(value, info.field_name)
 
     def record(self) -> BenchmarkRecord:
-        return BenchmarkRecord(self.run_id, self.start_time, self.study_key_hash, self.trial_key_hash,
-                               self.benchmark_key, self.config_hash, dict(self.metrics))
+        return BenchmarkRecord(
+            self.run_id,
+            self.start_time,
+            self.study_key_hash,
+            self.trial_key_hash,
+            self.benchmark_key,
+            self.config_hash,
+            dict(self.metrics),
+        )
 
 
 class CandidateView(BaseModel):
@@ -167,9 +174,7 @@ def decode(model: type[M], payload: str | bytes | dict[str, Any]) -> M:
     try:
         if isinstance(payload, bytes | str):
             if len(payload) > MAX_MESSAGE_BYTES:
-                raise MessageError(
-                    f"{model.__name__}: {len(payload)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit"
-                )
+                raise MessageError(f"{model.__name__}: {len(payload)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
             return model.model_validate_json(payload)
         if not isinstance(payload, dict):
             raise MessageError(f"{model.__name__}: expected a JSON object, got {type(payload).__name__}")

@@ -31,8 +31,10 @@ def judge(run: RunningRun, current_fence: int | None, lock_held: bool, done_run_
     if run.fencing_token is None:
         return Verdict("kill" if not lock_held else "leave", "orphaned: no fencing token and no lock held")
     if current_fence is not None and current_fence > run.fencing_token:
-        return Verdict("kill", f"orphaned: fence {run.fencing_token} superseded by {current_fence} (its worker "
-                               "stopped or lost the lock)")
+        return Verdict(
+            "kill",
+            f"orphaned: fence {run.fencing_token} superseded by {current_fence} (its worker stopped or lost the lock)",
+        )
     if not lock_held:
         return Verdict("kill", f"orphaned: the lock of fence {run.fencing_token} expired with no commit")
     return Verdict("leave", "its worker still holds the lock")

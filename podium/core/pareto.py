@@ -15,8 +15,10 @@ def pareto_front(candidates: Sequence[Candidate], maximize: bool = True) -> list
         return obj and a.latency_ms <= b.latency_ms
 
     front = [
-        c for c in candidates
-        if not any(better_or_equal(o, c) and (o.f1_score, o.latency_ms) != (c.f1_score, c.latency_ms)
-                   for o in candidates)
+        c
+        for c in candidates
+        if not any(
+            better_or_equal(o, c) and (o.f1_score, o.latency_ms) != (c.f1_score, c.latency_ms) for o in candidates
+        )
     ]
     return sorted(front, key=lambda c: (c.latency_ms, c.trial_key_hash))

@@ -22,9 +22,7 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-/: ]{0,249}")
 def require_hex64(value: object, what: str) -> str:
     """Return ``value`` if it is 64 lowercase hex characters, else raise ``UnsafeValueError``."""
     if not isinstance(value, str) or not HEX64.fullmatch(value):
-        raise UnsafeValueError(
-            f"{what} must be 64 lowercase hex characters (a SHA-256 digest), got {value!r}"
-        )
+        raise UnsafeValueError(f"{what} must be 64 lowercase hex characters (a SHA-256 digest), got {value!r}")
     return value
 
 

@@ -125,9 +125,7 @@ class SelectionState:
 
     def unjoined_groups(self) -> int:
         """Benchmark groups that cannot become candidates: no trial run, or no objective metric."""
-        return sum(
-            len(groups) - len(self.candidates(scope)) for scope, groups in self.scope_groups.items()
-        )
+        return sum(len(groups) - len(self.candidates(scope)) for scope, groups in self.scope_groups.items())
 
     def scopes(self) -> list[ScopeKey]:
         return sorted(self.scope_groups, key=_scope_order)

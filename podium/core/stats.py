@@ -79,9 +79,7 @@ def windows_agree(windows: Sequence[LatencySummary], rules: StabilitySection) ->
     if len(windows) < rules.agree_windows:
         return False
     last = windows[-rules.agree_windows :]
-    return all(
-        _ratio([getattr(w, attr) for w in last]) <= rules.max_ratio for attr in ("p50_ms", "throughput_per_s")
-    )
+    return all(_ratio([getattr(w, attr) for w in last]) <= rules.max_ratio for attr in ("p50_ms", "throughput_per_s"))
 
 
 def _ratio(values: list[float]) -> float:
@@ -95,9 +93,7 @@ def quality_flags(summary: LatencySummary, stable: bool, rules: StabilitySection
     flags = [] if stable else ["unstable"]
     if summary.cv >= rules.max_cv:
         flags.append("high_cv")
-    if summary.mean_ms > 0 and (
-        summary.min_ms < 0.5 * summary.mean_ms or summary.max_ms > 1.5 * summary.mean_ms
-    ):
+    if summary.mean_ms > 0 and (summary.min_ms < 0.5 * summary.mean_ms or summary.max_ms > 1.5 * summary.mean_ms):
         flags.append("outliers")
     if summary.count < MIN_SAMPLES_FOR_P99:
         flags.append("p99_few_samples")

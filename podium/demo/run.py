@@ -78,8 +78,11 @@ class DemoError(PodiumError):
 def write_config(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     bench = parse_model(BenchmarkConfig, {"benchmarking": DEMO_BENCHMARK}, "demo")
-    for name, model in (("benchmark.yaml", bench), ("best_model_selection.yaml", SelectionConfig()),
-                        ("tags.yaml", TagsRegistry())):
+    for name, model in (
+        ("benchmark.yaml", bench),
+        ("best_model_selection.yaml", SelectionConfig()),
+        ("tags.yaml", TagsRegistry()),
+    ):
         (folder / name).write_text(yaml.safe_dump(model.model_dump(mode="json"), sort_keys=False))
     return folder
 
@@ -92,8 +95,13 @@ class Processes:
 
     def start(self, name: str, *args: str) -> None:
         log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop_all()
-        proc = subprocess.Popen([sys.executable, "-m", "podium", *args], env=self.env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "podium", *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs.append((name, proc, log))
 
     def check(self) -> None:
@@ -120,9 +128,15 @@ def run_demo(opts: DemoOptions, console: Console) -> DemoResult:
     tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
     config_dir = write_config(home / "config")
     redis_server = LocalRedis(home / "redis").start()
-    env = {**os.environ, "PODIUM_REDIS_URL": redis_server.url, "PODIUM_TRACKING_URI": tracking_uri,
-           "PODIUM_CONFIG_DIR": str(config_dir), "PYTHONUNBUFFERED": "1",
-           "PODIUM_REPORT_DIR": str(home / "reports"), "PODIUM_REPORT_EVERY_S": "5"}
+    env = {
+        **os.environ,
+        "PODIUM_REDIS_URL": redis_server.url,
+        "PODIUM_TRACKING_URI": tracking_uri,
+        "PODIUM_CONFIG_DIR": str(config_dir),
+        "PYTHONUNBUFFERED": "1",
+        "PODIUM_REPORT_DIR": str(home / "reports"),
+        "PODIUM_REPORT_EVERY_S": "5",
+    }
     procs = Processes(home / "logs", env)
     state = DemoState(header=f"Redis: {redis_server.kind} at {redis_server.url}\nMLflow: {tracking_uri}")
     stop = threading.Event()
@@ -162,8 +176,9 @@ def run_demo(opts: DemoOptions, console: Console) -> DemoResult:
             state.phase = "done"
             redraw()
         counts = {s: sum(r.status == s for r in state.requests) for s in ("measured", "reused", "failed")}
-        return DemoResult(counts["measured"], counts["reused"], counts["failed"], best, tracking_uri,
-                          time.monotonic() - t0)
+        return DemoResult(
+            counts["measured"], counts["reused"], counts["failed"], best, tracking_uri, time.monotonic() - t0
+        )
     finally:
         stop.set()
         procs.stop_all()
@@ -226,8 +241,9 @@ def _wait_results(app, state: DemoState, procs: Processes, r, deadline: float) -
         time.sleep(0.3)
 
 
-def _wait_best(tracking: MlflowTracking, state: DemoState, updates: queue.Queue, deadline: float,
-               procs: Processes) -> BestModelUpdate | None:
+def _wait_best(
+    tracking: MlflowTracking, state: DemoState, updates: queue.Queue, deadline: float, procs: Processes
+) -> BestModelUpdate | None:
     """Until the published best equals what `podium select` computes from MLflow right now."""
     ids = tracking.experiment_ids()
     selections, _ = select_all(tracking.load_benchmarks(ids), tracking.load_trials(ids), SelectionConfig())
@@ -238,7 +254,8 @@ def _wait_best(tracking: MlflowTracking, state: DemoState, updates: queue.Queue,
             u = updates.get_nowait()
             state.best[u.benchmark_config_hash] = u
         if wanted and all(
-            (u := state.best.get(cfg)) is not None and u.best is not None
+            (u := state.best.get(cfg)) is not None
+            and u.best is not None
             and (u.best.trial_key_hash, u.best.latency_ms) == (sel.best.trial_key_hash, sel.best.latency_ms)
             for cfg, sel in wanted.items()
         ):
@@ -252,4 +269,3 @@ def _wait_best(tracking: MlflowTracking, state: DemoState, updates: queue.Queue,
 def mlflow_ui_command(tracking_uri: str) -> str:
     exe = "mlflow" if shutil.which("mlflow") else "pip install mlflow && mlflow"
     return f"{exe} ui --backend-store-uri {tracking_uri} --port 5000"
-

@@ -46,8 +46,14 @@ def train(width: int, depth: int, lr: float, seconds: float, seed: int) -> tuple
 class DemoStudy:
     """Runs (or resumes) the study; ``on_trial`` hears each finished trial for the live view."""
 
-    def __init__(self, tracking_uri: str, home: Path, train_seconds: float, seed: int = 0,
-                 on_trial: Callable[[int, dict, float], None] | None = None):
+    def __init__(
+        self,
+        tracking_uri: str,
+        home: Path,
+        train_seconds: float,
+        seed: int = 0,
+        on_trial: Callable[[int, dict, float], None] | None = None,
+    ):
         self.client = MlflowClient(tracking_uri)
         self.home = home
         self.train_seconds = train_seconds
@@ -55,21 +61,26 @@ class DemoStudy:
         self.on_trial = on_trial
         self.study_hash = demo_study_hash()
         exp = self.client.get_experiment_by_name(STUDY_NAME)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
-            STUDY_NAME, (home / "artifacts").as_uri())
+        self.experiment_id = (
+            exp.experiment_id if exp else self.client.create_experiment(STUDY_NAME, (home / "artifacts").as_uri())
+        )
 
     def existing_refits(self) -> dict[str, str]:
         """trial_key_hash -> refit run id of trials already trained (a re-run resumes, never retrains)."""
         runs = self.client.search_runs(
             [self.experiment_id],
             f"tags.`code.stage` = 'refit' AND tags.`code.grouping.study_key_hash` = '{self.study_hash}' "
-            "AND attributes.status = 'FINISHED'", max_results=1000)
+            "AND attributes.status = 'FINISHED'",
+            max_results=1000,
+        )
         return {r.data.tags["code.grouping.trial_key_hash"]: r.info.run_id for r in runs}
 
     def objective(self, trial: optuna.Trial) -> float:
-        params = {"width": trial.suggest_categorical("width", SEARCH_SPACE["width"]),
-                  "depth": trial.suggest_categorical("depth", SEARCH_SPACE["depth"]),
-                  "lr": trial.suggest_categorical("lr", SEARCH_SPACE["lr"])}
+        params = {
+            "width": trial.suggest_categorical("width", SEARCH_SPACE["width"]),
+            "depth": trial.suggest_categorical("depth", SEARCH_SPACE["depth"]),
+            "lr": trial.suggest_categorical("lr", SEARCH_SPACE["lr"]),
+        }
         t_hash = trial_key_hash(self.study_hash, {"number": trial.number, **params})
         done = self.existing_refits()
         if t_hash in done:
@@ -80,8 +91,12 @@ class DemoStudy:
             return f1
         model, f1 = train(params["width"], params["depth"], params["lr"], self.train_seconds, self.seed + trial.number)
         backbone = f"tiny-w{params['width']}-d{params['depth']}"
-        tags = {"code.grouping.study_key_hash": self.study_hash, "code.grouping.trial_key_hash": t_hash,
-                "code.fingerprint.data": "synthetic-tagging-v1", "code.fingerprint.eval": "val-256-seed10000"}
+        tags = {
+            "code.grouping.study_key_hash": self.study_hash,
+            "code.grouping.trial_key_hash": t_hash,
+            "code.fingerprint.data": "synthetic-tagging-v1",
+            "code.fingerprint.eval": "val-256-seed10000",
+        }
         self._log("hpo_trial", tags, params, backbone, f1)
         refit_id = self._log("refit", tags, params, backbone, f1, model=model)
         trial.set_user_attr(RUN_ID_ATTR, refit_id)

@@ -51,8 +51,16 @@ def render(state: DemoState) -> Group:
         b = u.best
         if b is None:
             continue
-        best.add_row((config or "legacy")[:10], str(u.seq), u.reason, b.trial_key_hash[:10], b.backbone or "-",
-                     f"{b.f1_score:.4f}", f"{b.latency_ms:.3f}", str(b.benchmark_runs_count))
+        best.add_row(
+            (config or "legacy")[:10],
+            str(u.seq),
+            u.reason,
+            b.trial_key_hash[:10],
+            b.backbone or "-",
+            f"{b.f1_score:.4f}",
+            f"{b.latency_ms:.3f}",
+            str(b.benchmark_runs_count),
+        )
     elapsed = time.monotonic() - state.started
     head = Panel(f"{state.header}\n[bold]{state.phase}[/]  ·  {elapsed:.0f} s", title="podium demo")
     return Group(head, trials, reqs, best)

@@ -67,19 +67,30 @@ def send_request(app: Celery, request: BenchmarkRequest) -> Enqueued:
     """Send one validated request; raises ``BrokerUnavailable`` (never loses it silently) when Redis is down."""
     queue = names.queue(request.config.benchmarking.target)
     try:
-        result = app.send_task(names.BENCHMARK_TASK, args=[json.loads(request.encode())], queue=queue,
-                               retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2,
-                                                         "interval_step": 0.5, "interval_max": 1.0})
+        result = app.send_task(
+            names.BENCHMARK_TASK,
+            args=[json.loads(request.encode())],
+            queue=queue,
+            retry=True,
+            retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0},
+        )
     except (OperationalError, RedisError, OSError) as exc:
         raise BrokerUnavailable(
             f"cannot send benchmark request {request.request_id} ({request.benchmark_key[:12]}…) to the broker at "
             f"{redact_url(str(app.conf.broker_url))}: {exc}; it was not enqueued, try again when Redis is back"
         ) from None
-    log.info("Enqueued benchmark %s of run %s on %s (task %s).", request.benchmark_key[:12],
-             request.champion_run_id, queue, result.id)
+    log.info(
+        "Enqueued benchmark %s of run %s on %s (task %s).",
+        request.benchmark_key[:12],
+        request.champion_run_id,
+        queue,
+        result.id,
+    )
     return Enqueued(request.benchmark_key, result.id, queue, request.request_id)
 
 
-def enqueue_benchmark(app: Celery, champion: Champion, config: BenchmarkConfig, **request_options: str | None) -> Enqueued:
+def enqueue_benchmark(
+    app: Celery, champion: Champion, config: BenchmarkConfig, **request_options: str | None
+) -> Enqueued:
     """Validate, key and send one request to its target's queue; raises before sending on bad input."""
     return send_request(app, build_request(champion, config, **request_options))  # type: ignore[arg-type]

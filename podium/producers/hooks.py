@@ -1,8 +1,8 @@
 """Training-completion hooks: enqueue a benchmark when a trial (or refit) run finishes.
 
-    hook = BenchmarkHook.from_settings()              # PODIUM_* settings, config/benchmark.yaml
-    hook(run_id)                                      # a plain callable, after training
-    study.optimize(objective, callbacks=[hook])       # an Optuna callback: reads trial.user_attrs["mlflow_run_id"]
+hook = BenchmarkHook.from_settings()              # PODIUM_* settings, config/benchmark.yaml
+hook(run_id)                                      # a plain callable, after training
+study.optimize(objective, callbacks=[hook])       # an Optuna callback: reads trial.user_attrs["mlflow_run_id"]
 """
 
 from __future__ import annotations
@@ -33,12 +33,15 @@ class BenchmarkHook:
         self.enqueued: list[Enqueued] = []
 
     @classmethod
-    def from_settings(cls, settings: PodiumSettings | None = None, config: BenchmarkConfig | None = None) -> BenchmarkHook:
+    def from_settings(
+        cls, settings: PodiumSettings | None = None, config: BenchmarkConfig | None = None
+    ) -> BenchmarkHook:
         from podium.workers.app import create_app
 
         settings = settings or PodiumSettings()
-        tracking = MlflowTracking.connect(settings.tracking_uri, load_tags(None, settings.config_dir),
-                                          settings.benchmark_experiment)
+        tracking = MlflowTracking.connect(
+            settings.tracking_uri, load_tags(None, settings.config_dir), settings.benchmark_experiment
+        )
         return cls(create_app(settings), tracking, config or load_benchmark_config(None, settings.config_dir))
 
     def __call__(self, *args: Any) -> Enqueued | None:
@@ -60,8 +63,13 @@ class BenchmarkHook:
             return None
         run_id = trial.user_attrs.get(self.run_id_attr)
         if not run_id:
-            log.warning("Trial %s of study %s has no user attribute %r; set it to the trial's MLflow run id "
-                        "(trial.set_user_attr(%r, run.info.run_id)) to benchmark it.", trial.number,
-                        getattr(study, "study_name", "?"), self.run_id_attr, self.run_id_attr)
+            log.warning(
+                "Trial %s of study %s has no user attribute %r; set it to the trial's MLflow run id "
+                "(trial.set_user_attr(%r, run.info.run_id)) to benchmark it.",
+                trial.number,
+                getattr(study, "study_name", "?"),
+                self.run_id_attr,
+                self.run_id_attr,
+            )
             return None
         return self.enqueue(run_id)

@@ -67,4 +67,3 @@ def verify_visibility_timeout(app: Celery) -> int:
         )
     log.info("Broker visibility timeout is %d s (longest benchmark %d s).", effective, settings.max_benchmark_s)
     return effective
-

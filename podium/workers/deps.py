@@ -23,16 +23,23 @@ def request_measurer(tracking: MlflowTracking) -> MeasureRequest:
                 "producer's (content hash mismatch); the measurement would not match its benchmark_key"
             )
         source = ModelSource(request.champion_run_id, request.artifact_path, None)
-        return measure_model(request.config, source, tracking, url=request.server_url,
-                             model_name=request.model_name, progress=progress,
-                             config_hash=request.identity.config_hash)
+        return measure_model(
+            request.config,
+            source,
+            tracking,
+            url=request.server_url,
+            model_name=request.model_name,
+            progress=progress,
+            config_hash=request.identity.config_hash,
+        )
 
     return measure
 
 
 def build_deps(settings: PodiumSettings) -> WorkerDeps:
-    tracking = MlflowTracking.connect(settings.tracking_uri, load_tags(None, settings.config_dir),
-                                      settings.benchmark_experiment)
+    tracking = MlflowTracking.connect(
+        settings.tracking_uri, load_tags(None, settings.config_dir), settings.benchmark_experiment
+    )
     return WorkerDeps(
         redis=connect(settings.redis_url),
         tracking=tracking,

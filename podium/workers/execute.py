@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 MeasureRequest = Callable[[BenchmarkRequest, Progress], Measured]
 
 
-class LockBusy(Exception):  # noqa: N818 - a signal to retry later, not an error
+class LockBusy(Exception):
     """Another worker holds the benchmark's lock right now."""
 
 
@@ -99,18 +99,31 @@ def _run(request: BenchmarkRequest, deps: WorkerDeps, lock: FencedLock, beat: He
     def commit(run_id: str, start_time: int, measured: Measured) -> None:
         beat.beat("committing", force=True)
         result = BenchmarkResult(
-            benchmark_key=identity.key, run_id=run_id, start_time=start_time,
-            study_key_hash=request.study_key_hash, trial_key_hash=request.trial_key_hash,
-            config_hash=identity.config_hash, champion_run_id=request.champion_run_id,
-            metrics=dict(measured.metrics), device=measured.device, worker=deps.worker,
-            fencing_token=lock.fencing_token or 0, stability=measured.stability,
+            benchmark_key=identity.key,
+            run_id=run_id,
+            start_time=start_time,
+            study_key_hash=request.study_key_hash,
+            trial_key_hash=request.trial_key_hash,
+            config_hash=identity.config_hash,
+            champion_run_id=request.champion_run_id,
+            metrics=dict(measured.metrics),
+            device=measured.device,
+            worker=deps.worker,
+            fencing_token=lock.fencing_token or 0,
+            stability=measured.stability,
         )
         lock.commit(run_id, result.encode())
 
     # run.mode is honoured inside benchmark_champion (the MLflow check, now under the lock)
     outcome = benchmark_champion(
-        request.champion, cfg, deps.tracking, measure, worker=deps.worker, identity=identity,
-        fencing_token=lock.fencing_token, before_finish=commit,
+        request.champion,
+        cfg,
+        deps.tracking,
+        measure,
+        worker=deps.worker,
+        identity=identity,
+        fencing_token=lock.fencing_token,
+        before_finish=commit,
     )
     if outcome.status == "reused":
         deps.redis.set(names.done(identity.key), outcome.run_id)

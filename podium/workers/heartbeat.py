@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import redis
@@ -18,8 +19,13 @@ class Heartbeat:
     def __init__(self, client: redis.Redis, benchmark_key: str, worker: str, target: str, request_id: str):
         self.client = client
         self.key = names.heartbeat(benchmark_key)
-        self.base = {"worker": worker, "target": target, "request_id": request_id, "benchmark_key": benchmark_key,
-                     "started": f"{time.time():.3f}"}
+        self.base = {
+            "worker": worker,
+            "target": target,
+            "request_id": request_id,
+            "benchmark_key": benchmark_key,
+            "started": f"{time.time():.3f}",
+        }
         self._last = 0.0
 
     def beat(self, phase: str, progress: str = "", force: bool = False, **extra: str) -> None:
@@ -37,7 +43,5 @@ class Heartbeat:
             pass  # a heartbeat is advisory; the lock watchdog guards correctness
 
     def clear(self) -> None:
-        try:
+        with contextlib.suppress(redis.RedisError):
             self.client.delete(self.key)
-        except redis.RedisError:
-            pass

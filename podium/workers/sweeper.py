@@ -28,14 +28,16 @@ def sweep(tracking: MlflowTracking, client: redis.Redis, benchmark_key: str | No
         token = run.data.tags.get(t.benchmark.fencing_token)
         candidate = RunningRun(run.info.run_id, key, int(token) if token and token.isdigit() else None)
         fence = client.get(names.fence(key))
-        verdict = judge(candidate, int(fence) if fence else None, bool(client.exists(names.lock(key))),
-                        client.get(names.done(key)))
+        verdict = judge(
+            candidate, int(fence) if fence else None, bool(client.exists(names.lock(key))), client.get(names.done(key))
+        )
         out[run.info.run_id] = verdict
         if verdict.action == "finish":
             tracking.finish_run(run.info.run_id)
         elif verdict.action == "kill":
             tracking.fail_run(run.info.run_id, verdict.reason, status="KILLED")
         if verdict.action != "leave":
-            log.warning("Swept benchmark run %s of %s: %s (%s).", run.info.run_id, key[:12], verdict.action,
-                        verdict.reason)
+            log.warning(
+                "Swept benchmark run %s of %s: %s (%s).", run.info.run_id, key[:12], verdict.action, verdict.reason
+            )
     return out

@@ -14,9 +14,8 @@ from typing import Any
 from celery import Celery, Task
 from celery.signals import worker_process_init
 
-from podium import names
+from podium import metrics, names
 from podium.adapters.dead_letters import dead_letter
-from podium import metrics
 from podium.core.messages import BenchmarkRequest, MessageError, decode
 from podium.workers.execute import LockBusy, WorkerDeps, execute
 from podium.workers.lock import LockLost
@@ -96,8 +95,14 @@ def _run_task(task: Task, payload: dict[str, Any], deps: WorkerDeps) -> dict[str
             deps.redis.delete(counter)
             return {"status": "failed", "benchmark_key": request.benchmark_key, "error": error}
         delay = settings.retry_backoff_s * 2 ** (attempt - 1)
-        log.warning("Request %s failed (attempt %d/%d): %s; retrying in %.1f s.", request.request_id, attempt,
-                    settings.max_attempts, error, delay)
+        log.warning(
+            "Request %s failed (attempt %d/%d): %s; retrying in %.1f s.",
+            request.request_id,
+            attempt,
+            settings.max_attempts,
+            error,
+            delay,
+        )
         raise task.retry(countdown=delay) from None
     deps.redis.delete(counter)
     return outcome.as_dict()

@@ -42,8 +42,13 @@ STUDY = "d" * 64
 
 
 def synthetic(service_ms: float = 0.0, iterations: int = 1, **extra) -> BenchmarkConfig:
-    bench = {"backend": "synthetic", "synthetic_service_ms": service_ms, "iterations": iterations,
-             "warmup_iterations": 0, "stability": {"max_windows": 2, "agree_windows": 2, "max_ratio": 1000.0}}
+    bench = {
+        "backend": "synthetic",
+        "synthetic_service_ms": service_ms,
+        "iterations": iterations,
+        "warmup_iterations": 0,
+        "stability": {"max_windows": 2, "agree_windows": 2, "max_ratio": 1000.0},
+    }
     return parse_model(BenchmarkConfig, {"benchmarking": bench | extra}, "chaos")
 
 
@@ -57,8 +62,9 @@ def runs_by_key(store: str) -> dict[str, collections.Counter]:
     for exp in client.search_experiments():
         token = None
         while True:
-            page = client.search_runs([exp.experiment_id], "tags.`code.stage` = 'benchmark'", max_results=5000,
-                                      page_token=token)
+            page = client.search_runs(
+                [exp.experiment_id], "tags.`code.stage` = 'benchmark'", max_results=5000, page_token=token
+            )
             for run in page:
                 out[run.data.tags["benchmark_key"]][run.info.status] += 1
             token = page.token
@@ -123,16 +129,26 @@ def test_workers_killed_mid_benchmark(pipeline: Pipeline, store: str) -> None:
         if all(pipeline.app.AsyncResult(s.task_id).ready() for s in sent):
             break
         beats = [pipeline.redis.hgetall(k) for k in pipeline.redis.scan_iter("podium:heartbeat:*")]
-        live = [b for b in beats if b and per_key[b["benchmark_key"]] < 2 and b.get("phase") in ("warmup", "measure")
-                and time.time() - float(b["updated"]) < 1.0]
+        live = [
+            b
+            for b in beats
+            if b
+            and per_key[b["benchmark_key"]] < 2
+            and b.get("phase") in ("warmup", "measure")
+            and time.time() - float(b["updated"]) < 1.0
+        ]
         if not live:
             time.sleep(0.05)
             continue
         target = rng.choice(live)
         time.sleep(rng.uniform(0, 0.5))  # a random point of the benchmark
         now = pipeline.redis.hgetall(names.heartbeat(target["benchmark_key"]))
-        if not now or now.get("worker") != target["worker"] or now.get("phase") not in ("warmup", "measure") \
-                or time.time() - float(now["updated"]) > 0.6:
+        if (
+            not now
+            or now.get("worker") != target["worker"]
+            or now.get("phase") not in ("warmup", "measure")
+            or time.time() - float(now["updated"]) > 0.6
+        ):
             continue  # it finished meanwhile: not the middle of a benchmark any more
         pid = int(target["worker"].rsplit(":", 1)[-1])
         try:
@@ -178,8 +194,14 @@ def test_stalled_worker_loses_its_lock(tmp_path: Path, store: str) -> None:
         def quick_measure(req, progress) -> Measured:
             return Measured({"latency_batch_1_ms": 1.0}, {}, "quick")
 
-        stalled = WorkerDeps(r, tracking, stalled_measure, "stalled-worker", lock_ttl_ms=1000,
-                             on_locked=lambda lock: lock.renewal_paused.set())
+        stalled = WorkerDeps(
+            r,
+            tracking,
+            stalled_measure,
+            "stalled-worker",
+            lock_ttl_ms=1000,
+            on_locked=lambda lock: lock.renewal_paused.set(),
+        )
         outcome: dict = {}
 
         def run_stalled() -> None:
@@ -231,22 +253,33 @@ def test_aggregator_killed_at_random_points(pipeline: Pipeline, store: str) -> N
             pipeline.processes["aggregator"].stop()
             pipeline.start("aggregator", "aggregator")
         t = trials[n % len(trials)]
-        committed_result(tracking, pipeline.redis, STUDY, t, 5.0 + (n * 7919 % 97) / 10,
-                         champion_run=f"c{int(t, 16)}", fast=True)
-    select = subprocess.run([sys.executable, "-m", "podium", "select", "--json", "--tracking-uri", store],
-                            capture_output=True, text=True, timeout=300, env=pipeline.env)
+        committed_result(
+            tracking, pipeline.redis, STUDY, t, 5.0 + (n * 7919 % 97) / 10, champion_run=f"c{int(t, 16)}", fast=True
+        )
+    select = subprocess.run(
+        [sys.executable, "-m", "podium", "select", "--json", "--tracking-uri", store],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=pipeline.env,
+    )
     (expected,) = [s for s in json.loads(select.stdout)["selections"] if s["study_key_hash"] == STUDY]
     deadline, latest = time.monotonic() + 180, None
     while time.monotonic() < deadline:
         raw = pipeline.redis.get(names.best_latest(STUDY, "c" * 64))
         latest = BestModelUpdate.model_validate_json(raw) if raw else None
-        if latest and latest.best and (latest.best.trial_key_hash, latest.best.latency_ms) == (
-                expected["best"]["trial_key_hash"], expected["best"]["latency_ms"]):
+        if (
+            latest
+            and latest.best
+            and (latest.best.trial_key_hash, latest.best.latency_ms)
+            == (expected["best"]["trial_key_hash"], expected["best"]["latency_ms"])
+        ):
             break
         time.sleep(0.5)
     assert latest and latest.best
-    assert latest.best.model_dump(exclude={"composite_score"}) == {k: v for k, v in expected["best"].items()
-                                                                   if k != "composite_score"}
+    assert latest.best.model_dump(exclude={"composite_score"}) == {
+        k: v for k, v in expected["best"].items() if k != "composite_score"
+    }
     seqs = [json.loads(f["data"])["seq"] for _, f in pipeline.redis.xrange(names.BEST_UPDATES_STREAM)]
     assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
 

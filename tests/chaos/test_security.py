@@ -27,13 +27,22 @@ INJECTIONS = ["x' OR '1'='1", "a b", "ü", "`x`", "x'--"]
 
 
 @pytest.mark.parametrize("value", INJECTIONS)
-@pytest.mark.parametrize("command", [["report", "--study"], ["enqueue", "--study"], ["backfill", "--study"],
-                                     ["bench", "--no-log", "--run-id"], ["watch", "--study"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["report", "--study"],
+        ["enqueue", "--study"],
+        ["backfill", "--study"],
+        ["bench", "--no-log", "--run-id"],
+        ["watch", "--study"],
+    ],
+)
 def test_injection_through_cli_arguments_is_refused(store_uri: str, command: list[str], value: str) -> None:
     MlflowClient(store_uri).search_experiments()
     env = {**os.environ, "PODIUM_TRACKING_URI": store_uri, "PODIUM_REDIS_URL": "redis://127.0.0.1:1/0"}
-    out = subprocess.run([sys.executable, "-m", "podium", *command, value], capture_output=True, text=True,
-                         timeout=120, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "podium", *command, value], capture_output=True, text=True, timeout=120, env=env
+    )
     assert out.returncode == 2, out.stdout + out.stderr
     assert "may only hold" in " ".join(out.stderr.split())
 
@@ -55,12 +64,22 @@ def test_pickled_and_non_json_messages_are_refused(pipeline: Pipeline) -> None:
         producer = Producer(conn)
         exchange = Exchange(names.queue("cpu"), type="direct")
         for body, serializer in (((["ls"], {}, {}), "pickle"), ("<xml/>", None)):
-            headers = {"task": names.BENCHMARK_TASK, "id": f"evil-{serializer}", "lang": "py", "argsrepr": "",
-                       "kwargsrepr": "", "origin": "attacker"}
-            kwargs = {"serializer": serializer} if serializer else {"content_type": "application/xml",
-                                                                     "content_encoding": "utf-8"}
-            producer.publish(body, exchange=exchange, routing_key=names.queue("cpu"), headers=headers,
-                             declare=[exchange], **kwargs)
+            headers = {
+                "task": names.BENCHMARK_TASK,
+                "id": f"evil-{serializer}",
+                "lang": "py",
+                "argsrepr": "",
+                "kwargsrepr": "",
+                "origin": "attacker",
+            }
+            kwargs = (
+                {"serializer": serializer}
+                if serializer
+                else {"content_type": "application/xml", "content_encoding": "utf-8"}
+            )
+            producer.publish(
+                body, exchange=exchange, routing_key=names.queue("cpu"), headers=headers, declare=[exchange], **kwargs
+            )
     # the worker keeps serving: a good request after the bad ones is measured
     good = enqueue_benchmark(pipeline.app, Champion("g" * 32, "s" * 64, "t" * 64, "d", "e"), synthetic())
     assert pipeline.app.AsyncResult(good.task_id).get(timeout=120)["status"] == "measured"
@@ -71,8 +90,10 @@ def test_pickled_and_non_json_messages_are_refused(pipeline: Pipeline) -> None:
 
 def test_acl_user_and_password_work_and_stay_secret(tmp_path: Path, _migrated_db: Path) -> None:
     secret = "s3cret-Pa55"
-    server = start_redis(tmp_path / "redis", extra=["--user", "default", "off", "--user", "podium", "on",
-                                                    f">{secret}", "~*", "&*", "+@all"])
+    server = start_redis(
+        tmp_path / "redis",
+        extra=["--user", "default", "off", "--user", "podium", "on", f">{secret}", "~*", "&*", "+@all"],
+    )
     try:
         url = f"redis://podium:{secret}@127.0.0.1:{server.port}/0"
         assert secret not in redact_url(url) and "***" in redact_url(url)
@@ -80,8 +101,9 @@ def test_acl_user_and_password_work_and_stay_secret(tmp_path: Path, _migrated_db
         store = f"sqlite:///{tmp_path / 'mlflow.db'}"
         env = {**os.environ, "PODIUM_REDIS_URL": url, "PODIUM_TRACKING_URI": store, "PYTHONUNBUFFERED": "1"}
         (tmp_path / "w").mkdir()
-        worker = spawn([sys.executable, "-m", "podium", "worker", "--target", "cpu", "--loglevel", "INFO"],
-                       tmp_path / "w", env=env)
+        worker = spawn(
+            [sys.executable, "-m", "podium", "worker", "--target", "cpu", "--loglevel", "INFO"], tmp_path / "w", env=env
+        )
         try:
             from podium.core.settings import PodiumSettings
             from podium.workers.app import create_app
@@ -93,8 +115,13 @@ def test_acl_user_and_password_work_and_stay_secret(tmp_path: Path, _migrated_db
             sent = enqueue_benchmark(app, Champion("a" * 32, "s" * 64, "t" * 64, "d", "e"), synthetic())
             assert app.AsyncResult(sent.task_id).get(timeout=120)["status"] == "measured"
             app.close()
-            status = subprocess.run([sys.executable, "-m", "podium", "status"], capture_output=True, text=True,
-                                    timeout=60, env={**env, "COLUMNS": "200"})
+            status = subprocess.run(
+                [sys.executable, "-m", "podium", "status"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={**env, "COLUMNS": "200"},
+            )
             assert status.returncode == 0 and "***" in status.stdout and secret not in status.stdout
         finally:
             worker.stop()
@@ -112,12 +139,40 @@ def _certificates(folder: Path) -> dict[str, Path]:
         pytest.skip("openssl is not installed")
     folder.mkdir(parents=True, exist_ok=True)
     run = lambda *a: subprocess.run(["openssl", *a], cwd=folder, capture_output=True, check=True)  # noqa: E731
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
-        "-subj", "/CN=podium-test-ca")
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=podium-test-ca",
+    )
     run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
     (folder / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out",
-        "server.crt", "-days", "1", "-extfile", "ext.cnf")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    )
     return {name: folder / f"{name}" for name in ("ca.crt", "server.crt", "server.key")}
 
 
@@ -130,10 +185,30 @@ def test_rediss_tls_everywhere(tmp_path: Path, _migrated_db: Path) -> None:
     binary = shutil.which("redis-server")
     port = free_port()
     (tmp_path / "redis").mkdir()
-    server = spawn([binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "",
-                    "--tls-cert-file", str(certs["server.crt"]), "--tls-key-file", str(certs["server.key"]),
-                    "--tls-ca-cert-file", str(certs["ca.crt"]), "--tls-auth-clients", "no",
-                    "--dir", str(tmp_path / "redis")], tmp_path / "redis")
+    server = spawn(
+        [
+            binary,
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--tls-cert-file",
+            str(certs["server.crt"]),
+            "--tls-key-file",
+            str(certs["server.key"]),
+            "--tls-ca-cert-file",
+            str(certs["ca.crt"]),
+            "--tls-auth-clients",
+            "no",
+            "--dir",
+            str(tmp_path / "redis"),
+        ],
+        tmp_path / "redis",
+    )
     url = f"rediss://127.0.0.1:{port}/0?ssl_cert_reqs=required&ssl_ca_certs={certs['ca.crt']}"
     try:
         deadline = time.monotonic() + 10
@@ -147,8 +222,11 @@ def test_rediss_tls_everywhere(tmp_path: Path, _migrated_db: Path) -> None:
         store = f"sqlite:///{tmp_path / 'mlflow.db'}"
         env = {**os.environ, "PODIUM_REDIS_URL": url, "PODIUM_TRACKING_URI": store}
         (tmp_path / "w").mkdir()
-        worker = spawn([sys.executable, "-m", "podium", "worker", "--target", "cpu", "--loglevel", "WARNING"],
-                       tmp_path / "w", env=env)
+        worker = spawn(
+            [sys.executable, "-m", "podium", "worker", "--target", "cpu", "--loglevel", "WARNING"],
+            tmp_path / "w",
+            env=env,
+        )
         try:
             from podium.core.settings import PodiumSettings
             from podium.workers.app import create_app
@@ -160,13 +238,23 @@ def test_rediss_tls_everywhere(tmp_path: Path, _migrated_db: Path) -> None:
             sent = enqueue_benchmark(app, Champion("b" * 32, "s" * 64, "t" * 64, "d", "e"), synthetic())
             assert app.AsyncResult(sent.task_id).get(timeout=120)["status"] == "measured", worker.log()
             app.close()
-            status = subprocess.run([sys.executable, "-m", "podium", "status", "--json"], capture_output=True,
-                                    text=True, timeout=60, env=env)
+            status = subprocess.run(
+                [sys.executable, "-m", "podium", "status", "--json"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=env,
+            )
             assert status.returncode == 0, status.stderr
         finally:
             worker.stop()
-        plain = subprocess.run([sys.executable, "-m", "podium", "status"], capture_output=True, text=True, timeout=60,
-                               env={**env, "PODIUM_REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+        plain = subprocess.run(
+            [sys.executable, "-m", "podium", "status"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**env, "PODIUM_REDIS_URL": f"redis://127.0.0.1:{port}/0"},
+        )
         assert plain.returncode == 2 and "cannot read status from Redis" in plain.stderr  # no silent plaintext
     finally:
         server.stop()

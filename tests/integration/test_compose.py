@@ -25,8 +25,11 @@ def test_compose_file_validates() -> None:
 
 def podium_services() -> dict[str, list[str]]:
     doc = yaml.safe_load(COMPOSE.read_text())
-    return {name: svc["command"] for name, svc in doc["services"].items()
-            if svc.get("image") == "podium:latest" or svc.get("build")}
+    return {
+        name: svc["command"]
+        for name, svc in doc["services"].items()
+        if svc.get("image") == "podium:latest" or svc.get("build")
+    }
 
 
 def test_the_expected_services_exist() -> None:
@@ -42,6 +45,7 @@ def test_the_expected_services_exist() -> None:
 
 @pytest.mark.parametrize(("service", "command"), sorted(podium_services().items()))
 def test_service_command_exists_in_the_cli(service: str, command: list[str]) -> None:
-    out = subprocess.run([sys.executable, "-m", "podium", *command, "--help"], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "podium", *command, "--help"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, f"{service}: podium {' '.join(command)}: {out.stderr}"

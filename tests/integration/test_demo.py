@@ -16,8 +16,13 @@ pytestmark = pytest.mark.server
 
 
 def demo(home: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "podium", "demo", "--quick", "--no-live", "--home", str(home), *extra],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "160"})
+    return subprocess.run(
+        [sys.executable, "-m", "podium", "demo", "--quick", "--no-live", "--home", str(home), *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "160"},
+    )
 
 
 def count(output: str, label: str) -> int:
@@ -52,15 +57,22 @@ def test_demo_twice_second_run_reuses_everything(tmp_path: Path) -> None:
     assert count(second.stdout, "benchmarks measured") == 0
     assert count(second.stdout, r"benchmarks reused \(same") == 3
     assert processes_of(home) == []
-    select = subprocess.run([sys.executable, "-m", "podium", "select", "--json", "--tracking-uri",
-                             f"sqlite:///{home / 'mlflow.db'}"], capture_output=True, text=True, timeout=120)
+    select = subprocess.run(
+        [sys.executable, "-m", "podium", "select", "--json", "--tracking-uri", f"sqlite:///{home / 'mlflow.db'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert select.returncode == 0 and '"benchmark_runs_count": 1' in select.stdout
 
 
 def test_ctrl_c_stops_everything_it_started(tmp_path: Path) -> None:
     home = tmp_path / "demo"
-    proc = subprocess.Popen([sys.executable, "-m", "podium", "demo", "--quick", "--no-live", "--home", str(home)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "podium", "demo", "--quick", "--no-live", "--home", str(home)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(processes_of(home)) < 3:

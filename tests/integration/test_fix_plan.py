@@ -42,17 +42,28 @@ class CountingMeasure:
         return Measured(metrics, {"batch_sizes": config.benchmarking.batch_sizes}, device="test-cpu")
 
 
-def training_runs(client: MlflowClient, tags: TagsRegistry = TagsRegistry(), study: str = STUDY,
-                  trial: str = TRIAL, f1: float = 0.9, with_refit: bool = True) -> str:
+def training_runs(
+    client: MlflowClient,
+    tags: TagsRegistry = TagsRegistry(),
+    study: str = STUDY,
+    trial: str = TRIAL,
+    f1: float = 0.9,
+    with_refit: bool = True,
+) -> str:
     """A trial (and refit) run written by training code with the plain client; returns the champion id."""
     exp = client.get_experiment_by_name("training")
     exp_id = exp.experiment_id if exp else client.create_experiment("training")
     champion = ""
     stages = [tags.stage.hpo_trial] + ([tags.stage.refit] if with_refit else [])
     for stage in stages:
-        run = client.create_run(exp_id, tags={
-            tags.stage.key: stage, tags.grouping.study_key_hash: study, tags.grouping.trial_key_hash: trial,
-        })
+        run = client.create_run(
+            exp_id,
+            tags={
+                tags.stage.key: stage,
+                tags.grouping.study_key_hash: study,
+                tags.grouping.trial_key_hash: trial,
+            },
+        )
         client.log_batch(run.info.run_id, metrics=[Metric("macro-f1", f1, 0, 0)])
         client.log_param(run.info.run_id, "backbone", "tiny")
         client.set_terminated(run.info.run_id)
@@ -116,8 +127,14 @@ def test_the_key_checked_is_the_key_written(client: MlflowClient, tracking: Mlfl
     assert tags["code.benchmark.champion_run_id"] == champion.run_id
     assert tags["code.benchmark.data_fp"] == identity.data_fp
     assert tags["code.benchmark.eval_fp"] == identity.eval_fp
-    for name in ("code.stage", "code.grouping.study_key_hash", "code.grouping.trial_key_hash",
-                 "code.benchmark.backend", "code.benchmark.device", "code.benchmark.worker"):
+    for name in (
+        "code.stage",
+        "code.grouping.study_key_hash",
+        "code.grouping.trial_key_hash",
+        "code.benchmark.backend",
+        "code.benchmark.device",
+        "code.benchmark.worker",
+    ):
         assert tags[name]
     assert tracking.benchmark_exists(identity, champion).run_id == run.info.run_id
     artifact = Path(client.download_artifacts(run.info.run_id, "benchmark.json"))
@@ -144,15 +161,29 @@ def test_a_failed_measurement_leaves_a_failed_run_not_a_finished_one(
 # ---------------------------------------------------------------- Test 3: outlier-proof selection
 
 
-def log_benchmark(client: MlflowClient, exp_id: str, key: str | None, latency: float, start: int,
-                  config_hash: str | None = None, tags: TagsRegistry = TagsRegistry(), trial: str = TRIAL) -> str:
+def log_benchmark(
+    client: MlflowClient,
+    exp_id: str,
+    key: str | None,
+    latency: float,
+    start: int,
+    config_hash: str | None = None,
+    tags: TagsRegistry = TagsRegistry(),
+    trial: str = TRIAL,
+) -> str:
     run = client.create_run(exp_id, start_time=start)
-    run_tags = {tags.stage.key: tags.stage.benchmark, tags.grouping.study_key_hash: STUDY,
-                tags.grouping.trial_key_hash: trial}
+    run_tags = {
+        tags.stage.key: tags.stage.benchmark,
+        tags.grouping.study_key_hash: STUDY,
+        tags.grouping.trial_key_hash: trial,
+    }
     if key:
         run_tags |= {"benchmark_key": key, "code.benchmark.config_hash": config_hash or "c" * 64}
-    client.log_batch(run.info.run_id, metrics=[Metric("latency_batch_1_ms", latency, start, 0)],
-                     tags=[RunTag(k, v) for k, v in run_tags.items()])
+    client.log_batch(
+        run.info.run_id,
+        metrics=[Metric("latency_batch_1_ms", latency, start, 0)],
+        tags=[RunTag(k, v) for k, v in run_tags.items()],
+    )
     client.set_terminated(run.info.run_id)
     return run.info.run_id
 
@@ -184,7 +215,7 @@ def test_replaying_a_run_does_not_change_the_median(client: MlflowClient, tracki
     ids = tracking.experiment_ids()
     records = tracking.load_benchmarks(ids)
     (once,), _ = select_all(records, tracking.load_trials(ids), SelectionConfig())
-    (replayed,), _ = select_all(records + [records[1], records[1]], tracking.load_trials(ids), SelectionConfig())
+    (replayed,), _ = select_all([*records, records[1], records[1]], tracking.load_trials(ids), SelectionConfig())
     assert once.best.latency_ms == replayed.best.latency_ms == 200.0
     assert replayed.best.benchmark_runs_count == 3
 
@@ -193,8 +224,9 @@ def test_two_configs_for_one_trial_never_compete(client: MlflowClient, tracking:
     training_runs(client)
     (champion,) = tracking.load_champions(tracking.experiment_ids())
     benchmark_champion(champion, make_config(batch_sizes=[1]), tracking, CountingMeasure(5.0), worker="w")
-    benchmark_champion(champion, make_config(batch_sizes=[1], max_length=64), tracking, CountingMeasure(1.0),
-                       worker="w")
+    benchmark_champion(
+        champion, make_config(batch_sizes=[1], max_length=64), tracking, CountingMeasure(1.0), worker="w"
+    )
     ids = tracking.experiment_ids()
     sels, _ = select_all(tracking.load_benchmarks(ids), tracking.load_trials(ids), SelectionConfig())
     assert len(sels) == 2
@@ -230,9 +262,7 @@ def test_4_legacy_runs_fallback_and_warn(
     assert sel.best.latency_ms == 20.0 and sel.best.benchmark_runs_count == 3
 
 
-def test_fallback_never_overrides_a_keyed_run_of_another_config(
-    client: MlflowClient, tracking: MlflowTracking
-) -> None:
+def test_fallback_never_overrides_a_keyed_run_of_another_config(client: MlflowClient, tracking: MlflowTracking) -> None:
     """A keyed run of config A must not satisfy config B through the fallback: fallback is for untagged runs."""
     training_runs(client)
     (champion,) = tracking.load_champions(tracking.experiment_ids())
@@ -241,17 +271,26 @@ def test_fallback_never_overrides_a_keyed_run_of_another_config(
 
 
 def test_other_tag_names_are_read_through_the_registry_alone(tmp_path: Path, store_uri: str) -> None:
-    legacy_tags = parse_model(TagsRegistry, {
-        "grouping": {"study_key_hash": "code.study_key_hash", "trial_key_hash": "code.trial_key_hash"},
-        "stage": {"hpo_trial": "hpo", "refit": "hpo_refit"},
-    }, "tags.yaml")
+    legacy_tags = parse_model(
+        TagsRegistry,
+        {
+            "grouping": {"study_key_hash": "code.study_key_hash", "trial_key_hash": "code.trial_key_hash"},
+            "stage": {"hpo_trial": "hpo", "refit": "hpo_refit"},
+        },
+        "tags.yaml",
+    )
     client = MlflowClient(tracking_uri=store_uri)
     champion_id = training_runs(client, legacy_tags)
     run = client.get_run(champion_id)
     assert run.data.tags["code.stage"] == "hpo_refit" and "code.study_key_hash" in run.data.tags
     exp = client.create_experiment("benchmarks")
-    run_tags = {"code.stage": "benchmark", "code.study_key_hash": STUDY, "code.trial_key_hash": TRIAL,
-                "benchmark_key": "k" * 64, "code.benchmark.config_hash": "c" * 64}
+    run_tags = {
+        "code.stage": "benchmark",
+        "code.study_key_hash": STUDY,
+        "code.trial_key_hash": TRIAL,
+        "benchmark_key": "k" * 64,
+        "code.benchmark.config_hash": "c" * 64,
+    }
     for lat in (3.0, 4.0, 5.0):
         r = client.create_run(exp, tags=run_tags)
         client.log_batch(r.info.run_id, metrics=[Metric("latency_batch_1_ms", lat, 0, 0)])
@@ -275,4 +314,4 @@ def test_unsafe_keys_are_rejected_before_mlflow_sees_them(tracking: MlflowTracki
     with pytest.raises(UnsafeValueError):
         tracking.load_champions(tracking.experiment_ids(), study=bad)
     with pytest.raises(UnsafeValueError):
-        identity_for(Champion(bad, STUDY, TRIAL, "d", "e"), "c" * 64).key
+        _ = identity_for(Champion(bad, STUDY, TRIAL, "d", "e"), "c" * 64).key

@@ -21,8 +21,10 @@ STUDY, TRIAL = "5" * 64, "7" * 64
 def log_model_run(client: MlflowClient, tmp: Path, model_file: Path | None = None, payload: bytes | None = None) -> str:
     exp = client.get_experiment_by_name("training")
     exp_id = exp.experiment_id if exp else client.create_experiment("training", (tmp / "artifacts").as_uri())
-    run = client.create_run(exp_id, tags={"code.stage": "refit", "code.grouping.study_key_hash": STUDY,
-                                          "code.grouping.trial_key_hash": TRIAL})
+    run = client.create_run(
+        exp_id,
+        tags={"code.stage": "refit", "code.grouping.study_key_hash": STUDY, "code.grouping.trial_key_hash": TRIAL},
+    )
     if model_file is None:
         model_file = tmp / "src" / "model.pt"
         model_file.parent.mkdir(parents=True, exist_ok=True)
@@ -38,15 +40,29 @@ def log_model_run(client: MlflowClient, tmp: Path, model_file: Path | None = Non
 
 def bench(store_uri: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "podium", "bench", "--tracking-uri", store_uri, "--iterations", "20",
-         "--batch-sizes", "1,4", *args],
-        capture_output=True, text=True, timeout=180, cwd=cwd, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        [
+            sys.executable,
+            "-m",
+            "podium",
+            "bench",
+            "--tracking-uri",
+            store_uri,
+            "--iterations",
+            "20",
+            "--batch-sizes",
+            "1,4",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
     )
 
 
 def benchmark_runs(client: MlflowClient):
-    return client.search_runs([e.experiment_id for e in client.search_experiments()],
-                              "tags.`code.stage` = 'benchmark'")
+    return client.search_runs([e.experiment_id for e in client.search_experiments()], "tags.`code.stage` = 'benchmark'")
 
 
 def test_bench_logs_once_then_reuses(store_uri: str, client: MlflowClient, tmp_path: Path) -> None:
@@ -93,11 +109,13 @@ def test_not_a_model_fails_clearly_with_a_failed_run(store_uri: str, client: Mlf
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--run-id", "0" * 32], "run 00000000000000000000000000000000 not found"),
-     (["--model-uri", "/nope/model.pt", "--no-log"], "model file /nope/model.pt does not exist"),
-     (["--model-uri", "/nope/model.pt"], "--log needs the model's MLflow run"),
-     ([], "give the model"),
-     (["--run-id", "x'y"], "run id may only hold")],
+    [
+        (["--run-id", "0" * 32], "run 00000000000000000000000000000000 not found"),
+        (["--model-uri", "/nope/model.pt", "--no-log"], "model file /nope/model.pt does not exist"),
+        (["--model-uri", "/nope/model.pt"], "--log needs the model's MLflow run"),
+        ([], "give the model"),
+        (["--run-id", "x'y"], "run id may only hold"),
+    ],
 )
 def test_bad_requests(store_uri: str, client: MlflowClient, tmp_path: Path, args: list[str], message: str) -> None:
     client.search_experiments()
@@ -123,8 +141,9 @@ def test_signature_podium_cannot_fill(tmp_path: Path) -> None:
 
 
 def test_model_that_rejects_its_inputs(tmp_path: Path) -> None:
-    path = save_torchscript(TinyTagger(8, 1), tmp_path / "m.pt",
-                            inputs=[{"name": "input_ids", "datatype": "FP32", "shape": [-1, -1]}])
+    path = save_torchscript(
+        TinyTagger(8, 1), tmp_path / "m.pt", inputs=[{"name": "input_ids", "datatype": "FP32", "shape": [-1, -1]}]
+    )
     backend = LocalBackend(path, "cpu")
     specs = backend.prepare()
     from podium.backends.inputs import build_inputs

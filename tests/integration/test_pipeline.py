@@ -94,8 +94,10 @@ def test_late_subscriber_and_plain_redis_subscriber(pipeline: Pipeline, store: s
     collect(stop, pipeline.settings.redis_url, STUDY, updates)
     try:
         current = next_update(updates)  # the late joiner gets the current best first
-        stored = {BestModelUpdate.model_validate_json(v).seq
-                  for v in pipeline.redis.mget(pipeline.redis.keys(f"{names.best_channel(STUDY)}:*"))}
+        stored = {
+            BestModelUpdate.model_validate_json(v).seq
+            for v in pipeline.redis.mget(pipeline.redis.keys(f"{names.best_channel(STUDY)}:*"))
+        }
         assert current.seq in stored
         # a much better trial arrives: every later update comes, in order, and plain SUBSCRIBE sees JSON
         better = trained(store, tmp_path, "3" * 64, 0.99, 4)
@@ -119,8 +121,9 @@ def test_late_subscriber_and_plain_redis_subscriber(pipeline: Pipeline, store: s
 
 def test_malformed_requests_and_events_are_dead_lettered(pipeline: Pipeline) -> None:
     before = pipeline.redis.xlen(names.DEAD_LETTERS_STREAM)
-    bad = pipeline.app.send_task(names.BENCHMARK_TASK, args=[{"schema_version": 1, "benchmark_key": "nope"}],
-                                 queue=names.queue("cpu"))
+    bad = pipeline.app.send_task(
+        names.BENCHMARK_TASK, args=[{"schema_version": 1, "benchmark_key": "nope"}], queue=names.queue("cpu")
+    )
     assert bad.get(timeout=60)["status"] == "rejected"
     pipeline.redis.xadd(names.BENCHMARKS_STREAM, {"data": '{"schema_version": 1, "run_id": "x"}'})
     deadline = time.monotonic() + 30
@@ -156,38 +159,61 @@ def test_aggregator_killed_and_restarted_loses_and_double_counts_nothing(pipelin
         t = trials[n % len(trials)]
         committed_result(tracking, r, study, t, 5.0 + (n * 7919 % 13), champion_run=f"champion-{t[-4:]}")
 
-    select = subprocess.run([sys.executable, "-m", "podium", "select", "--json", "--tracking-uri", store],
-                            capture_output=True, text=True, timeout=120, env=pipeline.env)
+    select = subprocess.run(
+        [sys.executable, "-m", "podium", "select", "--json", "--tracking-uri", store],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=pipeline.env,
+    )
     (expected,) = [s for s in json.loads(select.stdout)["selections"] if s["study_key_hash"] == study]
     deadline, latest = time.monotonic() + 90, None
     while time.monotonic() < deadline:
         raw = r.get(names.best_latest(study, "c" * 64))
         latest = BestModelUpdate.model_validate_json(raw) if raw else None
         group = next(g for g in r.xinfo_groups(names.BENCHMARKS_STREAM) if g["name"] == names.AGGREGATOR_GROUP)
-        if latest and latest.best and group["pending"] == 0 and group["lag"] == 0 \
-                and latest.best.benchmark_runs_count == expected["best"]["benchmark_runs_count"] \
-                and latest.best.latency_ms == expected["best"]["latency_ms"]:
+        if (
+            latest
+            and latest.best
+            and group["pending"] == 0
+            and group["lag"] == 0
+            and latest.best.benchmark_runs_count == expected["best"]["benchmark_runs_count"]
+            and latest.best.latency_ms == expected["best"]["latency_ms"]
+        ):
             break
         time.sleep(0.3)
     assert latest is not None and latest.best is not None
     best = expected["best"]
     assert (latest.best.trial_key_hash, latest.best.benchmark_key) == (best["trial_key_hash"], best["benchmark_key"])
     assert latest.best.latency_ms == best["latency_ms"] and latest.best.benchmark_runs_count == 10  # window 10
-    seqs = [BestModelUpdate.model_validate_json(f["data"]).seq for _, f in r.xrange(names.BEST_UPDATES_STREAM)
-            if json.loads(f["data"])["study_key_hash"] == study]
+    seqs = [
+        BestModelUpdate.model_validate_json(f["data"]).seq
+        for _, f in r.xrange(names.BEST_UPDATES_STREAM)
+        if json.loads(f["data"])["study_key_hash"] == study
+    ]
     assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), seqs
 
 
 def test_status_json_reflects_a_running_benchmark(pipeline: Pipeline) -> None:
     from podium.core.records import Champion
 
-    slow = config(backend="synthetic", synthetic_service_ms=50.0, iterations=20, warmup_iterations=0,
-                  stability={"max_windows": 3, "agree_windows": 3})
+    slow = config(
+        backend="synthetic",
+        synthetic_service_ms=50.0,
+        iterations=20,
+        warmup_iterations=0,
+        stability={"max_windows": 3, "agree_windows": 3},
+    )
     sent = enqueue_benchmark(pipeline.app, Champion("slow" + "0" * 28, "9" * 64, "8" * 64, "d", "e"), slow)
     deadline, running = time.monotonic() + 60, []
     while time.monotonic() < deadline and not running:
-        out = subprocess.run([sys.executable, "-m", "podium", "status", "--json"], capture_output=True, text=True,
-                             timeout=60, env=pipeline.env)
+        out = subprocess.run(
+            [sys.executable, "-m", "podium", "status", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=pipeline.env,
+        )
         assert out.returncode == 0, out.stderr
         report = json.loads(out.stdout)
         running = [r for r in report["running"] if r["benchmark_key"] == sent.benchmark_key]
@@ -196,7 +222,14 @@ def test_status_json_reflects_a_running_benchmark(pipeline: Pipeline) -> None:
     assert entry["worker"] and entry["target"] == "cpu" and entry["heartbeat_age_s"] < 30
     assert "podium.cpu" in report["queues"] and report["aggregator"]["leader"] is True
     assert pipeline.app.AsyncResult(sent.task_id).get(timeout=120)["status"] == "measured"
-    final = json.loads(subprocess.run([sys.executable, "-m", "podium", "status", "--json"], capture_output=True,
-                                      text=True, timeout=60, env=pipeline.env).stdout)
+    final = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "podium", "status", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=pipeline.env,
+        ).stdout
+    )
     assert all(r["benchmark_key"] != sent.benchmark_key for r in final["running"])
     assert all(lock["benchmark_key"] != sent.benchmark_key for lock in final["stale_locks"])  # released

@@ -12,8 +12,17 @@ import pytest
 from podium.synthetic_store import StoreSpec, generate_store
 
 PODIUM = [sys.executable, "-m", "podium"]
-CANDIDATE_KEYS = {"trial_key_hash", "benchmark_key", "f1_score", "latency_ms", "benchmark_runs_count",
-                  "benchmark_run_id", "trial_run_id", "artifact_run_id", "backbone"}
+CANDIDATE_KEYS = {
+    "trial_key_hash",
+    "benchmark_key",
+    "f1_score",
+    "latency_ms",
+    "benchmark_runs_count",
+    "benchmark_run_id",
+    "trial_run_id",
+    "artifact_run_id",
+    "backbone",
+}
 
 
 def podium(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -89,7 +98,12 @@ def test_exit_2_on_missing_store(tmp_path: Path) -> None:
 
 
 def test_experiment_filter_and_env_tracking_uri(store_uri: str, generated, tmp_path: Path) -> None:
-    env_run = subprocess.run([*PODIUM, "select", "--json", "-e", "training"], capture_output=True, text=True,
-                             timeout=120, env={"PODIUM_TRACKING_URI": store_uri, "PATH": "/usr/bin:/bin"})
+    env_run = subprocess.run(
+        [*PODIUM, "select", "--json", "-e", "training"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PODIUM_TRACKING_URI": store_uri, "PATH": "/usr/bin:/bin"},
+    )
     assert env_run.returncode == 0, env_run.stderr
     assert len(json.loads(env_run.stdout)["selections"]) == 2

@@ -40,8 +40,13 @@ def url(server: MLServer, protocol: str) -> str:
 
 
 def config(**benchmarking) -> BenchmarkConfig:
-    base = {"backend": "triton", "iterations": 40, "warmup_iterations": 5, "max_length": 16,
-            "stability": {"max_windows": 4}}
+    base = {
+        "backend": "triton",
+        "iterations": 40,
+        "warmup_iterations": 5,
+        "max_length": 16,
+        "stability": {"max_windows": 4},
+    }
     return parse_model(BenchmarkConfig, {"benchmarking": base | benchmarking}, "test")
 
 
@@ -113,22 +118,46 @@ def test_request_timeout_is_an_error_not_a_hang(mlserver: MLServer, protocol: st
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_deploy_through_model_control_degrades_with_a_reason(
-    mlserver: MLServer, protocol: str, tmp_path: Path
-) -> None:
+def test_deploy_through_model_control_degrades_with_a_reason(mlserver: MLServer, protocol: str, tmp_path: Path) -> None:
     model = export(TinyTagger(16, 1), tmp_path / "model.pt")
-    backend = make_backend(config(protocol=protocol).benchmarking, model_file=model, url=url(mlserver, protocol),
-                           model_name="podium-tiny", deploy=True)
-    with pytest.raises(BackendError, match="cannot deploy model 'podium-tiny'.*MLServer does not"):
+    backend = make_backend(
+        config(protocol=protocol).benchmarking,
+        model_file=model,
+        url=url(mlserver, protocol),
+        model_name="podium-tiny",
+        deploy=True,
+    )
+    with pytest.raises(BackendError, match=r"cannot deploy model 'podium-tiny'.*MLServer does not"):
         backend.prepare()
 
 
 def test_podium_bench_cli_on_a_server_model(mlserver: MLServer, tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "podium", "bench", "--backend", "triton", "--url", mlserver.grpc,
-         "--protocol", "grpc", "--model-name", "sleepy", "--no-log", "--iterations", "30",
-         "--batch-sizes", "1,2", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=180, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "podium",
+            "bench",
+            "--backend",
+            "triton",
+            "--url",
+            mlserver.grpc,
+            "--protocol",
+            "grpc",
+            "--model-name",
+            "sleepy",
+            "--no-log",
+            "--iterations",
+            "30",
+            "--batch-sizes",
+            "1,2",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
     doc = json.loads((tmp_path / "benchmark.json").read_text())

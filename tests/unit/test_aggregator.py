@@ -43,7 +43,9 @@ def drain(agg: Aggregator) -> None:
 
 
 @pytest.mark.parametrize(("aggregation", "expected"), [("median", 200.0), ("latest", 210.0), ("mean", 560 / 3)])
-def test_200_150_210_through_the_stream(r, client: MlflowClient, tracking: MlflowTracking, aggregation, expected) -> None:
+def test_200_150_210_through_the_stream(
+    r, client: MlflowClient, tracking: MlflowTracking, aggregation, expected
+) -> None:
     trial_run(client, S, T1, 0.9)
     agg = aggregator(r, tracking, aggregation)
     for latency in (200.0, 150.0, 210.0):
@@ -78,7 +80,9 @@ def test_replays_and_malformed_entries(r, client: MlflowClient, tracking: Mlflow
     assert r.xpending(names.BENCHMARKS_STREAM, names.AGGREGATOR_GROUP)["pending"] == 0
 
 
-def test_equals_podium_select_and_restart_counts_nothing_twice(r, client: MlflowClient, tracking: MlflowTracking) -> None:
+def test_equals_podium_select_and_restart_counts_nothing_twice(
+    r, client: MlflowClient, tracking: MlflowTracking
+) -> None:
     trial_run(client, S, T1, 0.90)
     trial_run(client, S, T2, 0.88)
     agg = aggregator(r, tracking)

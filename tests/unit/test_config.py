@@ -32,11 +32,17 @@ def _write(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("benchmark:\n  latency_aggregation: best\n", r"cfg.yaml: benchmark.latency_aggregation: .*'latest', 'median' or 'mean', got 'best'"),
+        (
+            "benchmark:\n  latency_aggregation: best\n",
+            r"cfg.yaml: benchmark.latency_aggregation: .*'latest', 'median' or 'mean', got 'best'",
+        ),
         ("selection:\n  policy: fastest\n", r"selection.policy: .*'weighted' or 'tolerance', got 'fastest'"),
         ("scoring:\n  f1_weight: -1\n", r"scoring.f1_weight: .*greater than or equal to 0, got -1"),
         ("scoring:\n  f1_weight: 0\n  latency_weight: 0\n", r"cannot both be 0"),
-        ("benchmark:\n  windw: 3\n", r"benchmark.windw: unknown key; allowed keys here: latency_aggregation, latency_metric, required_metrics, window"),
+        (
+            "benchmark:\n  windw: 3\n",
+            r"benchmark.windw: unknown key; allowed keys here: latency_aggregation, latency_metric, required_metrics, window",
+        ),
         ("- a\n- b\n", r"expected a mapping of keys at the top level, got list"),
         ("benchmark: [\n", r"not valid YAML \(line"),
     ],
@@ -49,10 +55,13 @@ def test_bad_selection_file(tmp_path: Path, text: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("benchmarking:\n  batch_sizes: [0, 8]\n", r"benchmarking.batch_sizes: must be a non-empty list of positive integers, got \[0, 8\]"),
+        (
+            "benchmarking:\n  batch_sizes: [0, 8]\n",
+            r"benchmarking.batch_sizes: must be a non-empty list of positive integers, got \[0, 8\]",
+        ),
         ("run:\n  mode: sometimes\n", r"run.mode: .*'reuse_if_exists' or 'force_new', got 'sometimes'"),
         ("benchmarking:\n  device: tpu\n", r"benchmarking.device: .*'cpu' or 'cuda', got 'tpu'"),
-        ("benchmarking:\n  target: \"gpu h200\"\n", r"benchmarking.target: must hold only letters"),
+        ('benchmarking:\n  target: "gpu h200"\n', r"benchmarking.target: must hold only letters"),
         ("benchmarking:\n  iterations: 0\n", r"benchmarking.iterations: .*greater than 0, got 0"),
     ],
 )
@@ -68,7 +77,7 @@ def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
 
 def test_unsafe_tag_name_in_registry(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"grouping.study_key_hash: tag name may only hold"):
-        load_tags(_write(tmp_path, "grouping:\n  study_key_hash: \"a`b\"\n"))
+        load_tags(_write(tmp_path, 'grouping:\n  study_key_hash: "a`b"\n'))
 
 
 def test_test_data_fingerprint_follows_content(tmp_path: Path) -> None:

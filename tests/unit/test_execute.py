@@ -20,8 +20,9 @@ CHAMPION = Champion("c" * 32, "s" * 64, "t" * 64, "data-v1", "eval-v1")
 
 
 def request(mode: str = "reuse_if_exists", **benchmarking) -> BenchmarkRequest:
-    cfg = parse_model(BenchmarkConfig, {"run": {"mode": mode}, "benchmarking": {"backend": "synthetic", **benchmarking}},
-                      "test")
+    cfg = parse_model(
+        BenchmarkConfig, {"run": {"mode": mode}, "benchmarking": {"backend": "synthetic", **benchmarking}}, "test"
+    )
     return build_request(CHAMPION, cfg)
 
 

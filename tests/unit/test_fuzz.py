@@ -68,8 +68,9 @@ def test_oversized_payloads_are_refused_both_ways() -> None:
         request.encode()
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          deadline=None)
+@settings(
+    max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow], deadline=None
+)
 @given(st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=60), max_size=3))
 def test_random_stream_entries_become_dead_letters(tracking, fields: dict) -> None:
     r = fakeredis.FakeRedis(decode_responses=True)

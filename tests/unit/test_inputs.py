@@ -33,8 +33,12 @@ def test_test_data_fills_rows_truncated_and_padded(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("[1, 2]\nnot json\n", "line 2: not JSON"), ('{"ids": [1]}\n', "line 1: expected a non-empty list"),
-     ("[-1]\n", "line 1"), ("\n", "no token sequences")],
+    [
+        ("[1, 2]\nnot json\n", "line 2: not JSON"),
+        ('{"ids": [1]}\n', "line 1: expected a non-empty list"),
+        ("[-1]\n", "line 1"),
+        ("\n", "no token sequences"),
+    ],
 )
 def test_bad_test_data(tmp_path: Path, text: str, message: str) -> None:
     data = tmp_path / "bad.jsonl"

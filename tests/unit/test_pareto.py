@@ -24,7 +24,11 @@ def test_front_is_non_dominated_and_dominates_the_rest(points) -> None:
     assert front
     for c in cs:
         if c in front:
-            assert not any(o.f1_score >= c.f1_score and o.latency_ms <= c.latency_ms
-                           and (o.f1_score, o.latency_ms) != (c.f1_score, c.latency_ms) for o in cs)
+            assert not any(
+                o.f1_score >= c.f1_score
+                and o.latency_ms <= c.latency_ms
+                and (o.f1_score, o.latency_ms) != (c.f1_score, c.latency_ms)
+                for o in cs
+            )
         else:
             assert any(o.f1_score >= c.f1_score and o.latency_ms <= c.latency_ms for o in front)

@@ -28,8 +28,9 @@ def trial(t: str, f1: float | None, study: str = "s", kind: str = "trial", start
     return TrialRecord(f"{kind}-{t}-{start}", kind, start, study, t, f1, "bb")  # type: ignore[arg-type]
 
 
-def bench(run: str, t: str, lat: float, start: int, key: str | None = "K", config: str | None = C1,
-          study: str = "s") -> BenchmarkRecord:
+def bench(
+    run: str, t: str, lat: float, start: int, key: str | None = "K", config: str | None = C1, study: str = "s"
+) -> BenchmarkRecord:
     key = None if key is None else f"{key}-{t}-{(config or '-')[:1]}"  # real keys hash the config
     return BenchmarkRecord(run, start, study, t, key, config, {"latency_batch_1_ms": lat})
 
@@ -83,8 +84,12 @@ def test_ties_broken_by_trial_key_hash(policy: str) -> None:
 
 def test_configs_never_compete() -> None:
     """The same trial measured under two configs: two scopes, each with its own best."""
-    records = [bench("r1", "t1", 5.0, 1, config=C1), bench("r2", "t2", 50.0, 2, config=C1),
-               bench("r3", "t1", 90.0, 3, config=C2), bench("r4", "t2", 9.0, 4, config=C2)]
+    records = [
+        bench("r1", "t1", 5.0, 1, config=C1),
+        bench("r2", "t2", 50.0, 2, config=C1),
+        bench("r3", "t1", 90.0, 3, config=C2),
+        bench("r4", "t2", 9.0, 4, config=C2),
+    ]
     sels, _ = select_all(records, [trial("t1", 0.8), trial("t2", 0.8)], SelectionConfig())
     best = {s.benchmark_config_hash: s.best.trial_key_hash for s in sels}
     assert best == {C1: "t1", C2: "t2"}
@@ -98,8 +103,12 @@ def test_studies_never_compete() -> None:
 
 
 def test_outlier_never_wins_and_groups_make_one_candidate() -> None:
-    records = [bench("r1", "t1", 200.0, 1), bench("r2", "t1", 150.0, 2), bench("r3", "t1", 210.0, 3),
-               bench("r4", "t2", 180.0, 4)]
+    records = [
+        bench("r1", "t1", 200.0, 1),
+        bench("r2", "t1", 150.0, 2),
+        bench("r3", "t1", 210.0, 3),
+        bench("r4", "t2", 180.0, 4),
+    ]
     trials = [trial("t1", 0.9), trial("t2", 0.9)]
     sels, _ = select_all(records, trials, SelectionConfig())
     (sel,) = sels
@@ -124,8 +133,9 @@ def test_newest_trial_run_counts() -> None:
 
 def test_benchmarks_without_trial_or_metric_are_left_out() -> None:
     no_metric = BenchmarkRecord("r9", 1, "s", "t1", "K-t1", C1, {"other": 1.0})
-    sels, state = select_all([bench("r1", "t1", 1.0, 1), bench("r2", "ghost", 1.0, 2), no_metric],
-                             [trial("t1", 0.9)], SelectionConfig())
+    sels, state = select_all(
+        [bench("r1", "t1", 1.0, 1), bench("r2", "ghost", 1.0, 2), no_metric], [trial("t1", 0.9)], SelectionConfig()
+    )
     assert [c.trial_key_hash for c in sels[0].candidates] == ["t1"]
     assert state.skipped.missing_metric == 1
     assert state.unjoined_groups() == 1
@@ -169,8 +179,9 @@ records_st = st.lists(
 
 
 @settings(max_examples=75, deadline=None)
-@given(records_st, st.randoms(), st.sampled_from(["latest", "median", "mean"]),
-       st.sampled_from(["weighted", "tolerance"]))
+@given(
+    records_st, st.randoms(), st.sampled_from(["latest", "median", "mean"]), st.sampled_from(["weighted", "tolerance"])
+)
 def test_any_order_with_replays_gives_the_batch_answer(records, rnd, method, policy) -> None:
     config = cfg(benchmark={"latency_aggregation": method, "window": 3}, selection={"policy": policy})
     trials = [trial("t1", 0.9), trial("t2", 0.85), trial("t3", 0.95), trial("t4", 0.9)]
