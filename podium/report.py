@@ -75,6 +75,7 @@ def chart(sel: Selection, config: SelectionConfig, path: Path) -> int:
 
 
 COLUMNS = ("rank", "trial", "backbone", "objective", "latency ms", "runs", "score", "artifact run")
+NUMERIC = {"objective", "latency ms", "runs", "score"}
 
 
 def rows(sel: Selection) -> list[list[str]]:

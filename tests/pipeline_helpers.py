@@ -179,3 +179,36 @@ def next_update(q: queue.Queue, timeout: float = 60) -> BestModelUpdate:
         return q.get(timeout=timeout)
     except queue.Empty:
         pytest.fail(f"no best-model update within {timeout} s")
+
+
+def select_best(store: str, env: dict[str, str], study: str) -> dict:
+    """The selection `podium select --json` makes for ``study`` (a real process, like a user)."""
+    import json
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-m", "podium", "select", "--json", "--tracking-uri", store],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    (selection,) = [s for s in json.loads(out.stdout)["selections"] if s["study_key_hash"] == study]
+    return selection
+
+
+def wait_published(r: redis.Redis, study: str, config_hash: str, best: dict, timeout: float) -> BestModelUpdate | None:
+    """The latest published update of the scope once it shows ``best`` (or the last one seen at the timeout)."""
+    deadline, latest = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        raw = r.get(names.best_latest(study, config_hash))
+        latest = BestModelUpdate.model_validate_json(raw) if raw else None
+        if (
+            latest
+            and latest.best
+            and (latest.best.trial_key_hash, latest.best.latency_ms, latest.best.benchmark_runs_count)
+            == (best["trial_key_hash"], best["latency_ms"], best["benchmark_runs_count"])
+        ):
+            return latest
+        time.sleep(0.3)
+    return latest

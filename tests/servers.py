@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from podium.adapters.local_redis import redis_server_command
+
 HERE = Path(__file__).resolve().parent
 MLSERVER_VERSION = "1.7.1"
 MLSERVER_VENV = Path(
@@ -178,23 +180,7 @@ def start_redis(
         unavailable("redis-server is not installed (apt-get install -y redis-server)")
     port = port or free_port()
     tmp.mkdir(parents=True, exist_ok=True)
-    process = spawn(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp),
-            *(extra or []),
-        ],
-        tmp,
-    )
+    process = spawn(redis_server_command(binary, port, tmp, extra), tmp)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:

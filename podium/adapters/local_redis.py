@@ -20,6 +20,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def redis_server_command(binary: str, port: int, folder: Path, extra: list[str] | None = None) -> list[str]:
+    """redis-server on 127.0.0.1 only, no persistence, in the foreground (so its PID is the caller's to stop)."""
+    return [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(folder),
+        *(extra or []),
+    ]
+
+
 class LocalRedis:
     """Started by :meth:`start`, stopped by :meth:`stop` (by PID for redis-server)."""
 
@@ -41,19 +59,7 @@ class LocalRedis:
         if binary:
             self._log = open(self.folder / "redis.log", "wb")  # noqa: SIM115 - closed in stop()
             self._proc = subprocess.Popen(
-                [
-                    binary,
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(self.folder),
-                ],
+                redis_server_command(binary, self.port, self.folder),
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -85,7 +91,7 @@ class LocalRedis:
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
+                    s.sendall(b"*1\r\n$4\r\nPING\r\n")  # RESP framing: fakeredis reads no inline commands
                     if s.recv(16).startswith(b"+PONG"):
                         return
             except OSError:

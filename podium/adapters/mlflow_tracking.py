@@ -74,7 +74,10 @@ class MlflowTracking:
                     "pass --tracking-uri (or set PODIUM_TRACKING_URI) to an existing store"
                 )
             db.parent.mkdir(parents=True, exist_ok=True)
-        return cls(MlflowClient(tracking_uri=tracking_uri), tags, benchmark_experiment, objective_metric)
+            client = open_sqlite(tracking_uri, db)
+        else:
+            client = MlflowClient(tracking_uri=tracking_uri)
+        return cls(client, tags, benchmark_experiment, objective_metric)
 
     # ------------------------------------------------------------------ experiments
 
@@ -372,6 +375,22 @@ class MlflowTracking:
             raise
         self.finish_run(run_id)
         return run_id
+
+
+def open_sqlite(tracking_uri: str, db: Path) -> MlflowClient:
+    """A client on a sqlite store, opened under an exclusive file lock: MLflow creates or migrates the
+    schema when the client is built, which is not safe when several processes (workers, the aggregator,
+    a producer) open a fresh store at once."""
+    import fcntl
+
+    with open(db.with_name(db.name + ".init-lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            client = MlflowClient(tracking_uri=tracking_uri)
+            client.search_experiments(max_results=1)
+            return client
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def warn_fallback(found: ExistingBenchmark, champion: Champion) -> None:

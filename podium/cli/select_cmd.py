@@ -18,6 +18,7 @@ from podium.core.config import Aggregation
 from podium.core.selection import Candidate, Selection
 from podium.core.settings import PodiumSettings
 from podium.core.state import select_all
+from podium.report import COLUMNS, NUMERIC, rows
 
 
 def candidate_dict(c: Candidate) -> dict[str, Any]:
@@ -74,19 +75,10 @@ def _print_tables(selections: list[Selection], policy: str, aggregation: str, un
     for s in selections:
         config = s.benchmark_config_hash[:12] if s.benchmark_config_hash else "legacy (no benchmark_key)"
         table = Table(title=f"study {s.study_key_hash[:12]}  config {config}  ({policy}, {aggregation} latency)")
-        for col in ("", "trial", "backbone", "objective", "latency ms", "runs", "score", "artifact run"):
-            table.add_column(col, justify="right" if col in ("objective", "latency ms", "runs", "score") else "left")
-        for c in s.candidates:
-            table.add_row(
-                "★" if c is s.best else "",
-                c.trial_key_hash[:10],
-                c.backbone or "-",
-                f"{c.f1_score:.4f}",
-                f"{c.latency_ms:.3f}",
-                str(c.benchmark_runs_count),
-                "-" if c.composite_score is None else f"{c.composite_score:.4f}",
-                c.artifact_run_id[:10],
-            )
+        for col in COLUMNS:
+            table.add_column(col, justify="right" if col in NUMERIC else "left")
+        for row in rows(s):
+            table.add_row(*row)
         console.print(table)
     if unjoined:
         console.print(f"[yellow]{unjoined} benchmark group(s) had no FINISHED trial run with the objective metric.")

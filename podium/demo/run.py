@@ -127,6 +127,7 @@ def run_demo(opts: DemoOptions, console: Console) -> DemoResult:
     home.mkdir(parents=True, exist_ok=True)
     tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
     config_dir = write_config(home / "config")
+    tracking = MlflowTracking.connect(tracking_uri, TagsRegistry())  # the store exists before any process opens it
     redis_server = LocalRedis(home / "redis").start()
     env = {
         **os.environ,
@@ -147,7 +148,6 @@ def run_demo(opts: DemoOptions, console: Console) -> DemoResult:
         procs.start("aggregator", "aggregator")
         settings = PodiumSettings(redis_url=redis_server.url, tracking_uri=tracking_uri, config_dir=config_dir)
         app = create_app(settings)
-        tracking = MlflowTracking.connect(tracking_uri, TagsRegistry())
         bench_cfg = parse_model(BenchmarkConfig, {"benchmarking": DEMO_BENCHMARK}, "demo")
         hook = BenchmarkHook(app, tracking, bench_cfg)
         updates: queue.Queue[BestModelUpdate] = queue.Queue()

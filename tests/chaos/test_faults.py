@@ -12,8 +12,6 @@ import queue
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -34,7 +32,7 @@ from podium.runner import Measured
 from podium.workers.execute import WorkerDeps, execute
 from podium.workers.lock import LockLost
 from podium.workers.sweeper import sweep
-from tests.pipeline_helpers import Pipeline, collect, committed_result, trial_run
+from tests.pipeline_helpers import Pipeline, collect, committed_result, select_best, trial_run, wait_published
 from tests.servers import start_redis
 
 pytestmark = [pytest.mark.chaos, pytest.mark.server]
@@ -256,26 +254,8 @@ def test_aggregator_killed_at_random_points(pipeline: Pipeline, store: str) -> N
         committed_result(
             tracking, pipeline.redis, STUDY, t, 5.0 + (n * 7919 % 97) / 10, champion_run=f"c{int(t, 16)}", fast=True
         )
-    select = subprocess.run(
-        [sys.executable, "-m", "podium", "select", "--json", "--tracking-uri", store],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=pipeline.env,
-    )
-    (expected,) = [s for s in json.loads(select.stdout)["selections"] if s["study_key_hash"] == STUDY]
-    deadline, latest = time.monotonic() + 180, None
-    while time.monotonic() < deadline:
-        raw = pipeline.redis.get(names.best_latest(STUDY, "c" * 64))
-        latest = BestModelUpdate.model_validate_json(raw) if raw else None
-        if (
-            latest
-            and latest.best
-            and (latest.best.trial_key_hash, latest.best.latency_ms)
-            == (expected["best"]["trial_key_hash"], expected["best"]["latency_ms"])
-        ):
-            break
-        time.sleep(0.5)
+    expected = select_best(store, pipeline.env, STUDY)
+    latest = wait_published(pipeline.redis, STUDY, "c" * 64, expected["best"], timeout=180)
     assert latest and latest.best
     assert latest.best.model_dump(exclude={"composite_score"}) == {
         k: v for k, v in expected["best"].items() if k != "composite_score"

@@ -88,6 +88,32 @@ def test_pickled_and_non_json_messages_are_refused(pipeline: Pipeline) -> None:
     assert pipeline.app.AsyncResult("evil-pickle").state == "PENDING"  # it never ran
 
 
+def _benchmark_once(url: str, tmp_path: Path, migrated_db: Path) -> tuple[str, dict[str, str], str]:
+    """A real `podium worker` on ``url`` measures one request sent by a producer on ``url``.
+    Returns the MLflow store, the environment used, and the worker's log."""
+    from podium.core.settings import PodiumSettings
+    from podium.workers.app import create_app
+
+    shutil.copy(migrated_db, tmp_path / "mlflow.db")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "PODIUM_REDIS_URL": url, "PODIUM_TRACKING_URI": store, "PYTHONUNBUFFERED": "1"}
+    (tmp_path / "w").mkdir()
+    worker = spawn(
+        [sys.executable, "-m", "podium", "worker", "--target", "cpu", "--loglevel", "INFO"], tmp_path / "w", env=env
+    )
+    try:
+        app = create_app(PodiumSettings(redis_url=url, tracking_uri=store))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not app.control.ping(timeout=0.5):
+            pass
+        sent = enqueue_benchmark(app, Champion("a" * 32, "s" * 64, "t" * 64, "d", "e"), synthetic())
+        assert app.AsyncResult(sent.task_id).get(timeout=120)["status"] == "measured", worker.log()
+        app.close()
+    finally:
+        worker.stop()
+    return store, env, worker.log()
+
+
 def test_acl_user_and_password_work_and_stay_secret(tmp_path: Path, _migrated_db: Path) -> None:
     secret = "s3cret-Pa55"
     server = start_redis(
@@ -97,35 +123,16 @@ def test_acl_user_and_password_work_and_stay_secret(tmp_path: Path, _migrated_db
     try:
         url = f"redis://podium:{secret}@127.0.0.1:{server.port}/0"
         assert secret not in redact_url(url) and "***" in redact_url(url)
-        shutil.copy(_migrated_db, tmp_path / "mlflow.db")
-        store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-        env = {**os.environ, "PODIUM_REDIS_URL": url, "PODIUM_TRACKING_URI": store, "PYTHONUNBUFFERED": "1"}
-        (tmp_path / "w").mkdir()
-        worker = spawn(
-            [sys.executable, "-m", "podium", "worker", "--target", "cpu", "--loglevel", "INFO"], tmp_path / "w", env=env
+        store, env, worker_log = _benchmark_once(url, tmp_path, _migrated_db)
+        status = subprocess.run(
+            [sys.executable, "-m", "podium", "status"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**env, "COLUMNS": "200"},
         )
-        try:
-            from podium.core.settings import PodiumSettings
-            from podium.workers.app import create_app
-
-            app = create_app(PodiumSettings(redis_url=url, tracking_uri=store))
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and not app.control.ping(timeout=0.5):
-                pass
-            sent = enqueue_benchmark(app, Champion("a" * 32, "s" * 64, "t" * 64, "d", "e"), synthetic())
-            assert app.AsyncResult(sent.task_id).get(timeout=120)["status"] == "measured"
-            app.close()
-            status = subprocess.run(
-                [sys.executable, "-m", "podium", "status"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                env={**env, "COLUMNS": "200"},
-            )
-            assert status.returncode == 0 and "***" in status.stdout and secret not in status.stdout
-        finally:
-            worker.stop()
-        assert secret not in worker.log()
+        assert status.returncode == 0 and "***" in status.stdout and secret not in status.stdout
+        assert secret not in worker_log
         client = MlflowClient(store)
         for run in client.search_runs([e.experiment_id for e in client.search_experiments()]):
             assert all(secret not in v for v in run.data.tags.values())
@@ -218,36 +225,11 @@ def test_rediss_tls_everywhere(tmp_path: Path, _migrated_db: Path) -> None:
                     break
             except redis.ConnectionError:
                 time.sleep(0.1)
-        shutil.copy(_migrated_db, tmp_path / "mlflow.db")
-        store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-        env = {**os.environ, "PODIUM_REDIS_URL": url, "PODIUM_TRACKING_URI": store}
-        (tmp_path / "w").mkdir()
-        worker = spawn(
-            [sys.executable, "-m", "podium", "worker", "--target", "cpu", "--loglevel", "WARNING"],
-            tmp_path / "w",
-            env=env,
+        _store, env, _log = _benchmark_once(url, tmp_path, _migrated_db)
+        status = subprocess.run(
+            [sys.executable, "-m", "podium", "status", "--json"], capture_output=True, text=True, timeout=60, env=env
         )
-        try:
-            from podium.core.settings import PodiumSettings
-            from podium.workers.app import create_app
-
-            app = create_app(PodiumSettings(redis_url=url, tracking_uri=store))
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and not app.control.ping(timeout=0.5):
-                pass
-            sent = enqueue_benchmark(app, Champion("b" * 32, "s" * 64, "t" * 64, "d", "e"), synthetic())
-            assert app.AsyncResult(sent.task_id).get(timeout=120)["status"] == "measured", worker.log()
-            app.close()
-            status = subprocess.run(
-                [sys.executable, "-m", "podium", "status", "--json"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                env=env,
-            )
-            assert status.returncode == 0, status.stderr
-        finally:
-            worker.stop()
+        assert status.returncode == 0, status.stderr
         plain = subprocess.run(
             [sys.executable, "-m", "podium", "status"],
             capture_output=True,

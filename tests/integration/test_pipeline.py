@@ -24,7 +24,15 @@ from podium.core.settings import PodiumSettings
 from podium.core.tags import TagsRegistry
 from podium.producers.enqueue import enqueue_benchmark
 from podium.workers.app import create_app
-from tests.pipeline_helpers import Pipeline, collect, finished_runs, next_update, trained
+from tests.pipeline_helpers import (
+    Pipeline,
+    collect,
+    finished_runs,
+    next_update,
+    select_best,
+    trained,
+    wait_published,
+)
 
 pytestmark = pytest.mark.server
 STUDY = "e" * 64
@@ -159,29 +167,8 @@ def test_aggregator_killed_and_restarted_loses_and_double_counts_nothing(pipelin
         t = trials[n % len(trials)]
         committed_result(tracking, r, study, t, 5.0 + (n * 7919 % 13), champion_run=f"champion-{t[-4:]}")
 
-    select = subprocess.run(
-        [sys.executable, "-m", "podium", "select", "--json", "--tracking-uri", store],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=pipeline.env,
-    )
-    (expected,) = [s for s in json.loads(select.stdout)["selections"] if s["study_key_hash"] == study]
-    deadline, latest = time.monotonic() + 90, None
-    while time.monotonic() < deadline:
-        raw = r.get(names.best_latest(study, "c" * 64))
-        latest = BestModelUpdate.model_validate_json(raw) if raw else None
-        group = next(g for g in r.xinfo_groups(names.BENCHMARKS_STREAM) if g["name"] == names.AGGREGATOR_GROUP)
-        if (
-            latest
-            and latest.best
-            and group["pending"] == 0
-            and group["lag"] == 0
-            and latest.best.benchmark_runs_count == expected["best"]["benchmark_runs_count"]
-            and latest.best.latency_ms == expected["best"]["latency_ms"]
-        ):
-            break
-        time.sleep(0.3)
+    expected = select_best(store, pipeline.env, study)
+    latest = wait_published(r, study, "c" * 64, expected["best"], timeout=90)
     assert latest is not None and latest.best is not None
     best = expected["best"]
     assert (latest.best.trial_key_hash, latest.best.benchmark_key) == (best["trial_key_hash"], best["benchmark_key"])
