@@ -8,17 +8,16 @@ few calls as MLflow allows (``create_run`` with all tags, one ``log_batch``, one
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Run, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 
+from podium.adapters.mlflow_store import open_sqlite
 from podium.core.existing import BenchmarkIndex, ExistingBenchmark
 from podium.core.filters import all_of, status_is, tag_eq, tag_is_null
 from podium.core.identity import UNKNOWN_FINGERPRINT, BenchmarkIdentity
@@ -377,22 +376,6 @@ class MlflowTracking:
         return run_id
 
 
-def open_sqlite(tracking_uri: str, db: Path) -> MlflowClient:
-    """A client on a sqlite store, opened under an exclusive file lock: MLflow creates or migrates the
-    schema when the client is built, which is not safe when several processes (workers, the aggregator,
-    a producer) open a fresh store at once."""
-    import fcntl
-
-    with open(db.with_name(db.name + ".init-lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            client = MlflowClient(tracking_uri=tracking_uri)
-            client.search_experiments(max_results=1)
-            return client
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def warn_fallback(found: ExistingBenchmark, champion: Champion) -> None:
     log.warning(
         "Benchmark run %s has no benchmark_key tag; it was matched to trial %s of study %s by "
@@ -406,11 +389,3 @@ def warn_fallback(found: ExistingBenchmark, champion: Champion) -> None:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def worker_name() -> str:
-    return f"{os.uname().nodename}:{os.getpid()}"
-
-
-def is_local_store(uri: str) -> bool:
-    return urlsplit(uri).scheme in ("sqlite", "file", "")

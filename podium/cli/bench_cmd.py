@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from podium.adapters.mlflow_tracking import MlflowTracking, worker_name
+from podium.adapters.mlflow_store import worker_name
+from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.benchmark import measure_model
 from podium.cli.common import fail, podium_errors
 from podium.configs import config_hash_of, load_benchmark_config, load_tags

@@ -14,7 +14,6 @@ from rich.logging import RichHandler
 from podium.errors import PodiumError
 
 #: Exit codes shared by every command.
-EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOTHING = 3

@@ -11,6 +11,7 @@ import torch
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from podium.core.filters import all_of, status_is, tag_eq
 from podium.core.identity import study_key_hash, trial_key_hash
 from podium.demo.data import macro_f1, make_batch
 from podium.demo.model import TinyTagger, export
@@ -67,12 +68,12 @@ class DemoStudy:
 
     def existing_refits(self) -> dict[str, str]:
         """trial_key_hash -> refit run id of trials already trained (a re-run resumes, never retrains)."""
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            f"tags.`code.stage` = 'refit' AND tags.`code.grouping.study_key_hash` = '{self.study_hash}' "
-            "AND attributes.status = 'FINISHED'",
-            max_results=1000,
+        flt = all_of(
+            tag_eq("code.stage", "refit"),
+            tag_eq("code.grouping.study_key_hash", self.study_hash),
+            status_is("FINISHED"),
         )
+        runs = self.client.search_runs([self.experiment_id], flt, max_results=1000)
         return {r.data.tags["code.grouping.trial_key_hash"]: r.info.run_id for r in runs}
 
     def objective(self, trial: optuna.Trial) -> float:

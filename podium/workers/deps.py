@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from podium.adapters.mlflow_tracking import MlflowTracking, worker_name
+from podium.adapters.mlflow_store import worker_name
+from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.adapters.redis_conn import connect
 from podium.benchmark import measure_model
 from podium.configs import input_fingerprint, load_tags
