@@ -78,17 +78,22 @@ def aggregator(
     with podium_errors():
         cfg = load_selection_config(config, settings.config_dir)
         tracking = _tracking(settings, cfg.objective.metric)
-        reporter = None
+        reporter, hooks = None, []
         if settings.report_dir is not None:
             from podium.report import NewBestReporter
 
             reporter = NewBestReporter(tracking, cfg, settings.report_dir, settings.report_every_s)
+            hooks.append(reporter)
+        if settings.champion_model:
+            from podium.aggregator.alias import ChampionAlias
+
+            hooks.append(ChampionAlias(tracking.client, settings.champion_model))
         agg = Aggregator(
             connect(settings.redis_url),
             tracking,
             cfg,
             name or f"{socket.gethostname()}-{os.getpid()}",
-            on_new_best=reporter,
+            on_new_best=lambda sel: [hook(sel) for hook in hooks],
         )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -39,6 +39,9 @@ class PodiumSettings(BaseSettings):
     report_dir: Path | None = None
     #: At most one report per study and config this often, in seconds.
     report_every_s: float = Field(default=60.0, ge=0)
+    #: Registered model (name template with {study} and {config}) whose ``champion`` alias the aggregator
+    #: points at each new best; unset: no alias.
+    champion_model: str | None = None
     #: First retry delay after a failure, doubled per attempt.
     retry_backoff_s: float = Field(default=2.0, ge=0)
 

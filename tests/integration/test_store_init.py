@@ -17,8 +17,10 @@ MlflowTracking.connect(sys.argv[1], TagsRegistry()).benchmark_experiment_id()
 
 def test_concurrent_first_opens_all_succeed(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
-    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(5)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", SCRIPT, uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(5)
+    ]
     results = [(p.wait(timeout=180), p.stderr.read()) for p in procs]
     for p in procs:
         p.stdout.close()

@@ -133,3 +133,26 @@ def test_new_best_reporter_is_rate_limited_and_writes_files(r, client: MlflowCli
     reporter.close()
     assert calls == [True, False]
     assert len(list((tmp_path / "reports").glob("*.png"))) == 1
+
+
+def test_champion_alias_follows_the_new_best(r, client: MlflowClient, tracking) -> None:
+    from podium.aggregator.alias import ChampionAlias
+
+    trial_run(client, S, T1, 0.90)
+    trial_run(client, S, T2, 0.99)
+    alias = ChampionAlias(client, "tagger-{study}-{config}")
+    agg = Aggregator(r, tracking, SelectionConfig(), "agg", on_new_best=alias)
+    agg.ensure_group()
+    agg.rebuild()
+    committed_result(tracking, r, S, T1, 10.0, champion_run="c1")
+    drain(agg)
+    name = f"tagger-{S[:12]}-{CONFIG[:12]}"
+    first = client.get_model_version_by_alias(name, "champion")
+    committed_result(tracking, r, S, T2, 10.0, champion_run="c2")  # better objective, same latency: a new best
+    drain(agg)
+    second = client.get_model_version_by_alias(name, "champion")
+    assert first.version != second.version
+    assert second.tags["podium.trial_key_hash"] == T2 and first.tags["podium.trial_key_hash"] == T1
+    assert (
+        second.run_id == BestModelUpdate.model_validate_json(r.get(names.best_latest(S, CONFIG))).best.artifact_run_id
+    )

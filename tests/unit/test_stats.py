@@ -109,3 +109,20 @@ def test_metrics_follow_design_names() -> None:
         assert f"latency_batch_8_{name}_ms" in metrics
     assert metrics["throughput_batch_8_per_s"] == s.throughput_per_s
     assert metrics["latency_batch_8_samples"] == 3 and metrics["latency_batch_8_stable"] == 1.0
+
+
+def test_server_statistics_are_diffed_around_the_measured_windows() -> None:
+    """Triton's statistics are cumulative: only the requests between the two snapshots count."""
+    from podium.backends.base import ServerStats
+    from podium.benchmark import _server_breakdown
+    from podium.measure import BatchMeasurement
+
+    window = summarize([5_000_000] * 100, 1)  # the client saw 5 ms per request
+    m = BatchMeasurement(window, [window], stable=True)
+    before = ServerStats(count=1000, queue_ns=10**9, compute_ns=3 * 10**9, total_ns=5 * 10**9)
+    after = ServerStats(count=1100, queue_ns=10**9 + 100 * 500_000, compute_ns=3 * 10**9 + 100 * 3_000_000,
+                        total_ns=5 * 10**9 + 100 * 4_000_000)
+    queue, compute, overhead = _server_breakdown(before, after, m)
+    assert (queue, compute) == (0.5, 3.0)
+    assert overhead == 1.0  # 5 ms seen by the client, 4 ms spent in the server
+    assert _server_breakdown(None, after, m) is None and _server_breakdown(after, after, m) is None
