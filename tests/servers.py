@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from podium.adapters.local_redis import redis_server_command
+from podium.adapters.local_redis import free_port, redis_server_command
 
 HERE = Path(__file__).resolve().parent
 MLSERVER_VERSION = "1.7.1"
@@ -34,12 +34,6 @@ def unavailable(reason: str) -> None:
     if REQUIRE:
         pytest.fail(f"{reason} (PODIUM_REQUIRE_SERVERS=1)")
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stop_pid(pid: int, timeout: float = 10.0) -> None:

@@ -18,11 +18,14 @@ from mlflow.entities import Metric, Run, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 
 from podium.adapters.mlflow_store import open_sqlite
+from podium.configs import load_tags
 from podium.core.existing import BenchmarkIndex, ExistingBenchmark
 from podium.core.filters import all_of, status_is, tag_eq, tag_is_null
 from podium.core.identity import UNKNOWN_FINGERPRINT, BenchmarkIdentity
 from podium.core.records import BenchmarkRecord, Champion, TrialRecord
 from podium.core.safety import require_safe
+from podium.core.settings import PodiumSettings
+from podium.core.state import TrialSide
 from podium.core.tags import TagsRegistry
 from podium.errors import TrackingError
 
@@ -77,6 +80,25 @@ class MlflowTracking:
         else:
             client = MlflowClient(tracking_uri=tracking_uri)
         return cls(client, tags, benchmark_experiment, objective_metric)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: PodiumSettings,
+        objective_metric: str = "macro-f1",
+        *,
+        tracking_uri: str | None = None,
+        create: bool = True,
+    ) -> MlflowTracking:
+        """The tracker an entrypoint uses: ``settings``' store (or ``tracking_uri``), ``config/tags.yaml``,
+        ``settings``' benchmark experiment."""
+        return cls.connect(
+            tracking_uri or settings.tracking_uri,
+            load_tags(None, settings.config_dir),
+            settings.benchmark_experiment,
+            objective_metric,
+            create=create,
+        )
 
     # ------------------------------------------------------------------ experiments
 
@@ -242,18 +264,15 @@ class MlflowTracking:
         """One champion per trial: the newest refit run if any, else the newest trial run."""
         if study is not None:
             require_safe(study, "study_key_hash")
-        newest: dict[tuple[str, str], dict[str, TrialRecord]] = {}
+        sides: dict[tuple[str, str], TrialSide] = {}
         for record in self.load_trials(experiment_ids):
-            if study is not None and record.study_key_hash != study:
-                continue
-            slot = newest.setdefault((record.study_key_hash, record.trial_key_hash), {})
-            current = slot.get(record.kind)
-            if current is None or (current.start_time, current.run_id) < (record.start_time, record.run_id):
-                slot[record.kind] = record
+            if study is None or record.study_key_hash == study:
+                sides.setdefault((record.study_key_hash, record.trial_key_hash), TrialSide()).add(record)
         champions = []
-        for (study_hash, trial_hash), slot in sorted(newest.items()):
-            chosen = slot.get("refit") or slot["trial"]
-            other = slot.get("trial") or chosen
+        for (study_hash, trial_hash), side in sorted(sides.items()):
+            chosen = side.refit or side.trial
+            other = side.trial or chosen
+            assert chosen is not None and other is not None  # a side exists only once a run was added
             champions.append(
                 Champion(
                     run_id=chosen.run_id,

@@ -15,9 +15,10 @@ from podium.adapters.mlflow_store import worker_name
 from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.benchmark import measure_model
 from podium.cli.common import fail, podium_errors
-from podium.configs import config_hash_of, load_benchmark_config, load_tags
+from podium.configs import config_hash_of, load_benchmark_config
 from podium.core.config import Backend, BenchmarkConfig, Protocol
 from podium.core.records import Champion
+from podium.core.run_tags import identity_for
 from podium.core.settings import PodiumSettings
 from podium.models import DEFAULT_ARTIFACT_PATH, ModelSource, parse_model_uri
 from podium.runner import Measured, benchmark_champion
@@ -69,12 +70,7 @@ def bench(
             fail("--log needs the model's MLflow run: use --run-id or a runs:/ URI, or pass --no-log")
         tracking = None
         if source.run_id is not None:
-            tracking = MlflowTracking.connect(
-                tracking_uri or settings.tracking_uri,
-                load_tags(None, settings.config_dir),
-                settings.benchmark_experiment,
-                create=False,
-            )
+            tracking = MlflowTracking.from_settings(settings, tracking_uri=tracking_uri, create=False)
         champion = tracking.champion(source.run_id) if (log and tracking and source.run_id) else None
         measured = _measure(
             cfg,
@@ -130,7 +126,9 @@ def _measure(
 
     if champion is None or tracking is None:
         return measure(cfg)
-    outcome = benchmark_champion(champion, cfg, tracking, measure, worker=worker)
+    outcome = benchmark_champion(
+        champion, cfg, tracking, measure, worker=worker, identity=identity_for(champion, config_hash)
+    )
     if outcome.status == "reused":
         Console().print(
             f"Reused: benchmark {outcome.benchmark_key[:16]}… is already FINISHED in run {outcome.run_id} "

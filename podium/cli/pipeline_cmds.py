@@ -17,17 +17,11 @@ from podium import names
 from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.adapters.redis_conn import connect
 from podium.cli.common import EXIT_NOTHING, fail, podium_errors
-from podium.configs import load_benchmark_config, load_selection_config, load_tags
+from podium.configs import load_benchmark_config, load_selection_config
 from podium.core.settings import PodiumSettings, redact_url
 from podium.producers.enqueue import Enqueued, enqueue_benchmark
 
 console = Console()
-
-
-def _tracking(settings: PodiumSettings, objective: str = "macro-f1") -> MlflowTracking:
-    return MlflowTracking.connect(
-        settings.tracking_uri, load_tags(None, settings.config_dir), settings.benchmark_experiment, objective
-    )
 
 
 def worker(
@@ -77,7 +71,7 @@ def aggregator(
     settings = PodiumSettings()
     with podium_errors():
         cfg = load_selection_config(config, settings.config_dir)
-        tracking = _tracking(settings, cfg.objective.metric)
+        tracking = MlflowTracking.from_settings(settings, cfg.objective.metric)
         reporter, hooks = None, []
         if settings.report_dir is not None:
             from podium.report import NewBestReporter
@@ -127,7 +121,7 @@ def enqueue(
         from podium.workers.app import create_app
 
         cfg = load_benchmark_config(config, settings.config_dir).with_overrides(target=target)
-        tracking = _tracking(settings)
+        tracking = MlflowTracking.from_settings(settings)
         champions = (
             [tracking.champion(run_id)] if run_id else tracking.load_champions(tracking.experiment_ids(), study=study)
         )
@@ -150,7 +144,7 @@ def backfill(
         from podium.workers.app import create_app
 
         cfg = load_benchmark_config(config, settings.config_dir)
-        tracking = _tracking(settings)
+        tracking = MlflowTracking.from_settings(settings)
         champions = tracking.load_champions(tracking.experiment_ids(), study=study)
         missing = filter_missing_benchmarks(champions, cfg, tracking)
         console.print(f"{len(missing)} of {len(champions)} champions have no benchmark under this config.")
@@ -181,7 +175,7 @@ def sweep_cmd(
 
     settings = PodiumSettings()
     with podium_errors():
-        verdicts = sweep(_tracking(settings), connect(settings.redis_url), benchmark_key)
+        verdicts = sweep(MlflowTracking.from_settings(settings), connect(settings.redis_url), benchmark_key)
     acted = {run: v for run, v in verdicts.items() if v.action != "leave"}
     console.print(f"{len(verdicts)} RUNNING benchmark run(s); {len(acted)} ended.")
     for run, v in acted.items():

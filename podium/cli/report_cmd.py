@@ -10,7 +10,7 @@ from rich.console import Console
 
 from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.cli.common import EXIT_NOTHING, podium_errors
-from podium.configs import load_selection_config, load_tags
+from podium.configs import load_selection_config
 from podium.core.safety import require_safe
 from podium.core.settings import PodiumSettings
 from podium.core.state import select_all
@@ -31,13 +31,7 @@ def report(
         if study:
             require_safe(study, "--study")
         cfg = load_selection_config(config, settings.config_dir)
-        tracking = MlflowTracking.connect(
-            tracking_uri or settings.tracking_uri,
-            load_tags(None, settings.config_dir),
-            settings.benchmark_experiment,
-            cfg.objective.metric,
-            create=False,
-        )
+        tracking = MlflowTracking.from_settings(settings, cfg.objective.metric, tracking_uri=tracking_uri, create=False)
         ids = tracking.experiment_ids()
         selections, _ = select_all(tracking.load_benchmarks(ids), tracking.load_trials(ids), cfg)
         selections = [s for s in selections if study is None or s.study_key_hash == study]

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from podium.core.loading import parse_model
 from podium.core.safety import SAFE_VALUE
 
 RunMode = Literal["reuse_if_exists", "force_new"]
@@ -106,8 +107,6 @@ class BenchmarkConfig(StrictModel):
 
     def with_overrides(self, **benchmarking: Any) -> BenchmarkConfig:
         """A copy with some ``benchmarking`` keys replaced (validated like the file)."""
-        from podium.core.loading import parse_model
-
         merged = self.benchmarking.model_dump() | {k: v for k, v in benchmarking.items() if v is not None}
         section = parse_model(BenchmarkingSection, merged, "command-line option benchmarking")
         return self.model_copy(update={"benchmarking": section})

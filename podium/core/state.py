@@ -24,7 +24,9 @@ TrialKey = tuple[str, str]  # (study_key_hash, trial_key_hash)
 
 
 @dataclass
-class _TrialSide:
+class TrialSide:
+    """The newest trial run and the newest refit run of one trial."""
+
     trial: TrialRecord | None = None
     refit: TrialRecord | None = None
 
@@ -50,7 +52,7 @@ class SelectionState:
     windows: dict[GroupKey, Window] = field(default_factory=dict)
     group_scope: dict[GroupKey, ScopeKey] = field(default_factory=dict)
     scope_groups: dict[ScopeKey, set[GroupKey]] = field(default_factory=lambda: defaultdict(set))
-    trials: dict[TrialKey, _TrialSide] = field(default_factory=lambda: defaultdict(_TrialSide))
+    trials: dict[TrialKey, TrialSide] = field(default_factory=lambda: defaultdict(TrialSide))
     skipped: SkipCounts = field(default_factory=SkipCounts)
 
     # ------------------------------------------------------------------ folding

@@ -13,7 +13,7 @@ from typing import Any
 from celery import Celery
 
 from podium.adapters.mlflow_tracking import MlflowTracking
-from podium.configs import load_benchmark_config, load_tags
+from podium.configs import load_benchmark_config
 from podium.core.config import BenchmarkConfig
 from podium.core.settings import PodiumSettings
 from podium.producers.enqueue import Enqueued, enqueue_benchmark
@@ -39,9 +39,7 @@ class BenchmarkHook:
         from podium.workers.app import create_app
 
         settings = settings or PodiumSettings()
-        tracking = MlflowTracking.connect(
-            settings.tracking_uri, load_tags(None, settings.config_dir), settings.benchmark_experiment
-        )
+        tracking = MlflowTracking.from_settings(settings)
         return cls(create_app(settings), tracking, config or load_benchmark_config(None, settings.config_dir))
 
     def __call__(self, *args: Any) -> Enqueued | None:

@@ -6,7 +6,7 @@ from podium.adapters.mlflow_store import worker_name
 from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.adapters.redis_conn import connect
 from podium.benchmark import measure_model
-from podium.configs import input_fingerprint, load_tags
+from podium.configs import input_fingerprint
 from podium.core.messages import BenchmarkRequest, MessageError
 from podium.core.settings import PodiumSettings
 from podium.measure import Progress
@@ -38,9 +38,7 @@ def request_measurer(tracking: MlflowTracking) -> MeasureRequest:
 
 
 def build_deps(settings: PodiumSettings) -> WorkerDeps:
-    tracking = MlflowTracking.connect(
-        settings.tracking_uri, load_tags(None, settings.config_dir), settings.benchmark_experiment
-    )
+    tracking = MlflowTracking.from_settings(settings)
     return WorkerDeps(
         redis=connect(settings.redis_url),
         tracking=tracking,
