@@ -19,7 +19,7 @@ demo: install
 	$(BIN)/podium demo
 
 example-store: install
-	$(BIN)/python -m podium.synthetic_store $(EXAMPLE) --if-missing
+	$(BIN)/python -m podium.demo.synthetic_store $(EXAMPLE) --if-missing
 	$(BIN)/podium select --tracking-uri sqlite:///$(CURDIR)/$(EXAMPLE)/mlflow.db
 
 test: install

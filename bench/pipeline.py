@@ -33,18 +33,18 @@ from celery.contrib.testing.worker import start_worker
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 
-from podium import names
-from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.aggregator.service import Aggregator
 from podium.core.config import BenchmarkConfig, SelectionConfig
-from podium.core.loading import parse_model
 from podium.core.messages import BenchmarkResult
 from podium.core.records import Champion
-from podium.core.settings import PodiumSettings
 from podium.core.tags import TagsRegistry
+from podium.core.validation import parse_model
 from podium.producers.enqueue import build_request, enqueue_benchmark
-from podium.subscriber import subscribe
-from podium.workers.app import create_app
+from podium.settings.env import PodiumSettings
+from podium.streams import keys
+from podium.streams.subscriber import subscribe
+from podium.tracking.tracker import MlflowTracking
+from podium.workers.app import create_worker_app as create_app
 from podium.workers.execute import execute
 from podium.workers.tasks import worker_deps
 from tests.servers import start_redis
@@ -94,11 +94,11 @@ def bench_bookkeeping(app, store: str, r: redis.Redis, tasks: int) -> list[tuple
     cfg = parse_model(BenchmarkConfig, {"benchmarking": ZERO}, "bench")
     rounds: dict[str, list[float]] = {"raw": [], "podium": []}
     with start_worker(
-        app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING", queues=[names.queue("cpu")]
+        app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING", queues=[keys.queue("cpu")]
     ):
         for round_no in range(2):
             t0 = time.perf_counter()
-            results = [raw.apply_async(args=[round_no * tasks + i], queue=names.queue("cpu")) for i in range(tasks)]
+            results = [raw.apply_async(args=[round_no * tasks + i], queue=keys.queue("cpu")) for i in range(tasks)]
             for res in results:
                 res.get(timeout=120)
             rounds["raw"].append((time.perf_counter() - t0) / tasks)
@@ -151,22 +151,22 @@ def fill(r: redis.Redis, n: int, trials: list[str], start: int = 0) -> None:
             worker="bench",
             fencing_token=1,
         )
-        pipe.xadd(names.BENCHMARKS_STREAM, {"data": event.encode()})
+        pipe.xadd(keys.BENCHMARKS_STREAM, {"data": event.encode()})
         if i % 1000 == 999:
             pipe.execute()
     pipe.execute()
 
 
 def bench_aggregator(r: redis.Redis, tracking: MlflowTracking, trials: list[str], events: int) -> tuple[float, float]:
-    r.delete(names.BENCHMARKS_STREAM)
+    r.delete(keys.BENCHMARKS_STREAM)
     fill(r, events, trials)
-    r.xgroup_create(names.BENCHMARKS_STREAM, "bare", id="0")
+    r.xgroup_create(keys.BENCHMARKS_STREAM, "bare", id="0")
     t0 = time.perf_counter()
     done = 0
     while done < events:
-        resp = r.xreadgroup("bare", "c", {names.BENCHMARKS_STREAM: ">"}, count=500)
+        resp = r.xreadgroup("bare", "c", {keys.BENCHMARKS_STREAM: ">"}, count=500)
         ids = [e for _, batch in resp for e, _ in batch]
-        r.xack(names.BENCHMARKS_STREAM, "bare", *ids)
+        r.xack(keys.BENCHMARKS_STREAM, "bare", *ids)
         done += len(ids)
     bare = events / (time.perf_counter() - t0)
     agg = Aggregator(r, tracking, SelectionConfig(), "bench")
@@ -182,7 +182,7 @@ def bench_aggregator(r: redis.Redis, tracking: MlflowTracking, trials: list[str]
 
 
 def bench_latency(r: redis.Redis, env: dict[str, str], trials: list[str], rate: int, seconds: float) -> list[float]:
-    r.delete(names.BENCHMARKS_STREAM, names.BEST_UPDATES_STREAM)
+    r.delete(keys.BENCHMARKS_STREAM, keys.BEST_UPDATES_STREAM)
     for key in r.scan_iter("podium:best:*"):
         r.delete(key)
     cfg_file = Path(env["PODIUM_CONFIG_DIR"]) / "best_model_selection.yaml"
@@ -225,7 +225,7 @@ def bench_latency(r: redis.Redis, env: dict[str, str], trials: list[str], rate: 
                 fencing_token=1,
             )
             sent[run_id] = time.perf_counter()
-            r.xadd(names.BENCHMARKS_STREAM, {"data": event.encode()})
+            r.xadd(keys.BENCHMARKS_STREAM, {"data": event.encode()})
         time.sleep(2)
     finally:
         stop.set()

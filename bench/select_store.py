@@ -23,11 +23,11 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
-from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.core.config import SelectionConfig
 from podium.core.state import select_all
 from podium.core.tags import TagsRegistry
-from podium.synthetic_store import StoreSpec, generate_store, sqlite_uri
+from podium.demo.synthetic_store import StoreSpec, generate_store, sqlite_uri
+from podium.tracking.tracker import MlflowTracking
 
 
 def timed(fn, repeat: int = 3) -> tuple[float, object]:

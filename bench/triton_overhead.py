@@ -25,7 +25,7 @@ from podium.backends.inputs import build_inputs
 from podium.backends.triton import TritonBackend
 from podium.core.config import BenchmarkingSection
 from podium.core.stats import summarize
-from podium.measure import measure_batch
+from podium.measurement.loop import measure_batch
 from tests.servers import start_mlserver
 
 SERVICE_MS = {"echo": 0.0, "sleepy": 5.0}

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.core.tags import TagsRegistry
+from podium.tracking.tracker import MlflowTracking
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,16 +14,16 @@ import redis
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from podium import names
-from podium.adapters.mlflow_tracking import MlflowTracking
+from podium.broker.app import create_app
 from podium.core.identity import BenchmarkIdentity
 from podium.core.messages import BenchmarkResult, BestModelUpdate
 from podium.core.records import Champion
 from podium.core.run_tags import benchmark_run_tags
-from podium.core.settings import PodiumSettings
 from podium.demo.model import TinyTagger, export
-from podium.subscriber import subscribe
-from podium.workers.app import create_app
+from podium.settings.env import PodiumSettings
+from podium.streams import keys
+from podium.streams.subscriber import subscribe
+from podium.tracking.tracker import MlflowTracking
 from tests.conftest import REPO
 from tests.servers import ServerProcess, spawn, start_redis
 
@@ -78,7 +78,7 @@ def committed_result(
         fencing_token=1,
     )
     if r is not None:
-        r.xadd(names.BENCHMARKS_STREAM, {"data": result.encode()})
+        r.xadd(keys.BENCHMARKS_STREAM, {"data": result.encode()})
     return result
 
 
@@ -201,7 +201,7 @@ def wait_published(r: redis.Redis, study: str, config_hash: str, best: dict, tim
     """The latest published update of the scope once it shows ``best`` (or the last one seen at the timeout)."""
     deadline, latest = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
-        raw = r.get(names.best_latest(study, config_hash))
+        raw = r.get(keys.best_latest(study, config_hash))
         latest = BestModelUpdate.model_validate_json(raw) if raw else None
         if (
             latest

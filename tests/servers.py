@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from podium.adapters.local_redis import free_port, redis_server_command
+from podium.streams.embedded import free_port, redis_server_command
 
 HERE = Path(__file__).resolve().parent
 MLSERVER_VERSION = "1.7.1"

@@ -1,1 +1,1 @@
-"""aggregator (see DESIGN.md, Components and their homes)."""
+"""The aggregator: consume result events, keep the selection state, publish each study's best model."""

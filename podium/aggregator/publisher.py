@@ -6,9 +6,9 @@ import time
 
 import redis
 
-from podium import names
 from podium.core.messages import BestModelUpdate, CandidateView
 from podium.core.selection import Candidate, Selection
+from podium.streams import keys
 
 #: History kept in ``podium:best-updates`` (approximate trim).
 HISTORY_MAXLEN = 100_000
@@ -43,7 +43,7 @@ class Publisher:
         self._seq: dict[str, int] = {}  # last sequence used per study (survives a Redis flush)
 
     def last_published(self, study: str, config_hash: str | None) -> BestModelUpdate | None:
-        raw = self.client.get(names.best_latest(study, config_hash))
+        raw = self.client.get(keys.best_latest(study, config_hash))
         return BestModelUpdate.model_validate_json(raw) if raw else None
 
     def publish(
@@ -57,7 +57,7 @@ class Publisher:
     ) -> BestModelUpdate:
         best = candidate_view(selection.best) if selection else None
         while True:
-            stored = int(self.client.get(names.sequence(study)) or 0)
+            stored = int(self.client.get(keys.sequence(study)) or 0)
             seq = max(stored, self._seq.get(study, 0)) + 1
             update = BestModelUpdate(
                 study_key_hash=study,
@@ -71,8 +71,8 @@ class Publisher:
                 published_at=time.time(),
             )
             result = self._script(
-                keys=[names.sequence(study), names.best_latest(study, config_hash), names.BEST_UPDATES_STREAM],
-                args=[seq, update.encode(), names.best_channel(study), HISTORY_MAXLEN],
+                keys=[keys.sequence(study), keys.best_latest(study, config_hash), keys.BEST_UPDATES_STREAM],
+                args=[seq, update.encode(), keys.best_channel(study), HISTORY_MAXLEN],
             )
             if int(result) == -1:
                 self._seq[study] = seq

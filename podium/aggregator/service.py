@@ -16,16 +16,17 @@ from dataclasses import dataclass, field
 
 import redis
 
-from podium import metrics, names
-from podium.adapters.dead_letters import dead_letter
-from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.aggregator.publisher import Publisher, candidate_view, fingerprint
 from podium.core.aggregation import ScopeKey
 from podium.core.config import SelectionConfig
 from podium.core.messages import BenchmarkResult, BestModelUpdate, MessageError, decode
 from podium.core.selection import Selection
 from podium.core.state import SelectionState
-from podium.workers.lock import FencedLock
+from podium.monitoring import prometheus
+from podium.streams import keys
+from podium.streams.dead_letters import dead_letter
+from podium.streams.lock import FencedLock
+from podium.tracking.tracker import MlflowTracking
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class Aggregator:
 
     def ensure_group(self) -> None:
         try:
-            self.client.xgroup_create(names.BENCHMARKS_STREAM, names.AGGREGATOR_GROUP, id="0", mkstream=True)
+            self.client.xgroup_create(keys.BENCHMARKS_STREAM, keys.AGGREGATOR_GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -104,8 +105,8 @@ class Aggregator:
         if time.monotonic() - self._last_claim > CLAIM_EVERY_S:
             self._last_claim = time.monotonic()
             claimed = self.client.xautoclaim(
-                names.BENCHMARKS_STREAM,
-                names.AGGREGATOR_GROUP,
+                keys.BENCHMARKS_STREAM,
+                keys.AGGREGATOR_GROUP,
                 self.consumer,
                 min_idle_time=CLAIM_IDLE_MS,
                 start_id="0-0",
@@ -114,13 +115,13 @@ class Aggregator:
             entries = [e for e in (claimed[1] if claimed else []) if e[1]]
         if not entries:
             response = self.client.xreadgroup(
-                names.AGGREGATOR_GROUP, self.consumer, {names.BENCHMARKS_STREAM: ">"}, count=BATCH, block=block_ms
+                keys.AGGREGATOR_GROUP, self.consumer, {keys.BENCHMARKS_STREAM: ">"}, count=BATCH, block=block_ms
             )
             entries = [e for _, batch in (response or []) for e in batch]
         if not entries:
             return 0
         self.apply_batch(entries)
-        self.client.xack(names.BENCHMARKS_STREAM, names.AGGREGATOR_GROUP, *[e for e, _ in entries])
+        self.client.xack(keys.BENCHMARKS_STREAM, keys.AGGREGATOR_GROUP, *[e for e, _ in entries])
         return len(entries)
 
     def apply_batch(self, entries: list[tuple[str, dict[str, str]]]) -> None:
@@ -137,8 +138,8 @@ class Aggregator:
         handled, cursor = 0, "0-0"
         while True:
             cursor, entries, *_ = self.client.xautoclaim(
-                names.BENCHMARKS_STREAM,
-                names.AGGREGATOR_GROUP,
+                keys.BENCHMARKS_STREAM,
+                keys.AGGREGATOR_GROUP,
                 self.consumer,
                 min_idle_time=0,
                 start_id=cursor,
@@ -147,7 +148,7 @@ class Aggregator:
             live = [e for e in entries if e[1]]
             self.apply_batch(live)
             if entries:
-                self.client.xack(names.BENCHMARKS_STREAM, names.AGGREGATOR_GROUP, *[e for e, _ in entries])
+                self.client.xack(keys.BENCHMARKS_STREAM, keys.AGGREGATOR_GROUP, *[e for e, _ in entries])
             handled += len(live)
             if cursor in ("0-0", b"0-0"):
                 return handled
@@ -159,10 +160,10 @@ class Aggregator:
         except MessageError as exc:
             self.stats.dead_letters += 1
             dead_letter(self.client, "result", fields, f"stream entry {entry_id}: {exc}")
-            metrics.EVENTS.labels("dead_letter").inc()
+            prometheus.EVENTS.labels("dead_letter").inc()
             return set()
         self.stats.last_lag_ms = max(0.0, time.time() * 1000 - int(entry_id.split("-")[0]))
-        metrics.LAG.set(self.stats.last_lag_ms / 1000)
+        prometheus.LAG.set(self.stats.last_lag_ms / 1000)
         return self.apply_result(result)
 
     def apply_result(self, result: BenchmarkResult) -> set[ScopeKey]:
@@ -170,10 +171,10 @@ class Aggregator:
         scope = self.state.apply_benchmark(result.record())
         if scope is None:
             self.stats.replays += 1
-            metrics.EVENTS.labels("replay").inc()
+            prometheus.EVENTS.labels("replay").inc()
             return changed
         self.stats.applied += 1
-        metrics.EVENTS.labels("applied").inc()
+        prometheus.EVENTS.labels("applied").inc()
         return changed | {scope}
 
     def _know_trial(self, study: str, trial: str) -> set[ScopeKey]:
@@ -213,7 +214,7 @@ class Aggregator:
         )
         self.published[scope] = new
         self.stats.published += 1
-        metrics.UPDATES.labels(reason).inc()
+        prometheus.UPDATES.labels(reason).inc()
         log.info(
             "Study %s config %s: %s (seq %d).",
             scope.study_key_hash[:12],
@@ -232,7 +233,7 @@ class Aggregator:
     def run(self, stop: threading.Event, leader_ttl_ms: int = 15_000) -> None:
         """Lead (one aggregator at a time), rebuild, consume until ``stop``; reconnect on Redis errors."""
         while not stop.is_set():
-            leader = FencedLock(self.client, "aggregator-leader", leader_ttl_ms)
+            leader = FencedLock(self.client, keys.AGGREGATOR_LEADER, keys.AGGREGATOR_FENCE, leader_ttl_ms)
             try:
                 if leader.acquire() is None:
                     stop.wait(leader_ttl_ms / 3000)

@@ -11,17 +11,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from podium.adapters.mlflow_store import worker_name
-from podium.adapters.mlflow_tracking import MlflowTracking
-from podium.benchmark import measure_model
 from podium.cli.common import fail, podium_errors
-from podium.configs import config_hash_of, load_benchmark_config
 from podium.core.config import Backend, BenchmarkConfig, Protocol
 from podium.core.records import Champion
 from podium.core.run_tags import identity_for
-from podium.core.settings import PodiumSettings
-from podium.models import DEFAULT_ARTIFACT_PATH, ModelSource, parse_model_uri
-from podium.runner import Measured, benchmark_champion
+from podium.measurement.artifacts import DEFAULT_ARTIFACT_PATH, ModelSource, parse_model_uri
+from podium.measurement.lifecycle import Measured, benchmark_champion
+from podium.measurement.session import measure_model
+from podium.settings.env import PodiumSettings, worker_name
+from podium.settings.files import config_hash_of, load_benchmark_config
+from podium.tracking.tracker import MlflowTracking
 
 
 def bench(

@@ -13,13 +13,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from podium import names
-from podium.adapters.mlflow_tracking import MlflowTracking
-from podium.adapters.redis_conn import connect
 from podium.cli.common import EXIT_NOTHING, fail, podium_errors
-from podium.configs import load_benchmark_config, load_selection_config
-from podium.core.settings import PodiumSettings, redact_url
 from podium.producers.enqueue import Enqueued, enqueue_benchmark
+from podium.settings.env import PodiumSettings, redact_url
+from podium.settings.files import load_benchmark_config, load_selection_config
+from podium.streams import keys
+from podium.streams.connection import connect
+from podium.tracking.tracker import MlflowTracking
 
 console = Console()
 
@@ -33,10 +33,11 @@ def worker(
     `celery -A podium.workers worker -Q podium.<target> -c 1 --prefetch-multiplier 1`."""
     settings = PodiumSettings()
     with podium_errors():
-        from podium.workers.app import create_app, verify_visibility_timeout
+        from podium.broker.app import verify_visibility_timeout
+        from podium.workers.app import create_worker_app
 
-        queue = names.queue(target)
-        app = create_app(settings)
+        queue = keys.queue(target)
+        app = create_worker_app(settings)
         verify_visibility_timeout(app)
     console.print(
         f"podium worker: queue {queue}, broker {redact_url(settings.redis_url)}, "
@@ -74,7 +75,7 @@ def aggregator(
         tracking = MlflowTracking.from_settings(settings, cfg.objective.metric)
         reporter, hooks = None, []
         if settings.report_dir is not None:
-            from podium.report import NewBestReporter
+            from podium.aggregator.report import NewBestReporter
 
             reporter = NewBestReporter(tracking, cfg, settings.report_dir, settings.report_every_s)
             hooks.append(reporter)
@@ -92,11 +93,11 @@ def aggregator(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    from podium import metrics
+    from podium.monitoring import prometheus
 
-    metrics.serve(settings.metrics_port)
+    prometheus.serve(settings.metrics_port)
     console.print(
-        f"podium aggregator: {names.BENCHMARKS_STREAM} -> {names.BEST_UPDATES_STREAM} and "
+        f"podium aggregator: {keys.BENCHMARKS_STREAM} -> {keys.BEST_UPDATES_STREAM} and "
         f"podium:best:<study> on {redact_url(settings.redis_url)}",
         highlight=False,
     )
@@ -118,7 +119,7 @@ def enqueue(
         fail("give exactly one of --run-id and --study")
     settings = PodiumSettings()
     with podium_errors():
-        from podium.workers.app import create_app
+        from podium.broker.app import create_app
 
         cfg = load_benchmark_config(config, settings.config_dir).with_overrides(target=target)
         tracking = MlflowTracking.from_settings(settings)
@@ -140,8 +141,8 @@ def backfill(
     """Enqueue a benchmark for every champion that has none under the current config (by benchmark_key)."""
     settings = PodiumSettings()
     with podium_errors():
-        from podium.idempotency import filter_missing_benchmarks
-        from podium.workers.app import create_app
+        from podium.broker.app import create_app
+        from podium.producers.backfill import filter_missing_benchmarks
 
         cfg = load_benchmark_config(config, settings.config_dir)
         tracking = MlflowTracking.from_settings(settings)

@@ -8,13 +8,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from podium.adapters.mlflow_tracking import MlflowTracking
+from podium.aggregator.report import log_to_mlflow, write
 from podium.cli.common import EXIT_NOTHING, podium_errors
-from podium.configs import load_selection_config
 from podium.core.safety import require_safe
-from podium.core.settings import PodiumSettings
 from podium.core.state import select_all
-from podium.report import log_to_mlflow, write
+from podium.settings.env import PodiumSettings
+from podium.settings.files import load_selection_config
+from podium.tracking.tracker import MlflowTracking
 
 
 def report(

@@ -11,14 +11,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from podium.adapters.mlflow_tracking import MlflowTracking
+from podium.aggregator.report import COLUMNS, NUMERIC, rows
 from podium.cli.common import EXIT_NOTHING, podium_errors
-from podium.configs import load_selection_config, load_tags
 from podium.core.config import Aggregation
 from podium.core.selection import Candidate, Selection
-from podium.core.settings import PodiumSettings
 from podium.core.state import select_all
-from podium.report import COLUMNS, NUMERIC, rows
+from podium.settings.env import PodiumSettings
+from podium.settings.files import load_selection_config, load_tags
+from podium.tracking.tracker import MlflowTracking
 
 
 def candidate_dict(c: Candidate) -> dict[str, Any]:

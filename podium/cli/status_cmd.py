@@ -10,10 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from podium.adapters.redis_conn import connect
 from podium.cli.common import fail
-from podium.core.settings import PodiumSettings, redact_url
-from podium.status import collect
+from podium.settings.env import PodiumSettings, redact_url
+from podium.streams.connection import connect
+from podium.streams.status import collect
 
 
 def status(

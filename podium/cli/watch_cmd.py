@@ -12,7 +12,7 @@ from rich.table import Table
 
 from podium.cli.common import podium_errors
 from podium.core.messages import BestModelUpdate
-from podium.core.settings import PodiumSettings
+from podium.settings.env import PodiumSettings
 
 
 def render(rows: dict[tuple[str, str | None], BestModelUpdate]) -> Table:
@@ -42,7 +42,7 @@ def watch(
     exit_after: Annotated[float | None, typer.Option(help="Stop after this many seconds")] = None,
 ) -> None:
     """Follow best-model updates live (latest values first). Ctrl-C to stop."""
-    from podium.subscriber import subscribe
+    from podium.streams.subscriber import subscribe
 
     rows: dict[tuple[str, str | None], BestModelUpdate] = {}
     stop = threading.Event()

@@ -22,8 +22,8 @@ from pydantic import (
     model_validator,
 )
 
-from podium.core.loading import parse_model
-from podium.core.safety import SAFE_VALUE
+from podium.core.safety import SafeValue
+from podium.core.validation import parse_model
 
 RunMode = Literal["reuse_if_exists", "force_new"]
 Aggregation = Literal["latest", "median", "mean"]
@@ -73,7 +73,7 @@ class BenchmarkingSection(StrictModel):
     #: ``synthetic`` backend only: the fixed service time of each request (pipeline smoke tests, benches).
     synthetic_service_ms: NonNegativeFloat = 0.0
     #: The worker pool that measures (one Celery queue per target, e.g. ``cpu``, ``gpu-h200``).
-    target: str = "cpu"
+    target: SafeValue = "cpu"
     precision: Precision = "fp32"
     #: Seconds before a request to an inference server is abandoned.
     request_timeout_s: PositiveFloat = 30.0
@@ -85,13 +85,6 @@ class BenchmarkingSection(StrictModel):
         if not value or any(isinstance(b, bool) or b < 1 for b in value):
             raise ValueError(f"must be a non-empty list of positive integers, got {value}")
         return sorted(set(value))
-
-    @field_validator("target")
-    @classmethod
-    def _safe_target(cls, value: str) -> str:
-        if not SAFE_VALUE.fullmatch(value):
-            raise ValueError(f"must hold only letters, digits, '_', '.', ':', '-', got {value!r}")
-        return value
 
 
 class OutputSection(StrictModel):

@@ -9,12 +9,12 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from podium.core.config import BenchmarkConfig
 from podium.core.identity import BenchmarkIdentity, benchmark_config_hash
 from podium.core.records import BenchmarkRecord, Champion
-from podium.core.safety import HEX64, SAFE_VALUE
+from podium.core.safety import Hex64, SafeValue, pattern_problem
 from podium.errors import PodiumError
 
 SCHEMA_VERSION = 1
@@ -24,12 +24,6 @@ MAX_MESSAGE_BYTES = 64 * 1024
 
 class MessageError(PodiumError, ValueError):
     """A message is malformed, of an unknown schema version, or too large."""
-
-
-def _safe(value: str, what: str) -> str:
-    if not SAFE_VALUE.fullmatch(value):
-        raise ValueError(f"{what} may only hold letters, digits, '_', '.', ':', '-', got {value!r}")
-    return value
 
 
 class Message(BaseModel):
@@ -48,32 +42,20 @@ class BenchmarkRequest(Message):
     """Producer -> worker: benchmark this champion under this config."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    request_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
-    champion_run_id: str
-    study_key_hash: str
-    trial_key_hash: str
+    request_id: SafeValue = Field(default_factory=lambda: uuid.uuid4().hex)
+    champion_run_id: SafeValue
+    study_key_hash: SafeValue
+    trial_key_hash: SafeValue
     data_fp: str = Field(max_length=256)
     eval_fp: str = Field(max_length=256)
     artifact_path: str = Field(default="model/model.pt", max_length=512)
     config: BenchmarkConfig
     #: Fingerprint of the inputs (test data content hash or synthetic seed), fixed by the producer.
     input_fingerprint: str = Field(max_length=256)
-    benchmark_key: str
+    benchmark_key: Hex64
     #: Where a triton backend finds the server and, optionally, the model by name.
     server_url: str | None = Field(default=None, max_length=512)
     model_name: str | None = Field(default=None, max_length=256)
-
-    @field_validator("request_id", "champion_run_id", "study_key_hash", "trial_key_hash")
-    @classmethod
-    def _safe_ids(cls, value: str, info) -> str:
-        return _safe(value, info.field_name)
-
-    @field_validator("benchmark_key")
-    @classmethod
-    def _hex_key(cls, value: str) -> str:
-        if not HEX64.fullmatch(value):
-            raise ValueError(f"must be 64 lowercase hex characters, got {value!r}")
-        return value
 
     @property
     def champion(self) -> Champion:
@@ -99,30 +81,18 @@ class BenchmarkResult(Message):
     """Worker -> ``podium:benchmarks``: a FINISHED benchmark run, committed under its fence."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    benchmark_key: str
-    run_id: str
+    benchmark_key: Hex64
+    run_id: SafeValue
     start_time: int
-    study_key_hash: str
-    trial_key_hash: str
-    config_hash: str
-    champion_run_id: str
+    study_key_hash: SafeValue
+    trial_key_hash: SafeValue
+    config_hash: Hex64
+    champion_run_id: SafeValue
     metrics: dict[str, float]
     device: str = Field(max_length=1000)
     worker: str = Field(max_length=256)
     fencing_token: int
     stability: str = Field(default="", max_length=1000)
-
-    @field_validator("benchmark_key", "config_hash")
-    @classmethod
-    def _hex(cls, value: str, info) -> str:
-        if not HEX64.fullmatch(value):
-            raise ValueError(f"{info.field_name} must be 64 lowercase hex characters, got {value!r}")
-        return value
-
-    @field_validator("run_id", "study_key_hash", "trial_key_hash", "champion_run_id")
-    @classmethod
-    def _safe_ids(cls, value: str, info) -> str:
-        return _safe(value, info.field_name)
 
     def record(self) -> BenchmarkRecord:
         return BenchmarkRecord(
@@ -192,6 +162,11 @@ def _problems(exc: ValidationError) -> str:
             return f"expected a JSON object, got {type(e.get('input')).__name__}"
         if e["loc"] == ("schema_version",):
             return f"schema_version {e.get('input')!r} is not supported (this podium reads {SCHEMA_VERSION})"
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg'].removeprefix('Value error, ')}" for e in errors[:5]
-    )
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {_message(e)}" for e in errors[:5])
+
+
+def _message(error: Any) -> str:
+    rule = pattern_problem(error)
+    if rule is not None:
+        return f"{rule}, got {error.get('input')!r}"
+    return str(error["msg"]).removeprefix("Value error, ")

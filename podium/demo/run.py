@@ -22,22 +22,22 @@ import yaml
 from rich.console import Console
 from rich.live import Live
 
-from podium import names
-from podium.adapters.local_redis import LocalRedis
-from podium.adapters.mlflow_tracking import MlflowTracking
-from podium.adapters.redis_conn import connect
+from podium.broker.app import create_app
 from podium.core.config import BenchmarkConfig, SelectionConfig
-from podium.core.loading import parse_model
 from podium.core.messages import BestModelUpdate
-from podium.core.settings import PodiumSettings
 from podium.core.state import select_all
 from podium.core.tags import TagsRegistry
+from podium.core.validation import parse_model
 from podium.demo.study import DemoStudy, demo_study_hash
 from podium.demo.view import DemoState, Request, render
 from podium.errors import PodiumError
 from podium.producers.hooks import BenchmarkHook
-from podium.subscriber import subscribe
-from podium.workers.app import create_app
+from podium.settings.env import PodiumSettings
+from podium.streams import keys
+from podium.streams.connection import connect
+from podium.streams.embedded import LocalRedis
+from podium.streams.subscriber import subscribe
+from podium.tracking.tracker import MlflowTracking
 
 #: The demo's measurement settings: enough samples to be honest, small enough for a 2-core machine.
 DEMO_BENCHMARK = {
@@ -235,7 +235,7 @@ def _wait_results(app, state: DemoState, procs: Processes, r, deadline: float) -
                 if q.status not in ("measured", "reused"):
                     q.status = "failed"
             else:
-                beat = r.hgetall(names.heartbeat(q.key))
+                beat = r.hgetall(keys.heartbeat(q.key))
                 if beat:
                     q.status, q.detail = "running", f"{beat.get('phase', '')} {beat.get('progress', '')}".strip()
         time.sleep(0.3)

@@ -10,15 +10,15 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from podium import names
-from podium.configs import input_fingerprint
 from podium.core.config import BenchmarkConfig
 from podium.core.identity import benchmark_config_hash
 from podium.core.messages import BenchmarkRequest
 from podium.core.records import Champion
 from podium.core.run_tags import identity_for
-from podium.core.settings import redact_url
 from podium.errors import PodiumError
+from podium.settings.env import redact_url
+from podium.settings.files import input_fingerprint
+from podium.streams import keys
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,10 @@ class BrokerUnavailable(PodiumError):
 
 def send_request(app: Celery, request: BenchmarkRequest) -> Enqueued:
     """Send one validated request; raises ``BrokerUnavailable`` (never loses it silently) when Redis is down."""
-    queue = names.queue(request.config.benchmarking.target)
+    queue = keys.queue(request.config.benchmarking.target)
     try:
         result = app.send_task(
-            names.BENCHMARK_TASK,
+            keys.BENCHMARK_TASK,
             args=[json.loads(request.encode())],
             queue=queue,
             retry=True,

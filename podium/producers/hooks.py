@@ -12,11 +12,11 @@ from typing import Any
 
 from celery import Celery
 
-from podium.adapters.mlflow_tracking import MlflowTracking
-from podium.configs import load_benchmark_config
 from podium.core.config import BenchmarkConfig
-from podium.core.settings import PodiumSettings
 from podium.producers.enqueue import Enqueued, enqueue_benchmark
+from podium.settings.env import PodiumSettings
+from podium.settings.files import load_benchmark_config
+from podium.tracking.tracker import MlflowTracking
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class BenchmarkHook:
     def from_settings(
         cls, settings: PodiumSettings | None = None, config: BenchmarkConfig | None = None
     ) -> BenchmarkHook:
-        from podium.workers.app import create_app
+        from podium.broker.app import create_app
 
         settings = settings or PodiumSettings()
         tracking = MlflowTracking.from_settings(settings)

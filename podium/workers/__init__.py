@@ -13,8 +13,8 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     global _app
     if _app is None:
-        from podium.core.settings import PodiumSettings
-        from podium.workers.app import create_app
+        from podium.settings.env import PodiumSettings
+        from podium.workers.app import create_worker_app
 
-        _app = create_app(PodiumSettings())
+        _app = create_worker_app(PodiumSettings())
     return _app

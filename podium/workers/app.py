@@ -1,50 +1,19 @@
-"""The Celery app, built by a function from settings (nothing connects at import time)."""
+"""The worker's Celery app: the broker's app with the benchmark task registered and the start-up checks."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from celery import Celery
 from celery.signals import worker_init
 
-from podium import names
-from podium.core.settings import PodiumSettings, redact_url
-from podium.errors import ConfigError
-
-log = logging.getLogger(__name__)
+from podium.broker.app import create_app, verify_visibility_timeout
+from podium.settings.env import PodiumSettings
+from podium.workers.tasks import register
 
 
-def create_app(settings: PodiumSettings) -> Celery:
-    if settings.visibility_timeout_s <= settings.max_benchmark_s:
-        raise ConfigError(
-            f"PODIUM_VISIBILITY_TIMEOUT_S={settings.visibility_timeout_s} must exceed PODIUM_MAX_BENCHMARK_S="
-            f"{settings.max_benchmark_s}: Redis redelivers unacked messages after the visibility timeout, so a "
-            "longer benchmark would start twice"
-        )
-    app = Celery("podium", broker=settings.redis_url, backend=settings.redis_url, set_as_current=False)
-    app.conf.update(
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        result_accept_content=["json"],
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
-        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
-        result_expires=24 * 3600,
-        task_default_queue=names.queue("cpu"),
-        task_send_sent_event=True,
-        worker_send_task_events=True,
-        task_track_started=True,
-        task_time_limit=settings.max_benchmark_s + 60,
-        task_soft_time_limit=settings.max_benchmark_s,
-        broker_connection_retry_on_startup=True,
-    )
-    app.conf.podium_settings = settings
-    from podium.workers.tasks import register
-
+def create_worker_app(settings: PodiumSettings) -> Celery:
+    app = create_app(settings)
     register(app)
 
     def check_on_start(sender: Any = None, **_: Any) -> None:  # also for plain `celery -A podium.workers worker`
@@ -53,17 +22,3 @@ def create_app(settings: PodiumSettings) -> Celery:
 
     worker_init.connect(check_on_start, weak=False)
     return app
-
-
-def verify_visibility_timeout(app: Celery) -> int:
-    """Read the visibility timeout the broker transport really uses; refuse to start when it is too short."""
-    settings: PodiumSettings = app.conf.podium_settings
-    with app.connection_for_write() as conn:
-        effective = int(getattr(conn.default_channel, "visibility_timeout", 0) or 0)
-    if effective <= settings.max_benchmark_s:
-        raise ConfigError(
-            f"the broker at {redact_url(settings.redis_url)} uses a visibility timeout of {effective} s, not above "
-            f"the longest benchmark ({settings.max_benchmark_s} s): a long benchmark would be delivered twice"
-        )
-    log.info("Broker visibility timeout is %d s (longest benchmark %d s).", effective, settings.max_benchmark_s)
-    return effective

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from podium.adapters.mlflow_store import worker_name
-from podium.adapters.mlflow_tracking import MlflowTracking
-from podium.adapters.redis_conn import connect
-from podium.benchmark import measure_model
-from podium.configs import input_fingerprint
 from podium.core.messages import BenchmarkRequest, MessageError
-from podium.core.settings import PodiumSettings
-from podium.measure import Progress
-from podium.models import ModelSource
-from podium.runner import Measured
+from podium.measurement.artifacts import ModelSource
+from podium.measurement.lifecycle import Measured
+from podium.measurement.loop import Progress
+from podium.measurement.session import measure_model
+from podium.settings.env import PodiumSettings, worker_name
+from podium.settings.files import input_fingerprint
+from podium.streams.connection import connect
+from podium.tracking.tracker import MlflowTracking
 from podium.workers.execute import MeasureRequest, WorkerDeps
 
 

@@ -14,25 +14,21 @@ from typing import Literal
 
 import redis
 
-from podium import names
-from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.core.config import BenchmarkConfig
 from podium.core.messages import BenchmarkRequest, BenchmarkResult
 from podium.core.records import Champion
-from podium.measure import Progress
-from podium.runner import Measured, benchmark_champion
-from podium.workers.heartbeat import Heartbeat
-from podium.workers.lock import DEFAULT_TTL_MS, FencedLock
+from podium.measurement.lifecycle import Measured, benchmark_champion
+from podium.measurement.loop import Progress
+from podium.streams import keys
+from podium.streams.heartbeat import Heartbeat
+from podium.streams.lock import DEFAULT_TTL_MS, FencedLock, LockBusy
+from podium.tracking.tracker import MlflowTracking
 from podium.workers.sweeper import sweep
 
 log = logging.getLogger(__name__)
 
 #: How a worker measures a request: (request, progress) -> Measured.
 MeasureRequest = Callable[[BenchmarkRequest, Progress], Measured]
-
-
-class LockBusy(Exception):
-    """Another worker holds the benchmark's lock right now."""
 
 
 @dataclass
@@ -42,8 +38,8 @@ class WorkerDeps:
     measure: MeasureRequest
     worker: str
     lock_ttl_ms: int = DEFAULT_TTL_MS
-    #: Called with the lock once acquired (tests use it to stall the watchdog).
-    on_locked: Callable[[FencedLock], None] | None = None
+    #: Builds the fenced lock of a benchmark key: (redis, benchmark_key, ttl_ms) -> lock.
+    make_lock: Callable[[redis.Redis, str, int], FencedLock] = FencedLock.for_benchmark
 
 
 @dataclass(frozen=True)
@@ -62,21 +58,19 @@ def execute(request: BenchmarkRequest, deps: WorkerDeps) -> TaskOutcome:
     identity = request.verified_identity()
     key = identity.key
     reuse = request.config.run.mode == "reuse_if_exists"
-    if reuse and (marker := deps.redis.get(names.done(key))):
+    if reuse and (marker := deps.redis.get(keys.done(key))):
         return TaskOutcome("reused", key, marker, "done_marker")
-    lock = FencedLock(deps.redis, key, deps.lock_ttl_ms)
+    lock = deps.make_lock(deps.redis, key, deps.lock_ttl_ms)
     fencing = lock.acquire()
     if fencing is None:
         raise LockBusy(f"benchmark {key} is being measured by another worker")
     lock.start_watchdog()
     beat = Heartbeat(deps.redis, key, deps.worker, request.config.benchmarking.target, request.request_id)
     try:
-        if deps.on_locked:
-            deps.on_locked(lock)
         beat.beat("checking", force=True)
         if fencing > 1:  # this key was locked before: end its runs left RUNNING by a killed worker
             sweep(deps.tracking, deps.redis, key)
-        if reuse and (marker := deps.redis.get(names.done(key))):
+        if reuse and (marker := deps.redis.get(keys.done(key))):
             return TaskOutcome("reused", key, marker, "done_marker")
         return _run(request, deps, lock, beat)
     finally:
@@ -126,6 +120,6 @@ def _run(request: BenchmarkRequest, deps: WorkerDeps, lock: FencedLock, beat: He
         before_finish=commit,
     )
     if outcome.status == "reused":
-        deps.redis.set(names.done(identity.key), outcome.run_id)
+        deps.redis.set(keys.done(identity.key), outcome.run_id)
         return TaskOutcome("reused", identity.key, outcome.run_id, outcome.via)
     return TaskOutcome("measured", identity.key, outcome.run_id, fencing_token=lock.fencing_token)

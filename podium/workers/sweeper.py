@@ -6,10 +6,10 @@ import logging
 
 import redis
 
-from podium import names
-from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.core.filters import all_of, status_is, tag_eq
 from podium.core.orphans import RunningRun, Verdict, judge
+from podium.streams import keys
+from podium.tracking.tracker import MlflowTracking
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,9 @@ def sweep(tracking: MlflowTracking, client: redis.Redis, benchmark_key: str | No
             continue
         token = run.data.tags.get(t.benchmark.fencing_token)
         candidate = RunningRun(run.info.run_id, key, int(token) if token and token.isdigit() else None)
-        fence = client.get(names.fence(key))
+        fence = client.get(keys.fence(key))
         verdict = judge(
-            candidate, int(fence) if fence else None, bool(client.exists(names.lock(key))), client.get(names.done(key))
+            candidate, int(fence) if fence else None, bool(client.exists(keys.lock(key))), client.get(keys.done(key))
         )
         out[run.info.run_id] = verdict
         if verdict.action == "finish":

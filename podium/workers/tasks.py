@@ -14,11 +14,12 @@ from typing import Any
 from celery import Celery, Task
 from celery.signals import worker_process_init
 
-from podium import metrics, names
-from podium.adapters.dead_letters import dead_letter
 from podium.core.messages import BenchmarkRequest, MessageError, decode
-from podium.workers.execute import LockBusy, WorkerDeps, execute
-from podium.workers.lock import LockLost
+from podium.monitoring import prometheus
+from podium.streams import keys
+from podium.streams.dead_letters import dead_letter
+from podium.streams.lock import LockBusy, LockLost
+from podium.workers.execute import WorkerDeps, execute
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +33,16 @@ _deps: dict[int, WorkerDeps] = {}
 
 
 def register(app: Celery) -> None:
-    @app.task(name=names.BENCHMARK_TASK, bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
+    @app.task(name=keys.BENCHMARK_TASK, bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
     def benchmark(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
         return run_task(self, payload, worker_deps(self.app))
 
 
 def serve_metrics(**_: Any) -> None:
     """In each worker child process (after the fork), when PODIUM_METRICS_PORT is set."""
-    from podium.core.settings import PodiumSettings
+    from podium.settings.env import PodiumSettings
 
-    metrics.serve(PodiumSettings().metrics_port)
+    prometheus.serve(PodiumSettings().metrics_port)
 
 
 worker_process_init.connect(serve_metrics, weak=False)
@@ -58,9 +59,9 @@ def worker_deps(app: Celery) -> WorkerDeps:
 
 
 def run_task(task: Task, payload: dict[str, Any], deps: WorkerDeps) -> dict[str, Any]:
-    with metrics.BENCHMARK_SECONDS.time():
+    with prometheus.BENCHMARK_SECONDS.time():
         outcome = _run_task(task, payload, deps)
-    metrics.BENCHMARKS.labels(outcome.get("status", "unknown")).inc()
+    prometheus.BENCHMARKS.labels(outcome.get("status", "unknown")).inc()
     return outcome
 
 
@@ -72,7 +73,7 @@ def _run_task(task: Task, payload: dict[str, Any], deps: WorkerDeps) -> dict[str
     except MessageError as exc:
         dead_letter(deps.redis, "request", payload, str(exc))
         return {"status": "rejected", "error": str(exc)}
-    counter = names.attempts(request.request_id)
+    counter = keys.attempts(request.request_id)
     attempt = int(deps.redis.incr(counter))
     deps.redis.expire(counter, ATTEMPTS_TTL_S)
     if attempt > settings.max_attempts:
@@ -82,7 +83,7 @@ def _run_task(task: Task, payload: dict[str, Any], deps: WorkerDeps) -> dict[str
     try:
         outcome = execute(request, deps)
     except LockBusy:
-        metrics.LOCK_WAITS.inc()
+        prometheus.LOCK_WAITS.inc()
         deps.redis.decr(counter)  # waiting for another worker is not an attempt
         raise task.retry(countdown=random.uniform(*BUSY_RETRY_S)) from None
     except LockLost as exc:

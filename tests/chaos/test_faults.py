@@ -20,18 +20,19 @@ import pytest
 import redis
 from mlflow import MlflowClient
 
-from podium import names
-from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.core.config import BenchmarkConfig
-from podium.core.loading import parse_model
 from podium.core.messages import BestModelUpdate
 from podium.core.records import Champion
 from podium.core.tags import TagsRegistry
+from podium.core.validation import parse_model
+from podium.measurement.lifecycle import Measured
 from podium.producers.enqueue import BrokerUnavailable, build_request, enqueue_benchmark
-from podium.runner import Measured
+from podium.streams import keys
+from podium.streams.lock import LockLost
+from podium.tracking.tracker import MlflowTracking
 from podium.workers.execute import WorkerDeps, execute
-from podium.workers.lock import LockLost
 from podium.workers.sweeper import sweep
+from tests.doubles import StalledLock
 from tests.pipeline_helpers import Pipeline, collect, committed_result, select_best, trial_run, wait_published
 from tests.servers import start_redis
 
@@ -106,8 +107,8 @@ def test_duplicates_under_load(pipeline: Pipeline, store: str) -> None:
     runs = runs_by_key(store)
     keys = {s.benchmark_key for s in sent}
     assert len(keys) == 50 and all(runs[k] == {"FINISHED": 1} for k in keys)
-    assert pipeline.redis.llen(names.queue("cpu")) == 0
-    assert pipeline.redis.xlen(names.BENCHMARKS_STREAM) == 50
+    assert pipeline.redis.llen(keys.queue("cpu")) == 0
+    assert pipeline.redis.xlen(keys.BENCHMARKS_STREAM) == 50
     assert not list(pipeline.redis.scan_iter("podium:lock:*"))
 
 
@@ -140,7 +141,7 @@ def test_workers_killed_mid_benchmark(pipeline: Pipeline, store: str) -> None:
             continue
         target = rng.choice(live)
         time.sleep(rng.uniform(0, 0.5))  # a random point of the benchmark
-        now = pipeline.redis.hgetall(names.heartbeat(target["benchmark_key"]))
+        now = pipeline.redis.hgetall(keys.heartbeat(target["benchmark_key"]))
         if (
             not now
             or now.get("worker") != target["worker"]
@@ -198,7 +199,7 @@ def test_stalled_worker_loses_its_lock(tmp_path: Path, store: str) -> None:
             stalled_measure,
             "stalled-worker",
             lock_ttl_ms=1000,
-            on_locked=lambda lock: lock.renewal_paused.set(),
+            make_lock=StalledLock.for_benchmark,
         )
         outcome: dict = {}
 
@@ -212,7 +213,7 @@ def test_stalled_worker_loses_its_lock(tmp_path: Path, store: str) -> None:
         thread.start()
         assert stalled_started.wait(30)
         deadline = time.monotonic() + 10
-        while r.exists(names.lock(request.benchmark_key)) and time.monotonic() < deadline:
+        while r.exists(keys.lock(request.benchmark_key)) and time.monotonic() < deadline:
             time.sleep(0.05)
         second = execute(request, WorkerDeps(r, tracking, quick_measure, "second-worker", lock_ttl_ms=5000))
         second_done.set()
@@ -225,8 +226,8 @@ def test_stalled_worker_loses_its_lock(tmp_path: Path, store: str) -> None:
         failed = next(run for run in runs.values() if run.info.status == "FAILED")
         assert "lock" in failed.data.tags["code.benchmark.error"]
         assert failed.data.tags["code.benchmark.fencing_token"] == "1"
-        assert r.xlen(names.BENCHMARKS_STREAM) == 1
-        assert r.get(names.done(request.benchmark_key)) == second.run_id
+        assert r.xlen(keys.BENCHMARKS_STREAM) == 1
+        assert r.get(keys.done(request.benchmark_key)) == second.run_id
         r.close()
     finally:
         server.stop()
@@ -260,7 +261,7 @@ def test_aggregator_killed_at_random_points(pipeline: Pipeline, store: str) -> N
     assert latest.best.model_dump(exclude={"composite_score"}) == {
         k: v for k, v in expected["best"].items() if k != "composite_score"
     }
-    seqs = [json.loads(f["data"])["seq"] for _, f in pipeline.redis.xrange(names.BEST_UPDATES_STREAM)]
+    seqs = [json.loads(f["data"])["seq"] for _, f in pipeline.redis.xrange(keys.BEST_UPDATES_STREAM)]
     assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
 
 
@@ -276,7 +277,7 @@ def test_redis_restarted_empty(pipeline: Pipeline, store: str, tmp_path: Path) -
     first = enqueue_benchmark(pipeline.app, champion(1), synthetic())
     measured = pipeline.app.AsyncResult(first.task_id).get(timeout=120)
     assert measured["status"] == "measured"
-    best_key = names.best_latest(STUDY, build_request(champion(1), synthetic()).identity.config_hash)
+    best_key = keys.best_latest(STUDY, build_request(champion(1), synthetic()).identity.config_hash)
     deadline = time.monotonic() + 60
     while not pipeline.redis.exists(best_key) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -319,9 +320,9 @@ def test_backend_down_fails_cleanly_and_others_flow(pipeline: Pipeline, store: s
     assert result["status"] == "failed" and "server liveness check" in result["error"]
     runs = runs_by_key(store)[request.benchmark_key]
     assert runs == {"FAILED": 6}, runs  # one FAILED run per attempt, PODIUM_MAX_ATTEMPTS=6
-    letters = [f for _, f in pipeline.redis.xrange(names.DEAD_LETTERS_STREAM)]
+    letters = [f for _, f in pipeline.redis.xrange(keys.DEAD_LETTERS_STREAM)]
     assert any("attempt 6/6" in f["error"] and "server liveness check" in f["error"] for f in letters)
-    assert not pipeline.redis.exists(names.lock(request.benchmark_key))
+    assert not pipeline.redis.exists(keys.lock(request.benchmark_key))
 
 
 # ---------------------------------------------------------------- 7. a subscriber cut off
@@ -347,7 +348,7 @@ def test_subscriber_cut_off_catches_up_without_duplicates(pipeline: Pipeline, st
         deadline, seen = time.monotonic() + 60, [first]
         last_published = None
         while time.monotonic() < deadline:
-            raw = pipeline.redis.get(names.best_latest(STUDY, "c" * 64))
+            raw = pipeline.redis.get(keys.best_latest(STUDY, "c" * 64))
             last_published = BestModelUpdate.model_validate_json(raw)
             while not updates.empty():
                 seen.append(updates.get_nowait())
@@ -357,7 +358,7 @@ def test_subscriber_cut_off_catches_up_without_duplicates(pipeline: Pipeline, st
         seqs = [u.seq for u in seen]
         assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), seqs
         assert seen[-1] == last_published  # the current best, after reconnecting
-        history = [json.loads(f["data"])["seq"] for _, f in pipeline.redis.xrange(names.BEST_UPDATES_STREAM)]
+        history = [json.loads(f["data"])["seq"] for _, f in pipeline.redis.xrange(keys.BEST_UPDATES_STREAM)]
         assert seqs == [s for s in history if s >= first.seq]  # no gaps either
     finally:
         stop.set()

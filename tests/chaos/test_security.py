@@ -14,10 +14,10 @@ import pytest
 from kombu import Connection, Exchange, Producer
 from mlflow import MlflowClient
 
-from podium import names
 from podium.core.records import Champion
-from podium.core.settings import redact_url
 from podium.producers.enqueue import enqueue_benchmark
+from podium.settings.env import redact_url
+from podium.streams import keys
 from tests.chaos.test_faults import synthetic
 from tests.pipeline_helpers import Pipeline
 from tests.servers import spawn, start_redis
@@ -62,10 +62,10 @@ def test_pickled_and_non_json_messages_are_refused(pipeline: Pipeline) -> None:
     pipeline.wait_workers(1)
     with Connection(pipeline.redis_server.url) as conn:
         producer = Producer(conn)
-        exchange = Exchange(names.queue("cpu"), type="direct")
+        exchange = Exchange(keys.queue("cpu"), type="direct")
         for body, serializer in (((["ls"], {}, {}), "pickle"), ("<xml/>", None)):
             headers = {
-                "task": names.BENCHMARK_TASK,
+                "task": keys.BENCHMARK_TASK,
                 "id": f"evil-{serializer}",
                 "lang": "py",
                 "argsrepr": "",
@@ -78,7 +78,7 @@ def test_pickled_and_non_json_messages_are_refused(pipeline: Pipeline) -> None:
                 else {"content_type": "application/xml", "content_encoding": "utf-8"}
             )
             producer.publish(
-                body, exchange=exchange, routing_key=names.queue("cpu"), headers=headers, declare=[exchange], **kwargs
+                body, exchange=exchange, routing_key=keys.queue("cpu"), headers=headers, declare=[exchange], **kwargs
             )
     # the worker keeps serving: a good request after the bad ones is measured
     good = enqueue_benchmark(pipeline.app, Champion("g" * 32, "s" * 64, "t" * 64, "d", "e"), synthetic())
@@ -91,8 +91,8 @@ def test_pickled_and_non_json_messages_are_refused(pipeline: Pipeline) -> None:
 def _benchmark_once(url: str, tmp_path: Path, migrated_db: Path) -> tuple[str, dict[str, str], str]:
     """A real `podium worker` on ``url`` measures one request sent by a producer on ``url``.
     Returns the MLflow store, the environment used, and the worker's log."""
-    from podium.core.settings import PodiumSettings
-    from podium.workers.app import create_app
+    from podium.broker.app import create_app
+    from podium.settings.env import PodiumSettings
 
     shutil.copy(migrated_db, tmp_path / "mlflow.db")
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"

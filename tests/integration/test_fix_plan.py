@@ -10,17 +10,17 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 
-from podium.adapters.mlflow_tracking import MlflowTracking
-from podium.configs import config_hash_of
 from podium.core.config import BenchmarkConfig, SelectionConfig
-from podium.core.loading import parse_model
 from podium.core.records import Champion
 from podium.core.run_tags import identity_for
 from podium.core.state import select_all
 from podium.core.tags import TagsRegistry
+from podium.core.validation import parse_model
 from podium.errors import UnsafeValueError
-from podium.idempotency import filter_missing_benchmarks
-from podium.runner import Measured, benchmark_champion
+from podium.measurement.lifecycle import Measured, benchmark_champion
+from podium.producers.backfill import filter_missing_benchmarks
+from podium.settings.files import config_hash_of
+from podium.tracking.tracker import MlflowTracking
 
 STUDY, TRIAL = "a" * 64, "b" * 64
 

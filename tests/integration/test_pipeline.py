@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from podium import names
-from podium.adapters.mlflow_tracking import MlflowTracking
+from podium.broker.app import create_app
 from podium.core.config import BenchmarkConfig
-from podium.core.loading import parse_model
 from podium.core.messages import BestModelUpdate
-from podium.core.settings import PodiumSettings
 from podium.core.tags import TagsRegistry
+from podium.core.validation import parse_model
 from podium.producers.enqueue import enqueue_benchmark
-from podium.workers.app import create_app
+from podium.settings.env import PodiumSettings
+from podium.streams import keys
+from podium.tracking.tracker import MlflowTracking
 from tests.pipeline_helpers import (
     Pipeline,
     collect,
@@ -77,8 +77,8 @@ def test_twenty_identical_requests_measure_once(pipeline: Pipeline, store: str, 
     (run,) = finished_runs(store, sent[0].benchmark_key)
     assert {r["run_id"] for r in results} == {run.info.run_id}
     assert run.data.tags["code.benchmark.fencing_token"] == "1"
-    assert pipeline.redis.get(names.done(sent[0].benchmark_key)) == run.info.run_id
-    assert pipeline.redis.llen(names.queue("cpu")) == 0
+    assert pipeline.redis.get(keys.done(sent[0].benchmark_key)) == run.info.run_id
+    assert pipeline.redis.llen(keys.queue("cpu")) == 0
 
     # a config change: a new key, a new run, both kept
     changed = enqueue_benchmark(pipeline.app, tracking.champion(champion), config(max_length=8))
@@ -93,18 +93,18 @@ def test_late_subscriber_and_plain_redis_subscriber(pipeline: Pipeline, store: s
     first = enqueue_benchmark(pipeline.app, tracking.champion(trained(store, tmp_path, "2" * 64, 0.5, 8)), config())
     pipeline.app.AsyncResult(first.task_id).get(timeout=180)
     deadline = time.monotonic() + 60
-    while not pipeline.redis.keys(f"{names.best_channel(STUDY)}:*") and time.monotonic() < deadline:
+    while not pipeline.redis.keys(f"{keys.best_channel(STUDY)}:*") and time.monotonic() < deadline:
         time.sleep(0.2)
 
     plain = pipeline.redis.pubsub()
-    plain.subscribe(names.best_channel(STUDY))
+    plain.subscribe(keys.best_channel(STUDY))
     stop, updates = threading.Event(), queue.Queue()
     collect(stop, pipeline.settings.redis_url, STUDY, updates)
     try:
         current = next_update(updates)  # the late joiner gets the current best first
         stored = {
             BestModelUpdate.model_validate_json(v).seq
-            for v in pipeline.redis.mget(pipeline.redis.keys(f"{names.best_channel(STUDY)}:*"))
+            for v in pipeline.redis.mget(pipeline.redis.keys(f"{keys.best_channel(STUDY)}:*"))
         }
         assert current.seq in stored
         # a much better trial arrives: every later update comes, in order, and plain SUBSCRIBE sees JSON
@@ -128,16 +128,16 @@ def test_late_subscriber_and_plain_redis_subscriber(pipeline: Pipeline, store: s
 
 
 def test_malformed_requests_and_events_are_dead_lettered(pipeline: Pipeline) -> None:
-    before = pipeline.redis.xlen(names.DEAD_LETTERS_STREAM)
+    before = pipeline.redis.xlen(keys.DEAD_LETTERS_STREAM)
     bad = pipeline.app.send_task(
-        names.BENCHMARK_TASK, args=[{"schema_version": 1, "benchmark_key": "nope"}], queue=names.queue("cpu")
+        keys.BENCHMARK_TASK, args=[{"schema_version": 1, "benchmark_key": "nope"}], queue=keys.queue("cpu")
     )
     assert bad.get(timeout=60)["status"] == "rejected"
-    pipeline.redis.xadd(names.BENCHMARKS_STREAM, {"data": '{"schema_version": 1, "run_id": "x"}'})
+    pipeline.redis.xadd(keys.BENCHMARKS_STREAM, {"data": '{"schema_version": 1, "run_id": "x"}'})
     deadline = time.monotonic() + 30
-    while pipeline.redis.xlen(names.DEAD_LETTERS_STREAM) < before + 2 and time.monotonic() < deadline:
+    while pipeline.redis.xlen(keys.DEAD_LETTERS_STREAM) < before + 2 and time.monotonic() < deadline:
         time.sleep(0.2)
-    entries = pipeline.redis.xrange(names.DEAD_LETTERS_STREAM)[before:]
+    entries = pipeline.redis.xrange(keys.DEAD_LETTERS_STREAM)[before:]
     assert {f["source"] for _, f in entries} == {"request", "result"}
     assert all("BenchmarkRequest" in f["error"] or "BenchmarkResult" in f["error"] for _, f in entries)
 
@@ -175,7 +175,7 @@ def test_aggregator_killed_and_restarted_loses_and_double_counts_nothing(pipelin
     assert latest.best.latency_ms == best["latency_ms"] and latest.best.benchmark_runs_count == 10  # window 10
     seqs = [
         BestModelUpdate.model_validate_json(f["data"]).seq
-        for _, f in r.xrange(names.BEST_UPDATES_STREAM)
+        for _, f in r.xrange(keys.BEST_UPDATES_STREAM)
         if json.loads(f["data"])["study_key_hash"] == study
     ]
     assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), seqs

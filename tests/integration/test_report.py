@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.image as mpimg
 from mlflow import MlflowClient
 
-from podium.synthetic_store import StoreSpec, generate_store
+from podium.demo.synthetic_store import StoreSpec, generate_store
 
 
 def test_report_files_and_selection_run(store_uri: str, tmp_path: Path) -> None:

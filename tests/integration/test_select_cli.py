@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from podium.synthetic_store import StoreSpec, generate_store
+from podium.demo.synthetic_store import StoreSpec, generate_store
 
 PODIUM = [sys.executable, "-m", "podium"]
 CANDIDATE_KEYS = {

@@ -9,7 +9,7 @@ from pathlib import Path
 
 SCRIPT = """
 import sys
-from podium.adapters.mlflow_tracking import MlflowTracking
+from podium.tracking.tracker import MlflowTracking
 from podium.core.tags import TagsRegistry
 MlflowTracking.connect(sys.argv[1], TagsRegistry()).benchmark_experiment_id()
 """

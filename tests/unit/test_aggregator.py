@@ -8,13 +8,13 @@ import fakeredis
 import pytest
 from mlflow import MlflowClient
 
-from podium import names
-from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.aggregator.service import Aggregator
 from podium.core.config import SelectionConfig
-from podium.core.loading import parse_model
 from podium.core.messages import BestModelUpdate
 from podium.core.state import select_all
+from podium.core.validation import parse_model
+from podium.streams import keys
+from podium.tracking.tracker import MlflowTracking
 from tests.pipeline_helpers import CONFIG, committed_result, trial_run
 
 S, T1, T2 = "s" * 64, "1" * 64, "2" * 64
@@ -34,7 +34,7 @@ def aggregator(r, tracking: MlflowTracking, aggregation: str = "median", name: s
 
 
 def history(r) -> list[BestModelUpdate]:
-    return [BestModelUpdate.model_validate_json(f["data"]) for _, f in r.xrange(names.BEST_UPDATES_STREAM)]
+    return [BestModelUpdate.model_validate_json(f["data"]) for _, f in r.xrange(keys.BEST_UPDATES_STREAM)]
 
 
 def drain(agg: Aggregator) -> None:
@@ -55,7 +55,7 @@ def test_200_150_210_through_the_stream(
     updates = history(r)
     assert [u.seq for u in updates] == list(range(1, len(updates) + 1))
     assert updates[0].reason == "first"
-    final = BestModelUpdate.model_validate_json(r.get(names.best_latest(S, CONFIG)))
+    final = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
     assert final == updates[-1]
     assert final.best.latency_ms == pytest.approx(expected) and final.best.benchmark_runs_count == 3
     if aggregation != "latest":  # with two or more runs, median and mean never publish the outlier
@@ -66,18 +66,18 @@ def test_replays_and_malformed_entries(r, client: MlflowClient, tracking: Mlflow
     trial_run(client, S, T1, 0.9)
     agg = aggregator(r, tracking)
     result = committed_result(tracking, r, S, T1, 10.0)
-    r.xadd(names.BENCHMARKS_STREAM, {"data": result.encode()})  # the same result again
-    r.xadd(names.BENCHMARKS_STREAM, {"data": "{not json"})
-    r.xadd(names.BENCHMARKS_STREAM, {"data": '{"schema_version": 9}'})
-    r.xadd(names.BENCHMARKS_STREAM, {"other": "field"})
+    r.xadd(keys.BENCHMARKS_STREAM, {"data": result.encode()})  # the same result again
+    r.xadd(keys.BENCHMARKS_STREAM, {"data": "{not json"})
+    r.xadd(keys.BENCHMARKS_STREAM, {"data": '{"schema_version": 9}'})
+    r.xadd(keys.BENCHMARKS_STREAM, {"other": "field"})
     drain(agg)
     assert len(history(r)) == 1 and agg.stats.replays == 1
-    dead = r.xrange(names.DEAD_LETTERS_STREAM)
+    dead = r.xrange(keys.DEAD_LETTERS_STREAM)
     assert len(dead) == 3
     errors = [f["error"] for _, f in dead]
     assert "not JSON" in errors[0] and "schema_version 9 is not supported" in errors[1]
     assert all(f["source"] == "result" for _, f in dead)
-    assert r.xpending(names.BENCHMARKS_STREAM, names.AGGREGATOR_GROUP)["pending"] == 0
+    assert r.xpending(keys.BENCHMARKS_STREAM, keys.AGGREGATOR_GROUP)["pending"] == 0
 
 
 def test_equals_podium_select_and_restart_counts_nothing_twice(
@@ -92,11 +92,11 @@ def test_equals_podium_select_and_restart_counts_nothing_twice(
     published_before = len(history(r))
 
     restarted = aggregator(r, tracking, name="agg-2")  # rebuilt from MLflow: nothing changed, nothing published
-    r.xadd(names.BENCHMARKS_STREAM, {"data": committed_result(tracking, None, S, T2, 11.0).encode()})
+    r.xadd(keys.BENCHMARKS_STREAM, {"data": committed_result(tracking, None, S, T2, 11.0).encode()})
     drain(restarted)
     ids = tracking.experiment_ids()
     (batch,), _ = select_all(tracking.load_benchmarks(ids), tracking.load_trials(ids), SelectionConfig())
-    latest = BestModelUpdate.model_validate_json(r.get(names.best_latest(S, CONFIG)))
+    latest = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
     assert latest.best.trial_key_hash == batch.best.trial_key_hash
     assert latest.best.latency_ms == batch.best.latency_ms and latest.best.benchmark_runs_count == 3
     seqs = [u.seq for u in history(r)]
@@ -117,7 +117,7 @@ def test_a_result_before_its_trial_is_joined_when_the_trial_appears(r, client: M
 
 
 def test_new_best_reporter_is_rate_limited_and_writes_files(r, client: MlflowClient, tracking, tmp_path) -> None:
-    from podium.report import NewBestReporter
+    from podium.aggregator.report import NewBestReporter
 
     trial_run(client, S, T1, 0.9)
     trial_run(client, S, T2, 0.95)
@@ -154,5 +154,5 @@ def test_champion_alias_follows_the_new_best(r, client: MlflowClient, tracking) 
     assert first.version != second.version
     assert second.tags["podium.trial_key_hash"] == T2 and first.tags["podium.trial_key_hash"] == T1
     assert (
-        second.run_id == BestModelUpdate.model_validate_json(r.get(names.best_latest(S, CONFIG))).best.artifact_run_id
+        second.run_id == BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG))).best.artifact_run_id
     )

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from podium.configs import input_fingerprint, load_benchmark_config, load_selection_config, load_tags
 from podium.core.config import BenchmarkConfig, BenchmarkingSection, SelectionConfig
 from podium.core.tags import TagsRegistry
 from podium.errors import ConfigError
+from podium.settings.files import input_fingerprint, load_benchmark_config, load_selection_config, load_tags
 from tests.conftest import REPO
 
 
@@ -61,7 +61,7 @@ def test_bad_selection_file(tmp_path: Path, text: str, expected: str) -> None:
         ),
         ("run:\n  mode: sometimes\n", r"run.mode: .*'reuse_if_exists' or 'force_new', got 'sometimes'"),
         ("benchmarking:\n  device: tpu\n", r"benchmarking.device: .*'cpu' or 'cuda', got 'tpu'"),
-        ('benchmarking:\n  target: "gpu h200"\n', r"benchmarking.target: must hold only letters"),
+        ('benchmarking:\n  target: "gpu h200"\n', r"benchmarking.target: may only hold letters"),
         ("benchmarking:\n  iterations: 0\n", r"benchmarking.iterations: .*greater than 0, got 0"),
     ],
 )
@@ -76,7 +76,7 @@ def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
 
 
 def test_unsafe_tag_name_in_registry(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"grouping.study_key_hash: tag name may only hold"):
+    with pytest.raises(ConfigError, match=r"grouping.study_key_hash: may only hold"):
         load_tags(_write(tmp_path, 'grouping:\n  study_key_hash: "a`b"\n'))
 
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from podium import names
-from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.core.config import BenchmarkConfig
-from podium.core.loading import parse_model
 from podium.core.messages import BenchmarkRequest, BenchmarkResult, MessageError, decode
 from podium.core.records import Champion
+from podium.core.validation import parse_model
+from podium.measurement.lifecycle import Measured
 from podium.producers.enqueue import build_request
-from podium.runner import Measured
-from podium.workers.execute import LockBusy, WorkerDeps, execute
-from podium.workers.lock import FencedLock, LockLost
+from podium.streams import keys
+from podium.streams.lock import FencedLock, LockBusy, LockLost
+from podium.tracking.tracker import MlflowTracking
+from podium.workers.execute import WorkerDeps, execute
+from tests.doubles import StalledLock
 
 CHAMPION = Champion("c" * 32, "s" * 64, "t" * 64, "data-v1", "eval-v1")
 
@@ -58,13 +59,13 @@ def test_measure_then_reuse_from_marker_then_from_mlflow(r, tracking: MlflowTrac
     req = request()
     first = execute(req, deps(r, tracking, m))
     assert first.status == "measured" and first.fencing_token == 1
-    assert r.get(names.done(req.benchmark_key)) == first.run_id
-    ((_, fields),) = r.xrange(names.BENCHMARKS_STREAM)
+    assert r.get(keys.done(req.benchmark_key)) == first.run_id
+    ((_, fields),) = r.xrange(keys.BENCHMARKS_STREAM)
     event = decode(BenchmarkResult, fields["data"])
     assert event.run_id == first.run_id and event.fencing_token == 1 and event.metrics == {"latency_batch_1_ms": 4.2}
     (run,) = finished(tracking)
     assert run.data.tags["code.benchmark.fencing_token"] == "1" and run.info.start_time == event.start_time
-    assert r.get(names.lock(req.benchmark_key)) is None and r.get(names.heartbeat(req.benchmark_key)) is None
+    assert r.get(keys.lock(req.benchmark_key)) is None and r.get(keys.heartbeat(req.benchmark_key)) is None
 
     again = execute(request(), deps(r, tracking, m))
     assert (again.status, again.via, again.run_id) == ("reused", "done_marker", first.run_id)
@@ -72,7 +73,7 @@ def test_measure_then_reuse_from_marker_then_from_mlflow(r, tracking: MlflowTrac
     r.flushall()  # Redis lost everything: MLflow, the source of truth, still knows
     third = execute(request(), deps(r, tracking, m))
     assert (third.status, third.via, third.run_id) == ("reused", "benchmark_key", first.run_id)
-    assert r.get(names.done(req.benchmark_key)) == first.run_id
+    assert r.get(keys.done(req.benchmark_key)) == first.run_id
     assert m.calls == 1 and len(finished(tracking)) == 1
 
 
@@ -86,7 +87,7 @@ def test_force_new_measures_again_under_the_lock(r, tracking: MlflowTracking) ->
 
 def test_busy_lock(r, tracking: MlflowTracking) -> None:
     req = request()
-    FencedLock(r, req.benchmark_key).acquire()
+    FencedLock.for_benchmark(r, req.benchmark_key).acquire()
     with pytest.raises(LockBusy):
         execute(req, deps(r, tracking, Measure()))
 
@@ -95,17 +96,17 @@ def test_lost_lock_aborts_fails_the_run_and_publishes_nothing(r, tracking: Mlflo
     req = request()
 
     def takeover() -> None:  # the TTL expired while this worker stalled; another took the key
-        r.delete(names.lock(req.benchmark_key))
-        FencedLock(r, req.benchmark_key).acquire()
+        r.delete(keys.lock(req.benchmark_key))
+        FencedLock.for_benchmark(r, req.benchmark_key).acquire()
 
     d = deps(r, tracking, Measure(takeover))
-    d.on_locked = lambda lock: lock.renewal_paused.set()
+    d.make_lock = StalledLock.for_benchmark
     with pytest.raises(LockLost):
         execute(req, d)
     (run,) = tracking.client.search_runs([tracking.benchmark_experiment_id()])
     assert run.info.status == "FAILED"
     assert "lock" in run.data.tags["code.benchmark.error"]
-    assert r.xlen(names.BENCHMARKS_STREAM) == 0 and r.get(names.done(req.benchmark_key)) is None
+    assert r.xlen(keys.BENCHMARKS_STREAM) == 0 and r.get(keys.done(req.benchmark_key)) is None
 
 
 def test_a_tampered_key_is_refused(r, tracking: MlflowTracking) -> None:
@@ -124,4 +125,4 @@ def test_measurement_failure_ends_failed_and_releases(r, tracking: MlflowTrackin
         execute(req, deps(r, tracking, Measure(boom)))
     (run,) = tracking.client.search_runs([tracking.benchmark_experiment_id()])
     assert run.info.status == "FAILED" and run.data.tags["code.benchmark.error"] == "RuntimeError: server down"
-    assert r.get(names.lock(req.benchmark_key)) is None
+    assert r.get(keys.lock(req.benchmark_key)) is None

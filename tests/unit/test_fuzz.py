@@ -10,14 +10,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from podium import names
 from podium.aggregator.service import Aggregator
 from podium.core.config import BenchmarkConfig, SelectionConfig
-from podium.core.loading import load_model
 from podium.core.messages import MAX_MESSAGE_BYTES, BenchmarkRequest, BenchmarkResult, MessageError, decode
 from podium.core.records import Champion
 from podium.errors import ConfigError
 from podium.producers.enqueue import build_request
+from podium.settings.files import load_yaml as load_model
+from podium.streams import keys
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
@@ -75,9 +75,9 @@ def test_oversized_payloads_are_refused_both_ways() -> None:
 def test_random_stream_entries_become_dead_letters(tracking, fields: dict) -> None:
     r = fakeredis.FakeRedis(decode_responses=True)
     agg = Aggregator(r, tracking, SelectionConfig(), "fuzz")
-    before = r.xlen(names.DEAD_LETTERS_STREAM)
+    before = r.xlen(keys.DEAD_LETTERS_STREAM)
     assert agg.apply_entry("1-0", fields) == set()
-    assert r.xlen(names.DEAD_LETTERS_STREAM) == before + 1
+    assert r.xlen(keys.DEAD_LETTERS_STREAM) == before + 1
 
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)

@@ -8,8 +8,8 @@ import time
 import fakeredis
 import pytest
 
-from podium import names
-from podium.workers.lock import FencedLock, LockLost
+from podium.streams import keys
+from podium.streams.lock import FencedLock, LockLost
 
 KEY = "a" * 64
 
@@ -20,61 +20,61 @@ def r():
 
 
 def test_acquire_gives_increasing_fencing_tokens(r) -> None:
-    first = FencedLock(r, KEY, ttl_ms=1000)
+    first = FencedLock.for_benchmark(r, KEY, ttl_ms=1000)
     assert first.acquire() == 1
-    assert FencedLock(r, KEY).acquire() is None  # held
+    assert FencedLock.for_benchmark(r, KEY).acquire() is None  # held
     assert first.release()
-    second = FencedLock(r, KEY)
+    second = FencedLock.for_benchmark(r, KEY)
     assert second.acquire() == 2
 
 
 def test_renew_and_release_only_with_the_token(r) -> None:
-    holder, other = FencedLock(r, KEY, ttl_ms=5000), FencedLock(r, KEY)
+    holder, other = FencedLock.for_benchmark(r, KEY, ttl_ms=5000), FencedLock.for_benchmark(r, KEY)
     holder.acquire()
     assert not other.renew() and not other.release()
-    assert r.get(names.lock(KEY)) == holder.token
+    assert r.get(keys.lock(KEY)) == holder.token
     assert holder.renew() and holder.release()
-    assert r.get(names.lock(KEY)) is None
+    assert r.get(keys.lock(KEY)) is None
 
 
 def test_commit_writes_marker_and_event_under_the_fence(r) -> None:
-    lock = FencedLock(r, KEY)
+    lock = FencedLock.for_benchmark(r, KEY)
     lock.acquire()
     entry = lock.commit("run-1", '{"x": 1}')
-    assert r.get(names.done(KEY)) == "run-1"
-    ((entry_id, fields),) = r.xrange(names.BENCHMARKS_STREAM)
+    assert r.get(keys.done(KEY)) == "run-1"
+    ((entry_id, fields),) = r.xrange(keys.BENCHMARKS_STREAM)
     assert entry_id == entry and fields == {"data": '{"x": 1}'}
 
 
 def test_commit_refused_after_takeover(r) -> None:
-    stale = FencedLock(r, KEY, ttl_ms=1000)
+    stale = FencedLock.for_benchmark(r, KEY, ttl_ms=1000)
     stale.acquire()
-    r.delete(names.lock(KEY))  # the TTL ran out while the holder stalled
-    fresh = FencedLock(r, KEY)
+    r.delete(keys.lock(KEY))  # the TTL ran out while the holder stalled
+    fresh = FencedLock.for_benchmark(r, KEY)
     assert fresh.acquire() == 2
     with pytest.raises(LockLost, match="lock not held"):
         stale.commit("stale-run", "{}")
     assert stale.lost.is_set()
-    assert r.get(names.done(KEY)) is None and r.xlen(names.BENCHMARKS_STREAM) == 0
+    assert r.get(keys.done(KEY)) is None and r.xlen(keys.BENCHMARKS_STREAM) == 0
     fresh.commit("fresh-run", "{}")
-    assert r.get(names.done(KEY)) == "fresh-run"
+    assert r.get(keys.done(KEY)) == "fresh-run"
 
 
 def test_commit_refused_when_fence_superseded_even_with_same_token(r) -> None:
-    lock = FencedLock(r, KEY)
+    lock = FencedLock.for_benchmark(r, KEY)
     lock.acquire()
-    r.incr(names.fence(KEY))  # a newer holder existed in between
+    r.incr(keys.fence(KEY))  # a newer holder existed in between
     with pytest.raises(LockLost, match="fencing token superseded"):
         lock.commit("run", "{}")
 
 
 def test_watchdog_renews_and_reports_loss(r) -> None:
-    lock = FencedLock(r, KEY, ttl_ms=1000)
+    lock = FencedLock.for_benchmark(r, KEY, ttl_ms=1000)
     lock.acquire()
     lock.start_watchdog()
     time.sleep(1.5)
-    assert r.get(names.lock(KEY)) == lock.token and not lock.lost.is_set()  # renewed past the TTL
-    r.set(names.lock(KEY), "someone-else")
+    assert r.get(keys.lock(KEY)) == lock.token and not lock.lost.is_set()  # renewed past the TTL
+    r.set(keys.lock(KEY), "someone-else")
     deadline = time.monotonic() + 3
     while not lock.lost.is_set() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -82,4 +82,4 @@ def test_watchdog_renews_and_reports_loss(r) -> None:
     with pytest.raises(LockLost):
         lock.check()
     lock.release()
-    assert r.get(names.lock(KEY)) == "someone-else"  # never releases someone else's lock
+    assert r.get(keys.lock(KEY)) == "someone-else"  # never releases someone else's lock

@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 
 from podium.core.aggregation import ScopeKey
 from podium.core.config import SelectionConfig
-from podium.core.loading import parse_model
 from podium.core.records import BenchmarkRecord, TrialRecord
 from podium.core.selection import Candidate, rank
 from podium.core.state import SelectionState, select_all
+from podium.core.validation import parse_model
 
 C1, C2 = "1" * 64, "2" * 64
 

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from podium.core.config import BenchmarkingSection, StabilitySection
-from podium.core.metrics import summary_metrics
+from podium.core.metric_names import summary_metrics
 from podium.core.stats import percentile, quality_flags, summarize, windows_agree
-from podium.measure import measure_batch
+from podium.measurement.loop import measure_batch
 
 
 def test_nearest_rank_percentiles() -> None:
@@ -114,8 +114,8 @@ def test_metrics_follow_design_names() -> None:
 def test_server_statistics_are_diffed_around_the_measured_windows() -> None:
     """Triton's statistics are cumulative: only the requests between the two snapshots count."""
     from podium.backends.base import ServerStats
-    from podium.benchmark import _server_breakdown
-    from podium.measure import BatchMeasurement
+    from podium.measurement.loop import BatchMeasurement
+    from podium.measurement.session import _server_breakdown
 
     window = summarize([5_000_000] * 100, 1)  # the client saw 5 ms per request
     m = BatchMeasurement(window, [window], stable=True)

@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from podium import names
+from podium.streams import keys
 
 #: A heartbeat older than this is gone (its worker died or stalled).
 TTL_S = 60
@@ -18,7 +18,7 @@ MIN_INTERVAL_S = 0.5
 class Heartbeat:
     def __init__(self, client: redis.Redis, benchmark_key: str, worker: str, target: str, request_id: str):
         self.client = client
-        self.key = names.heartbeat(benchmark_key)
+        self.key = keys.heartbeat(benchmark_key)
         self.base = {
             "worker": worker,
             "target": target,

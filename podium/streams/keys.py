@@ -14,8 +14,9 @@ BEST_UPDATES_STREAM = f"{PREFIX}:best-updates"
 DEAD_LETTERS_STREAM = f"{PREFIX}:dead-letters"
 #: The aggregator's consumer group on BENCHMARKS_STREAM.
 AGGREGATOR_GROUP = f"{PREFIX}-aggregator"
-#: Only one aggregator applies events at a time (the leader).
+#: Only one aggregator applies events at a time (the leader): its lock and its fencing counter.
 AGGREGATOR_LEADER = f"{PREFIX}:aggregator:leader"
+AGGREGATOR_FENCE = f"{PREFIX}:aggregator:fence"
 #: Celery task name of a benchmark request.
 BENCHMARK_TASK = f"{PREFIX}.benchmark"
 
@@ -51,11 +52,18 @@ def best_channel(study_key_hash: str) -> str:
 
 
 BEST_CHANNEL_PATTERN = f"{PREFIX}:best:*"
+LOCK_PATTERN = f"{PREFIX}:lock:*"
+HEARTBEAT_PATTERN = f"{PREFIX}:heartbeat:*"
 BEST_LATEST_PATTERN = f"{PREFIX}:best:*:*"
 
 
 def sequence(study_key_hash: str) -> str:
     return f"{PREFIX}:seq:{require_safe(study_key_hash, 'study_key_hash')}"
+
+
+#: Kombu's binding key of each podium queue (how ``podium status`` finds the queues).
+QUEUE_BINDING_PREFIX = "_kombu.binding."
+QUEUE_BINDING_PATTERN = f"{QUEUE_BINDING_PREFIX}{PREFIX}.*"
 
 
 def queue(target: str) -> str:

@@ -1,13 +1,12 @@
-"""Parse a YAML document into a pydantic model, turning every failure into one readable ConfigError."""
+"""Validate parsed data as a pydantic model, turning every failure into one readable ConfigError (no I/O)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from podium.core.safety import pattern_problem
 from podium.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
@@ -25,24 +24,6 @@ def parse_model(model: type[M], data: Any, source: str) -> M:
         raise ConfigError(format_validation_error(model, exc, source)) from None
 
 
-def load_model(model: type[M], path: Path | str) -> M:
-    """Read ``path`` as YAML and validate it as ``model``."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found; pass an existing file or omit it to use defaults") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return parse_model(model, data, str(path))
-
-
 def format_validation_error(model: type[BaseModel], exc: ValidationError, source: str) -> str:
     lines = []
     for err in exc.errors():
@@ -51,7 +32,7 @@ def format_validation_error(model: type[BaseModel], exc: ValidationError, source
             allowed = ", ".join(_allowed_keys(model, err["loc"][:-1])) or "none"
             lines.append(f"{source}: {loc}: unknown key; allowed keys here: {allowed}")
             continue
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = pattern_problem(err) or err["msg"].removeprefix("Value error, ")
         lines.append(f"{source}: {loc}: {msg}, got {err.get('input')!r}")
     return "\n".join(lines)
 

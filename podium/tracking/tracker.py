@@ -17,17 +17,17 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Run, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 
-from podium.adapters.mlflow_store import open_sqlite
-from podium.configs import load_tags
 from podium.core.existing import BenchmarkIndex, ExistingBenchmark
 from podium.core.filters import all_of, status_is, tag_eq, tag_is_null
 from podium.core.identity import UNKNOWN_FINGERPRINT, BenchmarkIdentity
 from podium.core.records import BenchmarkRecord, Champion, TrialRecord
 from podium.core.safety import require_safe
-from podium.core.settings import PodiumSettings
 from podium.core.state import TrialSide
 from podium.core.tags import TagsRegistry
 from podium.errors import TrackingError
+from podium.settings.env import PodiumSettings
+from podium.settings.files import load_tags
+from podium.tracking.sqlite import open_sqlite
 
 log = logging.getLogger(__name__)
 

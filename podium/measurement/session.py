@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.backends.base import InferenceBackend, ServerStats
 from podium.backends.factory import make_backend
 from podium.backends.inputs import build_inputs, load_token_rows
 from podium.core.config import BenchmarkConfig
-from podium.core.metrics import server_metrics, summary_metrics
-from podium.measure import BatchMeasurement, Clock, Progress, measure_batch
-from podium.models import ModelSource, fetch
-from podium.runner import Measured
+from podium.core.metric_names import server_metrics, summary_metrics
+from podium.measurement.artifacts import ModelSource, fetch
+from podium.measurement.loop import BatchMeasurement, Clock, Progress, measure_batch
+from podium.tracking.tracker import MlflowTracking
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What a measurement produced: MLflow metrics, the ``benchmark.json`` summary, the hardware measured on."""
+
+    metrics: Mapping[str, float]
+    summary: Mapping[str, Any]
+    device: str
+    #: Per batch size, e.g. ``b1:stable,b8:unstable``.
+    stability: str = ""
 
 
 def run_measurement(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -55,3 +56,8 @@ def redact_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def worker_name() -> str:
+    """``host:pid`` of this process, for the ``code.benchmark.worker`` tag and heartbeats."""
+    return f"{os.uname().nodename}:{os.getpid()}"

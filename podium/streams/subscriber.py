@@ -17,10 +17,10 @@ from collections.abc import Iterator
 
 import redis
 
-from podium import names
-from podium.adapters.redis_conn import connect
 from podium.core.messages import BestModelUpdate, MessageError, decode
 from podium.core.safety import require_safe
+from podium.streams import keys
+from podium.streams.connection import connect
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def subscribe(
     if study_key_hash is not None:
         require_safe(study_key_hash, "study_key_hash")
     if client is None:
-        from podium.core.settings import PodiumSettings
+        from podium.settings.env import PodiumSettings
 
         client = connect(redis_url or PodiumSettings().redis_url)
     follower = _Follower(client, study_key_hash)
@@ -75,9 +75,9 @@ class _Follower:
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         try:
             if self.study is None:
-                pubsub.psubscribe(names.BEST_CHANNEL_PATTERN)
+                pubsub.psubscribe(keys.BEST_CHANNEL_PATTERN)
             else:
-                pubsub.subscribe(names.best_channel(self.study))
+                pubsub.subscribe(keys.best_channel(self.study))
             # Subscribed first, then caught up: nothing published in between can be missed.
             yield from (u for u in self._catch_up() if self._fresh(u))
             while not stop.is_set():
@@ -95,11 +95,11 @@ class _Follower:
             pubsub.close()
 
     def _catch_up(self) -> list[BestModelUpdate]:
-        tip = self.client.xrevrange(names.BEST_UPDATES_STREAM, count=1)
+        tip = self.client.xrevrange(keys.BEST_UPDATES_STREAM, count=1)
         if self.history_id is None:
             updates = self._latest_values()
         else:
-            entries = self.client.xrange(names.BEST_UPDATES_STREAM, min=f"({self.history_id}")
+            entries = self.client.xrange(keys.BEST_UPDATES_STREAM, min=f"({self.history_id}")
             updates = [u for u in (_parse(f.get("data")) for _, f in entries) if u is not None]
         if tip:
             self.history_id = tip[0][0]
@@ -108,9 +108,9 @@ class _Follower:
         return sorted(updates, key=lambda u: (u.study_key_hash, u.seq))
 
     def _latest_values(self) -> list[BestModelUpdate]:
-        pattern = names.BEST_LATEST_PATTERN if self.study is None else f"{names.best_channel(self.study)}:*"
-        keys = list(self.client.scan_iter(match=pattern, count=1000))
-        values = self.client.mget(keys) if keys else []
+        pattern = keys.BEST_LATEST_PATTERN if self.study is None else f"{keys.best_channel(self.study)}:*"
+        names = list(self.client.scan_iter(match=pattern, count=1000))
+        values = self.client.mget(names) if names else []
         return [u for u in (_parse(v) for v in values) if u is not None]
 
 

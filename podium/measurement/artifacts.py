@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 
 from mlflow.exceptions import MlflowException
 
-from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.core.safety import require_safe
 from podium.errors import PodiumError
+from podium.tracking.tracker import MlflowTracking
 
 #: Where training code puts the TorchScript model inside the refit (or trial) run.
 DEFAULT_ARTIFACT_PATH = "model/model.pt"

@@ -7,12 +7,13 @@ import logging
 from pathlib import Path
 from typing import TypeVar
 
+import yaml
 from pydantic import BaseModel
 
 from podium.core.config import BenchmarkConfig, BenchmarkingSection, SelectionConfig
 from podium.core.identity import benchmark_config_hash, synthetic_input_fingerprint
-from podium.core.loading import load_model
 from podium.core.tags import TagsRegistry
+from podium.core.validation import parse_model
 from podium.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -24,12 +25,30 @@ TAGS_FILE = "tags.yaml"
 M = TypeVar("M", bound=BaseModel)
 
 
+def load_yaml(model: type[M], path: Path | str) -> M:
+    """Read ``path`` as YAML and validate it as ``model``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found; pass an existing file or omit it to use defaults") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_model(model, data, str(path))
+
+
 def _load(model: type[M], explicit: Path | str | None, config_dir: Path, name: str) -> M:
     if explicit is not None:
-        return load_model(model, explicit)
+        return load_yaml(model, explicit)
     candidate = Path(config_dir) / name
     if candidate.is_file():
-        return load_model(model, candidate)
+        return load_yaml(model, candidate)
     log.debug("No %s found; using built-in defaults.", candidate)
     return model()
 

@@ -4,29 +4,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from podium.adapters.mlflow_tracking import MlflowTracking
-from podium.configs import config_hash_of
 from podium.core.config import BenchmarkConfig
 from podium.core.identity import BenchmarkIdentity
 from podium.core.records import Champion
 from podium.core.run_tags import benchmark_run_tags, identity_for
+from podium.measurement.session import Measured
+from podium.settings.files import config_hash_of
+from podium.tracking.tracker import MlflowTracking
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Measured:
-    """What a measurement produced: MLflow metrics, the ``benchmark.json`` summary, the hardware measured on."""
-
-    metrics: Mapping[str, float]
-    summary: Mapping[str, Any]
-    device: str
-    #: Per batch size, e.g. ``b1:stable,b8:unstable``.
-    stability: str = ""
 
 
 Measure = Callable[[BenchmarkConfig, Champion], Measured]

@@ -6,18 +6,18 @@ from pathlib import Path
 
 import pytest
 import redis
+from podium.streams import embedded
 
-from podium.adapters import local_redis
-from podium.workers.lock import FencedLock
+from podium.streams.lock import FencedLock
 
 
 def test_falls_back_to_fakeredis_and_speaks_the_protocol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local_redis.shutil, "which", lambda name: None)
-    server = local_redis.LocalRedis(tmp_path).start()
+    monkeypatch.setattr(embedded.shutil, "which", lambda name: None)
+    server = embedded.LocalRedis(tmp_path).start()
     try:
         assert server.kind.startswith("embedded fakeredis")
         client = redis.Redis.from_url(server.url, decode_responses=True)
-        lock = FencedLock(client, "e" * 64)  # Lua scripts work through it
+        lock = FencedLock.for_benchmark(client, "e" * 64)  # Lua scripts work through it
         assert lock.acquire() == 1
         lock.commit("run", "{}")
         assert client.get("podium:done:" + "e" * 64) == "run"

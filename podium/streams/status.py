@@ -8,8 +8,8 @@ from typing import Any
 
 import redis
 
-from podium import names
 from podium.core.messages import BestModelUpdate
+from podium.streams import keys
 
 #: A lock whose benchmark has no heartbeat this fresh is reported stale.
 STALE_AFTER_S = 30.0
@@ -26,10 +26,10 @@ def collect(client: redis.Redis, dead_letters: int = 5) -> dict[str, Any]:
         "locks": len(locks),
         "stale_locks": [lock for lock in locks if lock["benchmark_key"] not in beating],
         "dead_letters": {
-            "count": int(client.xlen(names.DEAD_LETTERS_STREAM)),
+            "count": int(client.xlen(keys.DEAD_LETTERS_STREAM)),
             "latest": [
                 {"id": i, **{k: v[:300] for k, v in f.items() if k != "payload"}}
-                for i, f in client.xrevrange(names.DEAD_LETTERS_STREAM, count=dead_letters)
+                for i, f in client.xrevrange(keys.DEAD_LETTERS_STREAM, count=dead_letters)
             ],
         },
         "aggregator": _aggregator(client),
@@ -40,15 +40,15 @@ def collect(client: redis.Redis, dead_letters: int = 5) -> dict[str, Any]:
 
 def _queues(client: redis.Redis) -> dict[str, int]:
     queues = {}
-    for key in client.scan_iter(match="_kombu.binding.podium.*", count=1000):
-        queue = key.removeprefix("_kombu.binding.")
+    for key in client.scan_iter(match=keys.QUEUE_BINDING_PATTERN, count=1000):
+        queue = key.removeprefix(keys.QUEUE_BINDING_PREFIX)
         queues[queue] = int(client.llen(queue))
     return dict(sorted(queues.items()))
 
 
 def _running(client: redis.Redis, now: float) -> list[dict[str, Any]]:
     running = []
-    for key in client.scan_iter(match="podium:heartbeat:*", count=1000):
+    for key in client.scan_iter(match=keys.HEARTBEAT_PATTERN, count=1000):
         beat = client.hgetall(key)
         if beat:
             running.append(
@@ -66,31 +66,30 @@ def _running(client: redis.Redis, now: float) -> list[dict[str, Any]]:
 
 
 def _locks(client: redis.Redis) -> list[dict[str, Any]]:
-    """Benchmark locks (the aggregator's leader lock is not one)."""
+    """Benchmark locks (the aggregator's leader lock lives elsewhere)."""
     return [
-        {"benchmark_key": key.removeprefix("podium:lock:"), "ttl_ms": int(client.pttl(key))}
-        for key in client.scan_iter(match="podium:lock:*", count=1000)
-        if key != names.lock("aggregator-leader")
+        {"benchmark_key": key.rsplit(":", 1)[-1], "ttl_ms": int(client.pttl(key))}
+        for key in client.scan_iter(match=keys.LOCK_PATTERN, count=1000)
     ]
 
 
 def _aggregator(client: redis.Redis) -> dict[str, Any] | None:
-    if not client.exists(names.BENCHMARKS_STREAM):
+    if not client.exists(keys.BENCHMARKS_STREAM):
         return None
-    for g in client.xinfo_groups(names.BENCHMARKS_STREAM):
-        if g["name"] == names.AGGREGATOR_GROUP:
+    for g in client.xinfo_groups(keys.BENCHMARKS_STREAM):
+        if g["name"] == keys.AGGREGATOR_GROUP:
             return {
                 "pending": g["pending"],
                 "lag": g.get("lag"),
                 "consumers": g["consumers"],
-                "leader": client.exists(names.lock("aggregator-leader")) == 1,
+                "leader": client.exists(keys.AGGREGATOR_LEADER) == 1,
             }
     return None
 
 
 def _best(client: redis.Redis) -> list[dict[str, Any]]:
     best = []
-    for key in client.scan_iter(match=names.BEST_LATEST_PATTERN, count=1000):
+    for key in client.scan_iter(match=keys.BEST_LATEST_PATTERN, count=1000):
         raw = client.get(key)
         if raw:
             best.append(BestModelUpdate.model_validate_json(raw).model_dump(mode="json"))

@@ -1,8 +1,7 @@
-"""Opening an MLflow store safely, and naming the process that writes to it."""
+"""Opening a sqlite MLflow store safely when several processes open it at once."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -22,8 +21,3 @@ def open_sqlite(tracking_uri: str, db: Path) -> MlflowClient:
             return client
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def worker_name() -> str:
-    """``host:pid`` of this process, for the ``code.benchmark.worker`` tag and heartbeats."""
-    return f"{os.uname().nodename}:{os.getpid()}"

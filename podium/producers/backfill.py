@@ -6,12 +6,12 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from podium.adapters.mlflow_tracking import MlflowTracking, warn_fallback
-from podium.configs import config_hash_of
 from podium.core.config import BenchmarkConfig
 from podium.core.identity import BenchmarkIdentity
 from podium.core.records import Champion
 from podium.core.run_tags import identity_for
+from podium.settings.files import config_hash_of
+from podium.tracking.tracker import MlflowTracking, warn_fallback
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from podium import names
+from podium.streams import keys
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def dead_letter(client: redis.Redis, source: str, payload: Any, error: str) -> s
     text = payload if isinstance(payload, str) else json.dumps(payload, default=repr)
     fields = {"source": source, "error": error[:4000], "payload": text[:MAX_PAYLOAD_CHARS], "at": f"{time.time():.3f}"}
     try:
-        entry = client.xadd(names.DEAD_LETTERS_STREAM, fields, maxlen=MAXLEN, approximate=True)
+        entry = client.xadd(keys.DEAD_LETTERS_STREAM, fields, maxlen=MAXLEN, approximate=True)
     except redis.RedisError as exc:
         log.error("Could not dead-letter a %s message (%s); error was: %s", source, exc, error)
         return None

@@ -4,7 +4,7 @@ Used by the README's first command (a small example store), by tests, and by ``b
 benchmark runs over 1,000 trials). Nothing here uses podium's own MLflow adapter on purpose: the store
 must be readable by podium because it follows the conventions, not because podium wrote it.
 
-    python -m podium.synthetic_store .podium/example --studies 2 --trials 6 --benchmarks 3
+    python -m podium.demo.synthetic_store .podium/example --studies 2 --trials 6 --benchmarks 3
 """
 
 from __future__ import annotations

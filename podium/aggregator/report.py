@@ -6,10 +6,10 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-from podium.adapters.mlflow_tracking import MlflowTracking
 from podium.core.config import SelectionConfig
 from podium.core.pareto import pareto_front
 from podium.core.selection import Selection
+from podium.tracking.tracker import MlflowTracking
 
 
 @dataclass(frozen=True)

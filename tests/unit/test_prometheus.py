@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import urllib.request
 
-from podium import metrics
+from podium.monitoring import prometheus
 from tests.servers import free_port
 
 
 def test_metrics_endpoint_serves_counters() -> None:
     port = free_port()
-    server = metrics.serve(port, addr="127.0.0.1")
+    server = prometheus.serve(port, addr="127.0.0.1")
     try:
-        metrics.BENCHMARKS.labels("reused").inc()
-        metrics.UPDATES.labels("new_best").inc()
+        prometheus.BENCHMARKS.labels("reused").inc()
+        prometheus.UPDATES.labels("new_best").inc()
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     finally:
         server.shutdown()

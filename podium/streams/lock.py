@@ -1,4 +1,4 @@
-"""The fenced Redis lock keyed by ``benchmark_key``.
+"""The fenced Redis lock: per ``benchmark_key`` for workers, and the aggregator's leader lock.
 
 Acquire is one script: ``SET lock token NX PX ttl`` and, when it took, ``INCR fence`` (the fencing
 token). Renew and release act only while the token still matches. A watchdog thread renews the TTL
@@ -14,7 +14,8 @@ import threading
 
 import redis
 
-from podium import names
+from podium.errors import PodiumError
+from podium.streams import keys
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +52,26 @@ return {1, id}
 """
 
 
-class LockLost(Exception):
+class LockError(PodiumError):
+    """A fenced lock could not be taken or was lost."""
+
+
+class LockBusy(LockError):
+    """Another holder has the lock right now."""
+
+
+class LockLost(LockError):
     """The lock expired or was taken over; the work must not be committed."""
 
 
 class FencedLock:
-    def __init__(self, client: redis.Redis, benchmark_key: str, ttl_ms: int = DEFAULT_TTL_MS):
+    """``lock_key`` holds this holder's random token; ``fence_key`` counts acquisitions (the fencing token)."""
+
+    def __init__(self, client: redis.Redis, lock_key: str, fence_key: str, ttl_ms: int = DEFAULT_TTL_MS):
         self.client = client
-        self.key = benchmark_key
+        self.lock_key = lock_key
+        self.fence_key = fence_key
+        self.key = lock_key.rsplit(":", 1)[-1]  # for logs: the benchmark key, or the lock's name
         self.ttl_ms = ttl_ms
         self.token = secrets.token_hex(16)
         self.fencing_token: int | None = None
@@ -69,24 +82,26 @@ class FencedLock:
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._commit = client.register_script(_COMMIT)
-        #: Tests pause renewal to simulate a stalled worker.
-        self.renewal_paused = threading.Event()
+
+    @classmethod
+    def for_benchmark(cls, client: redis.Redis, benchmark_key: str, ttl_ms: int = DEFAULT_TTL_MS) -> FencedLock:
+        return cls(client, keys.lock(benchmark_key), keys.fence(benchmark_key), ttl_ms)
 
     def acquire(self) -> int | None:
         """The fencing token, or None when another holder has the lock."""
-        token = self._acquire(keys=[names.lock(self.key), names.fence(self.key)], args=[self.token, self.ttl_ms])
+        token = self._acquire(keys=[self.lock_key, self.fence_key], args=[self.token, self.ttl_ms])
         self.fencing_token = int(token) if token else None
         return self.fencing_token
 
     def renew(self) -> bool:
-        return bool(self._renew(keys=[names.lock(self.key)], args=[self.token, self.ttl_ms]))
+        return bool(self._renew(keys=[self.lock_key], args=[self.token, self.ttl_ms]))
 
     def release(self) -> bool:
         self._stop.set()
         if self._watchdog is not None:
             self._watchdog.join(timeout=5)
         try:
-            return bool(self._release(keys=[names.lock(self.key)], args=[self.token]))
+            return bool(self._release(keys=[self.lock_key], args=[self.token]))
         except redis.RedisError as exc:  # it expires on its own within the TTL
             log.warning("Could not release the lock of %s (%s); it expires within %d ms.", self.key, exc, self.ttl_ms)
             return False
@@ -98,27 +113,25 @@ class FencedLock:
     def _watch(self) -> None:
         interval = self.ttl_ms / 3000
         while not self._stop.wait(interval):
-            if self.renewal_paused.is_set():
-                continue
             try:
                 ok = self.renew()
             except redis.RedisError as exc:
                 log.warning("Lock renewal of %s failed: %s", self.key, exc)
                 ok = False
             if not ok:
-                log.error("Lost the lock of benchmark %s; the measurement will not be committed.", self.key)
+                log.error("Lost the lock %s; what it guards will not be committed.", self.lock_key)
                 self.lost.set()
                 return
 
     def check(self) -> None:
         if self.lost.is_set():
-            raise LockLost(f"lock of benchmark {self.key} was lost (expired or taken over)")
+            raise LockLost(f"lock {self.lock_key} was lost (expired or taken over)")
 
     def commit(self, done_value: str, event: str) -> str:
-        """Under the fence: SET the done marker and XADD the result event; returns the entry id."""
+        """Under the fence: SET the benchmark's done marker and XADD the result event; returns the entry id."""
         self.check()
         ok, detail = self._commit(
-            keys=[names.lock(self.key), names.fence(self.key), names.done(self.key), names.BENCHMARKS_STREAM],
+            keys=[self.lock_key, self.fence_key, keys.done(self.key), keys.BENCHMARKS_STREAM],
             args=[self.token, self.fencing_token, done_value, event, STREAM_MAXLEN],
         )
         if not ok:

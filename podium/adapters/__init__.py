@@ -1,1 +1,0 @@
-"""adapters (see DESIGN.md, Components and their homes)."""

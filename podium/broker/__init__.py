@@ -1,0 +1,1 @@
+"""The Celery app on the Redis broker, shared by producers and workers."""

@@ -1,0 +1,1 @@
+"""Operational metrics (Prometheus) of workers and the aggregator."""

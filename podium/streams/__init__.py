@@ -1,0 +1,1 @@
+"""Redis: key names, connections, the fenced lock, heartbeats, dead letters, status, subscribers, an embedded server."""
