@@ -6,8 +6,9 @@ import time
 
 import redis
 
-from podium.core.messages import BestModelUpdate, CandidateView
-from podium.core.selection import Candidate, Selection
+from podium.core.decision import Reason, candidate_view
+from podium.core.messages import BestModelUpdate
+from podium.core.selection import Selection
 from podium.streams import keys
 
 #: History kept in ``podium:best-updates`` (approximate trim).
@@ -25,17 +26,6 @@ return -1
 """
 
 
-def candidate_view(c: Candidate) -> CandidateView:
-    return CandidateView(**{k: getattr(c, k) for k in CandidateView.model_fields})
-
-
-def fingerprint(view: CandidateView | None) -> tuple | None:
-    """What subscribers care about: who is best and with which figures."""
-    if view is None:
-        return None
-    return (view.trial_key_hash, view.benchmark_key, view.f1_score, view.latency_ms, view.benchmark_runs_count)
-
-
 class Publisher:
     def __init__(self, client: redis.Redis):
         self.client = client
@@ -51,7 +41,7 @@ class Publisher:
         selection: Selection | None,
         study: str,
         config_hash: str | None,
-        reason: str,
+        reason: Reason,
         policy: str,
         aggregation: str,
     ) -> BestModelUpdate:
@@ -63,7 +53,7 @@ class Publisher:
                 study_key_hash=study,
                 benchmark_config_hash=config_hash,
                 seq=seq,
-                reason=reason,  # type: ignore[arg-type]
+                reason=reason,
                 best=best,
                 candidates=len(selection.candidates) if selection else 0,
                 policy=policy,

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 
 import redis
 
-from podium.aggregator.publisher import Publisher, candidate_view, fingerprint
+from podium.aggregator.publisher import Publisher
 from podium.core.aggregation import ScopeKey
 from podium.core.config import SelectionConfig
+from podium.core.decision import View, decide, view_of_update
 from podium.core.messages import BenchmarkResult, BestModelUpdate, MessageError, decode
 from podium.core.selection import Selection
 from podium.core.state import SelectionState
@@ -66,7 +67,7 @@ class Aggregator:
         self.consumer = consumer
         self.state = SelectionState(config)
         self.publisher = Publisher(client)
-        self.published: dict[ScopeKey, tuple | None] = {}
+        self.published: dict[ScopeKey, View | None] = {}
         self.trial_checked: dict[tuple[str, str], float] = {}
         self.stats = AggregatorStats()
         self.on_update = on_update
@@ -86,16 +87,27 @@ class Aggregator:
         """MLflow is the source of truth: fold every FINISHED run in, then publish what changed."""
         self.state = SelectionState(self.config)
         ids = self.tracking.experiment_ids()
+        trials = benchmarks = 0
         for trial in self.tracking.load_trials(ids):
             self.state.apply_trial(trial)
+            trials += 1
         for bench in self.tracking.load_benchmarks(ids):
             self.state.apply_benchmark(bench)
+            benchmarks += 1
         self.published = {}
         for scope in self.state.scopes():
-            last = self.publisher.last_published(scope.study_key_hash, scope.config_hash)
-            self.published[scope] = fingerprint(last.best) if last else None
+            self.published[scope] = view_of_update(
+                self.publisher.last_published(scope.study_key_hash, scope.config_hash)
+            )
             self.maybe_publish(scope)
-        log.info("Rebuilt from MLflow: %d scopes, %d groups.", len(self.state.scopes()), len(self.state.windows))
+        log.info(
+            "Rebuilt from MLflow %s: %d trial run(s), %d benchmark run(s), %d scope(s), %d group(s).",
+            self.tracking.uri,
+            trials,
+            benchmarks,
+            len(self.state.scopes()),
+            len(self.state.windows),
+        )
 
     # ------------------------------------------------------------------ consuming
 
@@ -192,18 +204,10 @@ class Aggregator:
 
     def maybe_publish(self, scope: ScopeKey) -> BestModelUpdate | None:
         selection = self.state.select(scope)
-        new = fingerprint(candidate_view(selection.best)) if selection else None
-        old = self.published.get(scope)
-        if new == old:
+        decision = decide(self.published.get(scope), selection)
+        if decision is None:
             return None
-        if old is None:
-            reason = "first"
-        elif new is None:
-            reason = "removed"
-        elif new[:2] != old[:2]:
-            reason = "new_best"
-        else:
-            reason = "figures_changed"
+        reason = decision.reason
         update = self.publisher.publish(
             selection,
             scope.study_key_hash,
@@ -212,15 +216,21 @@ class Aggregator:
             self.config.selection.policy,
             self.config.benchmark.latency_aggregation,
         )
-        self.published[scope] = new
+        self.published[scope] = decision.view
         self.stats.published += 1
         prometheus.UPDATES.labels(reason).inc()
+        best = update.best
         log.info(
-            "Study %s config %s: %s (seq %d).",
+            "Published seq %d of study %s config %s: %s; best %s; %d candidate(s).",
+            update.seq,
             scope.study_key_hash[:12],
             (scope.config_hash or "legacy")[:12],
             reason,
-            update.seq,
+            f"trial {best.trial_key_hash[:12]} objective {best.f1_score:.4f} latency {best.latency_ms:.3f} ms "
+            f"over {best.benchmark_runs_count} run(s)"
+            if best
+            else "none",
+            update.candidates,
         )
         if self.on_update:
             self.on_update(update)

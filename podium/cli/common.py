@@ -21,17 +21,31 @@ EXIT_NOTHING = 3
 err_console = Console(stderr=True)
 
 
+#: Log lines written to a file or a pipe: one line each, never wrapped, easy to grep.
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def setup_logging(verbose: int) -> None:
+    """Rich output on a terminal; plain, unwrapped, timestamped lines anywhere else (files, pipes, journald)."""
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(
-        level=level,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
-        force=True,
-    )
+    handler: logging.Handler
+    if err_console.is_terminal:
+        handler = RichHandler(console=err_console, show_path=False, show_time=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # MLflow announces its sqlite migrations at INFO; keep them out unless asked for.
     logging.getLogger("mlflow").setLevel(max(level, logging.WARNING))
     logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
+
+
+def log_at_least(logger: str, level: int) -> None:
+    """Let ``logger`` through at ``level`` even when the command runs without ``-v``."""
+    current = logging.getLogger(logger)
+    if current.getEffectiveLevel() > level:
+        current.setLevel(level)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -13,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from podium.cli.common import EXIT_NOTHING, fail, podium_errors
+from podium.cli.common import EXIT_NOTHING, fail, log_at_least, podium_errors
 from podium.producers.enqueue import Enqueued, enqueue_benchmark
 from podium.settings.env import PodiumSettings, redact_url
 from podium.settings.files import load_benchmark_config, load_selection_config
@@ -69,6 +70,7 @@ def aggregator(
     """Consume benchmark results, keep rolling aggregates and publish the best model of each study."""
     from podium.aggregator.service import Aggregator
 
+    log_at_least("podium.aggregator", logging.INFO)  # one line per publish and per rebuild
     settings = PodiumSettings()
     with podium_errors():
         cfg = load_selection_config(config, settings.config_dir)

@@ -128,7 +128,7 @@ class BestModelUpdate(Message):
     study_key_hash: str
     benchmark_config_hash: str | None
     seq: int  # per study, strictly increasing
-    reason: Literal["first", "new_best", "figures_changed", "removed"]
+    reason: Literal["first", "new_best", "figures_changed", "candidates_changed", "removed"]
     best: CandidateView | None
     candidates: int
     policy: str

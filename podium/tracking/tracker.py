@@ -7,6 +7,7 @@ few calls as MLflow allows (``create_run`` with all tags, one ``log_batch``, one
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,6 +17,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Run, RunTag, ViewType
 from mlflow.exceptions import MlflowException
+from sqlalchemy.exc import SQLAlchemyError
 
 from podium.core.existing import BenchmarkIndex, ExistingBenchmark
 from podium.core.filters import all_of, status_is, tag_eq, tag_is_null
@@ -25,7 +27,7 @@ from podium.core.safety import require_safe
 from podium.core.state import TrialSide
 from podium.core.tags import TagsRegistry
 from podium.errors import TrackingError
-from podium.settings.env import PodiumSettings
+from podium.settings.env import PodiumSettings, redact_url
 from podium.settings.files import load_tags
 from podium.tracking.sqlite import open_sqlite
 
@@ -38,6 +40,13 @@ EXPERIMENTS_TTL_S = 10.0
 #: MLflow accepts at most this many metrics / tags in one ``log_batch``.
 MAX_BATCH_METRICS = 1000
 MAX_TAG_VALUE = 5000
+#: What a store can raise besides MlflowException: a locked or broken sqlite file, an unreachable server.
+STORE_ERRORS = (MlflowException, SQLAlchemyError, OSError)
+
+
+def _why(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return str(text).strip().splitlines()[0][:500]
 
 
 class MlflowTracking:
@@ -104,10 +113,8 @@ class MlflowTracking:
 
     def experiment_ids(self, names: Sequence[str] | None = None) -> list[str]:
         """Ids of the named experiments, or of every active one when ``names`` is empty."""
-        try:
+        with self._store("listing the experiments"):
             active = self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=50_000)
-        except MlflowException as exc:
-            raise TrackingError(f"cannot list experiments of {self._uri()}: {exc.message}") from None
         if not names:
             return [e.experiment_id for e in active]
         by_name = {e.name: e.experiment_id for e in active}
@@ -133,20 +140,21 @@ class MlflowTracking:
     def benchmark_experiment_id(self) -> str:
         """The experiment podium writes benchmark runs to, created on first use."""
         if self._benchmark_experiment_id is None:
-            exp = self.client.get_experiment_by_name(self.benchmark_experiment)
-            if exp is not None:
-                self._benchmark_experiment_id = exp.experiment_id
-            else:
-                try:
-                    self._benchmark_experiment_id = self.client.create_experiment(
-                        self.benchmark_experiment, artifact_location=self.default_artifact_location()
-                    )
-                except MlflowException:  # created concurrently by another worker
-                    exp = self.client.get_experiment_by_name(self.benchmark_experiment)
-                    if exp is None:
-                        raise
-                    self._benchmark_experiment_id = exp.experiment_id
+            with self._store(f"opening the experiment {self.benchmark_experiment!r}"):
+                self._benchmark_experiment_id = self._get_or_create(self.benchmark_experiment)
         return self._benchmark_experiment_id
+
+    def _get_or_create(self, name: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return str(exp.experiment_id)
+        try:
+            return str(self.client.create_experiment(name, artifact_location=self.default_artifact_location()))
+        except MlflowException:  # created concurrently by another worker
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return str(exp.experiment_id)
 
     def default_artifact_location(self) -> str | None:
         """For a sqlite store, artifacts live in ``artifacts/`` beside the database file (not in ./mlruns)."""
@@ -158,13 +166,26 @@ class MlflowTracking:
     def _uri(self) -> str:
         return str(self.client.tracking_uri)
 
+    @property
+    def uri(self) -> str:
+        """The tracking URI, with any password hidden (for logs and messages)."""
+        return redact_url(self._uri())
+
+    @contextlib.contextmanager
+    def _store(self, doing: str) -> Iterator[None]:
+        """Any failure of the store becomes one ``TrackingError`` that says what podium was doing, and where."""
+        try:
+            yield
+        except STORE_ERRORS as exc:
+            raise TrackingError(f"{doing} in the MLflow store {self.uri} failed: {_why(exc)}") from exc
+
     # ------------------------------------------------------------------ reading
 
     def search(self, experiment_ids: Sequence[str], filter_string: str, page_size: int = PAGE_SIZE) -> Iterator[Run]:
         """Every active run matching a filter built with :mod:`podium.core.filters`, page by page."""
         token = None
         while True:
-            try:
+            with self._store(f"searching runs ({filter_string})"):
                 page = self.client.search_runs(
                     experiment_ids=list(experiment_ids),
                     filter_string=filter_string,
@@ -172,8 +193,6 @@ class MlflowTracking:
                     max_results=page_size,
                     page_token=token,
                 )
-            except MlflowException as exc:
-                raise TrackingError(f"search in {self._uri()} failed ({filter_string}): {exc.message}") from None
             yield from page
             token = page.token
             if not token:
@@ -287,10 +306,8 @@ class MlflowTracking:
     def champion(self, run_id: str) -> Champion:
         """The champion made of one run (trial or refit) given by id."""
         require_safe(run_id, "run id")
-        try:
+        with self._store(f"reading run {run_id}"):
             run = self.client.get_run(run_id)
-        except MlflowException as exc:
-            raise TrackingError(f"run {run_id} not found in {self._uri()}: {exc.message}") from None
         record = self.trial_record(run, "refit")
         if record is None:
             raise TrackingError(
@@ -337,12 +354,9 @@ class MlflowTracking:
 
     def start_benchmark_run(self, tags: Mapping[str, str], run_name: str | None = None) -> tuple[str, int]:
         """Create the RUNNING benchmark run with all its tags in one call; return its id and start time."""
-        try:
-            run = self.client.create_run(
-                self.benchmark_experiment_id(), start_time=_now_ms(), tags=dict(tags), run_name=run_name
-            )
-        except MlflowException as exc:
-            raise TrackingError(f"cannot create a benchmark run in {self._uri()}: {exc.message}") from None
+        experiment = self.benchmark_experiment_id()
+        with self._store("creating a benchmark run"):
+            run = self.client.create_run(experiment, start_time=_now_ms(), tags=dict(tags), run_name=run_name)
         return run.info.run_id, run.info.start_time
 
     def record_results(
@@ -357,24 +371,23 @@ class MlflowTracking:
         now = _now_ms()
         metric_list = [Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())]
         tag_list = [RunTag(k, str(v)[:MAX_TAG_VALUE]) for k, v in (extra_tags or {}).items()]
-        try:
+        with self._store(f"logging the results of run {run_id}"):
             for start in range(0, max(len(metric_list), 1), MAX_BATCH_METRICS):
                 chunk = metric_list[start : start + MAX_BATCH_METRICS]
                 self.client.log_batch(run_id, metrics=chunk, tags=tag_list if start == 0 else [])
             self.client.log_dict(run_id, dict(summary), filename)
-        except MlflowException as exc:
-            raise TrackingError(f"cannot log results of run {run_id}: {exc.message}") from None
 
     def finish_run(self, run_id: str) -> None:
-        self.client.set_terminated(run_id, "FINISHED", end_time=_now_ms())
+        with self._store(f"marking run {run_id} FINISHED"):
+            self.client.set_terminated(run_id, "FINISHED", end_time=_now_ms())
 
     def fail_run(self, run_id: str, reason: str, status: str = "FAILED") -> None:
         """End a run FAILED (or KILLED) with the reason as a tag; never raises over a store hiccup."""
         try:
             self.client.set_tag(run_id, self.tags.benchmark.error, reason[:MAX_TAG_VALUE])
             self.client.set_terminated(run_id, status, end_time=_now_ms())
-        except MlflowException as exc:
-            log.error("Could not mark run %s %s (%s): %s", run_id, status, reason, exc.message)
+        except STORE_ERRORS as exc:
+            log.error("Could not mark run %s %s (%s): %s", run_id, status, reason, _why(exc))
 
     def log_benchmark_run(
         self,

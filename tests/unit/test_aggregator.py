@@ -153,6 +153,23 @@ def test_champion_alias_follows_the_new_best(r, client: MlflowClient, tracking) 
     second = client.get_model_version_by_alias(name, "champion")
     assert first.version != second.version
     assert second.tags["podium.trial_key_hash"] == T2 and first.tags["podium.trial_key_hash"] == T1
-    assert (
-        second.run_id == BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG))).best.artifact_run_id
-    )
+    assert second.run_id == BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG))).best.artifact_run_id
+
+
+def test_a_new_candidate_that_does_not_win_rewrites_the_snapshot(
+    r, client: MlflowClient, tracking: MlflowTracking
+) -> None:
+    trial_run(client, S, T1, 0.9)
+    trial_run(client, S, T2, 0.5)
+    cfg = parse_model(SelectionConfig, {"selection": {"policy": "tolerance"}}, "test")
+    agg = Aggregator(r, tracking, cfg, "agg-1")
+    agg.ensure_group()
+    agg.rebuild()
+    committed_result(tracking, r, S, T1, 10.0)
+    drain(agg)
+    assert BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG))).candidates == 1
+    committed_result(tracking, r, S, T2, 5.0)  # faster but far below on the objective: not the best
+    drain(agg)
+    snapshot = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
+    assert (snapshot.candidates, snapshot.reason, snapshot.best.trial_key_hash) == (2, "candidates_changed", T1)
+    assert [u.reason for u in history(r)] == ["first", "candidates_changed"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from podium.streams import embedded
 
+from podium.streams import embedded
 from podium.streams.lock import FencedLock
 
 

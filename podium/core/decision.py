@@ -1,0 +1,72 @@
+"""Whether a scope's published best must change, and why: a pure function of what was published last and
+what the selection says now (the aggregator's I/O shell only carries the decision out).
+
+What subscribers are shown of a scope is its :class:`View`: who is best, with which figures, among how
+many candidates. Any change of it is published, so the latest-value key never keeps a stale count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from podium.core.messages import BestModelUpdate, CandidateView
+from podium.core.selection import Candidate, Selection
+
+Reason = Literal["first", "new_best", "figures_changed", "candidates_changed", "removed"]
+
+
+@dataclass(frozen=True)
+class View:
+    """What a published update says of a scope (None stands for "no best")."""
+
+    best: tuple[str, str]  # (trial_key_hash, benchmark_key)
+    figures: tuple[float, float, int]  # (objective, latency_ms, runs aggregated)
+    candidates: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    reason: Reason
+    view: View | None
+
+
+def candidate_view(c: Candidate) -> CandidateView:
+    return CandidateView(**{k: getattr(c, k) for k in CandidateView.model_fields})
+
+
+def _view(best: CandidateView | Candidate | None, candidates: int) -> View | None:
+    if best is None:
+        return None
+    return View(
+        (best.trial_key_hash, best.benchmark_key),
+        (best.f1_score, best.latency_ms, best.benchmark_runs_count),
+        candidates,
+    )
+
+
+def view_of_selection(selection: Selection | None) -> View | None:
+    return _view(selection.best, len(selection.candidates)) if selection else None
+
+
+def view_of_update(update: BestModelUpdate | None) -> View | None:
+    """The view a stored update gave its subscribers (None for no update, or for a ``removed`` one)."""
+    return _view(update.best, update.candidates) if update else None
+
+
+def decide(published: View | None, selection: Selection | None) -> Decision | None:
+    """``None`` when subscribers already see this selection; else the update to publish and its reason."""
+    new = view_of_selection(selection)
+    if new == published:
+        return None
+    if published is None:
+        reason: Reason = "first"
+    elif new is None:
+        reason = "removed"
+    elif new.best != published.best:
+        reason = "new_best"
+    elif new.figures != published.figures:
+        reason = "figures_changed"
+    else:
+        reason = "candidates_changed"
+    return Decision(reason, new)
