@@ -24,6 +24,7 @@ from podium.settings.env import PodiumSettings
 from podium.streams import keys
 from podium.streams.subscriber import subscribe
 from podium.tracking.tracker import MlflowTracking
+from tests.bulk_store import RunRow, write_runs
 from tests.conftest import REPO
 from tests.servers import ServerProcess, spawn, start_redis
 
@@ -53,10 +54,8 @@ def committed_result(
     fast: bool = False,
 ) -> BenchmarkResult:
     """A FINISHED benchmark run in MLflow and (when ``r``) its result event in the stream, as a worker commits.
-    ``fast`` skips the benchmark.json artifact (for thousands of events)."""
-    champion = Champion(champion_run, study, trial, "d", "e")
-    identity = BenchmarkIdentity(champion_run, "d", "e", config_hash)
-    tags = benchmark_run_tags(tracking.tags, identity, champion, backend="synthetic", target="cpu", worker="w")
+    ``fast`` skips the benchmark.json artifact."""
+    tags = result_tags(tracking, study, trial, champion_run, config_hash)
     if fast:
         run_id, _ = tracking.start_benchmark_run(tags)
         tracking.client.log_batch(run_id, metrics=[Metric("latency_batch_1_ms", latency, 0, 0)])
@@ -64,10 +63,27 @@ def committed_result(
     else:
         run_id = tracking.log_benchmark_run(tags, {"latency_batch_1_ms": latency}, {"latency": latency})
     run = tracking.client.get_run(run_id)
-    result = BenchmarkResult(
-        benchmark_key=identity.key,
+    result = result_event(run_id, run.info.start_time, study, trial, latency, champion_run, config_hash)
+    if r is not None:
+        r.xadd(keys.BENCHMARKS_STREAM, {"data": result.encode()})
+    return result
+
+
+def result_tags(tracking: MlflowTracking, study: str, trial: str, champion_run: str, config_hash: str) -> dict:
+    """The tags a worker gives the benchmark run of ``champion_run`` under ``config_hash``."""
+    champion = Champion(champion_run, study, trial, "d", "e")
+    identity = BenchmarkIdentity(champion_run, "d", "e", config_hash)
+    return benchmark_run_tags(tracking.tags, identity, champion, backend="synthetic", target="cpu", worker="w")
+
+
+def result_event(
+    run_id: str, start_time: int, study: str, trial: str, latency: float, champion_run: str, config_hash: str = CONFIG
+) -> BenchmarkResult:
+    """The result event a worker commits for a benchmark run."""
+    return BenchmarkResult(
+        benchmark_key=BenchmarkIdentity(champion_run, "d", "e", config_hash).key,
         run_id=run_id,
-        start_time=run.info.start_time,
+        start_time=start_time,
         study_key_hash=study,
         trial_key_hash=trial,
         config_hash=config_hash,
@@ -77,9 +93,27 @@ def committed_result(
         worker="w",
         fencing_token=1,
     )
-    if r is not None:
-        r.xadd(keys.BENCHMARKS_STREAM, {"data": result.encode()})
-    return result
+
+
+def bulk_results(
+    tracking: MlflowTracking, store: str, study: str, runs: list[tuple[str, float, str]], start_time: int
+) -> list[BenchmarkResult]:
+    """Many committed benchmark runs written to MLflow in one transaction (``runs``: trial, latency, champion
+    run), start times 1 ms apart from ``start_time``; returns their result events, not yet sent."""
+    rows = [
+        RunRow(
+            tracking.benchmark_experiment_id(),
+            start_time + i,
+            result_tags(tracking, study, trial, champion_run, CONFIG),
+            {"latency_batch_1_ms": latency},
+        )
+        for i, (trial, latency, champion_run) in enumerate(runs)
+    ]
+    write_runs(store, rows)
+    return [
+        result_event(row.run_id, row.start_time, study, trial, latency, champion_run)
+        for row, (trial, latency, champion_run) in zip(rows, runs, strict=True)
+    ]
 
 
 class Pipeline:

@@ -187,3 +187,15 @@ def start_redis(
     log = process.log()
     process.stop()
     pytest.fail(f"redis-server did not start on port {port}:\n{log}")
+
+
+def wait_until(condition, timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False): a wait on an event, with
+    a deadline only as a guard against hanging forever."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)

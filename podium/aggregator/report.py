@@ -5,11 +5,14 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from podium.core.config import SelectionConfig
 from podium.core.pareto import pareto_front
 from podium.core.selection import Selection
-from podium.tracking.tracker import MlflowTracking
+
+if TYPE_CHECKING:
+    from podium.tracking.tracker import MlflowTracking
 
 
 @dataclass(frozen=True)

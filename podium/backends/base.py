@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from podium.errors import PodiumError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class BackendError(PodiumError):

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from podium.backends.base import BackendError, InferenceBackend
 from podium.core.config import BenchmarkingSection
+
+
+def require_extra(module: str, extra: str, what: str) -> None:
+    """Refuse in one line, naming the pip extra to install, when ``module`` is not installed."""
+    if importlib.util.find_spec(module) is None:
+        raise BackendError(f"{what} needs the {module} package, which is not installed: pip install 'podium[{extra}]'")
 
 
 def make_backend(
@@ -26,6 +33,7 @@ def make_backend(
     if cfg.backend == "local":
         if model_file is None:
             raise BackendError("the local backend needs a model file (--run-id or --model-uri)")
+        require_extra("torch", "torch", "the local backend")
         from podium.backends.local import LocalBackend
 
         return LocalBackend(model_file, cfg.device, cfg.precision)
@@ -33,6 +41,7 @@ def make_backend(
         raise BackendError("the triton backend needs the server's --url (e.g. 127.0.0.1:8000 for HTTP)")
     if not model_name:
         raise BackendError("the triton backend needs a model name (--model-name, or a run to deploy)")
+    require_extra("tritonclient", "triton", "the triton backend")
     from podium.backends.local import read_signature
     from podium.backends.triton import TritonBackend
 

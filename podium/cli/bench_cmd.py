@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,14 +13,16 @@ from rich.table import Table
 
 from podium.cli.common import fail, podium_errors
 from podium.core.config import Backend, BenchmarkConfig, Protocol
-from podium.core.records import Champion
-from podium.core.run_tags import identity_for
-from podium.measurement.artifacts import DEFAULT_ARTIFACT_PATH, ModelSource, parse_model_uri
-from podium.measurement.lifecycle import Measured, benchmark_champion
-from podium.measurement.session import measure_model
 from podium.settings.env import PodiumSettings, worker_name
-from podium.settings.files import config_hash_of, load_benchmark_config
-from podium.tracking.tracker import MlflowTracking
+
+if TYPE_CHECKING:
+    from podium.core.records import Champion
+    from podium.measurement.artifacts import ModelSource
+    from podium.measurement.session import Measured
+    from podium.tracking.tracker import MlflowTracking
+
+#: Where training code puts the TorchScript model inside the refit (or trial) run.
+DEFAULT_ARTIFACT_PATH = "model/model.pt"  # measurement.artifacts says the same; a test keeps them equal
 
 
 def bench(
@@ -52,6 +54,10 @@ def bench(
         fail("give the model: --run-id RUN or --model-uri URI (or --model-name for a model already on a server)")
     settings = PodiumSettings()
     with podium_errors():
+        from podium.measurement.artifacts import ModelSource, parse_model_uri
+        from podium.settings.files import load_benchmark_config
+        from podium.tracking.tracker import MlflowTracking
+
         cfg = load_benchmark_config(config, settings.config_dir).with_overrides(
             backend=backend,
             protocol=protocol,
@@ -100,6 +106,11 @@ def _measure(
     champion: Champion | None,
     worker: str,
 ) -> Measured | None:
+    from podium.core.run_tags import identity_for
+    from podium.measurement.lifecycle import benchmark_champion
+    from podium.measurement.session import measure_model
+    from podium.settings.files import config_hash_of
+
     config_hash = config_hash_of(cfg)
 
     def measure(config: BenchmarkConfig, _champion: Champion | None = None) -> Measured:

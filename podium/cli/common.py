@@ -10,6 +10,7 @@ from typing import NoReturn
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from podium.errors import PodiumError
 
@@ -49,8 +50,17 @@ def log_at_least(logger: str, level: int) -> None:
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+@contextmanager
+def needs_extra(extra: str, what: str) -> Iterator[None]:
+    """A missing optional package becomes one line naming the pip extra that brings it."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        fail(f"{what} needs the {exc.name} package, which is not installed: pip install 'podium[{extra}]'")
 
 
 @contextmanager

@@ -9,8 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from podium.cli.common import EXIT_FAILED, podium_errors
-from podium.demo.run import DemoOptions, mlflow_ui_command, run_demo
+from podium.cli.common import EXIT_FAILED, needs_extra, podium_errors
 
 
 def demo(
@@ -22,6 +21,8 @@ def demo(
 ) -> None:
     """Train a small Optuna study of tiny PyTorch taggers, benchmark every trial on two Celery workers,
     and watch the aggregator publish the best model live. Run it again: every benchmark is reused."""
+    with needs_extra("demo", "podium demo"):
+        from podium.demo.run import DemoOptions, mlflow_ui_command, run_demo
     opts = DemoOptions(
         home=home, trials=3 if quick else trials, train_seconds=1.0 if quick else train_seconds, live=live
     )

@@ -8,19 +8,19 @@ import signal
 import socket
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from podium.cli.common import EXIT_NOTHING, fail, log_at_least, podium_errors
-from podium.producers.enqueue import Enqueued, enqueue_benchmark
 from podium.settings.env import PodiumSettings, redact_url
 from podium.settings.files import load_benchmark_config, load_selection_config
 from podium.streams import keys
-from podium.streams.connection import connect
-from podium.tracking.tracker import MlflowTracking
+
+if TYPE_CHECKING:
+    from podium.producers.enqueue import Enqueued
 
 console = Console()
 
@@ -69,6 +69,8 @@ def aggregator(
 ) -> None:
     """Consume benchmark results, keep rolling aggregates and publish the best model of each study."""
     from podium.aggregator.service import Aggregator
+    from podium.streams.connection import connect
+    from podium.tracking.tracker import MlflowTracking
 
     log_at_least("podium.aggregator", logging.INFO)  # one line per publish and per rebuild
     settings = PodiumSettings()
@@ -122,6 +124,8 @@ def enqueue(
     settings = PodiumSettings()
     with podium_errors():
         from podium.broker.app import create_app
+        from podium.producers.enqueue import enqueue_benchmark
+        from podium.tracking.tracker import MlflowTracking
 
         cfg = load_benchmark_config(config, settings.config_dir).with_overrides(target=target)
         tracking = MlflowTracking.from_settings(settings)
@@ -145,6 +149,8 @@ def backfill(
     with podium_errors():
         from podium.broker.app import create_app
         from podium.producers.backfill import filter_missing_benchmarks
+        from podium.producers.enqueue import enqueue_benchmark
+        from podium.tracking.tracker import MlflowTracking
 
         cfg = load_benchmark_config(config, settings.config_dir)
         tracking = MlflowTracking.from_settings(settings)
@@ -174,6 +180,8 @@ def sweep_cmd(
 ) -> None:
     """End benchmark runs left RUNNING by killed workers: FINISHED if their fenced commit went through,
     else KILLED with the reason. Runs whose worker still holds the lock are left alone."""
+    from podium.streams.connection import connect
+    from podium.tracking.tracker import MlflowTracking
     from podium.workers.sweeper import sweep
 
     settings = PodiumSettings()

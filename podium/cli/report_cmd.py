@@ -8,13 +8,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from podium.aggregator.report import log_to_mlflow, write
-from podium.cli.common import EXIT_NOTHING, podium_errors
+from podium.cli.common import EXIT_NOTHING, needs_extra, podium_errors
 from podium.core.safety import require_safe
 from podium.core.state import select_all
 from podium.settings.env import PodiumSettings
 from podium.settings.files import load_selection_config
-from podium.tracking.tracker import MlflowTracking
 
 
 def report(
@@ -28,6 +26,9 @@ def report(
     settings = PodiumSettings()
     console = Console()
     with podium_errors():
+        from podium.aggregator.report import log_to_mlflow, write
+        from podium.tracking.tracker import MlflowTracking
+
         if study:
             require_safe(study, "--study")
         cfg = load_selection_config(config, settings.config_dir)
@@ -36,7 +37,8 @@ def report(
         selections, _ = select_all(tracking.load_benchmarks(ids), tracking.load_trials(ids), cfg)
         selections = [s for s in selections if study is None or s.study_key_hash == study]
         for sel in selections:
-            files = write(sel, cfg, out)
+            with needs_extra("demo", "podium report (charts with matplotlib)"):
+                files = write(sel, cfg, out)
             run = log_to_mlflow(tracking, sel, files) if log else None
             console.print(f"{files.chart}  ({files.points} candidates)" + (f"  logged in run {run}" if run else ""))
     if not selections:

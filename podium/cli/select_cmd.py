@@ -18,7 +18,6 @@ from podium.core.selection import Candidate, Selection
 from podium.core.state import select_all
 from podium.settings.env import PodiumSettings
 from podium.settings.files import load_selection_config, load_tags
-from podium.tracking.tracker import MlflowTracking
 
 
 def candidate_dict(c: Candidate) -> dict[str, Any]:
@@ -53,6 +52,8 @@ def select(
     aggregated over its runs (never the luckiest one). Exit 0: selected; 3: nothing to select; 2: bad input."""
     settings = PodiumSettings()
     with podium_errors():
+        from podium.tracking.tracker import MlflowTracking
+
         cfg = load_selection_config(config, settings.config_dir).with_aggregation(aggregation)
         registry = load_tags(tags, settings.config_dir)
         tracking = MlflowTracking.connect(

@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-import redis
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from podium.cli.common import fail
 from podium.settings.env import PodiumSettings, redact_url
-from podium.streams.connection import connect
-from podium.streams.status import collect
 
 
 def status(
@@ -21,6 +18,11 @@ def status(
     redis_url: Annotated[str | None, typer.Option(help="Redis URL [env PODIUM_REDIS_URL]")] = None,
 ) -> None:
     """What podium is doing now (read from Redis)."""
+    import redis
+
+    from podium.streams.connection import connect
+    from podium.streams.status import collect
+
     url = redis_url or PodiumSettings().redis_url
     try:
         report = collect(connect(url))

@@ -306,8 +306,13 @@ class MlflowTracking:
     def champion(self, run_id: str) -> Champion:
         """The champion made of one run (trial or refit) given by id."""
         require_safe(run_id, "run id")
-        with self._store(f"reading run {run_id}"):
-            run = self.client.get_run(run_id)
+        try:
+            with self._store(f"reading run {run_id}"):
+                run = self.client.get_run(run_id)
+        except TrackingError as exc:
+            if getattr(exc.__cause__, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+                raise TrackingError(f"run {run_id} not found in the MLflow store {self.uri}") from None
+            raise
         record = self.trial_record(run, "refit")
         if record is None:
             raise TrackingError(

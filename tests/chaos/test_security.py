@@ -85,7 +85,10 @@ def test_pickled_and_non_json_messages_are_refused(pipeline: Pipeline) -> None:
     assert pipeline.app.AsyncResult(good.task_id).get(timeout=120)["status"] == "measured"
     log = pipeline.processes["worker"].log()
     assert ("Refusing to deserialize" in log or "ContentDisallowed" in log) and "pickle" in log, log[-2000:]
-    assert pipeline.app.AsyncResult("evil-pickle").state == "PENDING"  # it never ran
+    # A task that ran leaves its result (task_track_started writes STARTED first); the refused ones left none.
+    assert pipeline.redis.exists(f"celery-task-meta-{good.task_id}") == 1
+    assert pipeline.redis.exists("celery-task-meta-evil-pickle", "celery-task-meta-evil-None") == 0
+    assert not [f for _, f in pipeline.redis.xrange(keys.DEAD_LETTERS_STREAM) if "ls" in f.get("payload", "")]
 
 
 def _benchmark_once(url: str, tmp_path: Path, migrated_db: Path) -> tuple[str, dict[str, str], str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -33,6 +34,7 @@ from tests.pipeline_helpers import (
     trained,
     wait_published,
 )
+from tests.servers import wait_until
 
 pytestmark = pytest.mark.server
 STUDY = "e" * 64
@@ -142,9 +144,19 @@ def test_malformed_requests_and_events_are_dead_lettered(pipeline: Pipeline) -> 
     assert all("BenchmarkRequest" in f["error"] or "BenchmarkResult" in f["error"] for _, f in entries)
 
 
-def test_pickle_is_refused_by_the_app() -> None:
+def test_the_app_decodes_json_and_refuses_a_pickle() -> None:
+    """What a worker of this app does with an incoming body: kombu's loads with the app's accept list."""
+    import pickle
+
+    from kombu.exceptions import ContentDisallowed
+    from kombu.serialization import dumps, loads, prepare_accept_content
+
     app = create_app(PodiumSettings(redis_url="redis://127.0.0.1:1/0"))
-    assert app.conf.accept_content == ["json"] and app.conf.task_serializer == "json"
+    accept = prepare_accept_content(app.conf.accept_content)  # as a worker of this app does
+    content_type, encoding, body = dumps({"a": 1}, serializer=app.conf.task_serializer)
+    assert loads(body, content_type, encoding, accept=accept) == {"a": 1}
+    with pytest.raises(ContentDisallowed):
+        loads(pickle.dumps(["ls"]), "application/x-python-serialize", "binary", accept=accept)
     assert app.conf.worker_prefetch_multiplier == 1 and app.conf.task_acks_late
 
 
@@ -192,18 +204,23 @@ def test_status_json_reflects_a_running_benchmark(pipeline: Pipeline) -> None:
         stability={"max_windows": 3, "agree_windows": 3},
     )
     sent = enqueue_benchmark(pipeline.app, Champion("slow" + "0" * 28, "9" * 64, "8" * 64, "d", "e"), slow)
-    deadline, running = time.monotonic() + 60, []
-    while time.monotonic() < deadline and not running:
+    beat = keys.heartbeat(sent.benchmark_key)
+    assert wait_until(lambda: pipeline.redis.hget(beat, "phase") in ("warmup", "measure"), timeout=120)
+    worker_pid = int(pipeline.redis.hget(beat, "worker").rsplit(":", 1)[-1])
+    os.kill(worker_pid, signal.SIGSTOP)  # hold the benchmark where it is while podium status looks at it
+    try:
         out = subprocess.run(
             [sys.executable, "-m", "podium", "status", "--json"],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=120,
             env=pipeline.env,
         )
-        assert out.returncode == 0, out.stderr
-        report = json.loads(out.stdout)
-        running = [r for r in report["running"] if r["benchmark_key"] == sent.benchmark_key]
+    finally:
+        os.kill(worker_pid, signal.SIGCONT)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    running = [r for r in report["running"] if r["benchmark_key"] == sent.benchmark_key]
     (entry,) = running
     assert entry["phase"] in ("checking", "measuring", "warmup", "measure", "committing")
     assert entry["worker"] and entry["target"] == "cpu" and entry["heartbeat_age_s"] < 30

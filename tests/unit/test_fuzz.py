@@ -31,10 +31,9 @@ GOOD = json.loads(build_request(Champion("r" * 32, "s" * 64, "t" * 64, "d", "e")
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(REQUEST_KEYS) | st.text(max_size=10), json_values, max_size=8))
 def test_random_requests_are_refused_clearly(payload: dict) -> None:
-    try:
+    with pytest.raises(MessageError) as refused:  # no random dict holds a valid 64-hex benchmark_key
         decode(BenchmarkRequest, payload)
-    except MessageError as exc:
-        assert str(exc).startswith("BenchmarkRequest: ")
+    assert str(refused.value).startswith("BenchmarkRequest: ")
 
 
 @settings(max_examples=200)
@@ -43,12 +42,16 @@ def test_one_field_corrupted(key: str, value) -> None:
     payload = dict(GOOD, **{key: value})
     try:
         request = decode(BenchmarkRequest, payload)
-    except MessageError:
+    except MessageError as exc:
+        assert str(exc).startswith("BenchmarkRequest: ")
         return
     try:  # it parsed: then its key either still matches its parts, or the mismatch is named
-        request.verified_identity()
+        identity = request.verified_identity()
     except MessageError as exc:
         assert "does not match its parts" in str(exc)
+        return
+    # accepted: the corrupted field does not feed the key (or held an equivalent value), so it is the same key
+    assert identity.key == GOOD["benchmark_key"], (key, value)
 
 
 @settings(max_examples=200)
@@ -86,9 +89,11 @@ def test_random_yaml_configs(tmp_path_factory, value, model) -> None:
     path = tmp_path_factory.mktemp("cfg") / "c.yaml"
     path.write_text(yaml.safe_dump(value))
     try:
-        load_model(model, path)
+        loaded = load_model(model, path)
     except ConfigError as exc:
         assert str(exc).startswith(str(path))
+        return
+    assert loaded == model.model_validate(value or {})  # accepted only what validates as it stands
 
 
 @settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
@@ -97,6 +102,8 @@ def test_random_yaml_text(tmp_path_factory, text: str) -> None:
     path = tmp_path_factory.mktemp("cfg") / "c.yaml"
     path.write_text(text)
     try:
-        load_model(SelectionConfig, path)
+        loaded = load_model(SelectionConfig, path)
     except ConfigError as exc:
         assert str(exc).startswith(str(path))
+        return
+    assert loaded == SelectionConfig.model_validate(yaml.safe_load(text) or {})

@@ -1,22 +1,48 @@
-"""The fenced lock and the fenced commit (fakeredis with Lua; the same contract runs on redis-server in
-tests/integration/test_pipeline.py)."""
+"""The fenced lock and the fenced commit: one contract, run on fakeredis (with Lua) and on a real
+redis-server."""
 
 from __future__ import annotations
 
-import time
-
 import fakeredis
 import pytest
+import redis
 
 from podium.streams import keys
 from podium.streams.lock import FencedLock, LockLost
+from tests.servers import start_redis, wait_until
 
 KEY = "a" * 64
 
 
-@pytest.fixture
-def r():
-    return fakeredis.FakeRedis(decode_responses=True)
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory):
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["fakeredis", "redis-server"])
+def r(request: pytest.FixtureRequest):
+    if request.param == "fakeredis":
+        yield fakeredis.FakeRedis(decode_responses=True)
+        return
+    client = redis.Redis.from_url(request.getfixturevalue("redis_server").url, decode_responses=True)
+    client.flushall()
+    yield client
+    client.close()
+
+
+class CountingLock(FencedLock):
+    """Counts the watchdog's renewals, so a test can wait for renewals instead of for time."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.renewals = 0
+
+    def renew(self) -> bool:
+        ok = super().renew()
+        self.renewals += ok
+        return ok
 
 
 def test_acquire_gives_increasing_fencing_tokens(r) -> None:
@@ -69,16 +95,13 @@ def test_commit_refused_when_fence_superseded_even_with_same_token(r) -> None:
 
 
 def test_watchdog_renews_and_reports_loss(r) -> None:
-    lock = FencedLock.for_benchmark(r, KEY, ttl_ms=1000)
+    lock = CountingLock.for_benchmark(r, KEY, ttl_ms=1000)
     lock.acquire()
     lock.start_watchdog()
-    time.sleep(1.5)
-    assert r.get(keys.lock(KEY)) == lock.token and not lock.lost.is_set()  # renewed past the TTL
+    assert wait_until(lambda: lock.renewals >= 4, timeout=30)  # 4 renewals, every third of the TTL: past it
+    assert r.get(keys.lock(KEY)) == lock.token and not lock.lost.is_set()
     r.set(keys.lock(KEY), "someone-else")
-    deadline = time.monotonic() + 3
-    while not lock.lost.is_set() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert lock.lost.is_set()
+    assert lock.lost.wait(30)
     with pytest.raises(LockLost):
         lock.check()
     lock.release()
