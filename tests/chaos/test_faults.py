@@ -113,8 +113,8 @@ def test_duplicates_under_load(pipeline: Pipeline, store: str) -> None:
     statuses = collections.Counter(r["status"] for r in results)
     assert statuses == {"measured": 50, "reused": 450}, statuses
     runs = runs_by_key(store)
-    keys = {s.benchmark_key for s in sent}
-    assert len(keys) == 50 and all(runs[k] == {"FINISHED": 1} for k in keys)
+    benchmark_keys = {s.benchmark_key for s in sent}
+    assert len(benchmark_keys) == 50 and all(runs[k] == {"FINISHED": 1} for k in benchmark_keys)
     assert pipeline.redis.llen(keys.queue("cpu")) == 0
     assert pipeline.redis.xlen(keys.BENCHMARKS_STREAM) == 50
     assert not list(pipeline.redis.scan_iter("podium:lock:*"))
