@@ -43,7 +43,6 @@ class ServerStats:
     count: int
     queue_ns: int
     compute_ns: int
-    total_ns: int
 
 
 class InferenceBackend(Protocol):

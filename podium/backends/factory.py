@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from podium.backends.base import BackendError, InferenceBackend
 from podium.core.config import BenchmarkingSection
+
+if TYPE_CHECKING:
+    from podium.backends.triton import Deployment
 
 
 def require_extra(module: str, extra: str, what: str) -> None:
@@ -22,10 +26,11 @@ def make_backend(
     url: str | None = None,
     model_name: str | None = None,
     model_version: str = "",
-    deploy: bool = False,
+    deployment_name: str = "podium-model",
 ) -> InferenceBackend:
-    """``local``: the model file in-process. ``triton``: ``model_name`` on the server at ``url``; with
-    ``deploy`` the model file is uploaded through the model-control API first (and unloaded after)."""
+    """``local``: the model file in-process. ``triton``: on the server at ``url``, the model named
+    ``model_name`` (or ``triton.model_name`` with ``deploy: none``), else the model file uploaded as
+    ``triton.deploy`` under ``deployment_name`` (and unloaded after)."""
     if cfg.backend == "synthetic":
         from podium.backends.synthetic import SyntheticBackend
 
@@ -38,20 +43,38 @@ def make_backend(
 
         return LocalBackend(model_file, cfg.device, cfg.precision)
     if not url:
-        raise BackendError("the triton backend needs the server's --url (e.g. 127.0.0.1:8000 for HTTP)")
-    if not model_name:
-        raise BackendError("the triton backend needs a model name (--model-name, or a run to deploy)")
+        raise BackendError(
+            "the triton backend needs the server's address: set PODIUM_TRITON_URL=HOST:PORT (or "
+            "`podium worker --triton-url`), or pass `podium bench --url`"
+        )
     require_extra("tritonclient", "triton", "the triton backend")
-    from podium.backends.local import read_signature
     from podium.backends.triton import TritonBackend
 
+    name = model_name or cfg.triton.model_name
+    if name is not None:  # a model already on the server
+        return TritonBackend(url, name, model_version, cfg.protocol, cfg.request_timeout_s)
+    if model_file is None:
+        raise BackendError(f"deploying to Triton as {cfg.triton.deploy} needs the model file (--run-id or --model-uri)")
     return TritonBackend(
-        url,
-        model_name,
-        model_version,
-        cfg.protocol,
-        cfg.request_timeout_s,
-        deploy_file=model_file if deploy else None,
-        deploy_signature=read_signature(model_file) if deploy and model_file else None,
-        max_batch_size=max(cfg.batch_sizes),
+        url, deployment_name, "", cfg.protocol, cfg.request_timeout_s, deployment(cfg, model_file, deployment_name)
     )
+
+
+def deployment(cfg: BenchmarkingSection, model_file: Path, name: str) -> Deployment:
+    """What to upload for ``triton.deploy``: the config from the model's signature, and the files."""
+    from podium.backends.local import read_signature
+    from podium.backends.triton import Deployment
+    from podium.backends.triton_deploy import model_config, model_files
+
+    signature = read_signature(model_file)
+    if signature is None:
+        raise BackendError(
+            f"{model_file} has no podium signature, so its Triton config cannot be written; save it with "
+            "podium.training.save_torchscript(module, path, inputs=[...], outputs=[...])"
+        )
+    inputs, outputs = signature
+    t = cfg.triton
+    config = model_config(
+        name, t.deploy, inputs, outputs, t.max_batch_size or max(cfg.batch_sizes), t.instance_count, t.dynamic_batching
+    )
+    return Deployment(t.deploy, config, model_files(t.deploy, model_file.read_bytes()))

@@ -11,14 +11,22 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Mapping
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 
 from podium.backends.base import BackendError, HardwareInfo, InputSpec, ServerStats
-from podium.backends.triton_config import model_config
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A model uploaded through the model-control API before measuring and unloaded after."""
+
+    deploy: str  # the format, e.g. libtorch or python
+    config: dict[str, Any]
+    files: dict[str, bytes]
 
 
 def _host_port(url: str, protocol: str) -> str:
@@ -36,18 +44,14 @@ class TritonBackend:
         model_version: str = "",
         protocol: str = "http",
         timeout_s: float = 30.0,
-        deploy_file: Path | None = None,
-        deploy_signature: tuple[list[InputSpec], list[InputSpec]] | None = None,
-        max_batch_size: int = 8,
+        deployment: Deployment | None = None,
     ):
         self.url = url
         self.protocol = protocol
         self.model_name = model_name
         self.model_version = model_version
         self.timeout_s = timeout_s
-        self.deploy_file = deploy_file
-        self.deploy_signature = deploy_signature
-        self.max_batch_size = max_batch_size
+        self.deployment = deployment
         self._notes: list[str] = []
         self._loaded_by_us = False
         self._binary = False
@@ -88,21 +92,21 @@ class TritonBackend:
     # ------------------------------------------------------------------ port
 
     def prepare(self) -> list[InputSpec]:
+        # Liveness, not server readiness: with Triton's strict readiness one unavailable model (another
+        # user's, or one just unloaded) makes the whole server "not ready"; the model's own readiness counts.
         if not self._call("server liveness check", self.client.is_server_live):
             raise BackendError(f"server {self._where} is not live")
-        if not self._call("server readiness check", self.client.is_server_ready):
-            raise BackendError(f"server {self._where} is not ready")
         self._server = self._json(self._call("server metadata", self.client.get_server_metadata))
         self._binary = self.protocol == "http" and "binary_tensor_data" in self._server.get("extensions", [])
         if self.protocol == "http" and not self._binary:
             self._notes.append("server lacks binary_tensor_data: HTTP inputs sent as JSON (binary_data=False)")
-        if not self._model_ready():
-            if self.deploy_file is None:
-                raise BackendError(
-                    f"model {self.model_name!r} (version {self.model_version or 'latest'}) not ready on "
-                    f"{self._where}; load it into the server, or pass the model artifact to deploy it"
-                )
-            self._deploy()
+        if self.deployment is not None:
+            self._deploy(self.deployment)
+        elif not self._model_ready():
+            raise BackendError(
+                f"model {self.model_name!r} (version {self.model_version or 'latest'}) not ready on "
+                f"{self._where}; load it into the server, or set benchmarking.triton.deploy to upload it"
+            )
         meta = self._json(
             self._call(
                 f"metadata of model {self.model_name!r}",
@@ -122,22 +126,19 @@ class TritonBackend:
         except Exception:
             return False
 
-    def _deploy(self) -> None:
-        if self.deploy_signature is None:
-            raise BackendError(f"cannot deploy {self.deploy_file}: its input/output signature is unknown")
-        inputs, outputs = self.deploy_signature
-        config = model_config(self.model_name, inputs, outputs, self.max_batch_size)
-        files = {"file:1/model.pt": Path(self.deploy_file).read_bytes()}
+    def _deploy(self, deployment: Deployment) -> None:
+        self._loaded_by_us = True  # from here on, close() unloads whatever the server made of it
         try:
-            self.client.load_model(self.model_name, config=json.dumps(config), files=files, **self._kw)
+            self.client.load_model(
+                self.model_name, config=json.dumps(deployment.config), files=deployment.files, **self._kw
+            )
         except Exception as exc:
             raise BackendError(
-                f"cannot deploy model {self.model_name!r} to {self._where}: load_model with a config and "
-                f"files was refused ({_reason(exc)}). The server must run in explicit model-control mode "
-                "and support Triton's model upload (MLServer does not); otherwise put the model in the "
-                "server's repository and benchmark it by name"
+                f"server {self._where} refused to load model {self.model_name!r} deployed as "
+                f"{deployment.deploy} ({_reason(exc)}). The server must run in explicit model-control mode and "
+                "accept uploads (MLServer does not) with a backend for that format; else choose another "
+                "benchmarking.triton.deploy, or put the model in the server's repository and use deploy: none"
             ) from None
-        self._loaded_by_us = True
         if not self._model_ready():
             raise BackendError(f"model {self.model_name!r} was loaded on {self._where} but is not ready")
 
@@ -151,15 +152,14 @@ class TritonBackend:
             else:
                 item.set_data_from_numpy(array)
             request.append(item)
-        client, name, version, kw = self.client, self.model_name, self.model_version, self._kw
-        if self.protocol == "grpc":
+        client, name, version, where = self.client, self.model_name, self.model_version, self._where
+        extra = {"client_timeout": self._kw["client_timeout"]} if self.protocol == "grpc" else {}
 
-            def call() -> object:
-                return client.infer(name, request, model_version=version, client_timeout=kw["client_timeout"])
-        else:
-
-            def call() -> object:
-                return client.infer(name, request, model_version=version)
+        def call() -> object:
+            try:  # free unless it raises (zero-cost exceptions): the timed region stays the request itself
+                return client.infer(name, request, model_version=version, **extra)
+            except Exception as exc:
+                raise BackendError(f"a request to model {name!r} on {where} failed: {_reason(exc)}") from None
 
         self._call(f"a first request to model {self.model_name!r}", lambda **_: call())
         return call
@@ -180,7 +180,6 @@ class TritonBackend:
                 count=int(s["success"].get("count", 0)),
                 queue_ns=int(s["queue"].get("ns", 0)),
                 compute_ns=compute,
-                total_ns=int(s["success"].get("ns", 0)),
             )
         except (KeyError, IndexError, TypeError, ValueError):
             self._stats_supported = False
@@ -193,7 +192,7 @@ class TritonBackend:
     def describe(self) -> HardwareInfo:
         name = self._server.get("name", "unknown")
         version = self._server.get("version", "unknown")
-        summary = f"{name} {version} at {self._where} ({self.protocol})"
+        summary = f"{name} {version} ({self.protocol})"
         return HardwareInfo(
             summary,
             {
@@ -203,6 +202,7 @@ class TritonBackend:
                 "url": self._where,
                 "protocol": self.protocol,
                 "backend": "triton",
+                "deploy": self.deployment.deploy if self.deployment else "none",
             },
         )
 

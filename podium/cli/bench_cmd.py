@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from podium.cli.common import fail, podium_errors
+from podium.cli.common import console, fail, podium_errors
 from podium.core.config import Backend, BenchmarkConfig, Protocol
 from podium.settings.env import PodiumSettings, worker_name
 
@@ -93,7 +93,7 @@ def bench(
     path = out / cfg.output.filename
     path.write_text(json.dumps(measured.summary, indent=2))
     _print_table(measured, cfg)
-    Console().print(f"Wrote {path}")
+    console.print(f"Wrote {path}")
 
 
 def _measure(
@@ -140,12 +140,12 @@ def _measure(
         champion, cfg, tracking, measure, worker=worker, identity=identity_for(champion, config_hash)
     )
     if outcome.status == "reused":
-        Console().print(
+        console.print(
             f"Reused: benchmark {outcome.benchmark_key[:16]}… is already FINISHED in run {outcome.run_id} "
             f"(matched by {outcome.via}). Set run.mode: force_new to measure again."
         )
         return None
-    Console().print(f"Logged MLflow run {outcome.run_id} (benchmark_key {outcome.benchmark_key[:16]}…)")
+    console.print(f"Logged MLflow run {outcome.run_id} (benchmark_key {outcome.benchmark_key[:16]}…)")
     return outcome.measured
 
 
@@ -172,6 +172,6 @@ def _print_table(measured: Measured, cfg: BenchmarkConfig) -> None:
             f"{entry['throughput_per_s']:.1f}",
             ", ".join(entry["flags"]) or "stable",
         )
-    Console().print(table)
+    console.print(table)
     for note in measured.summary["notes"]:
-        Console().print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {note}")

@@ -19,7 +19,9 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOTHING = 3
 
-err_console = Console(stderr=True)
+#: stdout and stderr of every command; lines are never wrapped, so output piped to a file can be grepped.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 #: Log lines written to a file or a pipe: one line each, never wrapped, easy to grep.

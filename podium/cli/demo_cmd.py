@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from podium.cli.common import EXIT_FAILED, needs_extra, podium_errors
+from podium.cli.common import EXIT_FAILED, console, needs_extra, podium_errors
 
 
 def demo(
@@ -26,7 +25,6 @@ def demo(
     opts = DemoOptions(
         home=home, trials=3 if quick else trials, train_seconds=1.0 if quick else train_seconds, live=live
     )
-    console = Console()
     with podium_errors():
         result = run_demo(opts, console)
     console.print()

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from podium.cli.common import EXIT_NOTHING, fail, log_at_least, podium_errors
+from podium.cli.common import EXIT_NOTHING, console, fail, log_at_least, podium_errors
 from podium.settings.env import PodiumSettings, redact_url
 from podium.settings.files import load_benchmark_config, load_selection_config
 from podium.streams import keys
@@ -22,27 +21,33 @@ from podium.streams import keys
 if TYPE_CHECKING:
     from podium.producers.enqueue import Enqueued
 
-console = Console()
 
 
 def worker(
     target: Annotated[str, typer.Option(help="Worker pool: consumes queue podium.<target>")] = "cpu",
     concurrency: Annotated[int, typer.Option(help="Benchmarks at once (1 per GPU)")] = 1,
     loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
+    triton_url: Annotated[
+        str | None, typer.Option(help="This worker's Triton, HOST:PORT (HTTP or gRPC port) [env PODIUM_TRITON_URL]")
+    ] = None,
 ) -> None:
     """Run a Celery worker for one target (e.g. cpu, gpu-h200). Same as
     `celery -A podium.workers worker -Q podium.<target> -c 1 --prefetch-multiplier 1`."""
+    if triton_url:
+        os.environ["PODIUM_TRITON_URL"] = triton_url  # the worker's processes read their settings again
     settings = PodiumSettings()
     with podium_errors():
         from podium.broker.app import verify_visibility_timeout
-        from podium.workers.app import create_worker_app
+        from podium.workers.app import check_worker_settings, create_worker_app
 
         queue = keys.queue(target)
+        check_worker_settings(settings)
         app = create_worker_app(settings)
         verify_visibility_timeout(app)
     console.print(
         f"podium worker: queue {queue}, broker {redact_url(settings.redis_url)}, "
-        f"MLflow {redact_url(settings.tracking_uri)}",
+        f"MLflow {redact_url(settings.tracking_uri)}"
+        + (f", Triton {settings.triton_url}" if settings.triton_url else ""),
         highlight=False,
     )
     app.worker_main(

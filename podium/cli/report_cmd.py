@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from podium.cli.common import EXIT_NOTHING, needs_extra, podium_errors
+from podium.cli.common import EXIT_NOTHING, console, needs_extra, podium_errors
 from podium.core.safety import require_safe
 from podium.core.state import select_all
 from podium.settings.env import PodiumSettings
@@ -24,7 +23,6 @@ def report(
 ) -> None:
     """Chart (candidates, Pareto front, chosen model, tolerance band) and table of each selection."""
     settings = PodiumSettings()
-    console = Console()
     with podium_errors():
         from podium.aggregator.report import log_to_mlflow, write
         from podium.tracking.tracker import MlflowTracking

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from podium.aggregator.report import COLUMNS, NUMERIC, rows
-from podium.cli.common import EXIT_NOTHING, podium_errors
+from podium.cli.common import EXIT_NOTHING, console, podium_errors
 from podium.core.config import Aggregation
 from podium.core.selection import Candidate, Selection
 from podium.core.state import select_all
@@ -70,7 +69,6 @@ def select(
 
 
 def _print_tables(selections: list[Selection], policy: str, aggregation: str, unjoined: int) -> None:
-    console = Console()
     if not selections:
         console.print("Nothing to select: no FINISHED benchmark run could be joined with a trial run.")
     for s in selections:

@@ -6,10 +6,9 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from podium.cli.common import fail
+from podium.cli.common import console, fail
 from podium.settings.env import PodiumSettings, redact_url
 
 
@@ -31,7 +30,6 @@ def status(
     if as_json:
         typer.echo(json.dumps(report))
         return
-    console = Console()
     console.print(f"Redis {redact_url(url)}", highlight=False)
     queues = Table(title="Queues")
     queues.add_column("queue")

@@ -31,6 +31,7 @@ Policy = Literal["weighted", "tolerance"]
 Backend = Literal["local", "triton", "synthetic"]
 Protocol = Literal["http", "grpc"]
 Precision = Literal["fp32", "fp16", "bf16"]
+Deploy = Literal["libtorch", "python", "none"]
 
 
 class StrictModel(BaseModel):
@@ -58,6 +59,26 @@ class StabilitySection(StrictModel):
     max_cv: PositiveFloat = 0.10
 
 
+class TritonSection(StrictModel):
+    """How a ``triton`` benchmark reaches its model on the worker's server (``PODIUM_TRITON_URL``)."""
+
+    #: ``libtorch``: upload the TorchScript as ``platform: pytorch_libtorch``; ``python``: upload it with a
+    #: generated Python-backend model.py; ``none``: the model is already in the server's repository.
+    deploy: Deploy = "libtorch"
+    #: ``deploy: none`` only: the model's name in the server's repository.
+    model_name: SafeValue | None = None
+    #: Written into the uploaded config; ``null``: the largest benchmarked batch size.
+    max_batch_size: PositiveInt | None = None
+    instance_count: PositiveInt = 1
+    dynamic_batching: bool = False
+
+    @model_validator(mode="after")
+    def _name_for_none(self) -> TritonSection:
+        if self.deploy == "none" and self.model_name is None:
+            raise ValueError("deploy: none benchmarks a model already on the server: set triton.model_name")
+        return self
+
+
 class BenchmarkingSection(StrictModel):
     batch_sizes: list[int] = Field(default_factory=lambda: [1])
     iterations: PositiveInt = 100
@@ -78,6 +99,7 @@ class BenchmarkingSection(StrictModel):
     #: Seconds before a request to an inference server is abandoned.
     request_timeout_s: PositiveFloat = 30.0
     stability: StabilitySection = Field(default_factory=StabilitySection)
+    triton: TritonSection = Field(default_factory=TritonSection)
 
     @field_validator("batch_sizes")
     @classmethod

@@ -49,6 +49,10 @@ def measurement_settings(cfg: BenchmarkingSection, input_fingerprint: str) -> di
     }
     if cfg.backend == "synthetic":
         settings["synthetic_service_ms"] = cfg.synthetic_service_ms
+    if cfg.backend == "triton":  # where the server is (the worker's URL) is not part of it; what it runs is
+        triton = cfg.triton.model_dump()
+        triton["max_batch_size"] = triton["max_batch_size"] or max(cfg.batch_sizes)
+        settings["triton"] = triton
     return settings
 
 

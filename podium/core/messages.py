@@ -53,9 +53,6 @@ class BenchmarkRequest(Message):
     #: Fingerprint of the inputs (test data content hash or synthetic seed), fixed by the producer.
     input_fingerprint: str = Field(max_length=256)
     benchmark_key: Hex64
-    #: Where a triton backend finds the server and, optionally, the model by name.
-    server_url: str | None = Field(default=None, max_length=512)
-    model_name: str | None = Field(default=None, max_length=256)
 
     @property
     def champion(self) -> Champion:

@@ -29,8 +29,9 @@ def summary_metrics(s: LatencySummary, stable: bool) -> dict[str, float]:
 
 
 def server_metrics(batch_size: int, queue_ms: float, compute_ms: float, overhead_ms: float) -> dict[str, float]:
+    """Triton's own view per request (statistics extension), and what the client added on top of it."""
     return {
-        latency_metric(batch_size, "server_queue"): queue_ms,
-        latency_metric(batch_size, "server_compute"): compute_ms,
-        latency_metric(batch_size, "client_overhead"): overhead_ms,
+        f"server_queue_batch_{batch_size}_ms": queue_ms,
+        f"server_compute_batch_{batch_size}_ms": compute_ms,
+        f"client_overhead_batch_{batch_size}_ms": overhead_ms,
     }

@@ -91,9 +91,8 @@ def _server_breakdown(before: ServerStats | None, after: ServerStats | None, m: 
     n = after.count - before.count
     queue = (after.queue_ns - before.queue_ns) / n / 1e6
     compute = (after.compute_ns - before.compute_ns) / n / 1e6
-    total = (after.total_ns - before.total_ns) / n / 1e6
     client_mean = sum(w.mean_ms * w.count for w in m.windows) / sum(w.count for w in m.windows)
-    return queue, compute, max(0.0, client_mean - total)
+    return queue, compute, max(0.0, client_mean - queue - compute)
 
 
 def measure_model(
@@ -106,18 +105,26 @@ def measure_model(
     model_version: str = "",
     progress: Progress | None = None,
     config_hash: str | None = None,
+    deployment_name: str | None = None,
 ) -> Measured:
     """Fetch the model if the backend needs a file, build the backend, measure, tear down.
 
-    The triton backend serves ``model_name`` when given; otherwise it deploys the model file under a
-    name made from the champion run (and unloads it afterwards)."""
+    The triton backend serves ``model_name`` (or ``triton.model_name``) when given; otherwise it uploads the
+    model file as ``triton.deploy`` under ``deployment_name`` (unique to the benchmark_key, so workers sharing
+    a server never collide) and unloads it afterwards, also when the measurement fails."""
     cfg = config.benchmarking
-    needs_file = cfg.backend == "local" or (cfg.backend == "triton" and model_name is None)
+    on_server = model_name or cfg.triton.model_name
+    needs_file = cfg.backend == "local" or (cfg.backend == "triton" and not on_server)
     with tempfile.TemporaryDirectory(prefix="podium-model-") as tmp:
         model_file = fetch(source, tracking, Path(tmp)) if needs_file else None
-        name = model_name or f"podium-{(source.run_id or Path(str(model_file)).stem)[:24]}"
+        name = deployment_name or f"podium-{(source.run_id or Path(str(model_file)).stem)[:24]}"
         backend = make_backend(
-            cfg, model_file=model_file, url=url, model_name=name, model_version=model_version, deploy=model_name is None
+            cfg,
+            model_file=model_file,
+            url=url,
+            model_name=model_name,
+            model_version=model_version,
+            deployment_name=name,
         )
         try:
             return run_measurement(backend, config, progress=progress, config_hash=config_hash)

@@ -36,8 +36,6 @@ def build_request(
     config: BenchmarkConfig,
     *,
     artifact_path: str = "model/model.pt",
-    server_url: str | None = None,
-    model_name: str | None = None,
 ) -> BenchmarkRequest:
     """The request for benchmarking ``champion`` under ``config``; the key comes from the one key function."""
     fingerprint = input_fingerprint(config.benchmarking)
@@ -52,8 +50,6 @@ def build_request(
         config=config,
         input_fingerprint=fingerprint,
         benchmark_key=identity.key,
-        server_url=server_url,
-        model_name=model_name,
     )
     request.encode()  # size check before anything is sent
     return request

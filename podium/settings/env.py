@@ -43,6 +43,9 @@ class PodiumSettings(BaseSettings):
     #: Registered model (name template with {study} and {config}) whose ``champion`` alias the aggregator
     #: points at each new best; unset: no alias.
     champion_model: str | None = None
+    #: This worker's Triton server, ``host:port`` (HTTP or gRPC port, per ``benchmarking.protocol``). A worker
+    #: setting, never a request's: the request says what to measure, the worker knows where.
+    triton_url: str | None = None
     #: First retry delay after a failure, doubled per attempt.
     retry_backoff_s: float = Field(default=2.0, ge=0)
 

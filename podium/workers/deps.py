@@ -13,8 +13,15 @@ from podium.streams.connection import connect
 from podium.tracking.tracker import MlflowTracking
 from podium.workers.execute import MeasureRequest, WorkerDeps
 
+#: A deployment's name on the server: unique to the benchmark_key, so workers sharing a server never collide.
+DEPLOYMENT_PREFIX = "podium-"
 
-def request_measurer(tracking: MlflowTracking) -> MeasureRequest:
+
+def deployment_name(benchmark_key: str) -> str:
+    return f"{DEPLOYMENT_PREFIX}{benchmark_key[:32]}"
+
+
+def request_measurer(tracking: MlflowTracking, triton_url: str | None) -> MeasureRequest:
     def measure(request: BenchmarkRequest, progress: Progress) -> Measured:
         cfg = request.config.benchmarking
         if cfg.test_data is not None and input_fingerprint(cfg) != request.input_fingerprint:
@@ -27,10 +34,10 @@ def request_measurer(tracking: MlflowTracking) -> MeasureRequest:
             request.config,
             source,
             tracking,
-            url=request.server_url,
-            model_name=request.model_name,
+            url=triton_url,
             progress=progress,
             config_hash=request.identity.config_hash,
+            deployment_name=deployment_name(request.benchmark_key),
         )
 
     return measure
@@ -41,7 +48,8 @@ def build_deps(settings: PodiumSettings) -> WorkerDeps:
     return WorkerDeps(
         redis=connect(settings.redis_url),
         tracking=tracking,
-        measure=request_measurer(tracking),
+        measure=request_measurer(tracking, settings.triton_url),
         worker=settings.worker_name or worker_name(),
         lock_ttl_ms=settings.lock_ttl_ms,
+        triton_url=settings.triton_url,
     )

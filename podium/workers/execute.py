@@ -40,6 +40,8 @@ class WorkerDeps:
     lock_ttl_ms: int = DEFAULT_TTL_MS
     #: Builds the fenced lock of a benchmark key: (redis, benchmark_key, ttl_ms) -> lock.
     make_lock: Callable[[redis.Redis, str, int], FencedLock] = FencedLock.for_benchmark
+    #: This worker's Triton (``PODIUM_TRITON_URL``); a triton request cannot be served without it.
+    triton_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,16 @@ class TaskOutcome:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def refusal(request: BenchmarkRequest, deps: WorkerDeps) -> str | None:
+    """Why this worker can never serve ``request`` (retrying it here would only meet the same wall), or None."""
+    if request.config.benchmarking.backend == "triton" and not deps.triton_url:
+        return (
+            f"worker {deps.worker} has no Triton server (PODIUM_TRITON_URL is unset) for a backend: triton request; "
+            f"start the workers of target {request.config.benchmarking.target!r} with --triton-url HOST:PORT"
+        )
+    return None
 
 
 def execute(request: BenchmarkRequest, deps: WorkerDeps) -> TaskOutcome:

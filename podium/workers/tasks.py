@@ -19,7 +19,7 @@ from podium.monitoring import prometheus
 from podium.streams import keys
 from podium.streams.dead_letters import dead_letter
 from podium.streams.lock import LockBusy, LockLost
-from podium.workers.execute import WorkerDeps, execute
+from podium.workers.execute import WorkerDeps, execute, refusal
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,10 @@ def _run_task(task: Task, payload: dict[str, Any], deps: WorkerDeps) -> dict[str
     except MessageError as exc:
         dead_letter(deps.redis, "request", payload, str(exc))
         return {"status": "rejected", "error": str(exc)}
+    refused = refusal(request, deps)
+    if refused is not None:
+        dead_letter(deps.redis, "request", payload, refused)
+        return {"status": "dead_letter", "benchmark_key": request.benchmark_key, "error": refused}
     counter = keys.attempts(request.request_id)
     attempt = int(deps.redis.incr(counter))
     deps.redis.expire(counter, ATTEMPTS_TTL_S)

@@ -19,7 +19,7 @@ from podium.core.validation import parse_model
 from podium.demo.model import TinyTagger, export
 from podium.measurement.loop import measure_batch
 from podium.measurement.session import run_measurement
-from tests.servers import MLServer, free_port, start_mlserver
+from tests.servers import MLServer, free_port, start_mlserver, wait_until
 
 SLEEP_MS = 5.0
 #: On these VMs a client that blocks for more than ~1 ms pays a 1-2 ms wake-up latency that a 0 ms
@@ -114,21 +114,26 @@ def test_request_timeout_is_an_error_not_a_hang(mlserver: MLServer, protocol: st
     with pytest.raises(BackendError, match="a first request to model 'slow'"):
         backend.bind(build_inputs(specs, 1, 4))
     assert time.monotonic() - t0 < 5
-    time.sleep(1.6)  # let the blocked server finish the slow request before the next test
+    # the server finished the slow request once it answers again (it serves one request at a time)
+    assert wait_until(lambda: backend._model_ready(), timeout=30)
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_deploy_through_model_control_degrades_with_a_reason(mlserver: MLServer, protocol: str, tmp_path: Path) -> None:
     model = export(TinyTagger(16, 1), tmp_path / "model.pt")
     backend = make_backend(
-        config(protocol=protocol).benchmarking,
+        config(protocol=protocol, triton={"deploy": "python"}).benchmarking,
         model_file=model,
         url=url(mlserver, protocol),
-        model_name="podium-tiny",
-        deploy=True,
+        deployment_name="podium-tiny",
     )
-    with pytest.raises(BackendError, match=r"cannot deploy model 'podium-tiny'.*MLServer does not"):
-        backend.prepare()
+    try:
+        with pytest.raises(
+            BackendError, match=r"refused to load model 'podium-tiny' deployed as python.*MLServer does not"
+        ):
+            backend.prepare()
+    finally:
+        backend.close()
 
 
 def test_podium_bench_cli_on_a_server_model(mlserver: MLServer, tmp_path: Path) -> None:

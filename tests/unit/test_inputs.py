@@ -9,7 +9,7 @@ import pytest
 
 from podium.backends.base import BackendError, InputSpec
 from podium.backends.inputs import build_inputs, load_token_rows
-from podium.backends.triton_config import model_config, to_pbtxt
+from podium.backends.triton_deploy import PYTHON_MODEL, model_config, model_files, to_pbtxt
 
 IDS = InputSpec("input_ids", "INT64", (-1, -1), vocab_size=50)
 
@@ -59,10 +59,31 @@ def test_fixed_and_float_dims() -> None:
     assert x.shape == (2, 3, 8, 8) and x.dtype == np.float32
 
 
-def test_triton_config_for_a_torchscript_deploy() -> None:
-    cfg = model_config("tagger", [IDS], [InputSpec("logits", "FP32", (-1, -1, 5))], 16)
+def test_triton_config_for_a_libtorch_deploy() -> None:
+    cfg = model_config("tagger", "libtorch", [IDS], [InputSpec("logits", "FP32", (-1, -1, 5))], 16)
     assert cfg["platform"] == "pytorch_libtorch" and cfg["max_batch_size"] == 16
     assert cfg["input"] == [{"name": "input_ids", "data_type": "TYPE_INT64", "dims": [-1]}]
     assert cfg["output"] == [{"name": "logits", "data_type": "TYPE_FP32", "dims": [-1, 5]}]
+    assert cfg["instance_group"] == [{"kind": "KIND_AUTO", "count": 1}] and "dynamic_batching" not in cfg
     text = to_pbtxt(cfg)
     assert 'name: "tagger"' in text and "data_type: TYPE_INT64 dims: [ -1 ]" in text
+    assert 'platform: "pytorch_libtorch"' in text
+    assert model_files("libtorch", b"pt") == {"file:1/model.pt": b"pt"}
+
+
+def test_triton_config_for_a_python_deploy() -> None:
+    cfg = model_config("t", "python", [IDS], [InputSpec("logits", "FP32", (-1, -1, 5))], 4, 2, True)
+    assert cfg["backend"] == "python" and "platform" not in cfg
+    assert cfg["instance_group"] == [{"kind": "KIND_AUTO", "count": 2}] and cfg["dynamic_batching"] == {}
+    assert 'backend: "python"' in to_pbtxt(cfg) and "dynamic_batching { }" in to_pbtxt(cfg)
+    files = model_files("python", b"pt")
+    assert files == {"file:1/model.pt": b"pt", "file:1/model.py": PYTHON_MODEL.encode()}
+    compile(PYTHON_MODEL, "model.py", "exec")  # the generated model is valid Python
+    assert "from_dlpack" in PYTHON_MODEL and "as_numpy" not in PYTHON_MODEL
+
+
+def test_a_deploy_needs_outputs_and_a_known_format() -> None:
+    with pytest.raises(BackendError, match="needs the model's outputs"):
+        model_config("t", "python", [IDS], [], 4)
+    with pytest.raises(BackendError, match="deploy 'onnx'"):
+        model_config("t", "onnx", [IDS], [IDS], 4)
