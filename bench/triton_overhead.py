@@ -1,18 +1,20 @@
-"""podium's measurement loop vs a bare tritonclient loop, same server, same model, same run.
+"""podium's measurement loop vs a bare tritonclient loop, on a real tritonserver, same model, same run.
 
     .venv/bin/python bench/triton_overhead.py [--iterations 200] [--rounds 5]
 
-Starts MLServer 1.7.1 (a real KServe V2 server; tests/servers.py) with a 0 ms model (echo) and a 5 ms
-model (sleepy, a precise busy wait). For each protocol and model, alternates rounds of
+Starts the real ``tritonserver`` of the nvidia-pytriton wheel (tests/triton.py; CPU, Python backend) with
+two models that busy-wait a known service time: ``busy0`` (0 ms) and ``busy5`` (5 ms). For each protocol
+(HTTP with binary tensors, gRPC) and model, alternates rounds of
   bare    a loop of client.infer() timed with perf_counter_ns around the call (inputs built once)
   podium  measure_batch() over TritonBackend.bind() with the same iteration count (one window)
-and reports the median p50 of each, the ratio podium/bare (goal <= 1.1x), and for sleepy the error of
-the p50 against the known 5 ms service time.
+and reports the median p50 of each, the ratio podium/bare (goal <= 1.1x), the gap podium adds over the bare
+loop (goal <= 0.1 ms), and the server's own compute time (statistics extension) beside the client p50.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -26,9 +28,9 @@ from podium.backends.triton import TritonBackend
 from podium.core.config import BenchmarkingSection
 from podium.core.stats import summarize
 from podium.measurement.loop import measure_batch
-from tests.servers import start_mlserver
+from tests.triton import busy_model, start_triton
 
-SERVICE_MS = {"echo": 0.0, "sleepy": 5.0}
+SERVICE_MS = {"busy0": 0.0, "busy5": 5.0}
 
 
 def bare_loop(backend: TritonBackend, inputs, n: int) -> float:
@@ -37,10 +39,7 @@ def bare_loop(backend: TritonBackend, inputs, n: int) -> float:
     request = []
     for name, array in inputs.items():
         item = mod.InferInput(name, list(array.shape), mod.np_to_triton_dtype(array.dtype))
-        if backend.protocol == "http":
-            item.set_data_from_numpy(array, binary_data=False)
-        else:
-            item.set_data_from_numpy(array)
+        item.set_data_from_numpy(array)  # binary tensors over HTTP (Triton has binary_tensor_data)
         request.append(item)
     samples = []
     for _ in range(n):
@@ -48,6 +47,14 @@ def bare_loop(backend: TritonBackend, inputs, n: int) -> float:
         client.infer(backend.model_name, request)
         samples.append(time.perf_counter_ns() - t0)
     return summarize(samples, 1).p50_ms
+
+
+def server_compute_ms(backend: TritonBackend, call, n: int) -> float:
+    before = backend.stats()
+    for _ in range(n):
+        call()
+    after = backend.stats()
+    return (after.compute_ns - before.compute_ns) / (after.count - before.count) / 1e6
 
 
 def main() -> None:
@@ -60,36 +67,42 @@ def main() -> None:
         warmup_iterations=0,
         stability={"max_windows": 2, "agree_windows": 2, "max_ratio": 100.0},
     )
-    server = start_mlserver(Path(tempfile.mkdtemp(prefix="podium-bench-")))
+    tmp = Path(tempfile.mkdtemp(prefix="podium-bench-"))
+    for name, ms in SERVICE_MS.items():
+        busy_model(tmp / "models", name, ms)
+    server = start_triton(tmp, load=list(SERVICE_MS))
     rows = []
     try:
         for protocol in ("http", "grpc"):
-            for model in ("echo", "sleepy"):
-                url = server.http if protocol == "http" else server.grpc
-                backend = TritonBackend(url, model, protocol=protocol)
+            for model in SERVICE_MS:
+                backend = TritonBackend(server.url(protocol), model, protocol=protocol)
                 inputs = build_inputs(backend.prepare(), 1, 16)
                 call = backend.bind(inputs)
                 for _ in range(20):
                     call()
-                bare, ours = [], []
+                bare, ours, compute = [], [], []
                 for _ in range(args.rounds):
                     bare.append(bare_loop(backend, inputs, args.iterations))
                     ours.append(measure_batch(call, 1, cfg).windows[0].p50_ms)
+                    compute.append(server_compute_ms(backend, call, args.iterations // 4))
                 backend.close()
-                b, p = statistics.median(bare), statistics.median(ours)
-                rows.append((protocol, model, b, p))
+                rows.append((protocol, model, *(statistics.median(x) for x in (bare, ours, compute))))
     finally:
         server.stop()
-    print(f"{args.rounds} interleaved rounds x {args.iterations} requests, batch 1, max_length 16\n")
-    print("| protocol | model (service) | bare p50 ms | podium p50 ms | podium / bare | p50 - service (podium) |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
-    for protocol, model, b, p in rows:
-        err = (
-            f"{p - SERVICE_MS[model]:+.3f} ms ({(p - SERVICE_MS[model]) / SERVICE_MS[model]:+.1%})"
-            if SERVICE_MS[model]
-            else "n/a"
+    print(
+        f"{args.rounds} interleaved rounds x {args.iterations} requests, batch 1, max_length 16; "
+        f"load before the run: {os.getloadavg()[0]:.2f}\n"
+    )
+    print(
+        "| protocol | model (service) | bare p50 ms | podium p50 ms | podium / bare | podium - bare | "
+        "server compute ms | client p50 - server compute |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for protocol, model, b, p, c in rows:
+        print(
+            f"| {protocol} | {model} ({SERVICE_MS[model]:g} ms) | {b:.3f} | {p:.3f} | {p / b:.3f}x | "
+            f"{p - b:+.3f} ms | {c:.3f} | {p - c:+.3f} ms |"
         )
-        print(f"| {protocol} | {model} ({SERVICE_MS[model]:g} ms) | {b:.3f} | {p:.3f} | {p / b:.3f}x | {err} |")
 
 
 if __name__ == "__main__":
