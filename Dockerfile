@@ -1,6 +1,6 @@
 # podium worker / aggregator / CLI image.
-#   docker build -t podium .                                  (CPU torch)
-#   docker build -t podium --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 .   (CUDA workers)
+#   docker build -t podium:cpu .                              (CPU torch: CPU workers, the aggregator)
+#   docker build -t podium:cuda --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 .   (GPU workers)
 FROM python:3.11-slim
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1

@@ -25,12 +25,18 @@ def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def store_uri(_migrated_db: Path, tmp_path: Path) -> str:
+def sqlite_store_uri(_migrated_db: Path, tmp_path: Path) -> str:
     """A fresh, empty, real MLflow sqlite store for this test."""
     folder = tmp_path / "store"
     folder.mkdir()
     shutil.copy(_migrated_db, folder / "mlflow.db")
     return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+@pytest.fixture
+def store_uri(sqlite_store_uri: str) -> str:
+    """The store a test uses (a module may parametrize it over sqlite and the tracking server)."""
+    return sqlite_store_uri
 
 
 @pytest.fixture
@@ -41,3 +47,20 @@ def client(store_uri: str) -> MlflowClient:
 @pytest.fixture
 def tracking(store_uri: str) -> MlflowTracking:
     return MlflowTracking.connect(store_uri, TagsRegistry())
+
+
+@pytest.fixture(scope="session")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory):
+    """One real ``mlflow server`` on PostgreSQL for the session (started only when a test asks for it)."""
+    from tests.tracking_server import start_tracking_server
+
+    server = start_tracking_server(tmp_path_factory.mktemp("tracking-server"))
+    yield server
+    server.stop_all()
+
+
+@pytest.fixture
+def server_store_uri(tracking_server) -> str:
+    """The tracking server's URI over an emptied store (a fresh store for this test)."""
+    tracking_server.postgres.empty()
+    return tracking_server.uri

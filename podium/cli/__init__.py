@@ -48,4 +48,7 @@ app.command("sweep")(sweep_cmd)
 def main() -> None:
     # MLflow draws a tqdm bar on every artifact download; podium draws its own progress.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow configures its own loggers when first imported (after ours): keep its INFO chatter (schema
+    # migrations of a new sqlite store) out of podium's output unless asked for.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     app()

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from podium.cli.common import console, fail, podium_errors
+from podium.cli.common import console, fail, int_list, podium_errors
 from podium.core.config import Backend, BenchmarkConfig, Protocol
 from podium.settings.env import PodiumSettings, worker_name
 
@@ -63,7 +63,7 @@ def bench(
             protocol=protocol,
             device=device,
             iterations=iterations,
-            batch_sizes=[int(b) for b in batch_sizes.split(",")] if batch_sizes else None,
+            batch_sizes=int_list(batch_sizes, "--batch-sizes"),
         )
         if run_id:
             source = ModelSource(run_id, artifact_path, None)

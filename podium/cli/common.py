@@ -42,6 +42,36 @@ def setup_logging(verbose: int) -> None:
     # MLflow announces its sqlite migrations at INFO; keep them out unless asked for.
     logging.getLogger("mlflow").setLevel(max(level, logging.WARNING))
     logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
+    # A store that is down is one error line, not one warning per HTTP retry.
+    logging.getLogger("urllib3.connectionpool").setLevel(max(level, logging.ERROR))
+
+
+def redis_or_fail(url: str, doing: str):
+    """A connected Redis client, or one line (exit 2) that says Redis is down and what to do."""
+    import redis
+
+    from podium.settings.env import redact_url
+    from podium.streams.connection import connect
+
+    client = connect(url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        fail(
+            f"cannot {doing}: Redis at {redact_url(url)} is not reachable ({exc}); "
+            "start Redis, or set PODIUM_REDIS_URL to where it runs"
+        )
+    return client
+
+
+def int_list(value: str | None, option: str) -> list[int] | None:
+    """``1,8,32`` as integers, or one line (exit 2) naming the option and the bad part."""
+    if value is None:
+        return None
+    try:
+        return [int(part) for part in value.split(",")]
+    except ValueError:
+        fail(f"{option} must be comma-separated integers such as 1,8,32, got {value!r}")
 
 
 def log_at_least(logger: str, level: int) -> None:

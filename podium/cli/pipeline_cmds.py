@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from podium.cli.common import EXIT_NOTHING, console, fail, log_at_least, podium_errors
+from podium.cli.common import EXIT_NOTHING, console, fail, log_at_least, podium_errors, redis_or_fail
 from podium.settings.env import PodiumSettings, redact_url
 from podium.settings.files import load_benchmark_config, load_selection_config
 from podium.streams import keys
 
 if TYPE_CHECKING:
     from podium.producers.enqueue import Enqueued
-
 
 
 def worker(
@@ -42,6 +41,7 @@ def worker(
 
         queue = keys.queue(target)
         check_worker_settings(settings)
+        redis_or_fail(settings.redis_url, "start a worker")
         app = create_worker_app(settings)
         verify_visibility_timeout(app)
     console.print(
@@ -133,6 +133,7 @@ def enqueue(
         from podium.tracking.tracker import MlflowTracking
 
         cfg = load_benchmark_config(config, settings.config_dir).with_overrides(target=target)
+        redis_or_fail(settings.redis_url, "enqueue benchmark requests")
         tracking = MlflowTracking.from_settings(settings)
         champions = (
             [tracking.champion(run_id)] if run_id else tracking.load_champions(tracking.experiment_ids(), study=study)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from podium.cli.common import console, fail
+from podium.cli.common import console, fail, redis_or_fail
 from podium.settings.env import PodiumSettings, redact_url
 
 
@@ -19,12 +19,12 @@ def status(
     """What podium is doing now (read from Redis)."""
     import redis
 
-    from podium.streams.connection import connect
     from podium.streams.status import collect
 
     url = redis_url or PodiumSettings().redis_url
+    client = redis_or_fail(url, "read podium's status")
     try:
-        report = collect(connect(url))
+        report = collect(client)
     except redis.RedisError as exc:
         fail(f"cannot read status from Redis at {redact_url(url)}: {exc}")
     if as_json:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -40,6 +41,27 @@ EXPERIMENTS_TTL_S = 10.0
 #: MLflow accepts at most this many metrics / tags in one ``log_batch``.
 MAX_BATCH_METRICS = 1000
 MAX_TAG_VALUE = 5000
+#: MLflow's HTTP client defaults retry for minutes (an unreachable server took 266 s to fail); podium's
+#: processes fail in seconds instead, and never print run links to stdout. Environment values win.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
+#: Store URI schemes podium can open (MLflow's own list is longer; these are the ones a team uses with it).
+SCHEMES = (
+    "sqlite",
+    "http",
+    "https",
+    "postgresql",
+    "postgresql+psycopg2",
+    "mysql",
+    "mysql+pymysql",
+    "file",
+    "databricks",
+)
 #: What a store can raise besides MlflowException: a locked or broken sqlite file, an unreachable server.
 STORE_ERRORS = (MlflowException, SQLAlchemyError, OSError)
 
@@ -77,8 +99,21 @@ class MlflowTracking:
         create: bool = True,
     ) -> MlflowTracking:
         """A tracker on ``tracking_uri``. A sqlite store is created when ``create``, else must exist."""
+        scheme = tracking_uri.split(":", 1)[0] if ":" in tracking_uri else ""
+        if scheme not in SCHEMES:
+            raise TrackingError(
+                f"tracking URI {redact_url(tracking_uri)!r} has an unknown scheme {scheme!r}; use sqlite:///path/to/"
+                "mlflow.db or http(s)://host:port (an MLflow tracking server), e.g. in PODIUM_TRACKING_URI"
+            )
+        for name, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
         if tracking_uri.startswith("sqlite:///"):
             db = Path(tracking_uri.removeprefix("sqlite:///"))
+            if db.is_file() and db.stat().st_size == 0:
+                raise TrackingError(
+                    f"{db} is an empty file, not an MLflow store; remove it to let podium create a store there, "
+                    "or point PODIUM_TRACKING_URI at the right file"
+                )
             if not create and not db.is_file():
                 raise TrackingError(
                     f"no MLflow store at {tracking_uri}: the file {db} does not exist; "

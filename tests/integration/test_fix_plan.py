@@ -1,4 +1,5 @@
-"""The fix plan's four scenarios and DESIGN.md's identity rules, on a real MLflow sqlite store."""
+"""The fix plan's four scenarios and DESIGN.md's identity rules, on a real MLflow sqlite store and on a real
+MLflow tracking server over HTTP (PostgreSQL backend store, served artifacts)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ from podium.settings.files import config_hash_of
 from podium.tracking.tracker import MlflowTracking
 
 STUDY, TRIAL = "a" * 64, "b" * 64
+
+
+@pytest.fixture(params=["sqlite", "mlflow-server"])
+def store_uri(request: pytest.FixtureRequest) -> str:
+    """Each scenario on both stores a team may have: a sqlite file and an HTTP tracking server."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_store_uri")
+    return request.getfixturevalue("server_store_uri")
 
 
 def make_config(**benchmarking) -> BenchmarkConfig:
