@@ -173,7 +173,8 @@ def trained(store: str, tmp: Path, trial: str, f1: float, width: int = 8) -> str
     """A trial run and a refit run holding a TorchScript model, written as training code would."""
     client = MlflowClient(store)
     exp = client.get_experiment_by_name("training")
-    exp_id = exp.experiment_id if exp else client.create_experiment("training", (tmp / "artifacts").as_uri())
+    location = None if store.startswith("http") else (tmp / "artifacts").as_uri()  # a server serves its own
+    exp_id = exp.experiment_id if exp else client.create_experiment("training", location)
     champion = ""
     for stage in ("hpo_trial", "refit"):
         run = client.create_run(

@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from podium.cli.common import console, fail, int_list, podium_errors
-from podium.core.config import Backend, BenchmarkConfig, Protocol
-from podium.settings.env import PodiumSettings, worker_name
+from podium.core.choices import Backend, Protocol
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from podium.core.config import BenchmarkConfig
     from podium.core.records import Champion
     from podium.measurement.artifacts import ModelSource
     from podium.measurement.session import Measured
@@ -52,6 +52,8 @@ def bench(
     on_server = model_name is not None and (backend or "") != "local"
     if run_id is None and model_uri is None and not on_server:
         fail("give the model: --run-id RUN or --model-uri URI (or --model-name for a model already on a server)")
+    from podium.settings.env import PodiumSettings, worker_name
+
     settings = PodiumSettings()
     with podium_errors():
         from podium.measurement.artifacts import ModelSource, parse_model_uri
@@ -150,6 +152,9 @@ def _measure(
 
 
 def _progress() -> Progress:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -9,7 +9,6 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 
 from podium.errors import PodiumError
@@ -33,6 +32,8 @@ def setup_logging(verbose: int) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     handler: logging.Handler
     if err_console.is_terminal:
+        from rich.logging import RichHandler
+
         handler = RichHandler(console=err_console, show_path=False, show_time=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:

@@ -14,9 +14,6 @@ import typer
 from rich.table import Table
 
 from podium.cli.common import EXIT_NOTHING, console, fail, log_at_least, podium_errors, redis_or_fail
-from podium.settings.env import PodiumSettings, redact_url
-from podium.settings.files import load_benchmark_config, load_selection_config
-from podium.streams import keys
 
 if TYPE_CHECKING:
     from podium.producers.enqueue import Enqueued
@@ -32,6 +29,9 @@ def worker(
 ) -> None:
     """Run a Celery worker for one target (e.g. cpu, gpu-h200). Same as
     `celery -A podium.workers worker -Q podium.<target> -c 1 --prefetch-multiplier 1`."""
+    from podium.settings.env import PodiumSettings, redact_url
+    from podium.streams import keys
+
     if triton_url:
         os.environ["PODIUM_TRITON_URL"] = triton_url  # the worker's processes read their settings again
     settings = PodiumSettings()
@@ -74,6 +74,9 @@ def aggregator(
 ) -> None:
     """Consume benchmark results, keep rolling aggregates and publish the best model of each study."""
     from podium.aggregator.service import Aggregator
+    from podium.settings.env import PodiumSettings, redact_url
+    from podium.settings.files import load_selection_config
+    from podium.streams import keys
     from podium.streams.connection import connect
     from podium.tracking.tracker import MlflowTracking
 
@@ -124,6 +127,9 @@ def enqueue(
     target: Annotated[str | None, typer.Option(help="Override benchmarking.target (the queue)")] = None,
 ) -> None:
     """Send benchmark requests to the workers (one run, or every champion of a study)."""
+    from podium.settings.env import PodiumSettings
+    from podium.settings.files import load_benchmark_config
+
     if (run_id is None) == (study is None):
         fail("give exactly one of --run-id and --study")
     settings = PodiumSettings()
@@ -151,6 +157,9 @@ def backfill(
     dry_run: Annotated[bool, typer.Option(help="Only list what is missing")] = False,
 ) -> None:
     """Enqueue a benchmark for every champion that has none under the current config (by benchmark_key)."""
+    from podium.settings.env import PodiumSettings
+    from podium.settings.files import load_benchmark_config
+
     settings = PodiumSettings()
     with podium_errors():
         from podium.broker.app import create_app
@@ -186,6 +195,7 @@ def sweep_cmd(
 ) -> None:
     """End benchmark runs left RUNNING by killed workers: FINISHED if their fenced commit went through,
     else KILLED with the reason. Runs whose worker still holds the lock are left alone."""
+    from podium.settings.env import PodiumSettings
     from podium.streams.connection import connect
     from podium.tracking.tracker import MlflowTracking
     from podium.workers.sweeper import sweep

@@ -8,10 +8,6 @@ from typing import Annotated
 import typer
 
 from podium.cli.common import EXIT_NOTHING, console, needs_extra, podium_errors
-from podium.core.safety import require_safe
-from podium.core.state import select_all
-from podium.settings.env import PodiumSettings
-from podium.settings.files import load_selection_config
 
 
 def report(
@@ -22,6 +18,11 @@ def report(
     log: Annotated[bool, typer.Option("--log/--no-log", help="Log the files as a selection run in MLflow")] = True,
 ) -> None:
     """Chart (candidates, Pareto front, chosen model, tolerance band) and table of each selection."""
+    from podium.core.safety import require_safe
+    from podium.core.state import select_all
+    from podium.settings.env import PodiumSettings
+    from podium.settings.files import load_selection_config
+
     settings = PodiumSettings()
     with podium_errors():
         from podium.aggregator.report import log_to_mlflow, write

@@ -5,18 +5,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from podium.aggregator.report import COLUMNS, NUMERIC, rows
 from podium.cli.common import EXIT_NOTHING, console, podium_errors
-from podium.core.config import Aggregation
-from podium.core.selection import Candidate, Selection
-from podium.core.state import select_all
-from podium.settings.env import PodiumSettings
-from podium.settings.files import load_selection_config, load_tags
+from podium.core.choices import Aggregation
+
+if TYPE_CHECKING:
+    from podium.core.selection import Candidate, Selection
 
 
 def candidate_dict(c: Candidate) -> dict[str, Any]:
@@ -49,6 +47,10 @@ def select(
 ) -> None:
     """Pick the best model of each (study, benchmark config): one candidate per benchmark_key, latency
     aggregated over its runs (never the luckiest one). Exit 0: selected; 3: nothing to select; 2: bad input."""
+    from podium.core.state import select_all
+    from podium.settings.env import PodiumSettings
+    from podium.settings.files import load_selection_config, load_tags
+
     settings = PodiumSettings()
     with podium_errors():
         from podium.tracking.tracker import MlflowTracking
@@ -69,6 +71,8 @@ def select(
 
 
 def _print_tables(selections: list[Selection], policy: str, aggregation: str, unjoined: int) -> None:
+    from podium.aggregator.report import COLUMNS, NUMERIC, rows
+
     if not selections:
         console.print("Nothing to select: no FINISHED benchmark run could be joined with a trial run.")
     for s in selections:

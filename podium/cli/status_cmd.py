@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from podium.cli.common import console, fail, redis_or_fail
-from podium.settings.env import PodiumSettings, redact_url
 
 
 def status(
@@ -19,6 +18,7 @@ def status(
     """What podium is doing now (read from Redis)."""
     import redis
 
+    from podium.settings.env import PodiumSettings, redact_url
     from podium.streams.status import collect
 
     url = redis_url or PodiumSettings().redis_url

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.live import Live
 from rich.table import Table
 
 from podium.cli.common import podium_errors
-from podium.core.messages import BestModelUpdate
-from podium.settings.env import PodiumSettings
+
+if TYPE_CHECKING:
+    from podium.core.messages import BestModelUpdate
 
 
 def render(rows: dict[tuple[str, str | None], BestModelUpdate]) -> Table:
@@ -42,6 +42,9 @@ def watch(
     exit_after: Annotated[float | None, typer.Option(help="Stop after this many seconds")] = None,
 ) -> None:
     """Follow best-model updates live (latest values first). Ctrl-C to stop."""
+    from rich.live import Live
+
+    from podium.settings.env import PodiumSettings
     from podium.streams.subscriber import subscribe
 
     rows: dict[tuple[str, str | None], BestModelUpdate] = {}

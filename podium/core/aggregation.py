@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from podium.core.config import Aggregation
+from podium.core.choices import Aggregation
 from podium.core.records import BenchmarkRecord
 
 LEGACY_PREFIX = "legacy_"

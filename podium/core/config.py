@@ -22,16 +22,9 @@ from pydantic import (
     model_validator,
 )
 
+from podium.core.choices import Aggregation, Backend, Deploy, Policy, Precision, Protocol, RunMode
 from podium.core.safety import SafeValue
 from podium.core.validation import parse_model
-
-RunMode = Literal["reuse_if_exists", "force_new"]
-Aggregation = Literal["latest", "median", "mean"]
-Policy = Literal["weighted", "tolerance"]
-Backend = Literal["local", "triton", "synthetic"]
-Protocol = Literal["http", "grpc"]
-Precision = Literal["fp32", "fp16", "bf16"]
-Deploy = Literal["libtorch", "python", "none"]
 
 
 class StrictModel(BaseModel):

@@ -41,7 +41,10 @@ def create_worker_app(settings: PodiumSettings) -> Celery:
         """In each worker process after the fork: MLflow and Redis connections ready before the first task.
         A failure here is not fatal: the task builds them again inside its retry and dead-letter path."""
         try:
-            worker_deps(app)
+            deps = worker_deps(app)
+            deps.redis.ping()  # redis-py connects on the first command: open the sockets now
+            app.backend.client.ping()
+            deps.tracking.benchmark_experiment_id()
         except Exception as exc:
             log.warning("Could not prepare this worker's connections at start (%s); the first task will retry.", exc)
 

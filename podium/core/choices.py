@@ -1,0 +1,14 @@
+"""The closed sets of values a config key or a command option may take (plain ``Literal`` types, importable
+without pydantic, so the command line can offer them without loading the models)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+RunMode = Literal["reuse_if_exists", "force_new"]
+Aggregation = Literal["latest", "median", "mean"]
+Policy = Literal["weighted", "tolerance"]
+Backend = Literal["local", "triton", "synthetic"]
+Protocol = Literal["http", "grpc"]
+Precision = Literal["fp32", "fp16", "bf16"]
+Deploy = Literal["libtorch", "python", "none"]
