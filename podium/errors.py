@@ -19,3 +19,7 @@ class TrackingError(PodiumError):
 
 class NothingToSelectError(PodiumError):
     """The store holds no benchmark run that can be joined with a trial run."""
+
+
+class PrefixError(PodiumError, ValueError):
+    """A short hash matched no hash, or more than one."""

@@ -146,10 +146,11 @@ class Pipeline:
         self.redis = redis.Redis.from_url(self.redis_server.url, decode_responses=True)
         self.processes: dict[str, ServerProcess] = {}
 
-    def start(self, name: str, *args: str) -> ServerProcess:
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
+        """``podium ARGS`` as a process, with the pipeline's environment (and ``env`` on top of it)."""
         folder = self.tmp / name
         folder.mkdir(parents=True, exist_ok=True)
-        proc = spawn([sys.executable, "-m", "podium", *args], folder, env=self.env, cwd=self.tmp)
+        proc = spawn([sys.executable, "-m", "podium", *args], folder, env={**self.env, **(env or {})}, cwd=self.tmp)
         self.processes[name] = proc
         return proc
 
@@ -216,8 +217,9 @@ def next_update(q: queue.Queue, timeout: float = 60) -> BestModelUpdate:
         pytest.fail(f"no best-model update within {timeout} s")
 
 
-def select_best(store: str, env: dict[str, str], study: str) -> dict:
-    """The selection `podium select --json` makes for ``study`` (a real process, like a user)."""
+def select_best(store: str, env: dict[str, str], study: str, config_hash: str | None = None) -> dict:
+    """The selection `podium select --json` makes for ``study`` (and ``config_hash`` when the study has several),
+    from a real process, as a user runs it."""
     import json
     import subprocess
 
@@ -228,7 +230,11 @@ def select_best(store: str, env: dict[str, str], study: str) -> dict:
         timeout=300,
         env=env,
     )
-    (selection,) = [s for s in json.loads(out.stdout)["selections"] if s["study_key_hash"] == study]
+    (selection,) = [
+        s
+        for s in json.loads(out.stdout)["selections"]
+        if s["study_key_hash"] == study and config_hash in (None, s["benchmark_config_hash"])
+    ]
     return selection
 
 

@@ -165,7 +165,12 @@ def start_tracking_server(tmp: Path, postgres: Postgres | None = None, port: int
         "--workers",
         "1",
     ]
-    env = {**os.environ, "PATH": f"{VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "PATH": f"{VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        # MLflow 3.x starts job runners (huey consumers) that poll all the time: podium uses none of their jobs
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
     server = TrackingServer(spawn(cmd, folder, env=env), postgres, port, artifacts)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:

@@ -33,6 +33,9 @@ def create_app(settings: PodiumSettings) -> Celery:
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         result_expires=24 * 3600,
+        # one result backend (one Redis pool) for all threads of a process, not one per thread: a training
+        # hook sends from its own thread, and a per-thread backend would leak its connections
+        result_backend_thread_safe=True,
         task_default_queue=keys.queue("cpu"),
         task_send_sent_event=True,
         worker_send_task_events=True,

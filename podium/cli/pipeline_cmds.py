@@ -16,7 +16,9 @@ from rich.table import Table
 from podium.cli.common import EXIT_NOTHING, console, fail, log_at_least, podium_errors, redis_or_fail
 
 if TYPE_CHECKING:
+    from podium.core.records import Champion
     from podium.producers.enqueue import Enqueued
+    from podium.tracking.tracker import MlflowTracking
 
 
 def worker(
@@ -122,16 +124,19 @@ def aggregator(
 
 def enqueue(
     run_id: Annotated[str | None, typer.Option(help="Benchmark this trial/refit run")] = None,
-    study: Annotated[str | None, typer.Option(help="Benchmark every champion of this study_key_hash")] = None,
+    study: Annotated[str | None, typer.Option(help="Every champion of this study_key_hash (or a 6+ prefix)")] = None,
     config: Annotated[Path | None, typer.Option(help="benchmark.yaml")] = None,
     target: Annotated[str | None, typer.Option(help="Override benchmarking.target (the queue)")] = None,
 ) -> None:
     """Send benchmark requests to the workers (one run, or every champion of a study)."""
+    from podium.core.safety import require_safe
     from podium.settings.env import PodiumSettings
     from podium.settings.files import load_benchmark_config
 
     if (run_id is None) == (study is None):
         fail("give exactly one of --run-id and --study")
+    with podium_errors():  # bad input is refused before anything is contacted
+        require_safe(run_id or study, "--run-id" if run_id else "--study")
     settings = PodiumSettings()
     with podium_errors():
         from podium.broker.app import create_app
@@ -141,9 +146,7 @@ def enqueue(
         cfg = load_benchmark_config(config, settings.config_dir).with_overrides(target=target)
         redis_or_fail(settings.redis_url, "enqueue benchmark requests")
         tracking = MlflowTracking.from_settings(settings)
-        champions = (
-            [tracking.champion(run_id)] if run_id else tracking.load_champions(tracking.experiment_ids(), study=study)
-        )
+        champions = [tracking.champion(run_id)] if run_id else study_champions(tracking, study)
         if not champions:
             fail(f"no FINISHED trial or refit runs for study {study}", EXIT_NOTHING)
         app = create_app(settings)
@@ -152,7 +155,7 @@ def enqueue(
 
 
 def backfill(
-    study: Annotated[str | None, typer.Option(help="Only this study_key_hash")] = None,
+    study: Annotated[str | None, typer.Option(help="Only this study_key_hash (or a unique 6+ prefix)")] = None,
     config: Annotated[Path | None, typer.Option(help="benchmark.yaml")] = None,
     dry_run: Annotated[bool, typer.Option(help="Only list what is missing")] = False,
 ) -> None:
@@ -169,7 +172,7 @@ def backfill(
 
         cfg = load_benchmark_config(config, settings.config_dir)
         tracking = MlflowTracking.from_settings(settings)
-        champions = tracking.load_champions(tracking.experiment_ids(), study=study)
+        champions = study_champions(tracking, study)
         missing = filter_missing_benchmarks(champions, cfg, tracking)
         console.print(f"{len(missing)} of {len(champions)} champions have no benchmark under this config.")
         if dry_run or not missing:
@@ -179,6 +182,17 @@ def backfill(
         app = create_app(settings)
         sent = [enqueue_benchmark(app, item.champion, cfg) for item in missing]
     _print_sent(sent)
+
+
+def study_champions(tracking: MlflowTracking, study: str | None) -> list[Champion]:
+    """Every champion, or those of the study that ``study`` (a hash or a unique prefix of one) names."""
+    from podium.core.prefixes import resolve
+
+    champions = tracking.load_champions(tracking.experiment_ids())
+    if study is None:
+        return champions
+    chosen = resolve(study, {c.study_key_hash for c in champions}, "study")
+    return [c for c in champions if c.study_key_hash == chosen]
 
 
 def _print_sent(sent: list[Enqueued]) -> None:

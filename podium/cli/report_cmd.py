@@ -11,13 +11,14 @@ from podium.cli.common import EXIT_NOTHING, console, needs_extra, podium_errors
 
 
 def report(
-    study: Annotated[str | None, typer.Option(help="Only this study_key_hash")] = None,
+    study: Annotated[str | None, typer.Option(help="Only this study_key_hash (or a unique 6+ prefix)")] = None,
     out: Annotated[Path, typer.Option(help="Folder for the PNG, Markdown and HTML files")] = Path("podium-report"),
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI [env PODIUM_TRACKING_URI]")] = None,
     config: Annotated[Path | None, typer.Option(help="best_model_selection.yaml")] = None,
     log: Annotated[bool, typer.Option("--log/--no-log", help="Log the files as a selection run in MLflow")] = True,
 ) -> None:
     """Chart (candidates, Pareto front, chosen model, tolerance band) and table of each selection."""
+    from podium.core.prefixes import resolve
     from podium.core.safety import require_safe
     from podium.core.state import select_all
     from podium.settings.env import PodiumSettings
@@ -29,12 +30,14 @@ def report(
         from podium.tracking.tracker import MlflowTracking
 
         if study:
-            require_safe(study, "--study")
+            require_safe(study, "--study")  # refused before anything is read
         cfg = load_selection_config(config, settings.config_dir)
         tracking = MlflowTracking.from_settings(settings, cfg.objective.metric, tracking_uri=tracking_uri, create=False)
         ids = tracking.experiment_ids()
         selections, _ = select_all(tracking.load_benchmarks(ids), tracking.load_trials(ids), cfg)
-        selections = [s for s in selections if study is None or s.study_key_hash == study]
+        if study is not None:
+            chosen = resolve(study, {s.study_key_hash for s in selections}, "study")
+            selections = [s for s in selections if s.study_key_hash == chosen]
         for sel in selections:
             with needs_extra("demo", "podium report (charts with matplotlib)"):
                 files = write(sel, cfg, out)

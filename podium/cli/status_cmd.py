@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -31,6 +31,12 @@ def status(
         typer.echo(json.dumps(report))
         return
     console.print(f"Redis {redact_url(url)}", highlight=False)
+    _print_work(report)
+    _print_health(report)
+    _print_best(report)
+
+
+def _print_work(report: dict[str, Any]) -> None:
     queues = Table(title="Queues")
     queues.add_column("queue")
     queues.add_column("waiting", justify="right")
@@ -51,6 +57,9 @@ def status(
             str(r["heartbeat_age_s"]),
         )
     console.print(running)
+
+
+def _print_health(report: dict[str, Any]) -> None:
     if report["stale_locks"]:
         console.print(
             f"[yellow]{len(report['stale_locks'])} stale lock(s)[/] (no fresh heartbeat; they expire "
@@ -61,9 +70,17 @@ def status(
         f"Dead letters: {dl['count']}" + "".join(f"\n  {d['id']} {d['source']}: {d['error']}" for d in dl["latest"]),
         highlight=False,
     )
+    if report["hook_missed"]:
+        console.print(
+            f"[yellow]Training hooks could not send {report['hook_missed']} benchmark request(s)[/] while Redis or "
+            "MLflow was away: run `podium backfill` to send what is missing."
+        )
     if report["aggregator"]:
         a = report["aggregator"]
         console.print(f"Aggregator: leader {'yes' if a['leader'] else 'NO'}, lag {a['lag']}, pending {a['pending']}")
+
+
+def _print_best(report: dict[str, Any]) -> None:
     best = Table(title="Current best per study and config")
     for col in ("study", "config", "seq", "trial", "backbone", "objective", "latency ms"):
         best.add_column(col)

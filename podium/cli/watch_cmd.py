@@ -37,7 +37,7 @@ def render(rows: dict[tuple[str, str | None], BestModelUpdate]) -> Table:
 
 
 def watch(
-    study: Annotated[str | None, typer.Option(help="Only this study_key_hash")] = None,
+    study: Annotated[str | None, typer.Option(help="Only this study_key_hash (or a unique 6+ prefix)")] = None,
     redis_url: Annotated[str | None, typer.Option(help="Redis URL [env PODIUM_REDIS_URL]")] = None,
     exit_after: Annotated[float | None, typer.Option(help="Stop after this many seconds")] = None,
 ) -> None:

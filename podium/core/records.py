@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+#: Where an Optuna trial records the MLflow run to benchmark (``trial.set_user_attr``), as the hook reads it.
+RUN_ID_ATTR = "mlflow_run_id"
+#: Where podium's training helpers record the whole champion, so the hook needs no MLflow look-up.
+CHAMPION_ATTR = "podium.champion"
 
 
 @dataclass(frozen=True)
@@ -44,3 +49,10 @@ class Champion:
     trial_key_hash: str
     data_fp: str
     eval_fp: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Champion:
+        return cls(**{k: str(data[k]) for k in ("run_id", "study_key_hash", "trial_key_hash", "data_fp", "eval_fp")})

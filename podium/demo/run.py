@@ -149,7 +149,7 @@ def run_demo(opts: DemoOptions, console: Console) -> DemoResult:
         settings = PodiumSettings(redis_url=redis_server.url, tracking_uri=tracking_uri, config_dir=config_dir)
         app = create_app(settings)
         bench_cfg = parse_model(BenchmarkConfig, {"benchmarking": DEMO_BENCHMARK}, "demo")
-        hook = BenchmarkHook(app, tracking, bench_cfg)
+        hook = BenchmarkHook(app, bench_cfg, tracking=tracking, redis=connect(redis_server.url))
         updates: queue.Queue[BestModelUpdate] = queue.Queue()
         threading.Thread(target=_follow, args=(redis_server.url, updates, stop), daemon=True).start()
         with Live(render(state), console=console, refresh_per_second=4, transient=False) as live:

@@ -13,9 +13,9 @@ from mlflow.entities import Metric, Param, RunTag
 
 from podium.core.filters import all_of, status_is, tag_eq
 from podium.core.identity import study_key_hash, trial_key_hash
+from podium.core.records import RUN_ID_ATTR
 from podium.demo.data import macro_f1, make_batch
 from podium.demo.model import TinyTagger, export
-from podium.producers.hooks import RUN_ID_ATTR
 
 SEARCH_SPACE = {"width": [16, 32, 64, 128], "depth": [1, 2, 3], "lr": [1e-3, 1e-2]}
 STUDY_NAME = "podium-demo-tagger"

@@ -11,7 +11,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from podium.core.config import BenchmarkConfig
-from podium.core.identity import benchmark_config_hash
+from podium.core.identity import UNKNOWN_FINGERPRINT, benchmark_config_hash
 from podium.core.messages import BenchmarkRequest
 from podium.core.records import Champion
 from podium.core.run_tags import identity_for
@@ -21,6 +21,8 @@ from podium.settings.files import input_fingerprint
 from podium.streams import keys
 
 log = logging.getLogger(__name__)
+#: Whether this process already warned about a champion without fingerprints (once is enough).
+_unknown_warned: list[bool] = []
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,14 @@ def build_request(
     artifact_path: str = "model/model.pt",
 ) -> BenchmarkRequest:
     """The request for benchmarking ``champion`` under ``config``; the key comes from the one key function."""
+    if UNKNOWN_FINGERPRINT in (champion.data_fp, champion.eval_fp) and not _unknown_warned:
+        _unknown_warned.append(True)
+        log.warning(
+            "Run %s has no data or eval fingerprint (tags %s); it is benchmarked, but a change of its data will "
+            "not change its benchmark_key. Open runs with podium.training.trial_run / refit_run (data_fp=, eval_fp=).",
+            champion.run_id,
+            "code.fingerprint.data / code.fingerprint.eval",
+        )
     fingerprint = input_fingerprint(config.benchmarking)
     identity = identity_for(champion, benchmark_config_hash(config.benchmarking, fingerprint))
     request = BenchmarkRequest(
@@ -59,7 +69,11 @@ class BrokerUnavailable(PodiumError):
     """The request could not be handed to the broker; it was not sent."""
 
 
-def send_request(app: Celery, request: BenchmarkRequest) -> Enqueued:
+#: Broker connection retries of one send (kombu's retry policy); a hook sends with none.
+SEND_RETRIES = 3
+
+
+def send_request(app: Celery, request: BenchmarkRequest, retries: int = SEND_RETRIES) -> Enqueued:
     """Send one validated request; raises ``BrokerUnavailable`` (never loses it silently) when Redis is down."""
     queue = keys.queue(request.config.benchmarking.target)
     try:
@@ -67,10 +81,10 @@ def send_request(app: Celery, request: BenchmarkRequest) -> Enqueued:
             keys.BENCHMARK_TASK,
             args=[json.loads(request.encode())],
             queue=queue,
-            retry=True,
-            retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0},
+            retry=retries > 0,
+            retry_policy={"max_retries": retries, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0},
         )
-    except (OperationalError, RedisError, OSError) as exc:
+    except (OperationalError, RedisError, OSError, RuntimeError) as exc:  # kombu: "Retry limit exceeded"
         raise BrokerUnavailable(
             f"cannot send benchmark request {request.request_id} ({request.benchmark_key[:12]}…) to the broker at "
             f"{redact_url(str(app.conf.broker_url))}: {exc}; it was not enqueued, try again when Redis is back"
@@ -86,7 +100,7 @@ def send_request(app: Celery, request: BenchmarkRequest) -> Enqueued:
 
 
 def enqueue_benchmark(
-    app: Celery, champion: Champion, config: BenchmarkConfig, **request_options: str | None
+    app: Celery, champion: Champion, config: BenchmarkConfig, *, retries: int = SEND_RETRIES, **request_options: str
 ) -> Enqueued:
     """Validate, key and send one request to its target's queue; raises before sending on bad input."""
-    return send_request(app, build_request(champion, config, **request_options))  # type: ignore[arg-type]
+    return send_request(app, build_request(champion, config, **request_options), retries)

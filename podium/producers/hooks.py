@@ -1,46 +1,102 @@
-"""Training-completion hooks: enqueue a benchmark when a trial (or refit) run finishes.
+"""Training-completion hooks: enqueue a benchmark when a trial (or refit) run finishes, and never hurt training.
 
-hook = BenchmarkHook.from_settings()              # PODIUM_* settings, config/benchmark.yaml
-hook(run_id)                                      # a plain callable, after training
-study.optimize(objective, callbacks=[hook])       # an Optuna callback: reads trial.user_attrs["mlflow_run_id"]
+    hook = BenchmarkHook.from_settings()              # PODIUM_* settings, config/benchmark.yaml
+    study.optimize(objective, callbacks=[hook])       # an Optuna callback
+    hook(run_id)                                      # or a plain callable, after training
+
+With podium's training helpers (:mod:`podium.training`) the trial carries its champion in ``user_attrs`` and
+the hook needs only the broker; otherwise it reads the run's tags from MLflow (``user_attrs["mlflow_run_id"]``).
+
+A broker or tracking store that is down, slow or refusing never stops a study: each call returns within
+``timeout_s`` (2 s) with a warning that names the run and says ``podium backfill`` will send it; after a
+failure, calls skip sending for ``backoff_s`` instead of paying the timeout on every trial. Misses are counted
+here (``hook.missed``) and, once Redis answers again, in ``podium status``. ``on_error="raise"`` raises instead.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from celery import Celery
 
 from podium.core.config import BenchmarkConfig
+from podium.core.records import CHAMPION_ATTR, RUN_ID_ATTR, Champion
 from podium.producers.enqueue import Enqueued, enqueue_benchmark
 from podium.settings.env import PodiumSettings
 from podium.settings.files import load_benchmark_config
+from podium.streams import keys
 from podium.tracking.tracker import MlflowTracking
 
 log = logging.getLogger(__name__)
 
-#: Where an Optuna objective records the MLflow run of a trial (``trial.set_user_attr(...)``).
-RUN_ID_ATTR = "mlflow_run_id"
+#: The longest one hook call may hold training up, in seconds.
+TIMEOUT_S = 2.0
+#: After a failed send, calls skip sending for this many seconds (each still warns and is counted).
+BACKOFF_S = 60.0
+
+
+@dataclass(frozen=True)
+class Missed:
+    """A benchmark request the hook could not send; ``podium backfill`` sends it later."""
+
+    run_id: str
+    reason: str
 
 
 class BenchmarkHook:
-    def __init__(self, app: Celery, tracking: MlflowTracking, config: BenchmarkConfig, run_id_attr: str = RUN_ID_ATTR):
+    def __init__(
+        self,
+        app: Celery,
+        config: BenchmarkConfig,
+        *,
+        tracking: MlflowTracking | Callable[[], MlflowTracking] | None = None,
+        redis: Any = None,
+        on_error: Literal["warn", "raise"] = "warn",
+        timeout_s: float = TIMEOUT_S,
+        backoff_s: float = BACKOFF_S,
+        clock: Callable[[], float] = time.monotonic,
+        run_id_attr: str = RUN_ID_ATTR,
+    ):
         self.app = app
-        self.tracking = tracking
         self.config = config
+        self._tracking = tracking
+        self._redis = redis
+        self.on_error = on_error
+        self.timeout_s = timeout_s
+        self.backoff_s = backoff_s
+        self.clock = clock
         self.run_id_attr = run_id_attr
         self.enqueued: list[Enqueued] = []
+        self.missed: list[Missed] = []
+        self._unreported = 0
+        self._retry_at = float("-inf")
 
     @classmethod
     def from_settings(
-        cls, settings: PodiumSettings | None = None, config: BenchmarkConfig | None = None
+        cls, settings: PodiumSettings | None = None, config: BenchmarkConfig | None = None, **options: Any
     ) -> BenchmarkHook:
+        """The hook of a training script: the broker and config of ``PODIUM_*`` settings; run look-ups in
+        MLflow's active tracking store (the training code's), unless ``PODIUM_TRACKING_URI`` names another."""
         from podium.broker.app import create_app
+        from podium.streams.connection import connect
 
         settings = settings or PodiumSettings()
-        tracking = MlflowTracking.from_settings(settings)
-        return cls(create_app(settings), tracking, config or load_benchmark_config(None, settings.config_dir))
+        uri = tracking_uri(settings)
+        return cls(
+            create_app(settings),
+            config or load_benchmark_config(None, settings.config_dir),
+            tracking=lambda: MlflowTracking.from_settings(settings, tracking_uri=uri),
+            redis=lambda: connect(settings.redis_url, socket_timeout=TIMEOUT_S),
+            **options,
+        )
+
+    # ------------------------------------------------------------------ calls
 
     def __call__(self, *args: Any) -> Enqueued | None:
         """``hook(run_id)`` or, as an Optuna callback, ``hook(study, frozen_trial)``."""
@@ -50,20 +106,38 @@ class BenchmarkHook:
             return self._optuna(*args)
         raise TypeError("call the hook with a run id, or pass it to study.optimize(callbacks=[hook])")
 
-    def enqueue(self, run_id: str) -> Enqueued:
-        enqueued = enqueue_benchmark(self.app, self.tracking.champion(run_id), self.config)
-        self.enqueued.append(enqueued)
-        return enqueued
+    def enqueue(self, run_id: str, champion: Champion | None = None) -> Enqueued | None:
+        """Send the benchmark request of ``run_id`` (or of ``champion``); never raises unless ``on_error="raise"``."""
+
+        def send() -> Enqueued:
+            chosen = champion or self._tracker().champion(run_id)
+            # no broker-level retries: a send either goes now or is a miss, never a late surprise
+            return enqueue_benchmark(self.app, chosen, self.config, retries=0 if self.on_error == "warn" else 3)
+
+        if self.on_error == "raise":
+            return self._sent(send())
+        if self.clock() < self._retry_at:
+            return self._miss(run_id, "the last request failed moments ago; not retrying until the back-off ends")
+        done, value, error = _within(self.timeout_s, send)
+        if not done:
+            return self._miss(run_id, f"no answer within {self.timeout_s:g} s", failed=True)
+        if error is not None:
+            return self._miss(run_id, f"{type(error).__name__}: {error}", failed=True)
+        return self._sent(value)
 
     def _optuna(self, study: Any, trial: Any) -> Enqueued | None:
         state = getattr(getattr(trial, "state", None), "name", "COMPLETE")
         if state != "COMPLETE":
             return None
-        run_id = trial.user_attrs.get(self.run_id_attr)
+        attrs = getattr(trial, "user_attrs", {})
+        if CHAMPION_ATTR in attrs:
+            champion = Champion.from_dict(attrs[CHAMPION_ATTR])
+            return self.enqueue(champion.run_id, champion)
+        run_id = attrs.get(self.run_id_attr)
         if not run_id:
             log.warning(
-                "Trial %s of study %s has no user attribute %r; set it to the trial's MLflow run id "
-                "(trial.set_user_attr(%r, run.info.run_id)) to benchmark it.",
+                "Trial %s of study %s has no user attribute %r; open its runs with podium.training.trial_run / "
+                "refit_run (or call trial.set_user_attr(%r, run.info.run_id)) to benchmark it.",
                 trial.number,
                 getattr(study, "study_name", "?"),
                 self.run_id_attr,
@@ -71,3 +145,98 @@ class BenchmarkHook:
             )
             return None
         return self.enqueue(run_id)
+
+    # ------------------------------------------------------------------ outcomes
+
+    def _sent(self, enqueued: Enqueued) -> Enqueued:
+        self.enqueued.append(enqueued)
+        self._retry_at = float("-inf")
+        if self._unreported:  # Redis answers again: leave a count where `podium status` shows it
+            done, _, error = _within(self.timeout_s, lambda: self._client().incrby(keys.HOOK_MISSED, self._unreported))
+            if done and error is None:
+                self._unreported = 0
+        return enqueued
+
+    def _miss(self, run_id: str, reason: str, failed: bool = False) -> None:
+        if failed:
+            self._retry_at = self.clock() + self.backoff_s
+        self.missed.append(Missed(run_id, reason))
+        self._unreported += 1
+        log.warning(
+            "podium: the benchmark of run %s was not enqueued (%s); training goes on, and `podium backfill` "
+            "will send it once the broker and tracking store are back.",
+            run_id,
+            reason,
+        )
+        return None
+
+    def close(self) -> None:
+        """Close the hook's broker and Redis connections (at the end of a training script; optional)."""
+        backend = self.app.backend
+        consumer = getattr(backend, "result_consumer", None)
+        if consumer is not None:
+            consumer.stop()
+        client = getattr(backend, "client", None)
+        if client is not None:
+            client.close()
+        self.app.close()
+        if self._redis is not None and not callable(self._redis):
+            self._redis.close()
+
+    @property
+    def failures(self) -> int:
+        return len(self.missed)
+
+    def _tracker(self) -> MlflowTracking:
+        if self._tracking is None:
+            raise RuntimeError("this hook has no MLflow tracker to look runs up in; build it with from_settings()")
+        if callable(self._tracking):
+            self._tracking = self._tracking()
+        return self._tracking
+
+    def _client(self) -> Any:
+        if callable(self._redis):
+            self._redis = self._redis()
+        return self._redis
+
+
+def tracking_uri(settings: PodiumSettings) -> str:
+    """The store the hook looks runs up in: ``PODIUM_TRACKING_URI`` when set (warned about once when it is not
+    MLflow's active store), else MLflow's active tracking URI, the one the training code writes to."""
+    import mlflow
+
+    active = mlflow.get_tracking_uri()
+    if "PODIUM_TRACKING_URI" not in os.environ:
+        return active
+    if settings.tracking_uri != active and not _warned.is_set():
+        _warned.set()
+        log.warning(
+            "podium: PODIUM_TRACKING_URI (%s) is not MLflow's active tracking URI (%s); the hook reads runs from "
+            "PODIUM_TRACKING_URI. Unset it to use the training code's store.",
+            settings.tracking_uri,
+            active,
+        )
+    return settings.tracking_uri
+
+
+_warned = threading.Event()
+
+
+def _within(seconds: float, fn: Callable[[], Any]) -> tuple[bool, Any, BaseException | None]:
+    """Run ``fn`` on a daemon thread; (finished, value, error) after at most ``seconds``. A call still running
+    then is left to finish or fail on its own (a late send is harmless: requests are idempotent by key)."""
+    box: dict[str, Any] = {}
+    finished = threading.Event()
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+        finally:
+            finished.set()
+
+    threading.Thread(target=run, name="podium-hook", daemon=True).start()
+    if not finished.wait(seconds):
+        return False, None, None
+    return True, box.get("value"), box.get("error")

@@ -17,6 +17,8 @@ AGGREGATOR_GROUP = f"{PREFIX}-aggregator"
 #: Only one aggregator applies events at a time (the leader): its lock and its fencing counter.
 AGGREGATOR_LEADER = f"{PREFIX}:aggregator:leader"
 AGGREGATOR_FENCE = f"{PREFIX}:aggregator:fence"
+#: Benchmark requests training hooks could not send (a counter; ``podium backfill`` sends them).
+HOOK_MISSED = f"{PREFIX}:hooks:missed"
 #: Celery task name of a benchmark request.
 BENCHMARK_TASK = f"{PREFIX}.benchmark"
 
@@ -55,6 +57,11 @@ BEST_CHANNEL_PATTERN = f"{PREFIX}:best:*"
 LOCK_PATTERN = f"{PREFIX}:lock:*"
 HEARTBEAT_PATTERN = f"{PREFIX}:heartbeat:*"
 BEST_LATEST_PATTERN = f"{PREFIX}:best:*:*"
+
+
+def study_of_best(key: str) -> str:
+    """The study hash inside a latest-value key ``podium:best:{study}:{config}``."""
+    return key.split(":")[2]
 
 
 def sequence(study_key_hash: str) -> str:

@@ -33,6 +33,7 @@ def collect(client: redis.Redis, dead_letters: int = 5) -> dict[str, Any]:
             ],
         },
         "aggregator": _aggregator(client),
+        "hook_missed": int(client.get(keys.HOOK_MISSED) or 0),
         "best": _best(client),
         "at": now,
     }

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import redis
 
 from podium.core.messages import BestModelUpdate, MessageError, decode
+from podium.core.prefixes import resolve
 from podium.core.safety import require_safe
 from podium.streams import keys
 from podium.streams.connection import connect
@@ -42,6 +43,8 @@ def subscribe(
         from podium.settings.env import PodiumSettings
 
         client = connect(redis_url or PodiumSettings().redis_url)
+    if study_key_hash is not None:  # a short hash: the one study with a published best that it starts
+        study_key_hash = resolve(study_key_hash, published_studies(client), "study")
     follower = _Follower(client, study_key_hash)
     stop = stop or threading.Event()
     delay = RECONNECT_S[0]
@@ -112,6 +115,11 @@ class _Follower:
         names = list(self.client.scan_iter(match=pattern, count=1000))
         values = self.client.mget(names) if names else []
         return [u for u in (_parse(v) for v in values) if u is not None]
+
+
+def published_studies(client: redis.Redis) -> set[str]:
+    """Studies that have a published best (a latest-value key)."""
+    return {keys.study_of_best(k) for k in client.scan_iter(match=keys.BEST_LATEST_PATTERN, count=1000)}
 
 
 def _parse(raw: str | None) -> BestModelUpdate | None:

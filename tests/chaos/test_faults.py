@@ -321,10 +321,29 @@ def test_redis_restarted_empty(pipeline: Pipeline, store: str, tmp_path: Path) -
 def test_backend_down_fails_cleanly_and_others_flow(pipeline: Pipeline, store: str) -> None:
     from tests.servers import free_port
 
-    pipeline.start("worker-0", "worker", "--target", "cpu", "--loglevel", "WARNING")
+    # the worker's own Triton is down (nothing listens on its port)
+    pipeline.start(
+        "worker-0",
+        "worker",
+        "--target",
+        "cpu",
+        "--loglevel",
+        "WARNING",
+        env={"PODIUM_TRITON_URL": f"127.0.0.1:{free_port()}"},
+    )
     pipeline.wait_workers(1)
-    down = parse_model(BenchmarkConfig, {"benchmarking": {"backend": "triton", "request_timeout_s": 1.0}}, "chaos")
-    request = build_request(champion(1, "down"), down, server_url=f"127.0.0.1:{free_port()}", model_name="ghost")
+    down = parse_model(
+        BenchmarkConfig,
+        {
+            "benchmarking": {
+                "backend": "triton",
+                "request_timeout_s": 1.0,
+                "triton": {"deploy": "none", "model_name": "ghost"},
+            }
+        },
+        "chaos",
+    )
+    request = build_request(champion(1, "down"), down)
     from podium.producers.enqueue import send_request
 
     bad = send_request(pipeline.app, request)

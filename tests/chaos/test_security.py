@@ -240,6 +240,6 @@ def test_rediss_tls_everywhere(tmp_path: Path, _migrated_db: Path) -> None:
             timeout=60,
             env={**env, "PODIUM_REDIS_URL": f"redis://127.0.0.1:{port}/0"},
         )
-        assert plain.returncode == 2 and "cannot read status from Redis" in plain.stderr  # no silent plaintext
+        assert plain.returncode == 2 and "cannot read podium's status" in plain.stderr  # no silent plaintext
     finally:
         server.stop()

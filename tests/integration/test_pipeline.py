@@ -23,6 +23,7 @@ from podium.core.tags import TagsRegistry
 from podium.core.validation import parse_model
 from podium.producers.enqueue import enqueue_benchmark
 from podium.settings.env import PodiumSettings
+from podium.settings.files import config_hash_of
 from podium.streams import keys
 from podium.tracking.tracker import MlflowTracking
 from tests.pipeline_helpers import (
@@ -114,7 +115,7 @@ def test_late_subscriber_and_plain_redis_subscriber(pipeline: Pipeline, store: s
         better = trained(store, tmp_path, "3" * 64, 0.99, 4)
         sent = enqueue_benchmark(pipeline.app, tracking.champion(better), config())
         pipeline.app.AsyncResult(sent.task_id).get(timeout=180)
-        expected = select_best(store, pipeline.env, STUDY)
+        expected = select_best(store, pipeline.env, STUDY, config_hash_of(config()))
         want = (expected["best"]["trial_key_hash"], expected["best"]["latency_ms"], len(expected["candidates"]))
         later = next_update(updates)
         while (later.best.trial_key_hash, later.best.latency_ms, later.candidates) != want:

@@ -43,7 +43,9 @@ def test_two_workers_an_aggregator_and_the_alias_over_http(tmp_path: Path, serve
         pipeline.start("aggregator", "aggregator")
         pipeline.wait_workers(2)
         first, other = trained(store, tmp_path, "1" * 64, 0.8, 8), trained(store, tmp_path, "2" * 64, 0.9, 16)
-        hook = BenchmarkHook(pipeline.app, MlflowTracking.connect(store, TagsRegistry()), local_config())
+        hook = BenchmarkHook(
+            pipeline.app, local_config(), tracking=MlflowTracking.connect(store, TagsRegistry()), on_error="raise"
+        )
         sent = [hook(first) for _ in range(6)] + [hook(other)]  # the local backend downloads each model over HTTP
         results = [pipeline.app.AsyncResult(s.task_id).get(timeout=300) for s in sent]
         assert collections.Counter(r["status"] for r in results) == {"measured": 2, "reused": 5}, results

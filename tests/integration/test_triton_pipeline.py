@@ -70,7 +70,9 @@ def test_the_hook_through_two_workers_on_one_triton(tmp_path: Path, store: str, 
         pipeline.wait_workers(2)
         first = trained(store, tmp_path, "1" * 64, 0.8, 8)
         other = trained(store, tmp_path, "2" * 64, 0.9, 16)
-        hook = BenchmarkHook(pipeline.app, MlflowTracking.connect(store, TagsRegistry()), triton_config())
+        hook = BenchmarkHook(
+            pipeline.app, triton_config(), tracking=MlflowTracking.connect(store, TagsRegistry()), on_error="raise"
+        )
         sent = [hook(first) for _ in range(10)] + [hook(other)]
         results = [pipeline.app.AsyncResult(s.task_id).get(timeout=300) for s in sent]
         assert collections.Counter(r["status"] for r in results) == {"measured": 2, "reused": 9}, results
@@ -103,7 +105,9 @@ def test_triton_killed_mid_benchmark_fails_the_attempt_and_the_retry_measures(
         pipeline.wait_workers(1)
         champion = trained(store, tmp_path, "3" * 64, 0.8, 8)
         slow = triton_config(iterations=5000, stability={"max_windows": 10})  # 3 windows: seconds
-        sent = BenchmarkHook(pipeline.app, MlflowTracking.connect(store, TagsRegistry()), slow)(champion)
+        sent = BenchmarkHook(
+            pipeline.app, slow, tracking=MlflowTracking.connect(store, TagsRegistry()), on_error="raise"
+        )(champion)
         beat = keys.heartbeat(sent.benchmark_key)
         assert wait_until(lambda: pipeline.redis.hget(beat, "phase") == "measure", timeout=180)
         ports = (triton.http_port, triton.grpc_port)
@@ -132,7 +136,9 @@ def test_a_triton_request_on_a_worker_without_a_server_is_dead_lettered_at_once(
         pipeline.start("worker", "worker", "--target", "cpu", "--loglevel", "INFO")
         pipeline.wait_workers(1)
         champion = trained(store, tmp_path, "4" * 64, 0.8, 8)
-        sent = BenchmarkHook(pipeline.app, MlflowTracking.connect(store, TagsRegistry()), triton_config())(champion)
+        sent = BenchmarkHook(
+            pipeline.app, triton_config(), tracking=MlflowTracking.connect(store, TagsRegistry()), on_error="raise"
+        )(champion)
         result = pipeline.app.AsyncResult(sent.task_id).get(timeout=120)
         assert result["status"] == "dead_letter" and "PODIUM_TRITON_URL" in result["error"]
         (letter,) = [f for _, f in pipeline.redis.xrange(keys.DEAD_LETTERS_STREAM)]
