@@ -29,12 +29,13 @@ test-fast: install
 	$(BIN)/python -m pytest tests/unit
 
 lint: install
-	$(BIN)/ruff check podium tests bench
+	$(BIN)/ruff check podium tests bench examples
 
 bench: install
 	$(BIN)/python bench/select_store.py
 	$(BIN)/python bench/triton_overhead.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/deployable.py
 
 clean:
 	rm -rf .podium bench/out .pytest_cache

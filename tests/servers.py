@@ -95,6 +95,26 @@ class ServerProcess:
         self.log_file.close()  # type: ignore[attr-defined]
 
 
+def wait_ready(process: ServerProcess, ready, what: str, timeout: float) -> None:
+    """Until ``ready()`` holds (connection errors count as not yet); fail with the server's log when it exits
+    or does not get there within ``timeout`` seconds (it is stopped then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.proc.poll() is not None:
+            log = process.log()
+            process.stop()
+            pytest.fail(f"{what} exited with {process.proc.returncode}:\n{log}")
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    log = process.log()
+    process.stop()
+    pytest.fail(f"{what} did not become ready in {timeout:g} s:\n{log}")
+
+
 def spawn(cmd: list[str], folder: Path, **kwargs) -> ServerProcess:
     log = open(folder / "server.log", "wb")  # noqa: SIM115 - closed by ServerProcess.stop
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
@@ -131,25 +151,13 @@ def start_mlserver(tmp: Path) -> MLServer:
     env = {**os.environ, "PYTHONPATH": str(HERE / "mlserver")}
     process = spawn([str(binary), "start", str(repo)], tmp, cwd=repo, env=env)
     server = MLServer(process, f"127.0.0.1:{http}", f"127.0.0.1:{grpc}")
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.proc.poll() is not None:
-            log = process.log()
-            process.stop()
-            pytest.fail(f"MLServer exited with {process.proc.returncode}:\n{log}")
-        try:
-            ready = [
-                urllib.request.urlopen(f"http://{server.http}/v2/models/{m}/ready", timeout=1).status
-                for m in ("sleepy", "echo")
-            ]
-            if ready == [200, 200]:
-                return server
-        except OSError:
-            pass
-        time.sleep(0.3)
-    log = process.log()
-    process.stop()
-    pytest.fail(f"MLServer did not become ready in 90 s:\n{log}")
+
+    def ready() -> bool:
+        url = f"http://{server.http}/v2/models/{{}}/ready"
+        return all(urllib.request.urlopen(url.format(m), timeout=1).status == 200 for m in ("sleepy", "echo"))
+
+    wait_ready(process, ready, "MLServer", 90)
+    return server
 
 
 @dataclass

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from podium.streams.embedded import free_port
-from tests.servers import ServerProcess, spawn, unavailable
+from tests.servers import ServerProcess, spawn, unavailable, wait_ready
 
 MLFLOW_VERSION = importlib.metadata.version("mlflow-skinny")
 PSYCOPG2 = "psycopg2-binary==2.9.13"
@@ -172,15 +171,5 @@ def start_tracking_server(tmp: Path, postgres: Postgres | None = None, port: int
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
     server = TrackingServer(spawn(cmd, folder, env=env), postgres, port, artifacts)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if server.process.proc.poll() is not None:
-            log = server.process.log()
-            server.stop()
-            pytest.fail(f"mlflow server exited with {server.process.proc.returncode}:\n{log}")
-        if server.healthy():
-            return server
-        time.sleep(0.2)
-    log = server.process.log()
-    server.stop()
-    pytest.fail(f"mlflow server did not answer /health within 180 s:\n{log}")
+    wait_ready(server.process, server.healthy, "mlflow server", 180)
+    return server

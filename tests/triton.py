@@ -14,16 +14,13 @@ import shutil
 import stat
 import subprocess
 import sys
-import time
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from podium.streams.embedded import free_port
-from tests.servers import ServerProcess, spawn, unavailable
+from tests.servers import ServerProcess, spawn, unavailable, wait_ready
 
 PYTRITON_VERSION = "0.7.0"
 TRITON_HOME = Path(
@@ -169,18 +166,5 @@ def start_triton(
     ]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     server = TritonServer(spawn(cmd, tmp, env=env), http, grpc, repository)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if server.process.proc.poll() is not None:
-            log = server.process.log()
-            server.stop()
-            pytest.fail(f"tritonserver exited with {server.process.proc.returncode}:\n{log}")
-        try:
-            if server.get("/v2/health/ready")[0] == 200:
-                return server
-        except OSError:
-            pass
-        time.sleep(0.1)
-    log = server.process.log()
-    server.stop()
-    pytest.fail(f"tritonserver did not become ready in 120 s:\n{log}")
+    wait_ready(server.process, lambda: server.get("/v2/health/ready")[0] == 200, "tritonserver", 120)
+    return server

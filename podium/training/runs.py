@@ -13,8 +13,8 @@ without an error, the trial records it as its champion (the refit run wins over 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from podium.core.identity import UNKNOWN_FINGERPRINT, trial_key_hash
@@ -23,38 +23,30 @@ from podium.core.tags import TagsRegistry
 from podium.errors import ConfigError
 
 
-@contextmanager
-def trial_run(
-    trial: Any,
-    study_hash: str,
-    *,
-    params: Mapping[str, Any] | None = None,
-    data_fp: str | None = None,
-    eval_fp: str | None = None,
-    tags: Mapping[str, str] | None = None,
-    run_name: str | None = None,
-    registry: TagsRegistry | None = None,
-) -> Iterator[Any]:
-    """An ``hpo_trial`` run (the objective metric is read from it)."""
-    with _run("hpo_trial", trial, study_hash, params, data_fp, eval_fp, tags, run_name, registry) as run:
-        yield run
+def _stage_run(stage: str, doc: str) -> Callable[..., AbstractContextManager[Any]]:
+    @contextmanager
+    def run(
+        trial: Any,
+        study_hash: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        data_fp: str | None = None,
+        eval_fp: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        run_name: str | None = None,
+        registry: TagsRegistry | None = None,
+    ) -> Iterator[Any]:
+        with _run(stage, trial, study_hash, params, data_fp, eval_fp, tags, run_name, registry) as active:
+            yield active
+
+    run.__doc__ = doc
+    return run
 
 
-@contextmanager
-def refit_run(
-    trial: Any,
-    study_hash: str,
-    *,
-    params: Mapping[str, Any] | None = None,
-    data_fp: str | None = None,
-    eval_fp: str | None = None,
-    tags: Mapping[str, str] | None = None,
-    run_name: str | None = None,
-    registry: TagsRegistry | None = None,
-) -> Iterator[Any]:
-    """A ``refit`` run of the same trial: it holds the model artifact (``model/model.pt``) and is benchmarked."""
-    with _run("refit", trial, study_hash, params, data_fp, eval_fp, tags, run_name, registry) as run:
-        yield run
+trial_run = _stage_run("hpo_trial", "An ``hpo_trial`` run of ``trial`` (the objective metric is read from it).")
+refit_run = _stage_run(
+    "refit", "A ``refit`` run of the same trial: it holds the model artifact (``model/model.pt``) and is benchmarked."
+)
 
 
 @contextmanager

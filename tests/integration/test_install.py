@@ -70,12 +70,34 @@ def test_bench_on_the_local_backend_names_the_torch_extra(bare: Path, tmp_path: 
     assert "pip install 'podium[torch]'" in out.stderr, out.stderr
 
 
-def test_the_dockerfile_install_runs_the_compose_services() -> None:
-    """Exactly what the image holds (torch + .[triton], no demo or dev extras) runs each compose service."""
+def test_the_dockerfile_install_runs_the_compose_services(tmp_path: Path, store_uri: str) -> None:
+    """Exactly what the image holds (torch + .[triton], no demo or dev extras): each compose service's command
+    answers, and the worker and the aggregator start and serve against a real Redis and MLflow store."""
+    import redis
+
+    from podium.streams import keys
     from tests.integration.test_compose import podium_services
+    from tests.servers import spawn, start_redis, wait_until
 
     image = venv_with("dockerfile", *DOCKERFILE_INSTALL)
     assert has_module(image, "torch") and has_module(image, "tritonclient") and not has_module(image, "optuna")
     for service, command in sorted(podium_services().items()):
         out = run(image, *command, "--help")
         assert out.returncode == 0, f"{service}: podium {' '.join(command)}: {out.stderr}"
+    server = start_redis(tmp_path / "redis")
+    env = {**os.environ, "PODIUM_REDIS_URL": server.url, "PODIUM_TRACKING_URI": store_uri, "PYTHONUNBUFFERED": "1"}
+    processes = []
+    try:
+        for name in ("worker", "aggregator"):
+            (tmp_path / name).mkdir()
+            processes.append(spawn([str(image / "podium"), name], tmp_path / name, env=env))
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        # the worker's queue binding and the aggregator's leader lock: both up and serving
+        assert wait_until(
+            lambda: client.exists("_kombu.binding.podium.cpu") and client.exists(keys.AGGREGATOR_LEADER), 120
+        ), [p.log() for p in processes]
+        assert all(p.proc.poll() is None for p in processes)
+    finally:
+        for p in processes:
+            p.stop()
+        server.stop()

@@ -34,6 +34,19 @@ def test_readme_training_snippet_is_an_excerpt_of_the_example() -> None:
     assert readme_block("## Hook it into a training script").strip() == textwrap.dedent(excerpt).strip()
 
 
+#: The example honours config/benchmark.yaml; the tests give it a small one (short inputs, few iterations).
+SMALL_BENCHMARK = (
+    "benchmarking:\n  iterations: 20\n  warmup_iterations: 2\n  max_length: 16\n  stability:\n    max_windows: 3\n"
+)
+
+
+def small_config_dir(tmp_path: Path) -> dict[str, str]:
+    folder = tmp_path / "config"
+    folder.mkdir(exist_ok=True)
+    (folder / "benchmark.yaml").write_text(SMALL_BENCHMARK)
+    return {"PODIUM_CONFIG_DIR": str(folder)}
+
+
 def run_example(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], trials: int = 3):
     """The example's main in this process (so the hook object can be looked at), with ``env`` set."""
     for k, v in env.items():
@@ -76,7 +89,7 @@ def _mlflow_state():
 def test_the_example_benchmarks_every_trial_and_publishes_the_best(
     tmp_path: Path, store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pipeline = Pipeline(tmp_path / "pipeline", store)
+    pipeline = Pipeline(tmp_path / "pipeline", store, config_dir=small_config_dir(tmp_path)["PODIUM_CONFIG_DIR"])
     try:
         pipeline.start("worker", "worker", "--target", "cpu", "--loglevel", "WARNING")
         pipeline.start("aggregator", "aggregator")
@@ -104,7 +117,7 @@ def test_the_example_benchmarks_every_trial_and_publishes_the_best(
 def test_redis_down_never_stops_the_study_and_backfill_sends_what_was_missed(
     tmp_path: Path, store: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    pipeline = Pipeline(tmp_path / "pipeline", store)
+    pipeline = Pipeline(tmp_path / "pipeline", store, config_dir=small_config_dir(tmp_path)["PODIUM_CONFIG_DIR"])
     port = pipeline.redis_server.port
     pipeline.redis_server.stop()  # Redis is down for the whole study
     try:

@@ -4,6 +4,8 @@ where it is (PODIUM_TRITON_URL), the training hook, the aggregator, a real MLflo
 from __future__ import annotations
 
 import collections
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -111,7 +113,8 @@ def test_triton_killed_mid_benchmark_fails_the_attempt_and_the_retry_measures(
         beat = keys.heartbeat(sent.benchmark_key)
         assert wait_until(lambda: pipeline.redis.hget(beat, "phase") == "measure", timeout=180)
         ports = (triton.http_port, triton.grpc_port)
-        triton.stop()  # killed mid-benchmark
+        os.killpg(triton.process.pid, signal.SIGKILL)  # killed mid-benchmark: no draining of requests in flight
+        triton.stop()
         failed_run = wait_until(lambda: any(r.info.status == "FAILED" for r in runs_of(store)), timeout=120)
         assert failed_run, pipeline.processes["worker"].log()
         back = start_triton(tmp_path / "triton-again", ports=ports)  # the same server comes back
