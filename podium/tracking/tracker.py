@@ -280,12 +280,18 @@ class MlflowTracking:
                     out.append(record)
         return out
 
+    def _grouping(self, run: Run) -> tuple[str, str] | None:
+        """The (study, trial) hashes a run is grouped by, or None when it lacks either tag."""
+        study = run.data.tags.get(self.tags.grouping.study_key_hash)
+        trial = run.data.tags.get(self.tags.grouping.trial_key_hash)
+        return (study, trial) if study and trial else None
+
     def benchmark_record(self, run: Run) -> BenchmarkRecord | None:
-        tags = run.data.tags
-        study = tags.get(self.tags.grouping.study_key_hash)
-        trial = tags.get(self.tags.grouping.trial_key_hash)
-        if not study or not trial:
+        grouping = self._grouping(run)
+        if grouping is None:
             return None
+        study, trial = grouping
+        tags = run.data.tags
         return BenchmarkRecord(
             run_id=run.info.run_id,
             start_time=run.info.start_time or 0,
@@ -297,11 +303,11 @@ class MlflowTracking:
         )
 
     def trial_record(self, run: Run, kind: str) -> TrialRecord | None:
-        tags = run.data.tags
-        study = tags.get(self.tags.grouping.study_key_hash)
-        trial = tags.get(self.tags.grouping.trial_key_hash)
-        if not study or not trial:
+        grouping = self._grouping(run)
+        if grouping is None:
             return None
+        study, trial = grouping
+        tags = run.data.tags
         return TrialRecord(
             run_id=run.info.run_id,
             kind=kind,  # type: ignore[arg-type]
