@@ -87,13 +87,11 @@ class Aggregator:
         """MLflow is the source of truth: fold every FINISHED run in, then publish what changed."""
         self.state = SelectionState(self.config)
         ids = self.tracking.experiment_ids()
-        trials = benchmarks = 0
-        for trial in self.tracking.load_trials(ids):
+        trials, benchmarks = self.tracking.load_trials(ids), self.tracking.load_benchmarks(ids)
+        for trial in trials:
             self.state.apply_trial(trial)
-            trials += 1
-        for bench in self.tracking.load_benchmarks(ids):
+        for bench in benchmarks:
             self.state.apply_benchmark(bench)
-            benchmarks += 1
         self.published = {}
         for scope in self.state.scopes():
             self.published[scope] = view_of_update(
@@ -103,8 +101,8 @@ class Aggregator:
         log.info(
             "Rebuilt from MLflow %s: %d trial run(s), %d benchmark run(s), %d scope(s), %d group(s).",
             self.tracking.uri,
-            trials,
-            benchmarks,
+            len(trials),
+            len(benchmarks),
             len(self.state.scopes()),
             len(self.state.windows),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass
 
 from celery import Celery
@@ -21,8 +22,8 @@ from podium.settings.files import input_fingerprint
 from podium.streams import keys
 
 log = logging.getLogger(__name__)
-#: Whether this process already warned about a champion without fingerprints (once is enough).
-_unknown_warned: list[bool] = []
+#: Set once this process has warned about a champion without fingerprints (once is enough).
+_unknown_warned = threading.Event()
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,12 @@ def build_request(
     artifact_path: str = "model/model.pt",
 ) -> BenchmarkRequest:
     """The request for benchmarking ``champion`` under ``config``; the key comes from the one key function."""
-    if UNKNOWN_FINGERPRINT in (champion.data_fp, champion.eval_fp) and not _unknown_warned:
-        _unknown_warned.append(True)
+    if UNKNOWN_FINGERPRINT in (champion.data_fp, champion.eval_fp) and not _unknown_warned.is_set():
+        _unknown_warned.set()
         log.warning(
-            "Run %s has no data or eval fingerprint (tags %s); it is benchmarked, but a change of its data will "
-            "not change its benchmark_key. Open runs with podium.training.trial_run / refit_run (data_fp=, eval_fp=).",
+            "Run %s has no data or eval fingerprint; it is benchmarked, but a change of its data will not change "
+            "its benchmark_key. Open runs with podium.training.trial_run / refit_run (data_fp=, eval_fp=).",
             champion.run_id,
-            "code.fingerprint.data / code.fingerprint.eval",
         )
     fingerprint = input_fingerprint(config.benchmarking)
     identity = identity_for(champion, benchmark_config_hash(config.benchmarking, fingerprint))
