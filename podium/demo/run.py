@@ -8,9 +8,11 @@ Running it again resumes the trained study and every benchmark is reused by ``be
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -110,16 +112,22 @@ class Processes:
                 raise DemoError(f"{name} exited with {proc.returncode}; see {self.logs / (name + '.log')}")
 
     def stop_all(self) -> None:
+        """SIGTERM each process group (a worker and its pool processes), then SIGKILL what is left of it."""
         for _, proc, _ in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
+            _signal_group(proc, signal.SIGTERM)
         for _, proc, log in self.procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _signal_group(proc, signal.SIGKILL)  # pool processes a stalled parent left behind too
+            if proc.poll() is None:
                 proc.wait(timeout=5)
             log.close()  # type: ignore[attr-defined]
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """Each process was started in its own session: its PID is its process group's."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
 
 
 def run_demo(opts: DemoOptions, console: Console) -> DemoResult:

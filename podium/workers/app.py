@@ -4,6 +4,7 @@ connections built when each worker process starts (so its first request is serve
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from celery import Celery
@@ -37,9 +38,7 @@ def create_worker_app(settings: PodiumSettings) -> Celery:
             check_worker_settings(settings)
             verify_visibility_timeout(app)
 
-    def warm(**_: Any) -> None:
-        """In each worker process after the fork: MLflow and Redis connections ready before the first task.
-        A failure here is not fatal: the task builds them again inside its retry and dead-letter path."""
+    def prepare() -> None:
         try:
             deps = worker_deps(app)
             deps.redis.ping()  # redis-py connects on the first command: open the sockets now
@@ -47,6 +46,12 @@ def create_worker_app(settings: PodiumSettings) -> Celery:
             deps.tracking.benchmark_experiment_id()
         except Exception as exc:
             log.warning("Could not prepare this worker's connections at start (%s); the first task will retry.", exc)
+
+    def warm(**_: Any) -> None:
+        """In each worker process after the fork: MLflow and Redis connections made before the first task, on
+        a thread (process start never blocks on a slow store; a first task waits on the same lock). A failure
+        is not fatal: the task builds them again inside its retry and dead-letter path."""
+        threading.Thread(target=prepare, name="podium-warm", daemon=True).start()
 
     worker_init.connect(check_on_start, weak=False)
     worker_process_init.connect(warm, weak=False)
