@@ -6,6 +6,7 @@ A missing server binary skips the test locally; with ``PODIUM_REQUIRE_SERVERS=1`
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -54,23 +55,34 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
             time.sleep(0.05)
 
 
+def cached_venv(venv: Path, *installs: list[str], cwd: Path | None = None) -> Path:
+    """A venv built once (under a file lock, for parallel sessions) in which each of ``installs`` was run as
+    ``pip install ARGS``, in order; a failed build skips the test locally and fails it in CI. Returns ``venv``."""
+    marker = venv / ".podium-ok"
+    if marker.exists():
+        return venv
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f"{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():
+            return venv
+        shutil.rmtree(venv, ignore_errors=True)
+        steps = [[sys.executable, "-m", "venv", str(venv)]]
+        steps += [
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", *a]
+            for a in installs
+        ]
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True, timeout=1800, cwd=cwd)
+            if done.returncode != 0:
+                unavailable(f"cannot build the venv {venv} ({' '.join(step[-3:])}): {done.stderr[-800:]}")
+        marker.touch()
+    return venv
+
+
 def ensure_mlserver_venv() -> Path:
     """MLServer in its own venv (its pins clash with podium's), built once and cached."""
-    marker = MLSERVER_VENV / ".podium-ok"
-    if marker.exists():
-        return MLSERVER_VENV / "bin" / "mlserver"
-    shutil.rmtree(MLSERVER_VENV, ignore_errors=True)
-    MLSERVER_VENV.parent.mkdir(parents=True, exist_ok=True)
-    steps = [
-        [sys.executable, "-m", "venv", str(MLSERVER_VENV)],
-        [str(MLSERVER_VENV / "bin" / "pip"), "install", "-q", f"mlserver=={MLSERVER_VERSION}", "uvloop<0.22"],
-    ]
-    for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
-            unavailable(f"cannot build the MLServer venv ({' '.join(step[:3])}): {done.stderr[-500:]}")
-    marker.touch()
-    return MLSERVER_VENV / "bin" / "mlserver"
+    return cached_venv(MLSERVER_VENV, [f"mlserver=={MLSERVER_VERSION}", "uvloop<0.22"]) / "bin" / "mlserver"
 
 
 @dataclass

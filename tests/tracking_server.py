@@ -4,12 +4,10 @@ from the Debian package into a temp dir, with ``--serve-artifacts``. Free 127.0.
 
 from __future__ import annotations
 
-import fcntl
 import importlib.metadata
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import urllib.request
 from dataclasses import dataclass
@@ -18,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from podium.streams.embedded import free_port
-from tests.servers import ServerProcess, spawn, unavailable, wait_ready
+from tests.servers import ServerProcess, cached_venv, spawn, unavailable, wait_ready
 
 MLFLOW_VERSION = importlib.metadata.version("mlflow-skinny")
 PSYCOPG2 = "psycopg2-binary==2.9.13"
@@ -29,23 +27,7 @@ PG_USER = "postgres"
 
 
 def ensure_mlflow_server() -> Path:
-    marker = VENV / ".podium-ok"
-    if marker.exists():
-        return VENV / "bin" / "mlflow"
-    VENV.parent.mkdir(parents=True, exist_ok=True)
-    with open(VENV.parent / "mlflow-server.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not marker.exists():
-            shutil.rmtree(VENV, ignore_errors=True)
-            for step in (
-                [sys.executable, "-m", "venv", str(VENV)],
-                [str(VENV / "bin" / "pip"), "install", "-q", f"mlflow=={MLFLOW_VERSION}", PSYCOPG2],
-            ):
-                done = subprocess.run(step, capture_output=True, text=True, timeout=1800)
-                if done.returncode != 0:
-                    unavailable(f"cannot build the MLflow server venv ({' '.join(step[:3])}): {done.stderr[-800:]}")
-            marker.touch()
-    return VENV / "bin" / "mlflow"
+    return cached_venv(VENV, [f"mlflow=={MLFLOW_VERSION}", PSYCOPG2]) / "bin" / "mlflow"
 
 
 @dataclass

@@ -7,16 +7,13 @@ sees what a user's ``pip install`` would give, with today's code.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.conftest import REPO
-from tests.servers import unavailable
+from tests.servers import cached_venv, unavailable
 
 CACHE = Path(os.environ.get("PODIUM_VENV_CACHE", Path.home() / ".cache" / "podium" / "venvs"))
 #: The Dockerfile's install lines, with torch taken from the local wheel (no network to the PyTorch index).
@@ -25,39 +22,27 @@ BARE_INSTALL: tuple[list[str], ...] = (["."],)
 _fresh: dict[str, Path] = {}
 
 
-def _pip(venv: Path, *args: str, timeout: float = 1200) -> None:
+def venv_with(name: str, *installs: list[str]) -> Path:
+    """A venv where each of ``installs`` was run as ``pip install ARGS`` in order; returns its bin/ folder."""
+    if name not in _fresh:
+        key = hashlib.sha256((REPO / "pyproject.toml").read_bytes() + repr(installs).encode()).hexdigest()[:12]
+        venv = cached_venv(CACHE / f"{name}-{key}", *installs, cwd=REPO)
+        # today's podium, as a user's pip would install it (its dependencies are there already)
+        reinstall_podium(venv)
+        _fresh[name] = venv / "bin"
+    return _fresh[name]
+
+
+def reinstall_podium(venv: Path) -> None:
     done = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", *args],
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", "."],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=600,
     )
     if done.returncode != 0:
-        unavailable(f"pip install {' '.join(args)} failed in {venv}: {done.stderr[-1500:]}")
-
-
-def venv_with(name: str, *installs: list[str]) -> Path:
-    """A venv where each of ``installs`` was run as ``pip install ARGS`` in order; returns its bin/ folder."""
-    key = hashlib.sha256((REPO / "pyproject.toml").read_bytes() + repr(installs).encode()).hexdigest()[:12]
-    venv = CACHE / f"{name}-{key}"
-    if name in _fresh:
-        return _fresh[name]
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        marker = venv / ".podium-deps-ok"
-        if not marker.exists():
-            with contextlib.suppress(FileNotFoundError):
-                subprocess.run(["rm", "-rf", str(venv)], check=True)
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-            for args in installs:
-                _pip(venv, *args)
-            marker.touch()
-        # today's podium, as a user's pip would install it (dependencies already there)
-        _pip(venv, "--no-deps", "--force-reinstall", ".")
-    _fresh[name] = venv / "bin"
-    return _fresh[name]
+        unavailable(f"cannot install today's podium into {venv}: {done.stderr[-800:]}")
 
 
 def has_module(bin_dir: Path, module: str) -> bool:
