@@ -7,6 +7,7 @@ import logging
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from podium.core.records import DEFAULT_ARTIFACT_PATH
 from podium.core.safety import require_safe
 from podium.core.selection import Selection
 
@@ -24,7 +25,7 @@ class ChampionAlias:
         self,
         client: MlflowClient,
         name_template: str,
-        artifact_path: str = "model/model.pt",
+        artifact_path: str = DEFAULT_ARTIFACT_PATH,
         alias: str = DEFAULT_ALIAS,
     ):
         self.client, self.name_template, self.artifact_path, self.alias = client, name_template, artifact_path, alias

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from podium.cli.common import console, fail, int_list, podium_errors
 from podium.core.choices import Backend, Protocol
+from podium.core.records import DEFAULT_ARTIFACT_PATH
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -20,9 +21,6 @@ if TYPE_CHECKING:
     from podium.measurement.artifacts import ModelSource
     from podium.measurement.session import Measured
     from podium.tracking.tracker import MlflowTracking
-
-#: Where training code puts the TorchScript model inside the refit (or trial) run.
-DEFAULT_ARTIFACT_PATH = "model/model.pt"  # measurement.artifacts says the same; a test keeps them equal
 
 
 def bench(

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from podium.core.config import BenchmarkConfig
 from podium.core.identity import BenchmarkIdentity, benchmark_config_hash
-from podium.core.records import BenchmarkRecord, Champion
+from podium.core.records import DEFAULT_ARTIFACT_PATH, BenchmarkRecord, Champion
 from podium.core.safety import Hex64, SafeValue, pattern_problem
 from podium.errors import PodiumError
 
@@ -48,7 +48,7 @@ class BenchmarkRequest(Message):
     trial_key_hash: SafeValue
     data_fp: str = Field(max_length=256)
     eval_fp: str = Field(max_length=256)
-    artifact_path: str = Field(default="model/model.pt", max_length=512)
+    artifact_path: str = Field(default=DEFAULT_ARTIFACT_PATH, max_length=512)
     config: BenchmarkConfig
     #: Fingerprint of the inputs (test data content hash or synthetic seed), fixed by the producer.
     input_fingerprint: str = Field(max_length=256)

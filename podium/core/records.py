@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 #: Where an Optuna trial records the MLflow run to benchmark (``trial.set_user_attr``), as the hook reads it.
 RUN_ID_ATTR = "mlflow_run_id"
+#: Where training code puts the TorchScript model inside the refit (or trial) run.
+DEFAULT_ARTIFACT_PATH = "model/model.pt"
 #: Where podium's training helpers record the whole champion, so the hook needs no MLflow look-up.
 CHAMPION_ATTR = "podium.champion"
 

@@ -8,12 +8,10 @@ from urllib.parse import urlsplit
 
 from mlflow.exceptions import MlflowException
 
+from podium.core.records import DEFAULT_ARTIFACT_PATH
 from podium.core.safety import require_safe
 from podium.errors import PodiumError
 from podium.tracking.tracker import MlflowTracking
-
-#: Where training code puts the TorchScript model inside the refit (or trial) run.
-DEFAULT_ARTIFACT_PATH = "model/model.pt"
 
 
 class ModelNotFoundError(PodiumError):

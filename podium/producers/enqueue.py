@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from podium.core.config import BenchmarkConfig
 from podium.core.identity import UNKNOWN_FINGERPRINT, benchmark_config_hash
 from podium.core.messages import BenchmarkRequest
-from podium.core.records import Champion
+from podium.core.records import DEFAULT_ARTIFACT_PATH, Champion
 from podium.core.run_tags import identity_for
 from podium.errors import PodiumError
 from podium.settings.env import redact_url
@@ -38,7 +38,7 @@ def build_request(
     champion: Champion,
     config: BenchmarkConfig,
     *,
-    artifact_path: str = "model/model.pt",
+    artifact_path: str = DEFAULT_ARTIFACT_PATH,
 ) -> BenchmarkRequest:
     """The request for benchmarking ``champion`` under ``config``; the key comes from the one key function."""
     if UNKNOWN_FINGERPRINT in (champion.data_fp, champion.eval_fp) and not _unknown_warned.is_set():
