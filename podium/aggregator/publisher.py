@@ -1,4 +1,9 @@
-"""Publish a BestModelUpdate atomically: sequence check, latest-value key, durable history, live channel."""
+"""Publish a BestModelUpdate atomically: leader check, sequence check, latest-value key, durable history,
+live channel; and acknowledge applied entries, under the same leader check.
+
+Both scripts first check that the leader key still holds this aggregator's token: an aggregator frozen past
+its lease (a GC pause, SIGSTOP, a partition) that resumes with a batch already delivered to it can neither
+publish its stale view nor acknowledge entries the new leader is responsible for."""
 
 from __future__ import annotations
 
@@ -10,12 +15,14 @@ from podium.core.decision import Reason, candidate_view
 from podium.core.messages import BestModelUpdate
 from podium.core.selection import Selection
 from podium.streams import keys
+from podium.streams.lock import LockLost
 
 #: History kept in ``podium:best-updates`` (approximate trim).
 HISTORY_MAXLEN = 100_000
 
-# KEYS: seq, latest, history. ARGV: seq, payload, channel, maxlen.
+# KEYS: seq, latest, history, leader. ARGV: seq, payload, channel, maxlen, leader token ('' = no leader check).
 _PUBLISH = """
+if ARGV[5] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[5] then return -2 end
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) <= current then return current end
 redis.call('SET', KEYS[1], ARGV[1])
@@ -26,10 +33,24 @@ return -1
 """
 
 
+# KEYS: leader, stream. ARGV: leader token, group, entry ids...
+_ACK = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return -2 end
+return redis.call('XACK', KEYS[2], ARGV[2], unpack(ARGV, 3))
+"""
+
+
+class LeadershipLost(LockLost):
+    """This aggregator is no longer the leader: what it holds must be dropped and rebuilt."""
+
+
 class Publisher:
     def __init__(self, client: redis.Redis):
         self.client = client
+        #: The leader lock's token while this aggregator leads (None: no leader check, for tools and tests).
+        self.leader_token: str | None = None
         self._script = client.register_script(_PUBLISH)
+        self._ack = client.register_script(_ACK)
         self._seq: dict[str, int] = {}  # last sequence used per study (survives a Redis flush)
 
     def last_published(self, study: str, config_hash: str | None) -> BestModelUpdate | None:
@@ -61,10 +82,31 @@ class Publisher:
                 published_at=time.time(),
             )
             result = self._script(
-                keys=[keys.sequence(study), keys.best_latest(study, config_hash), keys.BEST_UPDATES_STREAM],
-                args=[seq, update.encode(), keys.best_channel(study), HISTORY_MAXLEN],
+                keys=[
+                    keys.sequence(study),
+                    keys.best_latest(study, config_hash),
+                    keys.BEST_UPDATES_STREAM,
+                    keys.AGGREGATOR_LEADER,
+                ],
+                args=[seq, update.encode(), keys.best_channel(study), HISTORY_MAXLEN, self.leader_token or ""],
             )
+            if int(result) == -2:
+                raise LeadershipLost(f"publish of seq {seq} for study {study[:12]} refused: no longer the leader")
             if int(result) == -1:
                 self._seq[study] = seq
                 return update
             self._seq[study] = int(result)  # someone else advanced the sequence: take the next one
+
+    def ack(self, entry_ids: list[str]) -> int:
+        """XACK applied entries of ``podium:benchmarks``, only while still the leader."""
+        if not entry_ids:
+            return 0
+        result = int(
+            self._ack(
+                keys=[keys.AGGREGATOR_LEADER, keys.BENCHMARKS_STREAM],
+                args=[self.leader_token or "", keys.AGGREGATOR_GROUP, *entry_ids],
+            )
+        )
+        if result == -2:
+            raise LeadershipLost(f"acknowledging {len(entry_ids)} entries refused: no longer the leader")
+        return result

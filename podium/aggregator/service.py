@@ -1,9 +1,14 @@
 """The aggregator: rebuild from MLflow, then fold result events from ``podium:benchmarks`` into the core's
 ``SelectionState`` and publish every change of a scope's best model.
 
-Only one aggregator applies events at a time (a leader lock); a second one waits as a standby. Events
-are acknowledged after they are applied; entries left pending by a dead consumer are claimed back;
-malformed entries go to the dead-letter stream.
+Only one aggregator applies events at a time (a leader lock); a second one waits as a standby. Publishing
+and acknowledging are fenced by the leader's token (one script each): a leader frozen past its lease drops
+what it holds and rebuilds before it leads again. Events are acknowledged after they are applied; entries
+left pending by a dead consumer are claimed back.
+
+An event is applied only when MLflow holds its run FINISHED with the same key, study, trial and config
+(looked up once per batch, remembered per run); what is folded in is MLflow's record of the run. Malformed,
+forged and uncommitted events go to the dead-letter stream with the reason.
 """
 
 from __future__ import annotations
@@ -16,17 +21,20 @@ from dataclasses import dataclass, field
 
 import redis
 
-from podium.aggregator.publisher import Publisher
+from podium.aggregator.publisher import LeadershipLost, Publisher
 from podium.core.aggregation import ScopeKey
 from podium.core.config import SelectionConfig
 from podium.core.decision import View, decide, view_of_update
 from podium.core.messages import BenchmarkResult, BestModelUpdate, MessageError, decode
+from podium.core.records import BenchmarkRecord
 from podium.core.selection import Selection
 from podium.core.state import SelectionState
+from podium.core.verification import Clock, claim_problem, run_problem, trusted_start
+from podium.errors import TrackingError
 from podium.monitoring import prometheus
 from podium.streams import keys
 from podium.streams.dead_letters import dead_letter
-from podium.streams.lock import FencedLock
+from podium.streams.lock import FencedLock, LockLost
 from podium.tracking.tracker import MlflowTracking
 
 log = logging.getLogger(__name__)
@@ -39,6 +47,10 @@ CLAIM_IDLE_MS = 30_000
 CLAIM_EVERY_S = 5.0
 #: A trial unknown to the state is looked up in MLflow at most this often.
 TRIAL_REFRESH_S = 5.0
+#: Runs remembered as verified (a replayed event of one of them needs no MLflow look-up).
+VERIFIED_MAX = 200_000
+#: Default clock bounds: 5 minutes of skew, benchmarks up to an hour.
+DEFAULT_CLOCK = Clock(max_skew_ms=300_000, max_benchmark_ms=3_600_000)
 
 
 @dataclass
@@ -47,6 +59,10 @@ class AggregatorStats:
     replays: int = 0
     published: int = 0
     dead_letters: int = 0
+    skewed: int = 0
+    leads: int = 0
+    leads_lost: int = 0
+    dropped: int = 0
     last_lag_ms: float = 0.0
     lags_ms: list[float] = field(default_factory=list)
 
@@ -60,6 +76,7 @@ class Aggregator:
         consumer: str,
         on_update: Callable[[BestModelUpdate], None] | None = None,
         on_new_best: Callable[[Selection], object] | None = None,
+        clock: Clock = DEFAULT_CLOCK,
     ):
         self.client = client
         self.tracking = tracking
@@ -72,6 +89,8 @@ class Aggregator:
         self.stats = AggregatorStats()
         self.on_update = on_update
         self.on_new_best = on_new_best
+        self.clock = clock
+        self.verified: dict[str, BenchmarkRecord] = {}
         self._last_claim = 0.0
 
     # ------------------------------------------------------------------ start-up
@@ -131,16 +150,47 @@ class Aggregator:
         if not entries:
             return 0
         self.apply_batch(entries)
-        self.client.xack(keys.BENCHMARKS_STREAM, keys.AGGREGATOR_GROUP, *[e for e, _ in entries])
+        self.publisher.ack([e for e, _ in entries])
         return len(entries)
 
     def apply_batch(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        """Apply a batch, then publish each changed scope once (its final state after the batch)."""
-        changed: set[ScopeKey] = set()
+        """Verify a batch against MLflow (one look-up), apply it, then publish each changed scope once (its
+        final state after the batch)."""
+        decoded: list[tuple[str, BenchmarkResult]] = []
         for entry_id, fields in entries:
-            changed |= self.apply_entry(entry_id, fields)
+            try:
+                decoded.append((entry_id, decode(BenchmarkResult, fields.get("data", ""))))
+            except MessageError as exc:
+                self._dead_letter(fields, f"stream entry {entry_id}: {exc}")
+        unknown = [r.run_id for _, r in decoded if r.run_id not in self.verified]
+        facts = self.tracking.run_facts(unknown) if unknown else {}
+        changed: set[ScopeKey] = set()
+        for entry_id, result in decoded:
+            record = self.verified.get(result.run_id)
+            if record is None:
+                found = facts.get(result.run_id)
+                problem = run_problem(result.run_id, found)
+                if problem is not None or found is None or found.record is None:
+                    self._dead_letter({"data": result.encode()}, f"stream entry {entry_id}: {problem}")
+                    continue
+                record = self._remember(found.record)
+            if (problem := claim_problem(result.claim(), record)) is not None:
+                self._dead_letter({"data": result.encode()}, f"stream entry {entry_id}: {problem}")
+                continue
+            changed |= self.apply_record(entry_id, result, record)
         for scope in sorted(changed, key=lambda s: (s.study_key_hash, s.config_hash or "")):
             self.maybe_publish(scope)
+
+    def _remember(self, record: BenchmarkRecord) -> BenchmarkRecord:
+        if len(self.verified) >= VERIFIED_MAX:
+            self.verified.pop(next(iter(self.verified)))
+        self.verified[record.run_id] = record
+        return record
+
+    def _dead_letter(self, fields: dict[str, str], error: str) -> None:
+        self.stats.dead_letters += 1
+        dead_letter(self.client, "result", fields, error)
+        prometheus.EVENTS.labels("dead_letter").inc()
 
     def recover_pending(self) -> int:
         """On taking the lead, claim and apply every entry delivered but never acknowledged (by a dead
@@ -157,28 +207,23 @@ class Aggregator:
             )
             live = [e for e in entries if e[1]]
             self.apply_batch(live)
-            if entries:
-                self.client.xack(keys.BENCHMARKS_STREAM, keys.AGGREGATOR_GROUP, *[e for e, _ in entries])
+            self.publisher.ack([e for e, _ in entries])
             handled += len(live)
             if cursor in ("0-0", b"0-0"):
                 return handled
 
-    def apply_entry(self, entry_id: str, fields: dict[str, str]) -> set[ScopeKey]:
-        """Fold one stream entry in; return the scopes it changed. Malformed entries are dead-lettered."""
-        try:
-            result = decode(BenchmarkResult, fields.get("data", ""))
-        except MessageError as exc:
-            self.stats.dead_letters += 1
-            dead_letter(self.client, "result", fields, f"stream entry {entry_id}: {exc}")
-            prometheus.EVENTS.labels("dead_letter").inc()
-            return set()
-        self.stats.last_lag_ms = max(0.0, time.time() * 1000 - int(entry_id.split("-")[0]))
+    def apply_record(self, entry_id: str, result: BenchmarkResult, record: BenchmarkRecord) -> set[ScopeKey]:
+        """Fold MLflow's record of a verified event's run in; return the scopes it changed."""
+        entry_ms = int(entry_id.split("-")[0])
+        record, warning = trusted_start(record, entry_ms, self.clock)
+        if warning is not None:
+            self.stats.skewed += 1
+            prometheus.EVENTS.labels("clock_skew").inc()
+            log.warning("Result of worker %s: %s.", result.worker, warning)
+        self.stats.last_lag_ms = max(0.0, time.time() * 1000 - entry_ms)
         prometheus.LAG.set(self.stats.last_lag_ms / 1000)
-        return self.apply_result(result)
-
-    def apply_result(self, result: BenchmarkResult) -> set[ScopeKey]:
-        changed = self._know_trial(result.study_key_hash, result.trial_key_hash)
-        scope = self.state.apply_benchmark(result.record())
+        changed = self._know_trial(record.study_key_hash, record.trial_key_hash)
+        scope = self.state.apply_benchmark(record)
         if scope is None:
             self.stats.replays += 1
             prometheus.EVENTS.labels("replay").inc()
@@ -246,14 +291,40 @@ class Aggregator:
                 if leader.acquire() is None:
                     stop.wait(leader_ttl_ms / 3000)
                     continue
-                leader.start_watchdog()
-                self.ensure_group()
-                self.rebuild()
-                self.recover_pending()
-                while not stop.is_set() and not leader.lost.is_set():
+                self._lead(leader)
+                while not stop.is_set():
+                    leader.check()
                     self.step()
+            except (LeadershipLost, LockLost) as exc:
+                self._drop(exc)
             except redis.RedisError as exc:
                 log.warning("Redis error in the aggregator (%s); reconnecting and rebuilding.", exc)
                 stop.wait(1.0)
+            except TrackingError as exc:
+                log.warning("MLflow error in the aggregator (%s); unacknowledged events wait, retrying.", exc)
+                stop.wait(1.0)
             finally:
+                self.publisher.leader_token = None
                 leader.release()
+
+    def _lead(self, leader: FencedLock) -> None:
+        """Take the lead: publish and acknowledge under its token, rebuild from MLflow, recover pending entries."""
+        leader.start_watchdog()
+        self.publisher.leader_token = leader.token
+        self.stats.leads += 1
+        prometheus.LEADERSHIP.labels("acquired").inc()
+        log.info("Leading as %s (fencing token %s); rebuilding from MLflow.", self.consumer, leader.fencing_token)
+        self.ensure_group()
+        self.rebuild()
+        self.recover_pending()
+
+    def _drop(self, exc: Exception) -> None:
+        """Lost the lead (frozen past the lease, or a partition): what this process holds may be stale. It is
+        dropped; the next lead starts with a rebuild, and the entries it did not acknowledge are the new
+        leader's."""
+        self.stats.leads_lost += 1
+        self.stats.dropped += 1
+        prometheus.LEADERSHIP.labels("lost").inc()
+        self.state = SelectionState(self.config)
+        self.published = {}
+        log.warning("Lost the lead (%s); dropped the state and the batch in hand, will rebuild before leading.", exc)

@@ -39,11 +39,12 @@ def worker(
     settings = PodiumSettings()
     with podium_errors():
         from podium.broker.app import verify_visibility_timeout
-        from podium.workers.app import check_worker_settings, create_worker_app
+        from podium.workers.app import check_worker_redis, check_worker_settings, create_worker_app
 
         queue = keys.queue(target)
         check_worker_settings(settings)
         redis_or_fail(settings.redis_url, "start a worker")
+        check_worker_redis(settings)
         app = create_worker_app(settings)
         verify_visibility_timeout(app)
     console.print(
@@ -75,11 +76,15 @@ def aggregator(
     config: Annotated[Path | None, typer.Option(help="best_model_selection.yaml")] = None,
 ) -> None:
     """Consume benchmark results, keep rolling aggregates and publish the best model of each study."""
+    import redis
+
     from podium.aggregator.service import Aggregator
+    from podium.core.verification import Clock
     from podium.settings.env import PodiumSettings, redact_url
     from podium.settings.files import load_selection_config
     from podium.streams import keys
     from podium.streams.connection import connect
+    from podium.streams.policy import check_redis_policy
     from podium.tracking.tracker import MlflowTracking
 
     log_at_least("podium.aggregator", logging.INFO)  # one line per publish and per rebuild
@@ -97,12 +102,18 @@ def aggregator(
             from podium.aggregator.alias import ChampionAlias
 
             hooks.append(ChampionAlias(tracking.client, settings.champion_model))
+        client = connect(settings.redis_url)
+        try:
+            check_redis_policy(client, settings.redis_url, settings.accept_redis_eviction, "podium aggregator")
+        except redis.RedisError as exc:  # not up yet: the aggregator waits for it, as it does after an outage
+            logging.getLogger("podium.aggregator").warning("Redis is not reachable yet (%s).", exc)
         agg = Aggregator(
-            connect(settings.redis_url),
+            client,
             tracking,
             cfg,
             name or f"{socket.gethostname()}-{os.getpid()}",
             on_new_best=lambda sel: [hook(sel) for hook in hooks],
+            clock=Clock(int(settings.max_clock_skew_s * 1000), settings.max_benchmark_s * 1000),
         )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from podium.cli.common import console, fail, redis_or_fail
@@ -21,10 +22,11 @@ def status(
     from podium.settings.env import PodiumSettings, redact_url
     from podium.streams.status import collect
 
-    url = redis_url or PodiumSettings().redis_url
+    settings = PodiumSettings()
+    url = redis_url or settings.redis_url
     client = redis_or_fail(url, "read podium's status")
     try:
-        report = collect(client)
+        report = collect(client, accept_eviction=settings.accept_redis_eviction)
     except redis.RedisError as exc:
         fail(f"cannot read status from Redis at {redact_url(url)}: {exc}")
     if as_json:
@@ -60,6 +62,8 @@ def _print_work(report: dict[str, Any]) -> None:
 
 
 def _print_health(report: dict[str, Any]) -> None:
+    for problem in report["redis"]["problems"]:
+        console.print(f"[yellow]Redis:[/] {escape(problem)}")
     if report["stale_locks"]:
         console.print(
             f"[yellow]{len(report['stale_locks'])} stale lock(s)[/] (no fresh heartbeat; they expire "

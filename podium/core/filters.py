@@ -23,3 +23,10 @@ def status_is(status: str) -> str:
 def all_of(*clauses: str) -> str:
     """Join clauses with AND (MLflow has no OR)."""
     return " AND ".join(clauses)
+
+
+def run_id_in(run_ids: list[str]) -> str:
+    """``attributes.run_id IN ('a', 'b')`` after validating every id."""
+    if not run_ids:
+        raise ValueError("run_id_in needs at least one run id")
+    return "attributes.run_id IN ({})".format(", ".join(f"'{require_safe(r, 'run id')}'" for r in run_ids))

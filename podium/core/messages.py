@@ -7,7 +7,7 @@ consumer parks such payloads in the dead-letter stream.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -15,6 +15,7 @@ from podium.core.config import BenchmarkConfig
 from podium.core.identity import BenchmarkIdentity, benchmark_config_hash
 from podium.core.records import DEFAULT_ARTIFACT_PATH, BenchmarkRecord, Champion
 from podium.core.safety import Hex64, SafeValue, pattern_problem
+from podium.core.verification import EventClaim
 from podium.errors import PodiumError
 
 SCHEMA_VERSION = 1
@@ -85,11 +86,15 @@ class BenchmarkResult(Message):
     trial_key_hash: SafeValue
     config_hash: Hex64
     champion_run_id: SafeValue
-    metrics: dict[str, float]
+    metrics: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]]
     device: str = Field(max_length=1000)
     worker: str = Field(max_length=256)
     fencing_token: int
     stability: str = Field(default="", max_length=1000)
+
+    def claim(self) -> EventClaim:
+        """What this event says about its run, to be checked against MLflow."""
+        return EventClaim(self.run_id, self.benchmark_key, self.study_key_hash, self.trial_key_hash, self.config_hash)
 
     def record(self) -> BenchmarkRecord:
         return BenchmarkRecord(

@@ -20,8 +20,10 @@ log = logging.getLogger(__name__)
 
 
 Measure = Callable[[BenchmarkConfig, Champion], Measured]
-#: Runs after results are recorded and before the run is marked FINISHED (the worker's fenced commit).
+#: Runs after results are recorded and before the run is marked FINISHED (the worker's fenced prepare).
 BeforeFinish = Callable[[str, int, Measured], None]
+#: Runs after the run is marked FINISHED (the worker's fenced commit).
+AfterFinish = Callable[[str, int, Measured], None]
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,14 @@ def benchmark_champion(
     identity: BenchmarkIdentity | None = None,
     fencing_token: int | None = None,
     before_finish: BeforeFinish | None = None,
+    after_finish: AfterFinish | None = None,
+    start_time: int | None = None,
 ) -> Outcome:
     """Reuse a FINISHED benchmark of the same key (unless ``force_new``), else measure and log one.
 
-    Any failure, ``before_finish`` refusing included, ends the run FAILED with the reason as a tag."""
+    Any failure up to FINISHED, ``before_finish`` refusing included, ends the run FAILED with the reason as
+    a tag; ``after_finish`` handles its own failures. ``start_time`` (epoch ms) stamps the run (default: this
+    machine's clock)."""
     identity = identity or identity_for(champion, config_hash_of(config))
     if config.run.mode == "reuse_if_exists":
         found = tracking.benchmark_exists(identity, champion)
@@ -63,7 +69,9 @@ def benchmark_champion(
         worker=worker,
         fencing_token=fencing_token,
     )
-    run_id, start_time = tracking.start_benchmark_run(tags, run_name=f"benchmark-{champion.trial_key_hash[:8]}")
+    run_id, start_time = tracking.start_benchmark_run(
+        tags, run_name=f"benchmark-{champion.trial_key_hash[:8]}", start_time=start_time
+    )
     try:
         measured = measure(config, champion)
         device_tags = {tracking.tags.benchmark.device: measured.device}
@@ -72,8 +80,10 @@ def benchmark_champion(
         tracking.record_results(run_id, measured.metrics, measured.summary, config.output.filename, device_tags)
         if before_finish is not None:
             before_finish(run_id, start_time, measured)
+        tracking.finish_run(run_id)
     except BaseException as exc:
         tracking.fail_run(run_id, f"{type(exc).__name__}: {exc}")
         raise
-    tracking.finish_run(run_id)
+    if after_finish is not None:  # the caller's commit; what its failure means to the run is its call
+        after_finish(run_id, start_time, measured)
     return Outcome("measured", identity.key, run_id, measured=measured)

@@ -17,6 +17,7 @@ BENCHMARK_SECONDS = Histogram(
 )
 EVENTS = Counter("podium_aggregator_events_total", "Result events applied by the aggregator", ["kind"])
 UPDATES = Counter("podium_best_updates_total", "Best-model updates published", ["reason"])
+LEADERSHIP = Counter("podium_aggregator_leadership_total", "Leads taken and lost by this aggregator", ["event"])
 LAG = Gauge("podium_aggregation_lag_seconds", "Age of the last result event when the aggregator applied it")
 
 

@@ -48,6 +48,14 @@ class PodiumSettings(BaseSettings):
     triton_url: str | None = None
     #: First retry delay after a failure, doubled per attempt.
     retry_backoff_s: float = Field(default=2.0, ge=0)
+    #: How far a writer's clock may be off Redis's before the aggregator stops believing its start times.
+    max_clock_skew_s: float = Field(default=300.0, ge=0)
+    #: Done markers and fencing counters expire after this many days (MLflow stays the truth: a key whose
+    #: marker expired is answered from MLflow). 0: never.
+    done_ttl_days: float = Field(default=90.0, ge=0)
+    #: Start even when Redis may evict keys (``maxmemory-policy`` other than ``noeviction``): the operator
+    #: accepts that queued requests and podium's keys can vanish under memory pressure.
+    accept_redis_eviction: bool = False
 
 
 def redact_url(url: str) -> str:

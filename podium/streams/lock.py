@@ -1,9 +1,15 @@
 """The fenced Redis lock: per ``benchmark_key`` for workers, and the aggregator's leader lock.
 
 Acquire is one script: ``SET lock token NX PX ttl`` and, when it took, ``INCR fence`` (the fencing
-token). Renew and release act only while the token still matches. A watchdog thread renews the TTL
-(the token is not thread-local, unlike redis-py's ``Lock`` default) and raises ``lost`` when renewal
-fails. ``commit`` writes the done marker and the result event in one script, only under the fence.
+token) and Redis's clock (the one clock every worker shares). Renew and release act only while the token
+still matches. A watchdog thread renews the TTL (the token is not thread-local, unlike redis-py's ``Lock``
+default) and raises ``lost`` when renewal fails.
+
+A benchmark commits in two fenced steps around marking its MLflow run FINISHED, so every crash point is
+recoverable and Redis never names a run MLflow does not hold FINISHED:
+``prepare`` sets the done marker to ``pending:<run>`` (not a reusable answer: whoever locks the key next
+ends that run and measures again), then the run is marked FINISHED, then ``commit`` sets the marker to the
+run and adds the result event in one script.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 
 import redis
 
@@ -23,10 +30,16 @@ log = logging.getLogger(__name__)
 DEFAULT_TTL_MS = 30_000
 #: Result events kept in the stream (approximate trim; MLflow holds them all).
 STREAM_MAXLEN = 100_000
+#: Default lifetime of done markers and fencing counters (MLflow stays the truth after they expire).
+DEFAULT_MARKER_TTL_S = 90 * 24 * 3600
 
+# KEYS: lock, fence. ARGV: token, ttl ms, fence ttl s (0: none). Returns {fence, seconds, microseconds}.
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return redis.call('INCR', KEYS[2])
+  local fence = redis.call('INCR', KEYS[2])
+  if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
+  local now = redis.call('TIME')
+  return {fence, now[1], now[2]}
 end
 return false
 """
@@ -42,14 +55,36 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-# KEYS: lock, fence, done, stream. ARGV: token, fencing token, done value, event, maxlen.
+# KEYS: lock, fence, done, stream. ARGV: token, fencing token, done value, marker ttl s (0: none), event
+# ('' = none), maxlen.
 _COMMIT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, 'lock not held'} end
 if tonumber(redis.call('GET', KEYS[2])) ~= tonumber(ARGV[2]) then return {0, 'fencing token superseded'} end
-redis.call('SET', KEYS[3], ARGV[3])
-local id = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'data', ARGV[4])
+if tonumber(ARGV[4]) > 0 then
+  redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
+else
+  redis.call('SET', KEYS[3], ARGV[3])
+end
+if ARGV[5] == '' then return {1, ''} end
+local id = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'data', ARGV[5])
 return {1, id}
 """
+#: A done marker written before the run is FINISHED: the commit is in progress (or died there).
+PENDING_PREFIX = "pending:"
+
+
+def committed_run(marker: str | None) -> str | None:
+    """The run a done marker answers with, or None (no marker, or a commit still pending)."""
+    if not marker or marker.startswith(PENDING_PREFIX):
+        return None
+    return marker
+
+
+def pending_run(marker: str | None) -> str | None:
+    """The run of a commit that was prepared but never completed, or None."""
+    if marker and marker.startswith(PENDING_PREFIX):
+        return marker.removeprefix(PENDING_PREFIX)
+    return None
 
 
 class LockError(PodiumError):
@@ -67,14 +102,25 @@ class LockLost(LockError):
 class FencedLock:
     """``lock_key`` holds this holder's random token; ``fence_key`` counts acquisitions (the fencing token)."""
 
-    def __init__(self, client: redis.Redis, lock_key: str, fence_key: str, ttl_ms: int = DEFAULT_TTL_MS):
+    def __init__(
+        self,
+        client: redis.Redis,
+        lock_key: str,
+        fence_key: str,
+        ttl_ms: int = DEFAULT_TTL_MS,
+        marker_ttl_s: int = 0,
+    ):
         self.client = client
         self.lock_key = lock_key
         self.fence_key = fence_key
         self.key = lock_key.rsplit(":", 1)[-1]  # for logs: the benchmark key, or the lock's name
         self.ttl_ms = ttl_ms
+        self.marker_ttl_s = marker_ttl_s
         self.token = secrets.token_hex(16)
         self.fencing_token: int | None = None
+        #: Redis's clock when the lock was taken (epoch ms), and this process's monotonic clock then.
+        self.acquired_at_ms: int | None = None
+        self._acquired_mono = 0.0
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
@@ -84,14 +130,33 @@ class FencedLock:
         self._commit = client.register_script(_COMMIT)
 
     @classmethod
-    def for_benchmark(cls, client: redis.Redis, benchmark_key: str, ttl_ms: int = DEFAULT_TTL_MS) -> FencedLock:
-        return cls(client, keys.lock(benchmark_key), keys.fence(benchmark_key), ttl_ms)
+    def for_benchmark(
+        cls,
+        client: redis.Redis,
+        benchmark_key: str,
+        ttl_ms: int = DEFAULT_TTL_MS,
+        marker_ttl_s: int = DEFAULT_MARKER_TTL_S,
+    ) -> FencedLock:
+        return cls(client, keys.lock(benchmark_key), keys.fence(benchmark_key), ttl_ms, marker_ttl_s)
 
     def acquire(self) -> int | None:
         """The fencing token, or None when another holder has the lock."""
-        token = self._acquire(keys=[self.lock_key, self.fence_key], args=[self.token, self.ttl_ms])
-        self.fencing_token = int(token) if token else None
-        return self.fencing_token
+        taken = self._acquire(keys=[self.lock_key, self.fence_key], args=[self.token, self.ttl_ms, self.marker_ttl_s])
+        if not taken:
+            self.fencing_token = None
+            return None
+        fence, seconds, micros = (int(x) for x in taken)
+        self.fencing_token = fence
+        self.acquired_at_ms = seconds * 1000 + micros // 1000
+        self._acquired_mono = time.monotonic()
+        return fence
+
+    def now_ms(self) -> int:
+        """Now on Redis's clock (as read at acquire, advanced by this process's monotonic clock): the time
+        podium stamps runs with, so a worker with a skewed clock writes the same times as the others."""
+        if self.acquired_at_ms is None:
+            raise LockError(f"lock {self.lock_key} was never acquired")
+        return self.acquired_at_ms + int((time.monotonic() - self._acquired_mono) * 1000)
 
     def renew(self) -> bool:
         return bool(self._renew(keys=[self.lock_key], args=[self.token, self.ttl_ms]))
@@ -127,14 +192,21 @@ class FencedLock:
         if self.lost.is_set():
             raise LockLost(f"lock {self.lock_key} was lost (expired or taken over)")
 
-    def commit(self, done_value: str, event: str) -> str:
-        """Under the fence: SET the benchmark's done marker and XADD the result event; returns the entry id."""
+    def prepare(self, run_id: str) -> None:
+        """Under the fence: mark the commit of ``run_id`` as in progress (``pending:<run>``)."""
+        self._fenced_write(f"{PENDING_PREFIX}{run_id}", "", "prepare")
+
+    def commit(self, run_id: str, event: str) -> str:
+        """Under the fence: SET the done marker to ``run_id`` and XADD the result event; returns the entry id."""
+        return self._fenced_write(run_id, event, "commit")
+
+    def _fenced_write(self, marker: str, event: str, step: str) -> str:
         self.check()
         ok, detail = self._commit(
             keys=[self.lock_key, self.fence_key, keys.done(self.key), keys.BENCHMARKS_STREAM],
-            args=[self.token, self.fencing_token, done_value, event, STREAM_MAXLEN],
+            args=[self.token, self.fencing_token, marker, self.marker_ttl_s, event, STREAM_MAXLEN],
         )
         if not ok:
             self.lost.set()
-            raise LockLost(f"commit of benchmark {self.key} refused: {detail}")
+            raise LockLost(f"{step} of benchmark {self.key} refused: {detail}")
         return str(detail)

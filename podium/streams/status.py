@@ -10,13 +10,16 @@ import redis
 
 from podium.core.messages import BestModelUpdate
 from podium.streams import keys
+from podium.streams.policy import problems, read_policy
 
 #: A lock whose benchmark has no heartbeat this fresh is reported stale.
 STALE_AFTER_S = 30.0
 
 
-def collect(client: redis.Redis, dead_letters: int = 5) -> dict[str, Any]:
+def collect(client: redis.Redis, dead_letters: int = 5, accept_eviction: bool = False) -> dict[str, Any]:
     now = time.time()
+    policy = read_policy(client)
+    refusal, warnings = problems(policy, accept_eviction)
     running = _running(client, now)
     beating = {r["benchmark_key"] for r in running if r["heartbeat_age_s"] < STALE_AFTER_S}
     locks = _locks(client)
@@ -35,6 +38,12 @@ def collect(client: redis.Redis, dead_letters: int = 5) -> dict[str, Any]:
         "aggregator": _aggregator(client),
         "hook_missed": int(client.get(keys.HOOK_MISSED) or 0),
         "best": _best(client),
+        "redis": {
+            "maxmemory_policy": policy.maxmemory_policy,
+            "maxmemory": policy.maxmemory,
+            "aof_enabled": policy.aof_enabled,
+            "problems": ([refusal] if refusal else []) + warnings,
+        },
         "at": now,
     }
 

@@ -21,12 +21,13 @@ from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
 from podium.core.existing import BenchmarkIndex, ExistingBenchmark
-from podium.core.filters import all_of, status_is, tag_eq, tag_is_null
+from podium.core.filters import all_of, run_id_in, status_is, tag_eq, tag_is_null
 from podium.core.identity import UNKNOWN_FINGERPRINT, BenchmarkIdentity
 from podium.core.records import BenchmarkRecord, Champion, TrialRecord
 from podium.core.safety import require_safe
 from podium.core.state import TrialSide
 from podium.core.tags import TagsRegistry
+from podium.core.verification import RunFacts
 from podium.errors import TrackingError
 from podium.settings.env import PodiumSettings, redact_url
 from podium.settings.files import load_tags
@@ -40,6 +41,8 @@ PAGE_SIZE = 10_000
 EXPERIMENTS_TTL_S = 10.0
 #: MLflow accepts at most this many metrics / tags in one ``log_batch``.
 MAX_BATCH_METRICS = 1000
+#: Run ids per ``run_id IN (...)`` lookup.
+RUN_ID_CHUNK = 100
 MAX_TAG_VALUE = 5000
 #: MLflow's HTTP client defaults retry for minutes (an unreachable server took 266 s to fail); podium's
 #: processes fail in seconds instead, and never print run links to stdout. Environment values win.
@@ -393,16 +396,54 @@ class MlflowTracking:
             warn_fallback(found, champion)
         return found
 
+    def runs_by_id(self, run_ids: Sequence[str]) -> dict[str, Run]:
+        """The runs with these ids, whatever their status, in one query per chunk (ids not found are absent)."""
+        out: dict[str, Run] = {}
+        ids = sorted(set(run_ids))
+        experiments = self.recent_experiment_ids()
+        for start in range(0, len(ids), RUN_ID_CHUNK):
+            chunk = ids[start : start + RUN_ID_CHUNK]
+            with self._store(f"looking up {len(chunk)} run(s) by id"):
+                page = self.client.search_runs(
+                    experiment_ids=experiments,
+                    filter_string=run_id_in(chunk),
+                    run_view_type=ViewType.ALL,
+                    max_results=len(chunk),
+                )
+            out.update((run.info.run_id, run) for run in page)
+        return out
+
+    def run_facts(self, run_ids: Sequence[str]) -> dict[str, RunFacts]:
+        """What MLflow says about each of these runs (status, record, identity tags); unknown ids are absent."""
+        b = self.tags.benchmark
+        out = {}
+        for run_id, run in self.runs_by_id(run_ids).items():
+            tags = run.data.tags
+            out[run_id] = RunFacts(
+                status=run.info.status,
+                record=self.benchmark_record(run),
+                champion_run_id=tags.get(b.champion_run_id),
+                data_fp=tags.get(b.data_fp),
+                eval_fp=tags.get(b.eval_fp),
+                key_version=tags.get(b.key_version),
+            )
+        return out
+
     def benchmark_index(self) -> BenchmarkIndex:
         return BenchmarkIndex.build(self.load_benchmarks(self.experiment_ids()))
 
     # ------------------------------------------------------------------ writing
 
-    def start_benchmark_run(self, tags: Mapping[str, str], run_name: str | None = None) -> tuple[str, int]:
-        """Create the RUNNING benchmark run with all its tags in one call; return its id and start time."""
+    def start_benchmark_run(
+        self, tags: Mapping[str, str], run_name: str | None = None, start_time: int | None = None
+    ) -> tuple[str, int]:
+        """Create the RUNNING benchmark run with all its tags in one call; return its id and start time
+        (``start_time`` in epoch ms, default this machine's clock; workers pass Redis's shared clock)."""
         experiment = self.benchmark_experiment_id()
         with self._store("creating a benchmark run"):
-            run = self.client.create_run(experiment, start_time=_now_ms(), tags=dict(tags), run_name=run_name)
+            run = self.client.create_run(
+                experiment, start_time=start_time or _now_ms(), tags=dict(tags), run_name=run_name
+            )
         return run.info.run_id, run.info.start_time
 
     def record_results(

@@ -51,5 +51,6 @@ def build_deps(settings: PodiumSettings) -> WorkerDeps:
         measure=request_measurer(tracking, settings.triton_url),
         worker=settings.worker_name or worker_name(),
         lock_ttl_ms=settings.lock_ttl_ms,
+        marker_ttl_s=int(settings.done_ttl_days * 24 * 3600),
         triton_url=settings.triton_url,
     )

@@ -1,8 +1,10 @@
 """One benchmark request, end to end, as a plain function (the Celery task is a thin shell around it).
 
-validate -> done marker? -> fenced lock -> done marker / MLflow check again under the lock -> measure
-(heartbeat; a lost lock aborts) -> record in MLflow -> commit under the fence (done marker + result
-event) -> FINISHED -> release. A lost lock ends the run FAILED and publishes nothing.
+validate -> done marker? -> fenced lock -> (a commit left pending by a dead or fenced-out worker: end
+that run, measure again) -> done marker / MLflow check again under the lock -> measure (heartbeat; a lost
+lock aborts) -> record in MLflow -> prepare under the fence (marker ``pending:<run>``) -> FINISHED ->
+commit under the fence (marker = run, result event) -> release. A lost lock ends the run FAILED and
+publishes nothing; Redis never names a run as done that MLflow does not hold FINISHED.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from podium.measurement.lifecycle import Measured, benchmark_champion
 from podium.measurement.loop import Progress
 from podium.streams import keys
 from podium.streams.heartbeat import Heartbeat
-from podium.streams.lock import DEFAULT_TTL_MS, FencedLock, LockBusy
+from podium.streams.lock import (
+    DEFAULT_MARKER_TTL_S,
+    DEFAULT_TTL_MS,
+    FencedLock,
+    LockBusy,
+    LockLost,
+    committed_run,
+    pending_run,
+)
 from podium.tracking.tracker import MlflowTracking
 from podium.workers.sweeper import sweep
 
@@ -38,8 +48,10 @@ class WorkerDeps:
     measure: MeasureRequest
     worker: str
     lock_ttl_ms: int = DEFAULT_TTL_MS
-    #: Builds the fenced lock of a benchmark key: (redis, benchmark_key, ttl_ms) -> lock.
-    make_lock: Callable[[redis.Redis, str, int], FencedLock] = FencedLock.for_benchmark
+    #: Lifetime of done markers and fencing counters, seconds (0: forever).
+    marker_ttl_s: int = DEFAULT_MARKER_TTL_S
+    #: Builds the fenced lock of a benchmark key: (redis, benchmark_key, ttl_ms, marker_ttl_s) -> lock.
+    make_lock: Callable[[redis.Redis, str, int, int], FencedLock] = FencedLock.for_benchmark
     #: This worker's Triton (``PODIUM_TRITON_URL``); a triton request cannot be served without it.
     triton_url: str | None = None
 
@@ -70,9 +82,9 @@ def execute(request: BenchmarkRequest, deps: WorkerDeps) -> TaskOutcome:
     identity = request.verified_identity()
     key = identity.key
     reuse = request.config.run.mode == "reuse_if_exists"
-    if reuse and (marker := deps.redis.get(keys.done(key))):
-        return TaskOutcome("reused", key, marker, "done_marker")
-    lock = deps.make_lock(deps.redis, key, deps.lock_ttl_ms)
+    if reuse and (done := committed_run(deps.redis.get(keys.done(key)))):
+        return TaskOutcome("reused", key, done, "done_marker")
+    lock = deps.make_lock(deps.redis, key, deps.lock_ttl_ms, deps.marker_ttl_s)
     fencing = lock.acquire()
     if fencing is None:
         raise LockBusy(f"benchmark {key} is being measured by another worker")
@@ -80,14 +92,26 @@ def execute(request: BenchmarkRequest, deps: WorkerDeps) -> TaskOutcome:
     beat = Heartbeat(deps.redis, key, deps.worker, request.config.benchmarking.target, request.request_id)
     try:
         beat.beat("checking", force=True)
+        marker = deps.redis.get(keys.done(key))
+        if (abandoned := pending_run(marker)) is not None:
+            _end_uncommitted(deps, key, abandoned)
         if fencing > 1:  # this key was locked before: end its runs left RUNNING by a killed worker
             sweep(deps.tracking, deps.redis, key)
-        if reuse and (marker := deps.redis.get(keys.done(key))):
-            return TaskOutcome("reused", key, marker, "done_marker")
+        if reuse and (done := committed_run(marker)):
+            return TaskOutcome("reused", key, done, "done_marker")
         return _run(request, deps, lock, beat)
     finally:
         beat.clear()
         lock.release()
+
+
+def _end_uncommitted(deps: WorkerDeps, key: str, run_id: str) -> None:
+    """A commit prepared under an older fence never completed (its worker died or lost the lock between
+    marking and publishing): that run was never published, so it is ended KILLED and the key measured again."""
+    reason = "its commit did not complete (its worker stopped or lost the lock after preparing it)"
+    log.warning("Benchmark %s: ending run %s, %s; measuring again.", key[:12], run_id, reason)
+    deps.tracking.fail_run(run_id, reason, status="KILLED")
+    deps.redis.delete(keys.done(key))
 
 
 def _run(request: BenchmarkRequest, deps: WorkerDeps, lock: FencedLock, beat: Heartbeat) -> TaskOutcome:
@@ -102,8 +126,11 @@ def _run(request: BenchmarkRequest, deps: WorkerDeps, lock: FencedLock, beat: He
         beat.beat("measuring", force=True)
         return deps.measure(request, progress)
 
-    def commit(run_id: str, start_time: int, measured: Measured) -> None:
+    def prepare(run_id: str, start_time: int, measured: Measured) -> None:
         beat.beat("committing", force=True)
+        lock.prepare(run_id)
+
+    def commit(run_id: str, start_time: int, measured: Measured) -> None:
         result = BenchmarkResult(
             benchmark_key=identity.key,
             run_id=run_id,
@@ -118,7 +145,12 @@ def _run(request: BenchmarkRequest, deps: WorkerDeps, lock: FencedLock, beat: He
             fencing_token=lock.fencing_token or 0,
             stability=measured.stability,
         )
-        lock.commit(run_id, result.encode())
+        try:
+            lock.commit(run_id, result.encode())
+        except LockLost as exc:  # refused by the fence: certainly not committed; the new holder measures
+            deps.tracking.fail_run(run_id, f"{type(exc).__name__}: {exc}")
+            raise
+        # any other failure (Redis away mid-commit): the marker says whether it went through; the run stays
 
     # run.mode is honoured inside benchmark_champion (the MLflow check, now under the lock)
     outcome = benchmark_champion(
@@ -129,9 +161,11 @@ def _run(request: BenchmarkRequest, deps: WorkerDeps, lock: FencedLock, beat: He
         worker=deps.worker,
         identity=identity,
         fencing_token=lock.fencing_token,
-        before_finish=commit,
+        before_finish=prepare,
+        after_finish=commit,
+        start_time=lock.now_ms(),
     )
     if outcome.status == "reused":
-        deps.redis.set(keys.done(identity.key), outcome.run_id)
+        deps.redis.set(keys.done(identity.key), outcome.run_id, ex=deps.marker_ttl_s or None)
         return TaskOutcome("reused", identity.key, outcome.run_id, outcome.via)
     return TaskOutcome("measured", identity.key, outcome.run_id, fencing_token=lock.fencing_token)

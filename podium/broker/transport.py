@@ -1,0 +1,92 @@
+"""kombu's Redis transport, with one change: a queue item that is not a kombu message (not JSON, or JSON
+without the envelope) is dead-lettered with its raw bytes instead of raising inside the worker's event
+loop, which stops the worker (exit code 0) and leaves the valid requests behind it unanswered.
+
+Workers use it through ``broker_transport`` (see :func:`podium.workers.app.create_worker_app`); URLs keep
+their ``redis://`` / ``rediss://`` form.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
+
+from podium.streams.dead_letters import dead_letter
+
+log = logging.getLogger(__name__)
+
+#: Raw bytes kept in the dead letter of an undecodable queue item.
+RAW_BYTES_KEPT = 4096
+
+
+def envelope_problem(payload: Any) -> str | None:
+    """Why a decoded queue item is not a kombu message envelope podium's worker can take, or None."""
+    if not isinstance(payload, dict):
+        return f"a JSON {type(payload).__name__}, not a message envelope"
+    properties = payload.get("properties")
+    if not isinstance(properties, dict):
+        return "no properties object"
+    if not isinstance(properties.get("delivery_tag"), str):
+        return "no delivery_tag"
+    info = properties.get("delivery_info")
+    if not isinstance(info, dict) or not {"exchange", "routing_key"} <= info.keys():
+        return "no delivery_info with exchange and routing_key"
+    if not isinstance(payload.get("headers") or {}, dict):
+        return "headers is not an object"
+    if not isinstance(payload.get("body", ""), str):
+        return "body is not a string"
+    return None
+
+
+class Channel(kombu_redis.Channel):
+    def _brpop_read(self, **options: Any) -> bool:
+        try:
+            try:
+                dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+            if not dest__item:
+                raise kombu_redis.Empty()
+            dest, item = dest__item
+            dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(dest)
+            payload = self._decoded(item, dest)
+            if payload is not None:
+                self.connection._deliver(payload, dest)
+            return True
+        finally:
+            self._in_poll = None
+            flush = getattr(self, "_flush_brpop_reauth", None)
+            if flush is not None:
+                flush()
+
+    def _decoded(self, item: bytes, queue: str) -> dict[str, Any] | None:
+        """The message envelope of a queue item, or None after dead-lettering what cannot be one."""
+        try:
+            payload = loads(bytes_to_str(item))
+            problem = envelope_problem(payload)
+            if problem is None:
+                self.Message(payload, channel=self)  # the body must decode too
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem is None:
+            return payload
+        raw = item[:RAW_BYTES_KEPT]
+        text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else str(raw)
+        with self.conn_or_acquire() as client:
+            dead_letter(
+                client,
+                "queue",
+                text,
+                f"queue {queue}: an item of {len(item)} bytes is not a message ({problem}); it was removed",
+            )
+        return None
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel

@@ -1,0 +1,122 @@
+"""Should the aggregator believe a result event? (pure; the aggregator reads MLflow and the stream).
+
+An event is only a notification: it is applied when MLflow holds a FINISHED benchmark run with the event's
+id whose tags say the same key, study, trial and config, and whose key recomputes from its parts. What is
+folded in is MLflow's record of that run (its metrics and start time), so a forged or stale event can
+change nothing that ``podium select`` would not also see.
+
+Clocks: a start time far from the stream entry's own time (Redis's clock when the worker committed) is
+not believed; the entry's time is used instead, with a warning.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from podium.core.identity import build_benchmark_key
+from podium.core.records import BenchmarkRecord
+from podium.errors import UnsafeValueError
+
+FINISHED = "FINISHED"
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What MLflow says about one run: its status, the record built from it (None: no grouping tags), and
+    its identity tags (tag name -> value, as written by the worker)."""
+
+    status: str
+    record: BenchmarkRecord | None
+    champion_run_id: str | None
+    data_fp: str | None
+    eval_fp: str | None
+    key_version: str | None
+
+
+@dataclass(frozen=True)
+class EventClaim:
+    """What a result event says about its run."""
+
+    run_id: str
+    benchmark_key: str
+    study_key_hash: str
+    trial_key_hash: str
+    config_hash: str
+
+
+def run_problem(run_id: str, facts: RunFacts | None) -> str | None:
+    """Why MLflow's run cannot back any event (missing, not FINISHED, not a consistent podium benchmark run)."""
+    if facts is None:
+        return f"no run {run_id} in MLflow: the event names a run that was never logged (forged or from another store)"
+    if facts.status != FINISHED:
+        return f"run {run_id} is {facts.status} in MLflow, not FINISHED: its commit did not complete"
+    record = facts.record
+    if record is None:
+        return f"run {run_id} in MLflow has no study/trial grouping tags: it is not a podium benchmark run"
+    recomputed = recompute_key(facts)
+    if recomputed is None or recomputed != record.benchmark_key:
+        return (
+            f"run {run_id}: its benchmark_key {str(record.benchmark_key)[:16]}… in MLflow does not match its parts "
+            f"(recomputed {str(recomputed)[:16]}…)"
+        )
+    return metrics_problem(record.metrics, f"run {run_id}")
+
+
+def claim_problem(claim: EventClaim, record: BenchmarkRecord) -> str | None:
+    """Why an event disagrees with MLflow's record of its run, or None."""
+    stated = {
+        "benchmark_key": (record.benchmark_key, claim.benchmark_key),
+        "study_key_hash": (record.study_key_hash, claim.study_key_hash),
+        "trial_key_hash": (record.trial_key_hash, claim.trial_key_hash),
+        "config_hash": (record.config_hash, claim.config_hash),
+    }
+    for name, (in_mlflow, in_event) in stated.items():
+        if in_mlflow != in_event:
+            return f"run {claim.run_id}: the event's {name} {in_event!r} differs from MLflow's {in_mlflow!r}"
+    return None
+
+
+def recompute_key(facts: RunFacts) -> str | None:
+    record = facts.record
+    parts = (facts.champion_run_id, facts.data_fp, facts.eval_fp, record.config_hash if record else None)
+    if any(p is None for p in parts) or not (facts.key_version or "").isdigit():
+        return None
+    champion, data_fp, eval_fp, config_hash = parts
+    try:
+        return build_benchmark_key(champion, data_fp, eval_fp, config_hash, int(facts.key_version or 0))
+    except UnsafeValueError:
+        return None
+
+
+def metrics_problem(metrics: Mapping[str, float], where: str) -> str | None:
+    """Latencies and throughputs are finite and non-negative; anything else is a broken or forged figure."""
+    for name, value in metrics.items():
+        if not math.isfinite(value) or value < 0:
+            return f"{where}: metric {name} = {value!r} is not a finite non-negative number"
+    return None
+
+
+@dataclass(frozen=True)
+class Clock:
+    """How far a run's start time may lie from the stream entry's time (Redis's clock at commit): at most
+    ``max_skew_ms`` after it, and at most the longest benchmark plus the skew before it."""
+
+    max_skew_ms: int
+    max_benchmark_ms: int
+
+
+def trusted_start(record: BenchmarkRecord, entry_ms: int, clock: Clock) -> tuple[BenchmarkRecord, str | None]:
+    """The record with a start time that can be believed, and a warning when it had to be replaced."""
+    earliest = entry_ms - clock.max_benchmark_ms - clock.max_skew_ms
+    latest = entry_ms + clock.max_skew_ms
+    if earliest <= record.start_time <= latest:
+        return record, None
+    offset_s = (record.start_time - entry_ms) / 1000
+    warning = (
+        f"run {record.run_id} starts {offset_s:+.0f} s from its commit on Redis's clock (allowed "
+        f"{-(clock.max_benchmark_ms + clock.max_skew_ms) / 1000:.0f}..+{clock.max_skew_ms / 1000:.0f} s): "
+        "the writer's clock is skewed; the commit time is used instead"
+    )
+    return replace(record, start_time=entry_ms), warning
