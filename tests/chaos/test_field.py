@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -17,17 +20,19 @@ from mlflow import MlflowClient
 from podium.core.config import BenchmarkConfig
 from podium.core.messages import BenchmarkResult, BestModelUpdate
 from podium.core.records import Champion
+from podium.core.tags import TagsRegistry
 from podium.core.validation import parse_model
-from podium.producers.enqueue import build_request, enqueue_benchmark
+from podium.producers.enqueue import BrokerUnavailable, build_request, enqueue_benchmark
 from podium.streams import keys
-from tests.pipeline_helpers import Pipeline, select_best, trial_run, wait_published
-from tests.servers import wait_until
+from podium.tracking.tracker import MlflowTracking
+from tests.pipeline_helpers import CONFIG, Pipeline, committed_result, select_best, trial_run, wait_published
+from tests.servers import start_redis, unavailable, wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.server]
 STUDY = "f" * 64
 
 
-def synthetic(service_ms: float = 0.0, iterations: int = 1) -> BenchmarkConfig:
+def synthetic(service_ms: float = 0.0, iterations: int = 1, mode: str = "reuse_if_exists") -> BenchmarkConfig:
     bench = {
         "backend": "synthetic",
         "synthetic_service_ms": service_ms,
@@ -35,7 +40,7 @@ def synthetic(service_ms: float = 0.0, iterations: int = 1) -> BenchmarkConfig:
         "warmup_iterations": 0,
         "stability": {"max_windows": 2, "agree_windows": 2, "max_ratio": 1000.0},
     }
-    return parse_model(BenchmarkConfig, {"benchmarking": bench}, "field")
+    return parse_model(BenchmarkConfig, {"benchmarking": bench, "run": {"mode": mode}}, "field")
 
 
 def champion(i: int, prefix: str = "f") -> Champion:
@@ -145,3 +150,85 @@ def test_forged_and_broken_input_is_dead_lettered_and_changes_nothing(pipeline: 
     assert (latest.best and latest.best.latency_ms == before.best.latency_ms) or latest.best.trial_key_hash != "f"
     history = [json.loads(f["data"]) for _, f in pipeline.redis.xrange(keys.BEST_UPDATES_STREAM)]
     assert {h["best"]["benchmark_run_id"] for h in history if h["best"]} == {measured["run_id"]}
+
+
+# ---------------------------------------------------------------- a frozen leader
+
+
+def _pending_of(r: redis.Redis, consumer: str) -> int:
+    return sum(
+        c["pending"] for c in r.xinfo_consumers(keys.BENCHMARKS_STREAM, keys.AGGREGATOR_GROUP) if c["name"] == consumer
+    )
+
+
+def test_frozen_leader_publishes_nothing_stale(pipeline: Pipeline, store: str) -> None:
+    client = MlflowClient(store)
+    t1, t2 = "1" * 64, "2" * 64
+    trial_run(client, STUDY, t1, 0.90)
+    trial_run(client, STUDY, t2, 0.95)
+    tracking = MlflowTracking.connect(store, TagsRegistry())
+    committed_result(tracking, pipeline.redis, STUDY, t1, 10.0, champion_run="c1a", config_hash=CONFIG)
+    a = pipeline.start("agg-a", "aggregator", "--name", "agg-a")
+    assert wait_until(lambda: "Published seq" in a.log(), timeout=60), a.log()
+    b = pipeline.start("agg-b", "aggregator", "--name", "agg-b")
+    assert wait_until(lambda: "podium aggregator:" in b.log(), timeout=60), b.log()
+
+    for _ in range(5):  # freeze A while it waits in XREADGROUP, so Redis delivers the next entry to it
+        os.kill(a.pid, signal.SIGSTOP)
+        committed_result(tracking, pipeline.redis, STUDY, t1, 9.0, champion_run=f"c1-{_}", config_hash=CONFIG)
+        if wait_until(lambda: _pending_of(pipeline.redis, "agg-a") == 1, timeout=5):
+            break
+        os.kill(a.pid, signal.SIGCONT)  # it was between two reads: let it take that entry, try again
+        assert wait_until(lambda: _pending_of(pipeline.redis, "agg-a") == 0, timeout=30)
+    else:
+        pytest.fail("could not freeze the leader with an entry in hand")
+    try:
+        assert wait_until(lambda: "Leading as agg-b" in b.log(), timeout=60), b.log()  # past A's 2 s lease
+        committed_result(tracking, pipeline.redis, STUDY, t2, 5.0, champion_run="c2", config_hash=CONFIG)
+        latest = published_equals_select(pipeline, store, CONFIG)
+        assert latest.best and latest.best.trial_key_hash == t2
+        history = pipeline.redis.xlen(keys.BEST_UPDATES_STREAM)
+    finally:
+        os.kill(a.pid, signal.SIGCONT)  # A resumes with T1's run in hand and a view without T2's
+    assert wait_until(lambda: "Lost the lead" in a.log(), timeout=60), a.log()
+    assert pipeline.redis.xlen(keys.BEST_UPDATES_STREAM) == history  # A published nothing
+    assert published_equals_select(pipeline, store, CONFIG).best.trial_key_hash == t2
+    seqs = [json.loads(f["data"])["seq"] for _, f in pipeline.redis.xrange(keys.BEST_UPDATES_STREAM)]
+    assert seqs == sorted(set(seqs))
+    group = next(g for g in pipeline.redis.xinfo_groups(keys.BENCHMARKS_STREAM) if g["name"] == keys.AGGREGATOR_GROUP)
+    assert group["pending"] == 0  # every entry acknowledged, by the leader
+
+
+# ---------------------------------------------------------------- skewed clocks
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+def test_a_worker_with_a_skewed_clock_writes_true_times(pipeline: Pipeline, store: str) -> None:
+    if not LIBFAKETIME.exists():
+        unavailable("libfaketime is not installed (apt-get install -y faketime)")
+    client = MlflowClient(store)
+    trial_run(client, STUDY, champion(1).trial_key_hash, 0.9)
+    aggregator = pipeline.start("aggregator", "aggregator")
+    skewed_env = {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": "+2h", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    skewed = pipeline.start("skewed", "worker", "--target", "cpu", "--loglevel", "WARNING", env=skewed_env)
+    pipeline.wait_workers(1)
+    cfg = synthetic(mode="force_new")
+    runs = []
+    for n in range(13):  # the first by the worker two hours ahead, then twelve by a true one
+        if n == 1:
+            skewed.stop()
+            pipeline.start("true", "worker", "--target", "cpu", "--loglevel", "WARNING")
+            pipeline.wait_workers(1)
+        before = time.time() * 1000
+        sent = enqueue_benchmark(pipeline.app, champion(1), cfg)
+        result = pipeline.app.AsyncResult(sent.task_id).get(timeout=120)
+        assert result["status"] == "measured"
+        run = client.get_run(result["run_id"])
+        assert before - 1000 <= run.info.start_time <= time.time() * 1000 + 1000, (n, run.info.start_time - before)
+        runs.append(run)
+    events = [BenchmarkResult.model_validate_json(f["data"]) for _, f in pipeline.redis.xrange(keys.BENCHMARKS_STREAM)]
+    assert [e.start_time for e in events] == [r.info.start_time for r in runs]  # the event says what MLflow holds
+    latest = published_equals_select(pipeline, store, events[0].config_hash)
+    assert latest.best and latest.best.benchmark_runs_count == 10  # the window holds the newest ten, none pinned
+    assert "starts +" not in aggregator.log()  # no start time needed correcting
