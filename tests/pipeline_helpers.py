@@ -119,9 +119,10 @@ def bulk_results(
 class Pipeline:
     """A real redis-server, real worker/aggregator processes started with ``start``, all stopped by PID."""
 
-    def __init__(self, tmp: Path, store_uri: str, **settings: str):
+    def __init__(self, tmp: Path, store_uri: str, redis_args: list[str] | None = None, **settings: str):
         self.tmp = tmp
-        self.redis_server = start_redis(tmp / "redis")
+        self.redis_args = redis_args
+        self.redis_server = start_redis(tmp / "redis", extra=redis_args)
         extra = {f"PODIUM_{k.upper()}": str(v) for k, v in settings.items()}
         self.env = {
             **os.environ,
@@ -153,6 +154,24 @@ class Pipeline:
         proc = spawn([sys.executable, "-m", "podium", *args], folder, env={**self.env, **(env or {})}, cwd=self.tmp)
         self.processes[name] = proc
         return proc
+
+    def run_cli(self, *args: str) -> str:
+        """``podium ARGS`` to completion with the pipeline's environment; its stdout."""
+        import subprocess
+
+        done = subprocess.run(
+            [sys.executable, "-m", "podium", *args], capture_output=True, text=True, timeout=300, env=self.env
+        )
+        return done.stdout
+
+    def restart_redis(self, between=None) -> None:
+        """Stop redis-server (SIGTERM: with AOF on it syncs and exits), call ``between()``, start it again on
+        the same port and folder (so it reloads its AOF, when on)."""
+        port = self.redis_server.port
+        self.redis_server.stop()
+        if between is not None:
+            between()
+        self.redis_server = start_redis(self.tmp / "redis", port=port, extra=self.redis_args)
 
     def wait_workers(self, count: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -232,3 +232,93 @@ def test_a_worker_with_a_skewed_clock_writes_true_times(pipeline: Pipeline, stor
     latest = published_equals_select(pipeline, store, events[0].config_hash)
     assert latest.best and latest.best.benchmark_runs_count == 10  # the window holds the newest ten, none pinned
     assert "starts +" not in aggregator.log()  # no start time needed correcting
+
+
+# ---------------------------------------------------------------- Redis restarted (AOF on) mid-benchmark
+
+
+def _in_flight(r: redis.Redis) -> list[dict[str, str]]:
+    beats = [r.hgetall(k) for k in r.scan_iter(keys.HEARTBEAT_PATTERN)]
+    return [b for b in beats if b and b.get("phase") in ("warmup", "measure")]
+
+
+def test_redis_restarted_with_aof_mid_benchmark_loses_nothing(tmp_path: Path, store: str) -> None:
+    p = Pipeline(
+        tmp_path / "pipeline",
+        store,
+        redis_args=["--appendonly", "yes", "--appendfsync", "always"],
+        lock_ttl_ms=2000,
+        max_attempts=4,
+        retry_backoff_s=0.2,
+    )
+    try:
+        for i in range(2):
+            p.start(f"worker-{i}", "worker", "--target", "cpu", "--loglevel", "WARNING")
+        p.wait_workers(2)
+        cfg = synthetic(service_ms=50, iterations=30)  # ~1.5 s per benchmark
+        sent = [enqueue_benchmark(p.app, champion(k, "a"), cfg) for k in range(6)]
+        assert wait_until(lambda: len(_in_flight(p.redis)) == 2, timeout=60)
+        refused = []
+
+        def send_during_outage() -> None:
+            for k in (6, 7):  # a producer sends twice while Redis is away
+                with pytest.raises(BrokerUnavailable, match="it was not enqueued") as info:
+                    enqueue_benchmark(p.app, champion(k, "a"), cfg, retries=0)
+                refused.append((k, info.value))
+
+        p.restart_redis(between=send_during_outage)
+        assert [k for k, _ in refused] == [6, 7]
+        sent += [enqueue_benchmark(p.app, champion(k, "a"), cfg) for k in (6, 7)]  # the same producer, again
+        results = [p.app.AsyncResult(s.task_id).get(timeout=240) for s in sent]
+        assert collections.Counter(r["status"] for r in results) == {"measured": 8}, results
+        runs = statuses(store)
+        assert all(runs[s.benchmark_key]["FINISHED"] == 1 for s in sent), runs
+        interrupted = sum(runs[s.benchmark_key]["FAILED"] + runs[s.benchmark_key]["KILLED"] for s in sent)
+        assert interrupted <= 2 and set().union(*map(set, runs.values())) <= {"FINISHED", "FAILED", "KILLED"}
+        assert dead_letters(p.redis) == []
+        assert p.redis.llen(keys.queue("cpu")) == 0
+        assert p.redis.xlen(keys.BENCHMARKS_STREAM) == 8
+    finally:
+        p.stop()
+
+
+# ---------------------------------------------------------------- memory pressure
+
+
+def test_an_evicting_redis_is_refused_unless_accepted(tmp_path: Path, store: str) -> None:
+    p = Pipeline(tmp_path / "pipeline", store, redis_args=["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"])
+    try:
+        worker = p.start("worker", "worker", "--target", "cpu")
+        aggregator = p.start("aggregator", "aggregator")
+        assert worker.proc.wait(60) == 2 and aggregator.proc.wait(60) == 2
+        for proc in (worker, aggregator):
+            assert "maxmemory-policy allkeys-lru" in proc.log() and "PODIUM_ACCEPT_REDIS_EVICTION" in proc.log()
+        status = p.run_cli("status", "--json")
+        assert "maxmemory-policy allkeys-lru" in json.loads(status)["redis"]["problems"][0]
+        accepted = p.start("accepted", "worker", "--target", "cpu", env={"PODIUM_ACCEPT_REDIS_EVICTION": "true"})
+        p.wait_workers(1)
+        assert accepted.proc.poll() is None and "accepted by PODIUM_ACCEPT_REDIS_EVICTION" in accepted.log()
+    finally:
+        p.stop()
+
+
+def test_out_of_memory_is_retried_and_never_kills_a_worker(tmp_path: Path, store: str) -> None:
+    p = Pipeline(tmp_path / "pipeline", store, redis_args=["--maxmemory-policy", "noeviction"], retry_backoff_s=0.2)
+    try:
+        workers = [p.start(f"worker-{i}", "worker", "--target", "cpu", "--loglevel", "WARNING") for i in range(2)]
+        p.wait_workers(2)
+        cfg = synthetic(service_ms=20, iterations=10)  # ~0.2 s per benchmark
+        sent = [enqueue_benchmark(p.app, champion(k, "m"), cfg) for k in range(30)]
+        assert wait_until(lambda: p.redis.xlen(keys.BENCHMARKS_STREAM) >= 4, timeout=60)
+        p.redis.config_set("maxmemory", 1)  # every write that needs memory now fails with OOM
+        assert wait_until(lambda: any("used memory > 'maxmemory'" in w.log() for w in workers), timeout=60)
+        p.redis.config_set("maxmemory", 0)  # memory freed
+        results = [p.app.AsyncResult(s.task_id).get(timeout=300) for s in sent]
+        assert collections.Counter(r["status"] for r in results) == {"measured": 30}
+        assert all(w.proc.poll() is None for w in workers), [w.log()[-2000:] for w in workers]
+        runs = statuses(store)
+        assert all(runs[s.benchmark_key]["FINISHED"] == 1 for s in sent), runs
+        assert dead_letters(p.redis) == []
+        assert p.redis.xlen(keys.BENCHMARKS_STREAM) == 30
+    finally:
+        p.stop()
