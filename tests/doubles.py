@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from podium.streams.lock import FencedLock
 
 
@@ -11,3 +13,14 @@ class StalledLock(FencedLock):
 
     def renew(self) -> bool:
         return True
+
+
+class StoreLockedAtCommit(FencedLock):
+    """A lock whose ``prepare`` (the step just before the run is marked FINISHED) is followed by someone
+    taking an exclusive lock on the sqlite store, as a backup job or a second writer would."""
+
+    store_lock: Callable[[], None] = staticmethod(lambda: None)
+
+    def prepare(self, run_id: str) -> None:
+        super().prepare(run_id)
+        type(self).store_lock()

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -22,9 +23,14 @@ from podium.core.messages import BenchmarkResult, BestModelUpdate
 from podium.core.records import Champion
 from podium.core.tags import TagsRegistry
 from podium.core.validation import parse_model
+from podium.errors import TrackingError
+from podium.measurement.lifecycle import Measured
 from podium.producers.enqueue import BrokerUnavailable, build_request, enqueue_benchmark
 from podium.streams import keys
+from podium.streams.connection import connect
 from podium.tracking.tracker import MlflowTracking
+from podium.workers.execute import WorkerDeps, execute
+from tests.doubles import StoreLockedAtCommit
 from tests.pipeline_helpers import CONFIG, Pipeline, committed_result, select_best, trial_run, wait_published
 from tests.servers import start_redis, unavailable, wait_until
 
@@ -322,3 +328,88 @@ def test_out_of_memory_is_retried_and_never_kills_a_worker(tmp_path: Path, store
         assert p.redis.xlen(keys.BENCHMARKS_STREAM) == 30
     finally:
         p.stop()
+
+
+# ---------------------------------------------------------------- the MLflow store locked
+
+
+@pytest.fixture
+def store_lock(store: str):
+    """Take / release an exclusive lock on the sqlite store from another connection (a backup, a migration)."""
+    holder = sqlite3.connect(store.removeprefix("sqlite:///"), timeout=30, isolation_level=None)
+
+    class Lock:
+        held = False
+
+        def take(self) -> None:
+            holder.execute("BEGIN EXCLUSIVE")
+            self.held = True
+
+        def release(self) -> None:
+            if self.held:
+                holder.execute("COMMIT")
+                self.held = False
+
+    lock = Lock()
+    try:
+        yield lock
+    finally:
+        lock.release()
+        holder.close()
+
+
+def test_a_store_locked_at_the_first_task_loses_no_request(pipeline: Pipeline, store: str, store_lock) -> None:
+    store_lock.take()  # before the worker has ever opened the store
+    worker = pipeline.start("worker", "worker", "--target", "cpu", "--loglevel", "WARNING")
+    pipeline.wait_workers(1)
+    cfg = synthetic()
+    sent = [enqueue_benchmark(pipeline.app, champion(k, "l"), cfg) for k in range(12)]
+    assert wait_until(lambda: "database is locked" in worker.log(), timeout=120), worker.log()[-3000:]
+    store_lock.release()
+    results = [pipeline.app.AsyncResult(s.task_id).get(timeout=300) for s in sent]
+    assert collections.Counter(r["status"] for r in results) == {"measured": 12}, results
+    runs = statuses(store)
+    assert all(runs[s.benchmark_key]["FINISHED"] == 1 for s in sent), runs
+    assert set().union(*map(set, runs.values())) <= {"FINISHED", "FAILED"}
+    assert dead_letters(pipeline.redis) == []
+    assert worker.proc.poll() is None
+
+
+def test_a_store_locked_at_the_commit_step_leaves_redis_and_mlflow_agreeing(
+    tmp_path: Path, store: str, store_lock
+) -> None:
+    server = start_redis(tmp_path / "redis")
+    try:
+        r = connect(server.url)
+        tracking = MlflowTracking.connect(store, TagsRegistry())
+        request = build_request(champion(1, "c"), synthetic())
+        key = request.benchmark_key
+
+        def measure(req, progress) -> Measured:
+            return Measured({"latency_batch_1_ms": 1.5}, {}, "test-device")
+
+        StoreLockedAtCommit.store_lock = staticmethod(store_lock.take)
+        locked = WorkerDeps(
+            r, tracking, measure, "worker-a", lock_ttl_ms=5000, make_lock=StoreLockedAtCommit.for_benchmark
+        )
+        with pytest.raises(TrackingError, match="database is locked"):
+            execute(request, locked)  # marking the run FINISHED fails: the store is locked
+        store_lock.release()
+        (stuck,) = tracking.client.search_runs([tracking.benchmark_experiment_id()], "attributes.status = 'RUNNING'")
+        assert r.get(keys.done(key)) == f"pending:{stuck.info.run_id}"  # not an answer anyone reuses
+        assert r.xlen(keys.BENCHMARKS_STREAM) == 0  # and nothing was published
+
+        retried = execute(request, WorkerDeps(r, tracking, measure, "worker-b", lock_ttl_ms=5000))
+        assert retried.status == "measured" and retried.run_id != stuck.info.run_id
+        ended = tracking.client.get_run(stuck.info.run_id)
+        assert ended.info.status == "KILLED" and "did not complete" in ended.data.tags["code.benchmark.error"]
+        assert r.get(keys.done(key)) == retried.run_id
+        (event,) = [BenchmarkResult.model_validate_json(f["data"]) for _, f in r.xrange(keys.BENCHMARKS_STREAM)]
+        assert event.run_id == retried.run_id
+        again = execute(request, WorkerDeps(r, tracking, measure, "worker-c", lock_ttl_ms=5000))
+        assert (again.status, again.run_id, again.via) == ("reused", retried.run_id, "done_marker")
+        finished = tracking.client.search_runs([tracking.benchmark_experiment_id()], "attributes.status = 'FINISHED'")
+        assert [run.info.run_id for run in finished] == [retried.run_id]
+        r.close()
+    finally:
+        server.stop()
