@@ -10,7 +10,7 @@ import typer
 from podium.cli.bench_cmd import bench
 from podium.cli.common import setup_logging
 from podium.cli.demo_cmd import demo
-from podium.cli.pipeline_cmds import aggregator, backfill, enqueue, sweep_cmd, worker
+from podium.cli.pipeline_cmds import aggregator, backfill, enqueue, forget, sweep_cmd, worker
 from podium.cli.report_cmd import report
 from podium.cli.select_cmd import select
 from podium.cli.status_cmd import status
@@ -43,6 +43,7 @@ app.command("watch")(watch)
 app.command("status")(status)
 app.command("report")(report)
 app.command("sweep")(sweep_cmd)
+app.command("forget")(forget)
 
 
 def main() -> None:

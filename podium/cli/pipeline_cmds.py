@@ -232,3 +232,30 @@ def sweep_cmd(
     console.print(f"{len(verdicts)} RUNNING benchmark run(s); {len(acted)} ended.")
     for run, v in acted.items():
         console.print(f"  {run}: {v.action} ({v.reason})")
+
+
+def forget(
+    study: Annotated[str, typer.Option(help="The study_key_hash (or a 6+ character prefix of a published one)")],
+    yes: Annotated[bool, typer.Option("--yes", help="Remove without asking")] = False,
+) -> None:
+    """Remove a study's best-model keys from Redis (its sequence counter and latest values), e.g. after the
+    study was deleted from MLflow. The history stream keeps its past updates; MLflow is not touched. A
+    running aggregator publishes the study again if MLflow still holds it."""
+    from podium.core.prefixes import resolve
+    from podium.settings.env import PodiumSettings
+    from podium.streams.retention import forget_study, study_keys
+    from podium.streams.subscriber import published_studies
+
+    settings = PodiumSettings()
+    client = redis_or_fail(settings.redis_url, "forget a study")
+    with podium_errors():
+        full = resolve(study, published_studies(client))
+        found = study_keys(client, full)
+    if not found:
+        console.print(f"Nothing to remove for study {full}.", highlight=False)
+        return
+    console.print(f"Study {full}: " + ", ".join(found), highlight=False)
+    if not yes and not typer.confirm(f"Remove these {len(found)} key(s)?"):
+        raise typer.Exit(1)
+    removed = forget_study(client, full)
+    console.print(f"Removed {len(removed)} key(s).")

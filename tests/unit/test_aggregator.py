@@ -173,3 +173,26 @@ def test_a_new_candidate_that_does_not_win_rewrites_the_snapshot(
     snapshot = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
     assert (snapshot.candidates, snapshot.reason, snapshot.best.trial_key_hash) == (2, "candidates_changed", T1)
     assert [u.reason for u in history(r)] == ["first", "candidates_changed"]
+
+
+def test_an_uncommitted_run_is_dead_lettered_and_a_skewed_start_replaced(
+    r, client: MlflowClient, tracking: MlflowTracking
+) -> None:
+    from tests.pipeline_helpers import result_event, result_tags
+
+    trial_run(client, S, T1, 0.9)
+    agg = aggregator(r, tracking, "latest")
+    running, start = tracking.start_benchmark_run(result_tags(tracking, S, T1, "c-running", CONFIG))
+    r.xadd(keys.BENCHMARKS_STREAM, {"data": result_event(running, start, S, T1, 1.0, "c-running").encode()})
+    future = int(time.time() * 1000) + 7_200_000  # written by a client two hours ahead
+    ahead, _ = tracking.start_benchmark_run(result_tags(tracking, S, T1, "c-ahead", CONFIG), start_time=future)
+    client.log_metric(ahead, "latency_batch_1_ms", 50.0)
+    tracking.finish_run(ahead)
+    r.xadd(keys.BENCHMARKS_STREAM, {"data": result_event(ahead, future, S, T1, 50.0, "c-ahead").encode()})
+    committed_result(tracking, r, S, T1, 7.0, champion_run="c-later")  # measured after it, on a true clock
+    drain(agg)
+    (letter,) = [f for _, f in r.xrange(keys.DEAD_LETTERS_STREAM)]
+    assert f"run {running} is RUNNING in MLflow, not FINISHED" in letter["error"]
+    assert agg.stats.skewed == 1
+    final = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
+    assert final.best.latency_ms == 7.0  # the run two hours "ahead" does not pin `latest`

@@ -126,3 +126,12 @@ def test_measurement_failure_ends_failed_and_releases(r, tracking: MlflowTrackin
     (run,) = tracking.client.search_runs([tracking.benchmark_experiment_id()])
     assert run.info.status == "FAILED" and run.data.tags["code.benchmark.error"] == "RuntimeError: server down"
     assert r.get(keys.lock(req.benchmark_key)) is None
+
+
+def test_done_markers_and_fences_expire(r, tracking: MlflowTracking) -> None:
+    req = request()
+    d = deps(r, tracking, Measure())
+    d.marker_ttl_s = 3600
+    execute(req, d)
+    assert 3500 < r.ttl(keys.done(req.benchmark_key)) <= 3600
+    assert 3500 < r.ttl(keys.fence(req.benchmark_key)) <= 3600
