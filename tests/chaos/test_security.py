@@ -3,6 +3,7 @@ worker, a password/ACL Redis URL whose secret never reaches logs or MLflow."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -88,7 +89,10 @@ def test_pickled_and_non_json_messages_are_refused(pipeline: Pipeline) -> None:
     # A task that ran leaves its result (task_track_started writes STARTED first); the refused ones left none.
     assert pipeline.redis.exists(f"celery-task-meta-{good.task_id}") == 1
     assert pipeline.redis.exists("celery-task-meta-evil-pickle", "celery-task-meta-evil-None") == 0
-    assert not [f for _, f in pipeline.redis.xrange(keys.DEAD_LETTERS_STREAM) if "ls" in f.get("payload", "")]
+    # both refused messages are parked (never decoded, never run) with the reason, the worker's own words
+    letters = [f for _, f in pipeline.redis.xrange(keys.DEAD_LETTERS_STREAM)]
+    assert sorted(json.loads(f["payload"])["headers"]["id"] for f in letters) == ["evil-None", "evil-pickle"]
+    assert all("Refusing to deserialize" in f["error"] for f in letters), letters
 
 
 def _benchmark_once(url: str, tmp_path: Path, migrated_db: Path) -> tuple[str, dict[str, str], str]:
