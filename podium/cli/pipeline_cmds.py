@@ -183,6 +183,11 @@ def backfill(
 
         cfg = load_benchmark_config(config, settings.config_dir)
         tracking = MlflowTracking.from_settings(settings)
+        if not dry_run:  # backfilling is when legacy runs turn up: workers look for them again
+            from podium.streams.connection import connect
+            from podium.streams.legacy import bump_epoch
+
+            bump_epoch(connect(settings.redis_url), "podium backfill")
         champions = study_champions(tracking, study)
         missing = filter_missing_benchmarks(champions, cfg, tracking)
         console.print(f"{len(missing)} of {len(champions)} champions have no benchmark under this config.")

@@ -53,7 +53,7 @@ def summarize(samples_ns: Sequence[int], batch_size: int, wall_ns: int | None = 
     if not samples_ns:
         raise ValueError("cannot summarise zero samples")
     ms = sorted(s / 1e6 for s in samples_ns)
-    mean = statistics.fmean(ms)
+    mean = min(max(statistics.fmean(ms), ms[0]), ms[-1])  # float rounding never leaves [min, max]
     std = statistics.pstdev(ms) if len(ms) > 1 else 0.0
     wall_s = (wall_ns if wall_ns else sum(samples_ns)) / 1e9
     p50, p90, p95, p99 = (percentile(ms, p) for p in PERCENTILES)

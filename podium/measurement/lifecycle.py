@@ -47,6 +47,7 @@ def benchmark_champion(
     before_finish: BeforeFinish | None = None,
     after_finish: AfterFinish | None = None,
     start_time: int | None = None,
+    legacy_epoch: int = 0,
 ) -> Outcome:
     """Reuse a FINISHED benchmark of the same key (unless ``force_new``), else measure and log one.
 
@@ -55,7 +56,7 @@ def benchmark_champion(
     machine's clock)."""
     identity = identity or identity_for(champion, config_hash_of(config))
     if config.run.mode == "reuse_if_exists":
-        found = tracking.benchmark_exists(identity, champion)
+        found = tracking.benchmark_exists(identity, champion, legacy_epoch)
         if found is not None:
             log.info("Benchmark %s already done in run %s (via %s).", identity.key[:12], found.run_id, found.via)
             return Outcome("reused", identity.key, found.run_id, found.via)

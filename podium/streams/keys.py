@@ -19,6 +19,9 @@ AGGREGATOR_LEADER = f"{PREFIX}:aggregator:leader"
 AGGREGATOR_FENCE = f"{PREFIX}:aggregator:fence"
 #: Benchmark requests training hooks could not send (a counter; ``podium backfill`` sends them).
 HOOK_MISSED = f"{PREFIX}:hooks:missed"
+#: Bumped whenever legacy benchmark runs (without ``benchmark_key``) may have appeared (``podium backfill``,
+#: ``podium sweep``): workers then ask MLflow again whether a study has any.
+LEGACY_EPOCH = f"{PREFIX}:legacy-epoch"
 #: Celery task name of a benchmark request.
 BENCHMARK_TASK = f"{PREFIX}.benchmark"
 

@@ -41,6 +41,8 @@ PAGE_SIZE = 10_000
 EXPERIMENTS_TTL_S = 10.0
 #: MLflow accepts at most this many metrics / tags in one ``log_batch``.
 MAX_BATCH_METRICS = 1000
+#: How long "this study has no legacy benchmark runs" is believed before it is asked again.
+LEGACY_TTL_S = 300.0
 #: Run ids per ``run_id IN (...)`` lookup.
 RUN_ID_CHUNK = 100
 MAX_TAG_VALUE = 5000
@@ -90,6 +92,8 @@ class MlflowTracking:
         self.objective_metric = objective_metric
         self._benchmark_experiment_id: str | None = None
         self._experiments: tuple[float, list[str]] = (-1e9, [])
+        #: (experiment ids, study) -> (checked at, legacy epoch, has legacy runs)
+        self._legacy_studies: dict[tuple[tuple[str, ...], str], tuple[float, int, bool]] = {}
 
     @classmethod
     def connect(
@@ -373,16 +377,22 @@ class MlflowTracking:
 
     # ------------------------------------------------------------------ idempotency
 
-    def benchmark_exists(self, identity: BenchmarkIdentity, champion: Champion) -> ExistingBenchmark | None:
-        """PRIMARY: a FINISHED run tagged with the key. FALLBACK, only among runs without that tag: a legacy
-        run of the same trial (and config, when it says one), with a warning that names the run.
+    def benchmark_exists(
+        self, identity: BenchmarkIdentity, champion: Champion, legacy_epoch: int = 0
+    ) -> ExistingBenchmark | None:
+        """PRIMARY: a FINISHED run tagged with the key (one indexed query). FALLBACK, only among runs without
+        that tag and only in a study that has any: a legacy run of the same trial (and config, when it says
+        one), with a warning that names the run.
 
-        Two narrow queries (each returns one run or none), not one wide one: a trial with many benchmark
-        runs would make a single (study, trial) query load them all."""
+        Whether a study has legacy runs is learned once per (experiments, study) and remembered for
+        ``LEGACY_TTL_S`` or until ``legacy_epoch`` changes (``podium backfill`` and the sweeper bump it), so
+        a study written only by podium never pays the ``IS NULL`` query, whatever the size of the store."""
         ids = self.recent_experiment_ids()
         primary = all_of(tag_eq(self.tags.benchmark.key, identity.key), status_is("FINISHED"))
         for run in self.search(ids, primary, page_size=1):
             return ExistingBenchmark(run.info.run_id, "benchmark_key")
+        if not self._study_has_legacy(ids, champion.study_key_hash, legacy_epoch):
+            return None
         legacy = all_of(
             tag_eq(self.tags.stage.key, self.tags.stage.benchmark),
             tag_eq(self.tags.grouping.study_key_hash, champion.study_key_hash),
@@ -395,6 +405,34 @@ class MlflowTracking:
         if found is not None:
             warn_fallback(found, champion)
         return found
+
+    def _study_has_legacy(self, experiment_ids: Sequence[str], study: str, epoch: int) -> bool:
+        """Does the study have any FINISHED benchmark run without a ``benchmark_key`` tag? (cached)"""
+        key = (tuple(experiment_ids), study)
+        cached = self._legacy_studies.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[1] == epoch and now - cached[0] < LEGACY_TTL_S:
+            return cached[2]
+        flt = all_of(
+            tag_eq(self.tags.stage.key, self.tags.stage.benchmark),
+            tag_eq(self.tags.grouping.study_key_hash, study),
+            tag_is_null(self.tags.benchmark.key),
+            status_is("FINISHED"),
+        )
+        with self._store(f"looking for legacy benchmark runs of study {study[:12]}"):
+            page = self.client.search_runs(
+                experiment_ids=list(experiment_ids),
+                filter_string=flt,
+                run_view_type=ViewType.ACTIVE_ONLY,
+                max_results=1,
+            )
+        has = len(page) > 0
+        self._legacy_studies[key] = (now, epoch, has)
+        return has
+
+    def forget_legacy_studies(self) -> None:
+        """Forget what was learned about legacy runs (legacy runs were added: ``podium backfill``, the sweeper)."""
+        self._legacy_studies.clear()
 
     def runs_by_id(self, run_ids: Sequence[str]) -> dict[str, Run]:
         """The runs with these ids, whatever their status, in one query per chunk (ids not found are absent)."""

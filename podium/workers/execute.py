@@ -23,6 +23,7 @@ from podium.measurement.lifecycle import Measured, benchmark_champion
 from podium.measurement.loop import Progress
 from podium.streams import keys
 from podium.streams.heartbeat import Heartbeat
+from podium.streams.legacy import read_epoch
 from podium.streams.lock import (
     DEFAULT_MARKER_TTL_S,
     DEFAULT_TTL_MS,
@@ -164,6 +165,7 @@ def _run(request: BenchmarkRequest, deps: WorkerDeps, lock: FencedLock, beat: He
         before_finish=prepare,
         after_finish=commit,
         start_time=lock.now_ms(),
+        legacy_epoch=read_epoch(deps.redis),
     )
     if outcome.status == "reused":
         deps.redis.set(keys.done(identity.key), outcome.run_id, ex=deps.marker_ttl_s or None)

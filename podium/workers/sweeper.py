@@ -9,6 +9,7 @@ import redis
 from podium.core.filters import all_of, status_is, tag_eq
 from podium.core.orphans import RunningRun, Verdict, judge
 from podium.streams import keys
+from podium.streams.legacy import bump_epoch
 from podium.tracking.tracker import MlflowTracking
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ def sweep(tracking: MlflowTracking, client: redis.Redis, benchmark_key: str | No
     if benchmark_key is not None:
         clauses.append(tag_eq(t.benchmark.key, benchmark_key))
     out: dict[str, Verdict] = {}
+    acted = False
     for run in tracking.search([tracking.benchmark_experiment_id()], all_of(*clauses)):
         key = run.data.tags.get(t.benchmark.key)
         if not key:
@@ -37,7 +39,11 @@ def sweep(tracking: MlflowTracking, client: redis.Redis, benchmark_key: str | No
         elif verdict.action == "kill":
             tracking.fail_run(run.info.run_id, verdict.reason, status="KILLED")
         if verdict.action != "leave":
+            acted = True
             log.warning(
                 "Swept benchmark run %s of %s: %s (%s).", run.info.run_id, key[:12], verdict.action, verdict.reason
             )
+    if acted:  # runs changed status: what workers learned about the store's legacy runs may be stale
+        tracking.forget_legacy_studies()
+        bump_epoch(client, "a sweep")
     return out
