@@ -94,6 +94,7 @@ class MlflowTracking:
         self._experiments: tuple[float, list[str]] = (-1e9, [])
         #: (experiment ids, study) -> (checked at, legacy epoch, has legacy runs)
         self._legacy_studies: dict[tuple[tuple[str, ...], str], tuple[float, int, bool]] = {}
+        self._legacy_epoch = 0
 
     @classmethod
     def connect(
@@ -387,6 +388,9 @@ class MlflowTracking:
         Whether a study has legacy runs is learned once per (experiments, study) and remembered for
         ``LEGACY_TTL_S`` or until ``legacy_epoch`` changes (``podium backfill`` and the sweeper bump it), so
         a study written only by podium never pays the ``IS NULL`` query, whatever the size of the store."""
+        if legacy_epoch != self._legacy_epoch:  # legacy runs may have appeared, in new experiments too
+            self._legacy_epoch = legacy_epoch
+            self._experiments = (-1e9, [])
         ids = self.recent_experiment_ids()
         primary = all_of(tag_eq(self.tags.benchmark.key, identity.key), status_is("FINISHED"))
         for run in self.search(ids, primary, page_size=1):

@@ -271,6 +271,45 @@ def test_4_legacy_runs_fallback_and_warn(
     assert sel.best.latency_ms == 20.0 and sel.best.benchmark_runs_count == 3
 
 
+def test_legacy_runs_added_after_the_first_check_are_found_once_invalidated(
+    client: MlflowClient, tracking: MlflowTracking
+) -> None:
+    """A study written only by podium never pays the legacy query again (cached per study); once legacy runs
+    appear and the epoch is bumped (``podium backfill``, a sweep), the fallback finds them."""
+    training_runs(client)
+    (champion,) = tracking.load_champions(tracking.experiment_ids())
+    identity = identity_for(champion, config_hash_of(make_config()))
+    assert tracking.benchmark_exists(identity, champion, legacy_epoch=0) is None  # learned: no legacy runs
+    exp = client.create_experiment("old-benchmarks")
+    legacy = log_benchmark(client, exp, None, 20.0, 1)
+    assert tracking.benchmark_exists(identity, champion, legacy_epoch=0) is None  # still believed, within the TTL
+    found = tracking.benchmark_exists(identity, champion, legacy_epoch=1)  # the epoch moved: asked again
+    assert found is not None and (found.run_id, found.via) == (legacy, "legacy_fallback")
+
+
+def test_a_study_mixing_podium_and_legacy_runs(client: MlflowClient, tracking: MlflowTracking) -> None:
+    t_legacy, t_podium, t_new = "1" * 64, "2" * 64, "3" * 64
+    for trial in (t_legacy, t_podium, t_new):
+        training_runs(client, trial=trial)
+    champions = {c.trial_key_hash: c for c in tracking.load_champions(tracking.experiment_ids())}
+    exp = client.create_experiment("old-benchmarks")
+    legacy = log_benchmark(client, exp, None, 20.0, 1, trial=t_legacy)
+    cfg = make_config()
+    measured = benchmark_champion(champions[t_podium], cfg, tracking, CountingMeasure(), worker="w")
+    outcomes = {t: benchmark_champion(champions[t], cfg, tracking, CountingMeasure(), worker="w") for t in champions}
+    assert (outcomes[t_legacy].status, outcomes[t_legacy].via, outcomes[t_legacy].run_id) == (
+        "reused",
+        "legacy_fallback",
+        legacy,
+    )
+    assert (outcomes[t_podium].status, outcomes[t_podium].via, outcomes[t_podium].run_id) == (
+        "reused",
+        "benchmark_key",
+        measured.run_id,
+    )
+    assert outcomes[t_new].status == "measured"
+
+
 def test_fallback_never_overrides_a_keyed_run_of_another_config(client: MlflowClient, tracking: MlflowTracking) -> None:
     """A keyed run of config A must not satisfy config B through the fallback: fallback is for untagged runs."""
     training_runs(client)
