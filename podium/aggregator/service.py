@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import redis
 
@@ -64,7 +64,6 @@ class AggregatorStats:
     leads_lost: int = 0
     dropped: int = 0
     last_lag_ms: float = 0.0
-    lags_ms: list[float] = field(default_factory=list)
 
 
 class Aggregator:
@@ -111,6 +110,8 @@ class Aggregator:
             self.state.apply_trial(trial)
         for bench in benchmarks:
             self.state.apply_benchmark(bench)
+            if bench.benchmark_key is not None:  # MLflow's own record: an event naming it needs no look-up
+                self._remember(bench)
         self.published = {}
         for scope in self.state.scopes():
             self.published[scope] = view_of_update(
@@ -165,6 +166,7 @@ class Aggregator:
         unknown = [r.run_id for _, r in decoded if r.run_id not in self.verified]
         facts = self.tracking.run_facts(unknown) if unknown else {}
         changed: set[ScopeKey] = set()
+        applied_before, replays_before = self.stats.applied, self.stats.replays
         for entry_id, result in decoded:
             record = self.verified.get(result.run_id)
             if record is None:
@@ -178,6 +180,11 @@ class Aggregator:
                 self._dead_letter({"data": result.encode()}, f"stream entry {entry_id}: {problem}")
                 continue
             changed |= self.apply_record(entry_id, result, record)
+        if decoded:  # metrics once per batch, not per event
+            prometheus.EVENTS.labels("applied").inc(self.stats.applied - applied_before)
+            prometheus.EVENTS.labels("replay").inc(self.stats.replays - replays_before)
+            self.stats.last_lag_ms = max(0.0, time.time() * 1000 - int(decoded[-1][0].split("-")[0]))
+            prometheus.LAG.set(self.stats.last_lag_ms / 1000)
         for scope in sorted(changed, key=lambda s: (s.study_key_hash, s.config_hash or "")):
             self.maybe_publish(scope)
 
@@ -220,16 +227,12 @@ class Aggregator:
             self.stats.skewed += 1
             prometheus.EVENTS.labels("clock_skew").inc()
             log.warning("Result of worker %s: %s.", result.worker, warning)
-        self.stats.last_lag_ms = max(0.0, time.time() * 1000 - entry_ms)
-        prometheus.LAG.set(self.stats.last_lag_ms / 1000)
         changed = self._know_trial(record.study_key_hash, record.trial_key_hash)
         scope = self.state.apply_benchmark(record)
         if scope is None:
             self.stats.replays += 1
-            prometheus.EVENTS.labels("replay").inc()
             return changed
         self.stats.applied += 1
-        prometheus.EVENTS.labels("applied").inc()
         return changed | {scope}
 
     def _know_trial(self, study: str, trial: str) -> set[ScopeKey]:

@@ -66,6 +66,13 @@ def run_problem(run_id: str, facts: RunFacts | None) -> str | None:
 
 def claim_problem(claim: EventClaim, record: BenchmarkRecord) -> str | None:
     """Why an event disagrees with MLflow's record of its run, or None."""
+    if (record.benchmark_key, record.study_key_hash, record.trial_key_hash, record.config_hash) == (
+        claim.benchmark_key,
+        claim.study_key_hash,
+        claim.trial_key_hash,
+        claim.config_hash,
+    ):
+        return None  # the hot path: one tuple comparison
     stated = {
         "benchmark_key": (record.benchmark_key, claim.benchmark_key),
         "study_key_hash": (record.study_key_hash, claim.study_key_hash),

@@ -1,0 +1,356 @@
+"""Costs that must not grow with the store (issue 15), each against a baseline in the same run, interleaved,
+on a real redis-server and real MLflow sqlite stores of ~1k and ~12k runs (generated once, cached in
+~/.cache/podium/bench-stores).
+
+    .venv/bin/python bench/costs.py [--reps 3] [--benchmarks 30] [--events 10000] [--rate 1000] [--seconds 5]
+
+A  bookkeeping per benchmark: podium's worker path (`execute`: done marker, fenced lock, existence check,
+   MLflow run with tags, metrics and benchmark.json, fenced prepare, FINISHED, fenced commit, release) on the
+   zero-cost synthetic backend, vs a hand-written baseline that writes the very same run (the same tags,
+   metrics in one log_batch, the same benchmark.json, set_terminated) and one XADD.
+B  the existence check of a key that exists (hit) and of a new key (miss), at both store sizes.
+C  aggregator events/s on live events (each names a run just written to MLflow, so each batch is verified
+   against MLflow), vs a bare XREADGROUP/XACK loop over the same entries.
+D  event -> PUBLISH latency at a steady rate, aggregator and sender in their own processes.
+E  `podium select --json` as a process vs a fresh process paging the same runs with raw search_runs.
+Figures: median of the repetitions, with min-max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import redis
+
+from bench.stores import cached_store, study_hash, trial_hash
+from podium.aggregator.service import Aggregator
+from podium.core.config import BenchmarkConfig, SelectionConfig
+from podium.core.records import Champion
+from podium.core.tags import TagsRegistry
+from podium.core.validation import parse_model
+from podium.producers.enqueue import build_request
+from podium.settings.env import PodiumSettings
+from podium.streams import keys
+from podium.streams.subscriber import subscribe
+from podium.tracking.tracker import MlflowTracking
+from podium.workers.deps import build_deps
+from podium.workers.execute import execute
+from tests.pipeline_helpers import bulk_results, trial_run
+from tests.servers import start_redis
+
+REPO = Path(__file__).resolve().parent.parent
+ZERO = {
+    "backend": "synthetic",
+    "iterations": 1,
+    "warmup_iterations": 0,
+    "stability": {"max_windows": 2, "agree_windows": 2, "max_ratio": 1000.0},
+}
+SIZES = {"1k": (100, 8), "12k": (1000, 10)}  # (trials, benchmarks per trial): 1,000 and 12,000 runs
+
+
+def spread(values: list[float], fmt: str = "{:.1f}") -> str:
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[round(p / 100 * (len(values) - 1))]
+
+
+class Store:
+    """One store size: a fresh copy of the cached store, podium's worker deps on it, and the baseline's copy
+    of what podium writes for one benchmark."""
+
+    def __init__(self, name: str, tmp: Path, redis_url: str):
+        trials, per_trial = SIZES[name]
+        self.name = name
+        self.uri = cached_store(trials, per_trial, tmp / name)
+        self.settings = PodiumSettings(redis_url=redis_url, tracking_uri=self.uri, config_dir=REPO / "config")
+        self.deps = build_deps(self.settings)
+        self.tracking = self.deps.tracking
+        self.client = self.tracking.client
+        self.redis = self.deps.redis
+        self.config = parse_model(BenchmarkConfig, {"benchmarking": ZERO}, "bench")
+        self.study = study_hash(0)
+        self.count = 0
+        first = self.podium_once()  # podium's own run is the template the baseline copies
+        run = self.client.get_run(first)
+        self.tags = dict(run.data.tags)
+        self.metrics = dict(run.data.metrics)
+        local = self.client.download_artifacts(first, self.config.output.filename, str(tmp / f"{name}-art"))
+        os.environ["TQDM_DISABLE"] = "1"
+        self.summary = json.loads(Path(local).read_text())
+        self.experiment = self.tracking.benchmark_experiment_id()
+
+    def champion(self) -> Champion:
+        self.count += 1
+        trial = trial_hash(0, self.count % 10)
+        return Champion(f"{self.name}bench{self.count:024d}", self.study, trial, "data-v1", "eval-v1")
+
+    def podium_once(self) -> str:
+        outcome = execute(build_request(self.champion(), self.config), self.deps)
+        assert outcome.status == "measured", outcome
+        return outcome.run_id
+
+    def baseline_once(self) -> str:
+        from mlflow.entities import Metric
+
+        tags = {**self.tags, "benchmark_key": f"{self.count:064x}"}
+        self.count += 1
+        run = self.client.create_run(self.experiment, tags=tags)
+        now = int(time.time() * 1000)
+        self.client.log_batch(run.info.run_id, metrics=[Metric(k, v, now, 0) for k, v in self.metrics.items()])
+        self.client.log_dict(run.info.run_id, self.summary, self.config.output.filename)
+        self.client.set_terminated(run.info.run_id)
+        self.redis.xadd("bench:baseline", {"data": json.dumps({"run_id": run.info.run_id})})
+        return run.info.run_id
+
+
+def per_call_ms(fn, n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n * 1000
+
+
+def bench_bookkeeping(stores: dict[str, Store], reps: int, n: int) -> dict[str, dict[str, list[float]]]:
+    out = {name: {"baseline": [], "podium": []} for name in stores}
+    for _ in range(reps):  # interleaved: sizes and paths alternate within each repetition
+        for name, store in stores.items():
+            out[name]["baseline"].append(per_call_ms(store.baseline_once, n))
+            out[name]["podium"].append(per_call_ms(store.podium_once, n))
+    return out
+
+
+def bench_existence(stores: dict[str, Store], n: int = 50) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, store in stores.items():
+        hit_request = build_request(store.champion(), store.config)
+        execute(hit_request, store.deps)
+        tracking = MlflowTracking.connect(store.uri, TagsRegistry())  # a new worker: nothing learned yet
+        champion = store.champion()
+        identity = build_request(champion, store.config).identity
+        t0 = time.perf_counter()
+        tracking.benchmark_exists(identity, champion)
+        first_miss = (time.perf_counter() - t0) * 1000
+        hits, misses = [], []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            assert tracking.benchmark_exists(hit_request.identity, hit_request.champion) is not None
+            hits.append((time.perf_counter() - t0) * 1000)
+            champion = store.champion()
+            identity = build_request(champion, store.config).identity
+            t0 = time.perf_counter()
+            assert tracking.benchmark_exists(identity, champion) is None
+            misses.append((time.perf_counter() - t0) * 1000)
+        out[name] = {"hit": statistics.median(hits), "miss": statistics.median(misses), "first_miss": first_miss}
+    return out
+
+
+def bench_aggregator(tmp: Path, r: redis.Redis, events: int) -> dict[str, float]:
+    uri = f"sqlite:///{tmp / 'agg.db'}"
+    tracking = MlflowTracking.connect(uri, TagsRegistry())
+    study = study_hash(99)
+    trials = [trial_hash(99, t) for t in range(20)]
+    for i, t in enumerate(trials):
+        trial_run(tracking.client, study, t, 0.8 + i / 1000)
+    agg = Aggregator(r, tracking, SelectionConfig(), "bench")
+    agg.ensure_group()
+    agg.rebuild()  # before the runs exist: every event below is live, verified against MLflow
+    results = []
+    for chunk in range(0, events, 5000):
+        runs = [(trials[i % 20], 5.0 + (i * 7919 % 100) / 10, f"c{i % 20}") for i in range(chunk, chunk + 5000)]
+        results += bulk_results(tracking, uri, study, runs, int(time.time() * 1000) - 600_000 + chunk)
+    pipe = r.pipeline(transaction=False)
+    for result in results[:events]:
+        pipe.xadd(keys.BENCHMARKS_STREAM, {"data": result.encode()})
+    pipe.execute()
+    r.xgroup_create(keys.BENCHMARKS_STREAM, "bare", id="0")
+    t0 = time.perf_counter()
+    done = 0
+    while done < events:
+        resp = r.xreadgroup("bare", "c", {keys.BENCHMARKS_STREAM: ">"}, count=500)
+        ids = [e for _, batch in resp for e, _ in batch]
+        r.xack(keys.BENCHMARKS_STREAM, "bare", *ids)
+        done += len(ids)
+    bare = events / (time.perf_counter() - t0)
+    lookups = [0.0]
+    real = tracking.run_facts
+
+    def timed_facts(run_ids):
+        t = time.perf_counter()
+        try:
+            return real(run_ids)
+        finally:
+            lookups[0] += time.perf_counter() - t
+
+    tracking.run_facts = timed_facts  # type: ignore[method-assign]
+    t0 = time.perf_counter()
+    done = 0
+    while done < events:
+        done += agg.step(block_ms=10)
+    total = time.perf_counter() - t0
+    letters = [f["error"] for _, f in r.xrange(keys.DEAD_LETTERS_STREAM, count=3)]
+    assert agg.stats.applied == events and agg.stats.dead_letters == 0, (agg.stats, letters)
+    return {
+        "bare": bare,
+        "podium": events / total,
+        "lookup_share": lookups[0] / total,
+        "without_lookups": events / (total - lookups[0]),
+    }
+
+
+def bench_latency(tmp: Path, r: redis.Redis, redis_url: str, rate: int, seconds: float) -> list[float]:
+    uri = f"sqlite:///{tmp / 'latency.db'}"
+    tracking = MlflowTracking.connect(uri, TagsRegistry())
+    study = study_hash(77)
+    trials = [trial_hash(77, t) for t in range(20)]
+    for i, t in enumerate(trials):
+        trial_run(tracking.client, study, t, 0.8 + i / 1000)
+    config_dir = tmp / "latency-config"
+    config_dir.mkdir()
+    (config_dir / "best_model_selection.yaml").write_text("benchmark:\n  latency_aggregation: latest\n")
+    env = {**os.environ, "PODIUM_REDIS_URL": redis_url, "PODIUM_TRACKING_URI": uri}
+    env["PODIUM_CONFIG_DIR"] = str(config_dir)
+    log_path = tmp / "agg.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "podium", "aggregator"], env=env, stdout=log, stderr=log)
+    n = int(rate * seconds)
+    runs = [(trials[i % 20], 1.0 + i % 50, f"live{i % 20}") for i in range(n)]
+    results = bulk_results(tracking, uri, study, runs, int(time.time() * 1000))  # in MLflow before their events
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    def listen() -> None:
+        for update in subscribe(redis_url, study, stop=stop, poll_s=0.05):
+            t = sent.get(update.best.benchmark_run_id) if update.best else None
+            if t is not None:
+                latencies.append((time.perf_counter() - t) * 1000)
+
+    threading.Thread(target=listen, daemon=True).start()
+    deadline = time.monotonic() + 60
+    while b"Rebuilt from MLflow" not in log_path.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        start = time.perf_counter()
+        for i, result in enumerate(results):
+            due = start + i / rate
+            while time.perf_counter() < due:
+                pass
+            sent[result.run_id] = time.perf_counter()
+            r.xadd(keys.BENCHMARKS_STREAM, {"data": result.encode()})
+        time.sleep(2)
+    finally:
+        stop.set()
+        proc.terminate()
+        proc.wait(timeout=10)
+    return latencies
+
+
+RAW_PAGING = """
+import sys
+from mlflow import MlflowClient
+from mlflow.entities import ViewType
+client = MlflowClient(sys.argv[1])
+ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
+n = 0
+for stage in ("benchmark", "hpo_trial", "refit"):
+    token = None
+    while True:
+        page = client.search_runs(ids, f"tags.`code.stage` = '{stage}' AND attributes.status = 'FINISHED'",
+                                  max_results=10000, page_token=token)
+        n += len(page)
+        token = page.token
+        if not token:
+            break
+print(n)
+"""
+
+
+def bench_select(tmp: Path, reps: int) -> dict[str, list[float]]:
+    uri = cached_store(*SIZES["12k"], tmp / "select")
+    out: dict[str, list[float]] = {"raw": [], "podium": []}
+    for _ in range(reps):
+        for name, cmd in (
+            ("raw", [sys.executable, "-c", RAW_PAGING, uri]),
+            ("podium", [sys.executable, "-m", "podium", "select", "--json", "--tracking-uri", uri]),
+        ):
+            t0 = time.perf_counter()
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            out[name].append(time.perf_counter() - t0)
+            assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--benchmarks", type=int, default=30)
+    ap.add_argument("--events", type=int, default=10_000)
+    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="podium-costs-"))
+    server = start_redis(tmp / "redis")
+    try:
+        stores = {name: Store(name, tmp, server.url) for name in SIZES}
+        bookkeeping = bench_bookkeeping(stores, args.reps, args.benchmarks)
+        existence = bench_existence(stores)
+        r = redis.Redis.from_url(server.url, decode_responses=True)
+        r.flushall()  # A's result events name runs of the other stores
+        aggregator = bench_aggregator(tmp, r, args.events)
+        r.flushall()
+        latencies = bench_latency(tmp, r, server.url, args.rate, args.seconds)
+        select = bench_select(tmp, args.reps)
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"A. Bookkeeping per benchmark, ms ({args.benchmarks} benchmarks x {args.reps} interleaved reps)\n")
+    print("| store | baseline (same writes + XADD) | podium worker path | ratio |\n| --- | ---: | ---: | ---: |")
+    ratios = {}
+    for name, rows in bookkeeping.items():
+        ratio = [p / b for p, b in zip(rows["podium"], rows["baseline"], strict=True)]
+        ratios[name] = statistics.median(ratio)
+        print(f"| {name} | {spread(rows['baseline'])} | {spread(rows['podium'])} | {spread(ratio, '{:.2f}')}x |")
+    print(f"\nratio at 12k / ratio at 1k: {ratios['12k'] / ratios['1k']:.3f}\n")
+    print("B. Existence check, ms (median of 50; first miss = a new worker's first check of the study)\n")
+    print("| store | hit | miss | first miss |\n| --- | ---: | ---: | ---: |")
+    for name, e in existence.items():
+        print(f"| {name} | {e['hit']:.2f} | {e['miss']:.2f} | {e['first_miss']:.2f} |")
+    print(f"\nC. Aggregator on {args.events} live events (each verified against MLflow)\n")
+    print("| loop | events/s | ratio |\n| --- | ---: | ---: |")
+    print(f"| bare XREADGROUP + XACK (baseline) | {aggregator['bare']:,.0f} | 1.00x |")
+    print(f"| podium aggregator | {aggregator['podium']:,.0f} | {aggregator['podium'] / aggregator['bare']:.2f}x |")
+    print(
+        f"| podium aggregator, MLflow look-ups excluded ({aggregator['lookup_share']:.0%} of its time) | "
+        f"{aggregator['without_lookups']:,.0f} | {aggregator['without_lookups'] / aggregator['bare']:.2f}x |"
+    )
+    print(f"\nD. Event -> PUBLISH at {args.rate} events/s for {args.seconds:g} s (aggregator in its own process)\n")
+    if latencies:
+        print(
+            f"{len(latencies)} updates seen: p50 {pct(latencies, 50):.2f} ms, p99 {pct(latencies, 99):.2f} ms, "
+            f"max {max(latencies):.2f} ms\n"
+        )
+    print(f"E. `podium select --json` over 12k runs, s ({args.reps} interleaved reps)\n")
+    print("| process | seconds | ratio |\n| --- | ---: | ---: |")
+    sel_ratio = [p / b for p, b in zip(select["podium"], select["raw"], strict=True)]
+    print(f"| raw search_runs paging (baseline) | {spread(select['raw'], '{:.2f}')} | 1.00x |")
+    print(f"| podium select --json | {spread(select['podium'], '{:.2f}')} | {spread(sel_ratio, '{:.2f}')}x |")
+
+
+if __name__ == "__main__":
+    main()
