@@ -1,28 +1,25 @@
 """Bookkeeping, duplicate answers, aggregator throughput and publish latency, each against a baseline in
 the same run, on a real redis-server and a real MLflow sqlite store.
 
-    .venv/bin/python bench/pipeline.py [--tasks 60] [--events 20000] [--rate 1000] [--seconds 5]
+    .venv/bin/python bench/pipeline.py [--tasks 60]
 
 A  per-benchmark bookkeeping: podium's task (lock, checks, MLflow run with tags, metrics and artifact,
    fenced commit, release) with the zero-cost synthetic backend, vs a raw Celery task doing one
    create_run + log_batch + set_terminated + one XADD; both through the same in-process Celery worker.
 B  a duplicate answered from the done marker vs the MLflow tag search it replaces.
-C  aggregator events/s (decode, fold, select, publish) vs a bare XREADGROUP/XACK loop on the same stream.
-D  event -> PUBLISH latency at a steady event rate, seen by a podium.subscribe() subscriber, with the
-   aggregator in its own process.
+
+The aggregator's throughput and publish latency are measured by ``bench/costs.py`` (C and D), on events
+whose runs exist in MLflow (the aggregator verifies every event against MLflow).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -33,16 +30,13 @@ from celery.contrib.testing.worker import start_worker
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 
-from podium.aggregator.service import Aggregator
-from podium.core.config import BenchmarkConfig, SelectionConfig
-from podium.core.messages import BenchmarkResult
+from podium.core.config import BenchmarkConfig
 from podium.core.records import Champion
 from podium.core.tags import TagsRegistry
 from podium.core.validation import parse_model
 from podium.producers.enqueue import build_request, enqueue_benchmark
 from podium.settings.env import PodiumSettings
 from podium.streams import keys
-from podium.streams.subscriber import subscribe
 from podium.tracking.tracker import MlflowTracking
 from podium.workers.app import create_worker_app as create_app
 from podium.workers.execute import execute
@@ -134,113 +128,9 @@ def bench_duplicates(app, r: redis.Redis) -> tuple[float, float]:
     return statistics.median(marker), statistics.median(search)
 
 
-def fill(r: redis.Redis, n: int, trials: list[str], start: int = 0) -> None:
-    pipe = r.pipeline(transaction=False)
-    for i in range(start, start + n):
-        t = trials[i % len(trials)]
-        event = BenchmarkResult(
-            benchmark_key=f"{int(t[:8], 16) + 1:064x}",
-            run_id=f"run{i}",
-            start_time=i,
-            study_key_hash=STUDY,
-            trial_key_hash=t,
-            config_hash="c" * 64,
-            champion_run_id="champ",
-            metrics={"latency_batch_1_ms": 5.0 + (i * 7919 % 100) / 10},
-            device="synthetic",
-            worker="bench",
-            fencing_token=1,
-        )
-        pipe.xadd(keys.BENCHMARKS_STREAM, {"data": event.encode()})
-        if i % 1000 == 999:
-            pipe.execute()
-    pipe.execute()
-
-
-def bench_aggregator(r: redis.Redis, tracking: MlflowTracking, trials: list[str], events: int) -> tuple[float, float]:
-    r.delete(keys.BENCHMARKS_STREAM)
-    fill(r, events, trials)
-    r.xgroup_create(keys.BENCHMARKS_STREAM, "bare", id="0")
-    t0 = time.perf_counter()
-    done = 0
-    while done < events:
-        resp = r.xreadgroup("bare", "c", {keys.BENCHMARKS_STREAM: ">"}, count=500)
-        ids = [e for _, batch in resp for e, _ in batch]
-        r.xack(keys.BENCHMARKS_STREAM, "bare", *ids)
-        done += len(ids)
-    bare = events / (time.perf_counter() - t0)
-    agg = Aggregator(r, tracking, SelectionConfig(), "bench")
-    agg.ensure_group()
-    agg.rebuild()
-    t0 = time.perf_counter()
-    done = 0
-    while done < events:
-        done += agg.step(block_ms=10)
-    ours = events / (time.perf_counter() - t0)
-    assert agg.stats.applied == events
-    return bare, ours
-
-
-def bench_latency(r: redis.Redis, env: dict[str, str], trials: list[str], rate: int, seconds: float) -> list[float]:
-    r.delete(keys.BENCHMARKS_STREAM, keys.BEST_UPDATES_STREAM)
-    for key in r.scan_iter("podium:best:*"):
-        r.delete(key)
-    cfg_file = Path(env["PODIUM_CONFIG_DIR"]) / "best_model_selection.yaml"
-    cfg_file.write_text("benchmark:\n  latency_aggregation: latest\n")
-    folder = Path(tempfile.mkdtemp(prefix="podium-agg-"))
-    log = open(folder / "agg.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "podium", "aggregator"], env=env, stdout=log, stderr=log)
-    sent: dict[str, float] = {}
-    latencies: list[float] = []
-    stop = threading.Event()
-
-    def listen() -> None:
-        for update in subscribe(env["PODIUM_REDIS_URL"], STUDY, stop=stop, poll_s=0.05):
-            t = sent.get(update.best.benchmark_run_id) if update.best else None
-            if t is not None:
-                latencies.append((time.perf_counter() - t) * 1000)
-
-    listener = threading.Thread(target=listen, daemon=True)
-    listener.start()
-    time.sleep(8)  # aggregator start-up and rebuild
-    try:
-        n, start = int(rate * seconds), time.perf_counter()
-        for i in range(n):
-            due = start + i / rate
-            while time.perf_counter() < due:
-                pass
-            t = trials[i % len(trials)]
-            run_id = f"live{i}"
-            event = BenchmarkResult(
-                benchmark_key=f"{int(t[:8], 16) + 1:064x}",
-                run_id=run_id,
-                start_time=10**12 + i,
-                study_key_hash=STUDY,
-                trial_key_hash=t,
-                config_hash="c" * 64,
-                champion_run_id="champ",
-                metrics={"latency_batch_1_ms": 1.0 + i % 50},
-                device="s",
-                worker="b",
-                fencing_token=1,
-            )
-            sent[run_id] = time.perf_counter()
-            r.xadd(keys.BENCHMARKS_STREAM, {"data": event.encode()})
-        time.sleep(2)
-    finally:
-        stop.set()
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
-    return latencies
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=60)
-    ap.add_argument("--events", type=int, default=20_000)
-    ap.add_argument("--rate", type=int, default=1000)
-    ap.add_argument("--seconds", type=float, default=5.0)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="podium-bench-"))
     server = start_redis(tmp / "redis")
@@ -259,14 +149,6 @@ def main() -> None:
 
         rows = bench_bookkeeping(app, store, r, args.tasks)
         marker_ms, search_ms = bench_duplicates(app, r)
-        bare, ours = bench_aggregator(r, tracking, trials, args.events)
-        env = {
-            **os.environ,
-            "PODIUM_REDIS_URL": server.url,
-            "PODIUM_TRACKING_URI": store,
-            "PODIUM_CONFIG_DIR": str(config_dir),
-        }
-        lat = bench_latency(r, env, trials, args.rate, args.seconds)
     finally:
         server.stop()
 
@@ -278,29 +160,12 @@ def main() -> None:
     print("| path | ms | ratio |\n| --- | ---: | ---: |")
     print(f"| MLflow tag search (`benchmark_exists`, baseline) | {search_ms:.2f} | 1.00x |")
     print(f"| done marker (`execute` on a done key) | {marker_ms:.2f} | {search_ms / marker_ms:.1f}x faster |\n")
-    print(f"C. Aggregator throughput ({args.events} events, 20 trials, one scope)\n")
-    print("| loop | events/s | ratio |\n| --- | ---: | ---: |")
-    print(f"| bare XREADGROUP + XACK (baseline) | {bare:,.0f} | 1.00x |")
-    print(f"| podium aggregator (decode, fold, select, publish) | {ours:,.0f} | {ours / bare:.2f}x |\n")
-    print(
-        f"D. Event -> PUBLISH latency at {args.rate} events/s for {args.seconds:g} s, aggregator in its own process\n"
-    )
-    if lat:
-        print(
-            f"{len(lat)} updates seen (batches coalesce): p50 {pct(lat, 50):.2f} ms, p99 {pct(lat, 99):.2f} ms, "
-            f"max {max(lat):.2f} ms"
-        )
-    else:
-        print("no updates seen")
     print(
         json.dumps(
             {
                 "bookkeeping_ratio": pod / base,
                 "marker_ms": marker_ms,
                 "search_ms": search_ms,
-                "agg_eps": ours,
-                "bare_eps": bare,
-                "p99_ms": pct(lat, 99) if lat else None,
             }
         )
     )
