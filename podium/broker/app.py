@@ -14,6 +14,12 @@ from podium.streams import keys
 log = logging.getLogger(__name__)
 
 
+#: How long a producer's result backend tries to reconnect before the send fails (about a second).
+PRODUCER_RESULT_RETRY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.2, "interval_max": 0.5}
+#: A worker stores results patiently: Celery's own policy (20 tries, 1 s apart).
+WORKER_RESULT_RETRY = {"max_retries": 20, "interval_start": 0, "interval_step": 1, "interval_max": 1}
+
+
 def create_app(settings: PodiumSettings) -> Celery:
     if settings.visibility_timeout_s <= settings.max_benchmark_s:
         raise ConfigError(
@@ -31,7 +37,12 @@ def create_app(settings: PodiumSettings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
-        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        # a producer facing a Redis outage gives up on the result channel quickly (Celery's default keeps
+        # reconnecting for ~19 s per send); workers keep Celery's patient policy (podium.workers.app)
+        result_backend_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            "retry_policy": PRODUCER_RESULT_RETRY,
+        },
         result_expires=24 * 3600,
         # one result backend (one Redis pool) for all threads of a process, not one per thread: a training
         # hook sends from its own thread, and a per-thread backend would leak its connections

@@ -84,10 +84,13 @@ def send_request(app: Celery, request: BenchmarkRequest, retries: int = SEND_RET
             retry=retries > 0,
             retry_policy={"max_retries": retries, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0},
         )
-    except (OperationalError, RedisError, OSError, RuntimeError) as exc:  # kombu: "Retry limit exceeded"
+    except (OperationalError, RedisError, OSError, RuntimeError) as exc:
+        # Celery's result channel says "Retry limit exceeded ... must be restarted": it need not be, it
+        # reconnects on the next send once Redis is back
+        why = f"{exc}" if not isinstance(exc, RuntimeError) else "Redis is not reachable (result channel down)"
         raise BrokerUnavailable(
             f"cannot send benchmark request {request.request_id} ({request.benchmark_key[:12]}…) to the broker at "
-            f"{redact_url(str(app.conf.broker_url))}: {exc}; it was not enqueued, try again when Redis is back"
+            f"{redact_url(str(app.conf.broker_url))}: {why}; it was not enqueued, try again when Redis is back"
         ) from None
     log.info(
         "Enqueued benchmark %s of run %s on %s (task %s).",

@@ -44,7 +44,7 @@ MAX_BATCH_METRICS = 1000
 #: How long "this study has no legacy benchmark runs" is believed before it is asked again.
 LEGACY_TTL_S = 300.0
 #: Run ids per ``run_id IN (...)`` lookup.
-RUN_ID_CHUNK = 100
+RUN_ID_CHUNK = 500
 MAX_TAG_VALUE = 5000
 #: MLflow's HTTP client defaults retry for minutes (an unreachable server took 266 s to fail); podium's
 #: processes fail in seconds instead, and never print run links to stdout. Environment values win.

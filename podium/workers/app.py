@@ -11,7 +11,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import task_rejected, task_unknown, worker_init, worker_process_init
 
-from podium.broker.app import create_app, verify_visibility_timeout
+from podium.broker.app import WORKER_RESULT_RETRY, create_app, verify_visibility_timeout
 from podium.errors import ConfigError
 from podium.settings.env import PodiumSettings
 from podium.settings.files import load_benchmark_config
@@ -78,6 +78,10 @@ class RefusedMessages:
 def create_worker_app(settings: PodiumSettings) -> Celery:
     app = create_app(settings)
     app.conf.broker_transport = "podium.broker.transport:Transport"  # undecodable queue items: dead letters
+    app.conf.result_backend_transport_options = {
+        **app.conf.result_backend_transport_options,
+        "retry_policy": WORKER_RESULT_RETRY,
+    }
     register(app)
     refused = RefusedMessages(app, settings)
     task_unknown.connect(refused.unknown_task, weak=False)
