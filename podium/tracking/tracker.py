@@ -510,12 +510,17 @@ class MlflowTracking:
         with self._store(f"marking run {run_id} FINISHED"):
             self.client.set_terminated(run_id, "FINISHED", end_time=_now_ms())
 
-    def fail_run(self, run_id: str, reason: str, status: str = "FAILED") -> None:
-        """End a run FAILED (or KILLED) with the reason as a tag; never raises over a store hiccup."""
+    def fail_run(self, run_id: str, reason: str, status: str = "FAILED", strict: bool = False) -> None:
+        """End a run FAILED (or KILLED) with the reason as a tag. A store hiccup is logged, or raised as a
+        ``TrackingError`` when ``strict`` (the caller must not go on as if the run were ended)."""
         try:
             self.client.set_tag(run_id, self.tags.benchmark.error, reason[:MAX_TAG_VALUE])
             self.client.set_terminated(run_id, status, end_time=_now_ms())
         except STORE_ERRORS as exc:
+            if strict:
+                raise TrackingError(
+                    f"marking run {run_id} {status} in the MLflow store {self.uri} failed: {_why(exc)}"
+                ) from exc
             log.error("Could not mark run %s %s (%s): %s", run_id, status, reason, _why(exc))
 
     def log_benchmark_run(

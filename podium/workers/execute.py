@@ -111,7 +111,7 @@ def _end_uncommitted(deps: WorkerDeps, key: str, run_id: str) -> None:
     marking and publishing): that run was never published, so it is ended KILLED and the key measured again."""
     reason = "its commit did not complete (its worker stopped or lost the lock after preparing it)"
     log.warning("Benchmark %s: ending run %s, %s; measuring again.", key[:12], run_id, reason)
-    deps.tracking.fail_run(run_id, reason, status="KILLED")
+    deps.tracking.fail_run(run_id, reason, status="KILLED", strict=True)  # else the marker stays, retried later
     deps.redis.delete(keys.done(key))
 
 
