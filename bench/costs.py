@@ -159,13 +159,19 @@ def bench_existence(stores: dict[str, Store], n: int = 50) -> dict[str, dict[str
     return out
 
 
-def bench_aggregator(tmp: Path, r: redis.Redis, events: int) -> dict[str, float]:
-    uri = f"sqlite:///{tmp / 'agg.db'}"
+def study_store(tmp: Path, name: str, seed: int) -> tuple[str, MlflowTracking, str, list[str]]:
+    """A new sqlite store holding one study of 20 trials (trial runs only): uri, tracking, study, trials."""
+    uri = f"sqlite:///{tmp / f'{name}.db'}"
     tracking = MlflowTracking.connect(uri, TagsRegistry())
-    study = study_hash(99)
-    trials = [trial_hash(99, t) for t in range(20)]
+    study = study_hash(seed)
+    trials = [trial_hash(seed, t) for t in range(20)]
     for i, t in enumerate(trials):
         trial_run(tracking.client, study, t, 0.8 + i / 1000)
+    return uri, tracking, study, trials
+
+
+def bench_aggregator(tmp: Path, r: redis.Redis, events: int) -> dict[str, float]:
+    uri, tracking, study, trials = study_store(tmp, "agg", 99)
     agg = Aggregator(r, tracking, SelectionConfig(), "bench")
     agg.ensure_group()
     agg.rebuild()  # before the runs exist: every event below is live, verified against MLflow
@@ -213,12 +219,7 @@ def bench_aggregator(tmp: Path, r: redis.Redis, events: int) -> dict[str, float]
 
 
 def bench_latency(tmp: Path, r: redis.Redis, redis_url: str, rate: int, seconds: float) -> list[float]:
-    uri = f"sqlite:///{tmp / 'latency.db'}"
-    tracking = MlflowTracking.connect(uri, TagsRegistry())
-    study = study_hash(77)
-    trials = [trial_hash(77, t) for t in range(20)]
-    for i, t in enumerate(trials):
-        trial_run(tracking.client, study, t, 0.8 + i / 1000)
+    uri, tracking, study, trials = study_store(tmp, "latency", 77)
     config_dir = tmp / "latency-config"
     config_dir.mkdir()
     (config_dir / "best_model_selection.yaml").write_text("benchmark:\n  latency_aggregation: latest\n")

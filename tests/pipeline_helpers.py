@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import queue
 import sys
@@ -15,10 +16,12 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 
 from podium.broker.app import create_app
+from podium.core.config import BenchmarkConfig
 from podium.core.identity import BenchmarkIdentity
 from podium.core.messages import BenchmarkResult, BestModelUpdate
 from podium.core.records import Champion
 from podium.core.run_tags import benchmark_run_tags
+from podium.core.validation import parse_model
 from podium.demo.model import TinyTagger, export
 from podium.settings.env import PodiumSettings
 from podium.streams import keys
@@ -30,6 +33,38 @@ from tests.servers import ServerProcess, spawn, start_redis
 
 CONFIG = "c" * 64
 STUDY = "e" * 64
+
+
+def synthetic_config(
+    service_ms: float = 0.0, iterations: int = 1, mode: str = "reuse_if_exists", **benchmarking: object
+) -> BenchmarkConfig:
+    """A request config on the synthetic backend: one short window, stability never in the way."""
+    bench = {
+        "backend": "synthetic",
+        "synthetic_service_ms": service_ms,
+        "iterations": iterations,
+        "warmup_iterations": 0,
+        "stability": {"max_windows": 2, "agree_windows": 2, "max_ratio": 1000.0},
+    }
+    return parse_model(BenchmarkConfig, {"benchmarking": bench | benchmarking, "run": {"mode": mode}}, "tests")
+
+
+def runs_by_key(store: str) -> dict[str, collections.Counter]:
+    """Benchmark runs per benchmark_key, counted by status, over every experiment."""
+    client = MlflowClient(store)
+    out: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for exp in client.search_experiments():
+        token = None
+        while True:
+            page = client.search_runs(
+                [exp.experiment_id], "tags.`code.stage` = 'benchmark'", max_results=5000, page_token=token
+            )
+            for run in page:
+                out[run.data.tags["benchmark_key"]][run.info.status] += 1
+            token = page.token
+            if not token:
+                break
+    return out
 
 
 def trial_run(client: MlflowClient, study: str, trial: str, f1: float, stage: str = "hpo_trial") -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -89,9 +91,14 @@ def aggregator(
 
     log_at_least("podium.aggregator", logging.INFO)  # one line per publish and per rebuild
     settings = PodiumSettings()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     with podium_errors():
         cfg = load_selection_config(config, settings.config_dir)
-        tracking = MlflowTracking.from_settings(settings, cfg.objective.metric)
+        tracking = _wait_for_store(lambda: MlflowTracking.from_settings(settings, cfg.objective.metric), stop)
+        if tracking is None:
+            return
         reporter, hooks = None, []
         if settings.report_dir is not None:
             from podium.aggregator.report import NewBestReporter
@@ -115,9 +122,6 @@ def aggregator(
             on_new_best=lambda sel: [hook(sel) for hook in hooks],
             clock=Clock(int(settings.max_clock_skew_s * 1000), settings.max_benchmark_s * 1000),
         )
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     from podium.monitoring import prometheus
 
     prometheus.serve(settings.metrics_port)
@@ -131,6 +135,24 @@ def aggregator(
     finally:
         if reporter is not None:
             reporter.close()
+
+
+def _wait_for_store(open_store: Callable[[], MlflowTracking], stop: threading.Event) -> MlflowTracking | None:
+    """Open the MLflow store, waiting while it is locked (as the aggregator waits for Redis); None when
+    stopped meanwhile. Configuration errors (a bad URI, no store) are not waited for."""
+    from podium.tracking.tracker import StoreUnavailable
+
+    waits = (1.0, 2.0, 5.0, 10.0, 30.0)
+    for attempt in itertools.count():
+        try:
+            return open_store()
+        except StoreUnavailable as exc:
+            wait = waits[min(attempt, len(waits) - 1)]
+            log = logging.getLogger("podium.aggregator")
+            log.warning("MLflow store not available (%s); retrying in %.0f s.", exc, wait)
+            if stop.wait(wait):
+                return None
+    return None
 
 
 def enqueue(

@@ -76,6 +76,10 @@ def _why(exc: BaseException) -> str:
     return str(text).strip().splitlines()[0][:500]
 
 
+class StoreUnavailable(TrackingError):
+    """The store exists (or may) but cannot be opened right now: locked, or an I/O error."""
+
+
 class MlflowTracking:
     """Benchmark and trial runs of one tracking store, read and written through a tags registry."""
 
@@ -128,7 +132,10 @@ class MlflowTracking:
                     "pass --tracking-uri (or set PODIUM_TRACKING_URI) to an existing store"
                 )
             db.parent.mkdir(parents=True, exist_ok=True)
-            client = open_sqlite(tracking_uri, db)
+            try:
+                client = open_sqlite(tracking_uri, db)
+            except STORE_ERRORS as exc:  # locked by another writer, a disk error: may pass, unlike a bad URI
+                raise StoreUnavailable(f"opening the MLflow store {tracking_uri} failed: {_why(exc)}") from exc
         else:
             client = MlflowClient(tracking_uri=tracking_uri)
         return cls(client, tags, benchmark_experiment, objective_metric)

@@ -10,7 +10,6 @@ import json
 import os
 import queue
 import random
-import shutil
 import signal
 import threading
 import time
@@ -38,7 +37,9 @@ from tests.pipeline_helpers import (
     bulk_results,
     collect,
     committed_result,
+    runs_by_key,
     select_best,
+    synthetic_config,
     trial_run,
     wait_published,
 )
@@ -49,50 +50,11 @@ STUDY = "d" * 64
 
 
 def synthetic(service_ms: float = 0.0, iterations: int = 1, **extra) -> BenchmarkConfig:
-    bench = {
-        "backend": "synthetic",
-        "synthetic_service_ms": service_ms,
-        "iterations": iterations,
-        "warmup_iterations": 0,
-        "stability": {"max_windows": 2, "agree_windows": 2, "max_ratio": 1000.0},
-    }
-    return parse_model(BenchmarkConfig, {"benchmarking": bench | extra}, "chaos")
+    return synthetic_config(service_ms, iterations, **extra)
 
 
 def champion(i: int, prefix: str = "k") -> Champion:
     return Champion(f"{prefix}{i:031d}", STUDY, f"{i:064x}", "d", "e")
-
-
-def runs_by_key(store: str) -> dict[str, collections.Counter]:
-    client = MlflowClient(store)
-    out: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    for exp in client.search_experiments():
-        token = None
-        while True:
-            page = client.search_runs(
-                [exp.experiment_id], "tags.`code.stage` = 'benchmark'", max_results=5000, page_token=token
-            )
-            for run in page:
-                out[run.data.tags["benchmark_key"]][run.info.status] += 1
-            token = page.token
-            if not token:
-                break
-    return out
-
-
-@pytest.fixture
-def store(tmp_path: Path, _migrated_db: Path) -> str:
-    shutil.copy(_migrated_db, tmp_path / "mlflow.db")
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
-
-
-@pytest.fixture
-def pipeline(tmp_path: Path, store: str):
-    p = Pipeline(tmp_path / "pipeline", store, lock_ttl_ms=2000, max_attempts=6, retry_backoff_s=0.2)
-    try:
-        yield p
-    finally:
-        p.stop()
 
 
 def wait_all(p: Pipeline, task_ids: list[str], timeout: float) -> list[dict]:

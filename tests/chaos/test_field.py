@@ -8,7 +8,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import time
@@ -22,7 +21,6 @@ from podium.core.config import BenchmarkConfig
 from podium.core.messages import BenchmarkResult, BestModelUpdate
 from podium.core.records import Champion
 from podium.core.tags import TagsRegistry
-from podium.core.validation import parse_model
 from podium.errors import TrackingError
 from podium.measurement.lifecycle import Measured
 from podium.producers.enqueue import BrokerUnavailable, build_request, enqueue_benchmark
@@ -31,7 +29,16 @@ from podium.streams.connection import connect
 from podium.tracking.tracker import MlflowTracking
 from podium.workers.execute import WorkerDeps, execute
 from tests.doubles import StoreLockedAtCommit
-from tests.pipeline_helpers import CONFIG, Pipeline, committed_result, select_best, trial_run, wait_published
+from tests.pipeline_helpers import (
+    CONFIG,
+    Pipeline,
+    committed_result,
+    runs_by_key,
+    select_best,
+    synthetic_config,
+    trial_run,
+    wait_published,
+)
 from tests.servers import start_redis, unavailable, wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.server]
@@ -39,29 +46,18 @@ STUDY = "f" * 64
 
 
 def synthetic(service_ms: float = 0.0, iterations: int = 1, mode: str = "reuse_if_exists") -> BenchmarkConfig:
-    bench = {
-        "backend": "synthetic",
-        "synthetic_service_ms": service_ms,
-        "iterations": iterations,
-        "warmup_iterations": 0,
-        "stability": {"max_windows": 2, "agree_windows": 2, "max_ratio": 1000.0},
-    }
-    return parse_model(BenchmarkConfig, {"benchmarking": bench, "run": {"mode": mode}}, "field")
+    return synthetic_config(service_ms, iterations, mode)
 
 
 def champion(i: int, prefix: str = "f") -> Champion:
     return Champion(f"{prefix}{i:031d}", STUDY, f"{i:064x}", "d", "e")
 
 
-def statuses(store: str) -> dict[str, collections.Counter]:
-    """Benchmark runs per benchmark_key, counted by status."""
+def with_trials(store: str, count: int) -> None:
+    """Trial runs for champions 0..count-1 (objectives 0.80, 0.81, ...), so their benchmarks are candidates."""
     client = MlflowClient(store)
-    out: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    for run in client.search_runs(
-        [e.experiment_id for e in client.search_experiments()], "tags.`code.stage` = 'benchmark'", max_results=5000
-    ):
-        out[run.data.tags["benchmark_key"]][run.info.status] += 1
-    return out
+    for k in range(count):
+        trial_run(client, STUDY, champion(k).trial_key_hash, 0.80 + k / 100)
 
 
 def dead_letters(r: redis.Redis) -> list[dict[str, str]]:
@@ -71,26 +67,12 @@ def dead_letters(r: redis.Redis) -> list[dict[str, str]]:
 def published_equals_select(p: Pipeline, store: str, config_hash: str, timeout: float = 120) -> BestModelUpdate:
     expected = select_best(store, p.env, STUDY, config_hash)
     latest = wait_published(p.redis, STUDY, config_hash, expected["best"], timeout=timeout)
-    assert latest is not None and latest.best is not None
+    logs = "\n".join(f"--- {name}\n{proc.log()[-3000:]}" for name, proc in p.processes.items() if "agg" in name)
+    assert latest is not None and latest.best is not None, logs
     assert latest.best.model_dump(exclude={"composite_score"}) == {
         k: v for k, v in expected["best"].items() if k != "composite_score"
     }
     return latest
-
-
-@pytest.fixture
-def store(tmp_path: Path, _migrated_db: Path) -> str:
-    shutil.copy(_migrated_db, tmp_path / "mlflow.db")
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
-
-
-@pytest.fixture
-def pipeline(tmp_path: Path, store: str):
-    p = Pipeline(tmp_path / "pipeline", store, lock_ttl_ms=2000, max_attempts=4, retry_backoff_s=0.2)
-    try:
-        yield p
-    finally:
-        p.stop()
 
 
 # ---------------------------------------------------------------- forged and broken input
@@ -150,7 +132,7 @@ def test_forged_and_broken_input_is_dead_lettered_and_changes_nothing(pipeline: 
     assert any("this is not JSON {" in f["payload"] for f in letters if f["source"] == "queue")
     assert worker.proc.poll() is None  # the worker lives on
     assert pipeline.app.AsyncResult(unknown.id).state == "FAILURE"  # Celery's own answer, now also a dead letter
-    runs = statuses(store)
+    runs = runs_by_key(store)
     assert runs[first.benchmark_key] == {"FINISHED": 1} and runs[after.benchmark_key] == {"FINISHED": 1}
     latest = published_equals_select(pipeline, store, config_hash)
     assert (latest.best and latest.best.latency_ms == before.best.latency_ms) or latest.best.trial_key_hash != "f"
@@ -258,6 +240,8 @@ def test_redis_restarted_with_aof_mid_benchmark_loses_nothing(tmp_path: Path, st
         retry_backoff_s=0.2,
     )
     try:
+        with_trials(store, 8)
+        aggregator = p.start("aggregator", "aggregator")
         for i in range(2):
             p.start(f"worker-{i}", "worker", "--target", "cpu", "--loglevel", "WARNING")
         p.wait_workers(2)
@@ -278,13 +262,15 @@ def test_redis_restarted_with_aof_mid_benchmark_loses_nothing(tmp_path: Path, st
         sent += [enqueue_benchmark(p.app, champion(k, "a"), cfg) for k in (6, 7)]  # the same producer, again
         results = [p.app.AsyncResult(s.task_id).get(timeout=240) for s in sent]
         assert collections.Counter(r["status"] for r in results) == {"measured": 8}, results
-        runs = statuses(store)
+        runs = runs_by_key(store)
         assert all(runs[s.benchmark_key]["FINISHED"] == 1 for s in sent), runs
         interrupted = sum(runs[s.benchmark_key]["FAILED"] + runs[s.benchmark_key]["KILLED"] for s in sent)
         assert interrupted <= 2 and set().union(*map(set, runs.values())) <= {"FINISHED", "FAILED", "KILLED"}
         assert dead_letters(p.redis) == []
         assert p.redis.llen(keys.queue("cpu")) == 0
         assert p.redis.xlen(keys.BENCHMARKS_STREAM) == 8
+        published_equals_select(p, store, build_request(champion(0), cfg).identity.config_hash)
+        assert aggregator.proc.poll() is None  # it rode out the restart
     finally:
         p.stop()
 
@@ -312,6 +298,8 @@ def test_an_evicting_redis_is_refused_unless_accepted(tmp_path: Path, store: str
 def test_out_of_memory_is_retried_and_never_kills_a_worker(tmp_path: Path, store: str) -> None:
     p = Pipeline(tmp_path / "pipeline", store, redis_args=["--maxmemory-policy", "noeviction"], retry_backoff_s=0.2)
     try:
+        with_trials(store, 30)
+        aggregator = p.start("aggregator", "aggregator")
         workers = [p.start(f"worker-{i}", "worker", "--target", "cpu", "--loglevel", "WARNING") for i in range(2)]
         p.wait_workers(2)
         cfg = synthetic(service_ms=20, iterations=10)  # ~0.2 s per benchmark
@@ -323,10 +311,12 @@ def test_out_of_memory_is_retried_and_never_kills_a_worker(tmp_path: Path, store
         results = [p.app.AsyncResult(s.task_id).get(timeout=300) for s in sent]
         assert collections.Counter(r["status"] for r in results) == {"measured": 30}
         assert all(w.proc.poll() is None for w in workers), [w.log()[-2000:] for w in workers]
-        runs = statuses(store)
+        runs = runs_by_key(store)
         assert all(runs[s.benchmark_key]["FINISHED"] == 1 for s in sent), runs
         assert dead_letters(p.redis) == []
         assert p.redis.xlen(keys.BENCHMARKS_STREAM) == 30
+        published_equals_select(p, store, build_request(champion(0), cfg).identity.config_hash)
+        assert aggregator.proc.poll() is None
     finally:
         p.stop()
 
@@ -360,7 +350,9 @@ def store_lock(store: str):
 
 
 def test_a_store_locked_at_the_first_task_loses_no_request(pipeline: Pipeline, store: str, store_lock) -> None:
-    store_lock.take()  # before the worker has ever opened the store
+    with_trials(store, 12)
+    store_lock.take()  # before the worker (and the aggregator) have ever opened the store
+    pipeline.start("aggregator", "aggregator")
     worker = pipeline.start("worker", "worker", "--target", "cpu", "--loglevel", "WARNING")
     pipeline.wait_workers(1)
     cfg = synthetic()
@@ -369,11 +361,12 @@ def test_a_store_locked_at_the_first_task_loses_no_request(pipeline: Pipeline, s
     store_lock.release()
     results = [pipeline.app.AsyncResult(s.task_id).get(timeout=300) for s in sent]
     assert collections.Counter(r["status"] for r in results) == {"measured": 12}, results
-    runs = statuses(store)
+    runs = runs_by_key(store)
     assert all(runs[s.benchmark_key]["FINISHED"] == 1 for s in sent), runs
     assert set().union(*map(set, runs.values())) <= {"FINISHED", "FAILED"}
     assert dead_letters(pipeline.redis) == []
     assert worker.proc.poll() is None
+    published_equals_select(pipeline, store, build_request(champion(0), cfg).identity.config_hash)
 
 
 def test_a_store_locked_at_the_commit_step_leaves_redis_and_mlflow_agreeing(
