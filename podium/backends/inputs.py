@@ -89,7 +89,7 @@ def _fill(spec, shape, dtype, rows, rng) -> np.ndarray:
     if np.issubdtype(dtype, np.floating):
         return rng.standard_normal(shape).astype(dtype)
     if dtype == np.bool_ or "mask" in name:
-        return np.ones(shape, dtype=dtype)
+        return _mask(shape, dtype, rows)
     if "type" in name or "position" in name:
         return np.zeros(shape, dtype=dtype)
     if rows:
@@ -102,3 +102,14 @@ def _fill(spec, shape, dtype, rows, rng) -> np.ndarray:
         return batch
     high = max(2, min(spec.vocab_size or DEFAULT_VOCAB, int(np.iinfo(dtype).max)))
     return rng.integers(1, high, size=shape, dtype=dtype)
+
+
+def _mask(shape: tuple[int, ...], dtype: np.dtype, rows: Sequence[Sequence[int]] | None) -> np.ndarray:
+    """Ones over each sequence's real tokens (all of them without test data), zeros over the padding."""
+    mask = np.ones(shape, dtype=dtype)
+    if rows and len(shape) >= 2:
+        width = shape[-1]
+        flat = mask.reshape(-1, width)
+        for i in range(flat.shape[0]):
+            flat[i, min(len(rows[i % len(rows)]), width) :] = 0
+    return mask

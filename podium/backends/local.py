@@ -2,8 +2,11 @@
 
 The model file may carry its signature as an extra file ``podium_signature.json``
 (``{"inputs": [{"name", "datatype", "shape", "vocab_size"?}]}``), written by
-:func:`save_torchscript`. Without it, a forward argument named like token ids is taken as INT64
-``[-1, -1]``; anything else is an error that says how to add the signature.
+:func:`save_torchscript`. Without it (a model traced or scripted elsewhere), the inputs come from the names
+of ``forward``'s arguments, as Transformers-style token models name them: ``input_ids`` (token ids below
+the vocabulary size read from the model's embedding table), ``token_type_ids`` (zeros) and
+``attention_mask`` (ones over each sequence's real tokens), all INT64 ``[-1, -1]``; any other name is an
+error that names it and says how to declare the inputs.
 """
 
 from __future__ import annotations
@@ -88,6 +91,38 @@ def _trace(module: Any, inputs: list[dict[str, Any]], script_error: Exception) -
         module.train(was_training)
 
 
+def conventional_kind(arg: str) -> str | None:
+    """How a forward argument is filled by its name: token ids, token types, a mask, or None (unknown)."""
+    name = arg.lower()
+    if "mask" in name:
+        return "mask"
+    if "type" in name:
+        return "types"
+    if "ids" in name or "token" in name or name in ("x", "input", "inputs"):
+        return "ids"
+    return None
+
+
+def conventional_inputs(args: list[str], vocab_size: int | None) -> list[InputSpec] | None:
+    """Inputs of a model saved without podium's signature, from the names of its forward arguments (as
+    Transformers-style token classifiers name them); None when one of them is not a known name."""
+    if not args or any(conventional_kind(a) is None for a in args):
+        return None
+    return [InputSpec(a, "INT64", (-1, -1), vocab_size if conventional_kind(a) == "ids" else None) for a in args]
+
+
+def embedding_rows(model: Any) -> int | None:
+    """The vocabulary size of a token model: the rows of its first embedding table (a 2-D parameter whose
+    name says embedding), or None."""
+    try:
+        for name, parameter in model.named_parameters():
+            if "embed" in name.lower() and len(parameter.shape) == 2:
+                return int(parameter.shape[0])
+    except (AttributeError, RuntimeError):
+        return None
+    return None
+
+
 def parse_signature(raw: str | bytes, where: Path) -> tuple[list[InputSpec], list[InputSpec]]:
     try:
         doc = json.loads(raw)
@@ -145,12 +180,16 @@ class LocalBackend:
         if raw:
             return parse_signature(raw, self.model_path)[0]
         args = [a.name for a in model.forward.schema.arguments[1:]]
-        if len(args) == 1 and ("ids" in args[0] or "token" in args[0] or args[0] in ("x", "input")):
-            return [InputSpec(args[0], "INT64", (-1, -1))]
-        raise BackendError(
-            f"{self.model_path}: cannot tell how to fill forward({', '.join(args)}); save the model with "
-            f"podium.backends.local.save_torchscript(module, path, inputs=[...]) to declare its inputs"
-        )
+        specs = conventional_inputs(args, embedding_rows(model))
+        if specs is None:
+            unknown = [a for a in args if conventional_kind(a) is None]
+            raise BackendError(
+                f"{self.model_path}: cannot tell how to fill forward({', '.join(args)}): podium fills arguments "
+                f"named like input_ids, token_type_ids and attention_mask, not {', '.join(map(repr, unknown))}; "
+                "save the model with podium.training.save_torchscript(module, path, inputs=[{'name': ..., "
+                "'datatype': 'INT64', 'shape': [-1, -1]}, ...]) to declare its inputs"
+            )
+        return specs
 
     def bind(self, inputs: Mapping[str, np.ndarray]) -> Callable[[], object]:
         torch = self._torch

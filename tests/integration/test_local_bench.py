@@ -11,7 +11,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from podium.backends.base import BackendError
+from podium.backends.base import BackendError, InputSpec
 from podium.backends.local import LocalBackend, save_torchscript
 from podium.demo.model import TinyTagger, export
 
@@ -136,8 +136,60 @@ def test_signature_podium_cannot_fill(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.script(TwoFloats()), str(path))
-    with pytest.raises(BackendError, match=r"cannot tell how to fill forward\(a, b\).*save_torchscript"):
+    with pytest.raises(BackendError, match=r"cannot tell how to fill forward\(a, b\).*not 'a', 'b'.*save_torchscript"):
         LocalBackend(path, "cpu").prepare()
+
+
+class BertStyleTagger(torch.nn.Module):
+    """A Transformers-style token classifier: forward(input_ids, attention_mask[, token_type_ids])."""
+
+    def __init__(self, vocab: int = 100, types: bool = False):
+        super().__init__()
+        self.embeddings = torch.nn.Embedding(vocab, 8)
+        self.type_embeddings = torch.nn.Embedding(2, 8) if types else None
+        self.classifier = torch.nn.Linear(8, 5)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        hidden = self.embeddings(input_ids)
+        if self.type_embeddings is not None:
+            hidden = hidden + self.type_embeddings(token_type_ids)
+        return self.classifier(hidden * attention_mask.unsqueeze(-1))
+
+
+@pytest.mark.parametrize("types", [False, True], ids=["ids+mask", "ids+mask+types"])
+def test_a_traced_transformers_style_model_is_measured_without_a_signature(
+    store_uri: str, client: MlflowClient, tmp_path: Path, types: bool
+) -> None:
+    """No podium signature file: the inputs come from forward's argument names, token ids stay inside the
+    model's own vocabulary (100 rows here, below podium's default of 1000)."""
+    model = BertStyleTagger(vocab=100, types=types).eval()
+    example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
+    example += (torch.zeros(2, 8, dtype=torch.long),) if types else ()
+    path = tmp_path / "src" / "model.pt"
+    path.parent.mkdir(parents=True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.trace(model, example), str(path))
+    backend = LocalBackend(path, "cpu")
+    specs = backend.prepare()
+    expected = ["input_ids", "attention_mask"] + (["token_type_ids"] if types else [])
+    assert [s.name for s in specs] == expected and specs[0].vocab_size == 100
+    run_id = log_model_run(client, tmp_path, model_file=path)
+    out = bench(store_uri, tmp_path, "--run-id", run_id)
+    assert out.returncode == 0, out.stderr
+    (run,) = benchmark_runs(client)
+    assert run.info.status == "FINISHED" and run.data.metrics["latency_batch_4_p50_ms"] > 0
+
+
+def test_masks_cover_each_sequences_real_length() -> None:
+    from podium.backends.inputs import build_inputs
+
+    specs = [InputSpec("input_ids", "INT64", (-1, -1)), InputSpec("attention_mask", "INT64", (-1, -1))]
+    batch = build_inputs(specs, 2, 6, rows=[[5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8]])
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]]
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 0, 0, 0], [1, 2, 3, 4, 5, 6]]
 
 
 def test_model_that_rejects_its_inputs(tmp_path: Path) -> None:
