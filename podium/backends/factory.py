@@ -6,7 +6,7 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from podium.backends.base import BackendError, InferenceBackend
+from podium.backends.base import BackendError, InferenceBackend, InputSpec
 from podium.core.config import BenchmarkingSection
 
 if TYPE_CHECKING:
@@ -41,7 +41,8 @@ def make_backend(
         require_extra("torch", "torch", "the local backend")
         from podium.backends.local import LocalBackend
 
-        return LocalBackend(model_file, cfg.device, cfg.precision)
+        declared = [InputSpec(i.name, i.datatype, tuple(i.shape), i.vocab_size) for i in cfg.inputs or []]
+        return LocalBackend(model_file, cfg.device, cfg.precision, declared or None)
     if not url:
         raise BackendError(
             "the triton backend needs the server's address: set PODIUM_TRITON_URL=HOST:PORT (or "

@@ -91,6 +91,15 @@ def _trace(module: Any, inputs: list[dict[str, Any]], script_error: Exception) -
         module.train(was_training)
 
 
+def inputs_snippet(args: list[str]) -> str:
+    """The benchmark.yaml lines that declare ``args`` (datatypes to be checked by the user)."""
+    lines = ["benchmarking:", "  inputs:"]
+    for a in args:
+        datatype = "INT64" if conventional_kind(a) else "FP32"
+        lines.append(f"    - {{name: {a}, datatype: {datatype}, shape: [-1, -1]}}")
+    return "\n".join(lines)
+
+
 def conventional_kind(arg: str) -> str | None:
     """How a forward argument is filled by its name: token ids, token types, a mask, or None (unknown)."""
     name = arg.lower()
@@ -149,9 +158,17 @@ def read_signature(path: Path) -> tuple[list[InputSpec], list[InputSpec]] | None
 
 
 class LocalBackend:
-    def __init__(self, model_path: Path, device: str | None = None, precision: str = "fp32"):
+    def __init__(
+        self,
+        model_path: Path,
+        device: str | None = None,
+        precision: str = "fp32",
+        declared: list[InputSpec] | None = None,
+    ):
         import torch
 
+        #: Inputs declared in ``benchmarking.inputs`` / ``podium bench --inputs``: they win over the model's.
+        self.declared = declared
         self._torch = torch
         self.model_path = Path(model_path)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -177,6 +194,8 @@ class LocalBackend:
         return self._signature(model, extra[SIGNATURE_FILE])
 
     def _signature(self, model: Any, raw: str | bytes) -> list[InputSpec]:
+        if self.declared:
+            return self.declared
         if raw:
             return parse_signature(raw, self.model_path)[0]
         args = [a.name for a in model.forward.schema.arguments[1:]]
@@ -185,9 +204,9 @@ class LocalBackend:
             unknown = [a for a in args if conventional_kind(a) is None]
             raise BackendError(
                 f"{self.model_path}: cannot tell how to fill forward({', '.join(args)}): podium fills arguments "
-                f"named like input_ids, token_type_ids and attention_mask, not {', '.join(map(repr, unknown))}; "
-                "save the model with podium.training.save_torchscript(module, path, inputs=[{'name': ..., "
-                "'datatype': 'INT64', 'shape': [-1, -1]}, ...]) to declare its inputs"
+                f"named like input_ids, token_type_ids and attention_mask, not {', '.join(map(repr, unknown))}. "
+                "Declare the inputs in benchmark.yaml:\n" + inputs_snippet(args) + "\nor with podium bench "
+                f"--inputs {','.join(f'{a}:FP32:-1x-1' for a in args)} (datatypes: INT64, INT32, FP32, FP16, BOOL, ...)"
             )
         return specs
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from podium.cli.common import console, fail, int_list, podium_errors
+from podium.cli.common import console, fail, input_list, int_list, podium_errors
 from podium.core.choices import Backend, Protocol
 from podium.core.records import DEFAULT_ARTIFACT_PATH
 
@@ -37,6 +37,10 @@ def bench(
     batch_sizes: Annotated[str | None, typer.Option(help="Override benchmarking.batch_sizes, e.g. 1,8,32")] = None,
     iterations: Annotated[int | None, typer.Option(help="Override benchmarking.iterations")] = None,
     device: Annotated[str | None, typer.Option(help="Override benchmarking.device (cpu|cuda)")] = None,
+    inputs: Annotated[
+        str | None,
+        typer.Option(help="Declare the model's inputs: name:DATATYPE:dims,... e.g. a:FP32:-1x-1 (-1: dynamic)"),
+    ] = None,
     artifact_path: Annotated[str, typer.Option(help="Model path inside the run")] = DEFAULT_ARTIFACT_PATH,
     log: Annotated[bool, typer.Option("--log/--no-log", help="Log the MLflow benchmark run")] = True,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI [env PODIUM_TRACKING_URI]")] = None,
@@ -64,6 +68,7 @@ def bench(
             device=device,
             iterations=iterations,
             batch_sizes=int_list(batch_sizes, "--batch-sizes"),
+            inputs=input_list(inputs, "--inputs"),
         )
         if run_id:
             source = ModelSource(run_id, artifact_path, None)

@@ -75,6 +75,21 @@ def int_list(value: str | None, option: str) -> list[int] | None:
         fail(f"{option} must be comma-separated integers such as 1,8,32, got {value!r}")
 
 
+def input_list(value: str | None, option: str) -> list[dict[str, object]] | None:
+    """``input_ids:INT64:-1x-1,mask:BOOL:-1x128`` as input declarations (name:DATATYPE:dims, dims joined by
+    ``x``, -1 for dynamic), or one line (exit 2) naming the option and the bad part."""
+    if value is None:
+        return None
+    out: list[dict[str, object]] = []
+    for part in value.split(","):
+        try:
+            name, datatype, dims = part.split(":")
+            out.append({"name": name, "datatype": datatype.upper(), "shape": [int(d) for d in dims.split("x")]})
+        except ValueError:
+            fail(f"{option} takes name:DATATYPE:dims entries such as input_ids:INT64:-1x-1, got {part!r}")
+    return out
+
+
 def log_at_least(logger: str, level: int) -> None:
     """Let ``logger`` through at ``level`` even when the command runs without ``-v``."""
     current = logging.getLogger(logger)

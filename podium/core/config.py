@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from podium.core.choices import Aggregation, Backend, Deploy, Policy, Precision, Protocol, RunMode
-from podium.core.safety import SafeValue
+from podium.core.safety import SafeName, SafeValue
 from podium.core.validation import parse_model
 
 
@@ -72,6 +72,23 @@ class TritonSection(StrictModel):
         return self
 
 
+class InputDecl(StrictModel):
+    """One model input podium cannot infer: its name, datatype and shape (-1: the batch, then max_length)."""
+
+    name: SafeName
+    datatype: Literal["INT64", "INT32", "INT16", "INT8", "UINT8", "FP32", "FP16", "FP64", "BOOL"]
+    shape: list[int] = Field(min_length=1)
+    #: Token ids are drawn below this (integer inputs only).
+    vocab_size: PositiveInt | None = None
+
+    @field_validator("shape")
+    @classmethod
+    def _dims(cls, value: list[int]) -> list[int]:
+        if any(isinstance(d, bool) or (d != -1 and d < 1) for d in value):
+            raise ValueError(f"dimensions are -1 (dynamic) or positive, got {value}")
+        return value
+
+
 class BenchmarkingSection(StrictModel):
     batch_sizes: list[int] = Field(default_factory=lambda: [1])
     iterations: PositiveInt = 100
@@ -93,6 +110,9 @@ class BenchmarkingSection(StrictModel):
     request_timeout_s: PositiveFloat = 30.0
     stability: StabilitySection = Field(default_factory=StabilitySection)
     triton: TritonSection = Field(default_factory=TritonSection)
+    #: The model's inputs, for a model podium cannot describe itself (no signature, unknown argument names);
+    #: ``null``: from the model's signature or its argument names (local), or the server's metadata (triton).
+    inputs: list[InputDecl] | None = None
 
     @field_validator("batch_sizes")
     @classmethod

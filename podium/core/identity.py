@@ -47,6 +47,8 @@ def measurement_settings(cfg: BenchmarkingSection, input_fingerprint: str) -> di
         "input": input_fingerprint,
         "stability": cfg.stability.model_dump(),
     }
+    if cfg.inputs:  # only when declared, so the hashes of configs without them never change
+        settings["inputs"] = [i.model_dump() for i in cfg.inputs]
     if cfg.backend == "synthetic":
         settings["synthetic_service_ms"] = cfg.synthetic_service_ms
     if cfg.backend == "triton":  # where the server is (the worker's URL) is not part of it; what it runs is

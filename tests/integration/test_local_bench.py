@@ -129,15 +129,48 @@ class TwoFloats(torch.nn.Module):
         return a + b
 
 
-def test_signature_podium_cannot_fill(tmp_path: Path) -> None:
-    path = tmp_path / "m.pt"
+def _scripted_two_floats(path: Path) -> Path:
     import warnings
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.script(TwoFloats()), str(path))
-    with pytest.raises(BackendError, match=r"cannot tell how to fill forward\(a, b\).*not 'a', 'b'.*save_torchscript"):
+    return path
+
+
+def test_signature_podium_cannot_fill(tmp_path: Path) -> None:
+    path = _scripted_two_floats(tmp_path / "m.pt")
+    with pytest.raises(BackendError) as info:
         LocalBackend(path, "cpu").prepare()
+    message = str(info.value)
+    assert "cannot tell how to fill forward(a, b)" in message and "not 'a', 'b'" in message
+    assert "benchmarking:\n  inputs:\n    - {name: a, datatype: FP32, shape: [-1, -1]}" in message
+    assert "--inputs a:FP32:-1x-1,b:FP32:-1x-1" in message
+
+
+def test_declared_inputs_fill_a_model_podium_cannot_describe(
+    store_uri: str, client: MlflowClient, tmp_path: Path
+) -> None:
+    """The snippet from the error, pasted into benchmark.yaml, or the --inputs flag: the model is measured."""
+    path = _scripted_two_floats(tmp_path / "src" / "model.pt")
+    run_id = log_model_run(client, tmp_path, model_file=path)
+    without = bench(store_uri, tmp_path, "--run-id", run_id, "--no-log")
+    assert without.returncode == 2 and "Declare the inputs in benchmark.yaml" in without.stderr
+    config = tmp_path / "benchmark.yaml"
+    config.write_text(
+        "benchmarking:\n  inputs:\n    - {name: a, datatype: FP32, shape: [-1, -1]}\n"
+        "    - {name: b, datatype: FP32, shape: [-1, -1]}\n"
+    )
+    from_file = bench(store_uri, tmp_path, "--run-id", run_id, "--config", str(config))
+    assert from_file.returncode == 0, from_file.stderr
+    flag = bench(store_uri, tmp_path, "--run-id", run_id, "--inputs", "a:FP32:-1x-1,b:FP32:-1x-1")
+    assert flag.returncode == 0, flag.stderr
+    assert "Reused" in flag.stdout or "reused" in flag.stdout.lower()  # the same config: the same benchmark_key
+    (run,) = benchmark_runs(client)
+    assert run.info.status == "FINISHED"
+    bad = bench(store_uri, tmp_path, "--run-id", run_id, "--inputs", "a:FP32")
+    assert bad.returncode == 2 and "--inputs takes name:DATATYPE:dims" in bad.stderr
 
 
 class BertStyleTagger(torch.nn.Module):

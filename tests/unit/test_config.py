@@ -95,3 +95,16 @@ def test_overrides_are_validated() -> None:
     assert cfg.benchmarking.backend == "triton" and cfg.benchmarking.batch_sizes == [1, 8]
     with pytest.raises(ConfigError, match=r"command-line option benchmarking: backend: .*got 'onnx'"):
         BenchmarkConfig().with_overrides(backend="onnx")
+
+
+def test_declared_inputs_enter_the_hash_only_when_declared() -> None:
+    from podium.core.identity import benchmark_config_hash, measurement_settings
+
+    plain = BenchmarkConfig().benchmarking
+    assert "inputs" not in measurement_settings(plain, "fp")  # hashes of existing configs are unchanged
+    declared = BenchmarkConfig().with_overrides(inputs=[{"name": "a", "datatype": "FP32", "shape": [-1, -1]}])
+    assert benchmark_config_hash(declared.benchmarking, "fp") != benchmark_config_hash(plain, "fp")
+    with pytest.raises(ConfigError, match="dimensions are -1"):
+        BenchmarkConfig().with_overrides(inputs=[{"name": "a", "datatype": "FP32", "shape": [0]}])
+    with pytest.raises(ConfigError, match="datatype"):
+        BenchmarkConfig().with_overrides(inputs=[{"name": "a", "datatype": "COMPLEX", "shape": [-1]}])
