@@ -87,3 +87,32 @@ def test_a_deploy_needs_outputs_and_a_known_format() -> None:
         model_config("t", "python", [IDS], [], 4)
     with pytest.raises(BackendError, match="deploy 'onnx'"):
         model_config("t", "onnx", [IDS], [IDS], 4)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["input_ids"], [("input_ids", 100)]),
+        (["input_ids", "attention_mask"], [("input_ids", 100), ("attention_mask", None)]),
+        (
+            ["input_ids", "token_type_ids", "attention_mask"],
+            [("input_ids", 100), ("token_type_ids", None), ("attention_mask", None)],
+        ),
+        (["tokens"], [("tokens", 100)]),
+        (["x"], [("x", 100)]),
+        (["input_ids", "pixel_values"], None),
+        (["a", "b"], None),
+        ([], None),
+    ],
+)
+def test_inputs_by_convention(args: list[str], expected) -> None:
+    from podium.backends.local import conventional_inputs, inputs_snippet
+
+    specs = conventional_inputs(args, 100)
+    if expected is None:
+        assert specs is None
+        snippet = inputs_snippet(args)
+        assert snippet.startswith("benchmarking:\n  inputs:") and all(f"name: {a}," in snippet for a in args)
+        return
+    assert [(s.name, s.vocab_size) for s in specs] == expected
+    assert all((s.datatype, s.shape) == ("INT64", (-1, -1)) for s in specs)
