@@ -90,7 +90,6 @@ class Store:
         self.tags = dict(run.data.tags)
         self.metrics = dict(run.data.metrics)
         local = self.client.download_artifacts(first, self.config.output.filename, str(tmp / f"{name}-art"))
-        os.environ["TQDM_DISABLE"] = "1"
         self.summary = json.loads(Path(local).read_text())
         self.experiment = self.tracking.benchmark_experiment_id()
 
@@ -304,6 +303,7 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--seconds", type=float, default=5.0)
     args = ap.parse_args()
+    os.environ["TQDM_DISABLE"] = "1"  # MLflow's download progress bars
     tmp = Path(tempfile.mkdtemp(prefix="podium-costs-"))
     server = start_redis(tmp / "redis")
     try:

@@ -52,11 +52,6 @@ ZERO = {
 STUDY = "b" * 64
 
 
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[round(p / 100 * (len(values) - 1))]
-
-
 def trial_runs(client: MlflowClient, study: str, trials: list[str]) -> None:
     exp = client.get_experiment_by_name("training") or client.get_experiment(client.create_experiment("training"))
     for i, t in enumerate(trials):

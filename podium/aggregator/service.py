@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import redis
 
-from podium.aggregator.publisher import LeadershipLost, Publisher
+from podium.aggregator.publisher import Publisher
 from podium.core.aggregation import ScopeKey
 from podium.core.config import SelectionConfig
 from podium.core.decision import View, decide, view_of_update
@@ -62,7 +62,6 @@ class AggregatorStats:
     skewed: int = 0
     leads: int = 0
     leads_lost: int = 0
-    dropped: int = 0
     last_lag_ms: float = 0.0
 
 
@@ -298,7 +297,7 @@ class Aggregator:
                 while not stop.is_set():
                     leader.check()
                     self.step()
-            except (LeadershipLost, LockLost) as exc:
+            except LockLost as exc:  # the watchdog's, or LeadershipLost from a fenced publish or ack
                 self._drop(exc)
             except redis.RedisError as exc:
                 log.warning("Redis error in the aggregator (%s); reconnecting and rebuilding.", exc)
@@ -326,7 +325,6 @@ class Aggregator:
         dropped; the next lead starts with a rebuild, and the entries it did not acknowledge are the new
         leader's."""
         self.stats.leads_lost += 1
-        self.stats.dropped += 1
         prometheus.LEADERSHIP.labels("lost").inc()
         self.state = SelectionState(self.config)
         self.published = {}

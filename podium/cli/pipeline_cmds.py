@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import signal
@@ -143,16 +142,17 @@ def _wait_for_store(open_store: Callable[[], MlflowTracking], stop: threading.Ev
     from podium.tracking.tracker import StoreUnavailable
 
     waits = (1.0, 2.0, 5.0, 10.0, 30.0)
-    for attempt in itertools.count():
+    attempt = 0
+    while True:
         try:
             return open_store()
         except StoreUnavailable as exc:
             wait = waits[min(attempt, len(waits) - 1)]
+            attempt += 1
             log = logging.getLogger("podium.aggregator")
             log.warning("MLflow store not available (%s); retrying in %.0f s.", exc, wait)
             if stop.wait(wait):
                 return None
-    return None
 
 
 def enqueue(

@@ -404,18 +404,20 @@ class MlflowTracking:
             return ExistingBenchmark(run.info.run_id, "benchmark_key")
         if not self._study_has_legacy(ids, champion.study_key_hash, legacy_epoch):
             return None
-        legacy = all_of(
-            tag_eq(self.tags.stage.key, self.tags.stage.benchmark),
-            tag_eq(self.tags.grouping.study_key_hash, champion.study_key_hash),
-            tag_eq(self.tags.grouping.trial_key_hash, champion.trial_key_hash),
-            tag_is_null(self.tags.benchmark.key),
-            status_is("FINISHED"),
-        )
+        legacy = self._legacy_filter(champion.study_key_hash, champion.trial_key_hash)
         records = [r for r in map(self.benchmark_record, self.search(ids, legacy)) if r]
         found = BenchmarkIndex.build(records).find(identity, champion)
         if found is not None:
             warn_fallback(found, champion)
         return found
+
+    def _legacy_filter(self, study: str, trial: str | None = None) -> str:
+        """FINISHED benchmark runs of a study (and trial) written without a ``benchmark_key`` tag."""
+        clauses = [tag_eq(self.tags.stage.key, self.tags.stage.benchmark)]
+        clauses.append(tag_eq(self.tags.grouping.study_key_hash, study))
+        if trial is not None:
+            clauses.append(tag_eq(self.tags.grouping.trial_key_hash, trial))
+        return all_of(*clauses, tag_is_null(self.tags.benchmark.key), status_is("FINISHED"))
 
     def _study_has_legacy(self, experiment_ids: Sequence[str], study: str, epoch: int) -> bool:
         """Does the study have any FINISHED benchmark run without a ``benchmark_key`` tag? (cached)"""
@@ -424,26 +426,16 @@ class MlflowTracking:
         now = time.monotonic()
         if cached is not None and cached[1] == epoch and now - cached[0] < LEGACY_TTL_S:
             return cached[2]
-        flt = all_of(
-            tag_eq(self.tags.stage.key, self.tags.stage.benchmark),
-            tag_eq(self.tags.grouping.study_key_hash, study),
-            tag_is_null(self.tags.benchmark.key),
-            status_is("FINISHED"),
-        )
         with self._store(f"looking for legacy benchmark runs of study {study[:12]}"):
             page = self.client.search_runs(
                 experiment_ids=list(experiment_ids),
-                filter_string=flt,
+                filter_string=self._legacy_filter(study),
                 run_view_type=ViewType.ACTIVE_ONLY,
                 max_results=1,
             )
         has = len(page) > 0
         self._legacy_studies[key] = (now, epoch, has)
         return has
-
-    def forget_legacy_studies(self) -> None:
-        """Forget what was learned about legacy runs (legacy runs were added: ``podium backfill``, the sweeper)."""
-        self._legacy_studies.clear()
 
     def runs_by_id(self, run_ids: Sequence[str]) -> dict[str, Run]:
         """The runs with these ids, whatever their status, in one query per chunk (ids not found are absent)."""

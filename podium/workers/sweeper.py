@@ -44,6 +44,5 @@ def sweep(tracking: MlflowTracking, client: redis.Redis, benchmark_key: str | No
                 "Swept benchmark run %s of %s: %s (%s).", run.info.run_id, key[:12], verdict.action, verdict.reason
             )
     if acted:  # runs changed status: what workers learned about the store's legacy runs may be stale
-        tracking.forget_legacy_studies()
         bump_epoch(client, "a sweep")
     return out
