@@ -99,8 +99,10 @@ class TritonServer:
         self.process.stop()
 
 
-def busy_model(repository: Path, name: str, busy_ms: float, max_batch_size: int = 8) -> None:
-    """A Python-backend model that busy-waits ``busy_ms`` per request (a known service time)."""
+def busy_model(repository: Path, name: str, busy_ms: float, max_batch_size: int = 8) -> Path:
+    """A Python-backend model that busy-waits ``busy_ms`` per request (a known service time). It appends each
+    request's actual wait (ms, wall clock) to the returned file: on a busy machine a preempted wait lasts longer
+    than asked, and that longer time is what the server truly spent."""
     folder = repository / name
     (folder / "1").mkdir(parents=True, exist_ok=True)
     (folder / "config.pbtxt").write_text(
@@ -109,8 +111,15 @@ def busy_model(repository: Path, name: str, busy_ms: float, max_batch_size: int 
         'output [{ name: "scores" data_type: TYPE_FP32 dims: [ -1 ] }]\n'
         "instance_group [{ kind: KIND_CPU count: 1 }]\n"
         f'parameters: {{ key: "busy_ms" value: {{ string_value: "{busy_ms}" }} }}\n'
+        f'parameters: {{ key: "log" value: {{ string_value: "{folder / "waits.log"}" }} }}\n'
     )
     (folder / "1" / "model.py").write_text(BUSY_MODEL)
+    return folder / "waits.log"
+
+
+def logged_waits(log: Path) -> list[float]:
+    """The actual waits a :func:`busy_model` logged, oldest first (ms)."""
+    return [float(line) for line in log.read_text().split()] if log.exists() else []
 
 
 BUSY_MODEL = """\
@@ -124,15 +133,21 @@ import triton_python_backend_utils as pb_utils
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.busy_s = float(json.loads(args["model_config"])["parameters"]["busy_ms"]["string_value"]) / 1000
+        parameters = json.loads(args["model_config"])["parameters"]
+        self.busy_s = float(parameters["busy_ms"]["string_value"]) / 1000
+        self.log = parameters["log"]["string_value"]
 
     def execute(self, requests):
         responses = []
         for request in requests:
             ids = torch.utils.dlpack.from_dlpack(pb_utils.get_input_tensor_by_name(request, "input_ids").to_dlpack())
-            end = time.perf_counter() + self.busy_s
+            start = time.perf_counter()
+            end = start + self.busy_s
             while time.perf_counter() < end:
                 pass
+            waited = time.perf_counter() - start
+            with open(self.log, "a") as log:
+                log.write(f"{waited * 1000:.6f}\\n")
             scores = ids.to(torch.float32) * 0.5
             responses.append(
                 pb_utils.InferenceResponse([pb_utils.Tensor.from_dlpack("scores", torch.utils.dlpack.to_dlpack(scores))])
