@@ -1,10 +1,9 @@
-"""Model inputs built once, before timing: from test data (JSONL token ids) or deterministic synthetic data."""
+"""Model inputs built once, before timing: batches of test data in a fixed order, or deterministic synthetic data."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,6 +11,8 @@ from podium.backends.base import BackendError, InputSpec
 
 #: Token ids are drawn below this when the model's signature does not say its vocabulary size.
 DEFAULT_VOCAB = 1000
+#: A measurement cycles through at most this many distinct batches of test data.
+MAX_DISTINCT_BATCHES = 64
 
 NUMPY_DTYPES = {
     "INT64": np.int64,
@@ -26,30 +27,40 @@ NUMPY_DTYPES = {
 }
 
 
-def load_token_rows(path: Path) -> list[list[int]]:
-    """Read a JSONL file: each line a list of token ids, or an object with ``input_ids``."""
-    rows = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise BackendError(f"test_data {path}: cannot read: {exc.strerror}") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BackendError(f"test_data {path}, line {number}: not JSON ({exc.msg})") from None
-        ids = value.get("input_ids") if isinstance(value, dict) else value
-        if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and i >= 0 for i in ids):
-            raise BackendError(
-                f"test_data {path}, line {number}: expected a non-empty list of non-negative token ids "
-                "or an object with 'input_ids'"
-            )
-        rows.append(ids)
+@dataclass(frozen=True)
+class PlannedBatch:
+    """One request's batch: its sequences (None: synthetic, all ``width`` long) and the length it is padded to."""
+
+    rows: list[list[int]] | None
+    width: int
+
+    @property
+    def longest(self) -> int:
+        """The longest real sequence: what the request's cost follows."""
+        return max(map(len, self.rows)) if self.rows else self.width
+
+
+def plan_batches(
+    rows: Sequence[Sequence[int]] | None,
+    batch_size: int,
+    max_length: int,
+    padding: str = "max_length",
+    seed: int = 0,
+    limit: int = MAX_DISTINCT_BATCHES,
+) -> list[PlannedBatch]:
+    """The requests a measurement cycles through, in a fixed order: test data rows shuffled by ``seed`` and cut
+    into batches (the last one filled from the start), each truncated to ``max_length`` and padded to it
+    (``max_length``) or to its own longest sequence (``longest``, as a serving tokenizer pads); at most
+    ``limit`` distinct batches. Without test data, one synthetic batch of ``max_length``."""
     if not rows:
-        raise BackendError(f"test_data {path}: no token sequences in the file")
-    return rows
+        return [PlannedBatch(None, max_length)]
+    order = np.random.default_rng(seed).permutation(len(rows))
+    count = min(limit, -(-len(rows) // batch_size))
+    plan = []
+    for k in range(count):
+        picked = [list(rows[order[(k * batch_size + j) % len(rows)]])[:max_length] for j in range(batch_size)]
+        plan.append(PlannedBatch(picked, max(map(len, picked)) if padding == "longest" else max_length))
+    return plan
 
 
 def build_inputs(

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from podium.cli.common import console, fail, input_list, int_list, podium_errors
-from podium.core.choices import Backend, Protocol
+from podium.core.choices import Backend, Padding, Protocol
 from podium.core.records import DEFAULT_ARTIFACT_PATH
 
 if TYPE_CHECKING:
@@ -41,6 +41,13 @@ def bench(
         str | None,
         typer.Option(help="Declare the model's inputs: name:DATATYPE:dims,... e.g. a:FP32:-1x-1 (-1: dynamic)"),
     ] = None,
+    test_data: Annotated[
+        Path | None, typer.Option(help="Override benchmarking.test_data: JSONL of token id lists or texts")
+    ] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="Override benchmarking.tokenizer: a tokenizer.json")] = None,
+    padding: Annotated[
+        Padding | None, typer.Option(help="Override benchmarking.padding: max_length or longest (per batch)")
+    ] = None,
     artifact_path: Annotated[str, typer.Option(help="Model path inside the run")] = DEFAULT_ARTIFACT_PATH,
     log: Annotated[bool, typer.Option("--log/--no-log", help="Log the MLflow benchmark run")] = True,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI [env PODIUM_TRACKING_URI]")] = None,
@@ -69,6 +76,9 @@ def bench(
             iterations=iterations,
             batch_sizes=int_list(batch_sizes, "--batch-sizes"),
             inputs=input_list(inputs, "--inputs"),
+            test_data=test_data,
+            tokenizer=tokenizer,
+            padding=padding,
         )
         if run_id:
             source = ModelSource(run_id, artifact_path, None)

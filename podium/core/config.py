@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from podium.core.choices import Aggregation, Backend, Deploy, Policy, Precision, Protocol, RunMode
+from podium.core.choices import Aggregation, Backend, Deploy, Padding, Policy, Precision, Protocol, RunMode
 from podium.core.safety import SafeName, SafeValue
 from podium.core.validation import parse_model
 
@@ -96,8 +96,13 @@ class BenchmarkingSection(StrictModel):
     max_length: PositiveInt = 512
     #: ``null`` picks CUDA when the worker has it, else CPU.
     device: Literal["cpu", "cuda"] | None = None
-    #: JSONL file of token id sequences; ``null`` means deterministic synthetic inputs from ``seed``.
+    #: JSONL file of token id sequences or texts; ``null`` means deterministic synthetic inputs from ``seed``.
     test_data: Path | None = None
+    #: A ``tokenizer.json`` for test data holding texts; ``null``: the one stored with the model.
+    tokenizer: Path | None = None
+    #: ``max_length``: every batch padded to ``max_length`` (the worst case); ``longest``: each batch padded to its
+    #: longest sequence, as a serving tokenizer pads (needs ``test_data`` to vary).
+    padding: Padding = "max_length"
     seed: int = 0
     backend: Backend = "local"
     protocol: Protocol = "http"

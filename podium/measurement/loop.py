@@ -25,6 +25,10 @@ class BatchMeasurement:
     windows: list[LatencySummary]
     stable: bool
     flags: list[str] = field(default_factory=list)
+    #: The samples of the summary (ns, in the order taken), and the ordinal of the first among all calls made
+    #: (warm-up included, from 0): sample ``j`` was call ``first_used + j``.
+    samples_ns: list[int] = field(default_factory=list)
+    first_used: int = 0
 
 
 def measure_batch(
@@ -66,7 +70,8 @@ def measure_batch(
         if windows_agree(windows, rules):
             break
     stable = windows_agree(windows, rules)
-    keep = rules.agree_windows
-    used = [s for w in window_samples[-keep:] for s in w]
-    summary = summarize(used, batch_size, sum(walls[-keep:]))
-    return BatchMeasurement(summary, windows, stable, quality_flags(summary, stable, rules))
+    kept = window_samples[-rules.agree_windows :]
+    used = [s for w in kept for s in w]
+    summary = summarize(used, batch_size, sum(walls[-len(kept) :]))
+    first_used = cfg.warmup_iterations + (len(window_samples) - len(kept)) * cfg.iterations
+    return BatchMeasurement(summary, windows, stable, quality_flags(summary, stable, rules), used, first_used)

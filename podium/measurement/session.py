@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,10 +13,12 @@ from typing import Any
 
 from podium.backends.base import InferenceBackend, ServerStats
 from podium.backends.factory import make_backend
-from podium.backends.inputs import build_inputs, load_token_rows
+from podium.backends.inputs import build_inputs, plan_batches
+from podium.backends.test_data import load_token_rows
 from podium.core.config import BenchmarkConfig
 from podium.core.metric_names import server_metrics, summary_metrics
 from podium.measurement.artifacts import ModelSource, fetch
+from podium.measurement.lengths import length_profile
 from podium.measurement.loop import BatchMeasurement, Clock, Progress, measure_batch
 from podium.tracking.tracker import MlflowTracking
 
@@ -38,22 +41,26 @@ def run_measurement(
     progress: Progress | None = None,
     clock: Clock = time.perf_counter_ns,
     config_hash: str | None = None,
+    model_file: Path | None = None,
 ) -> Measured:
+    """Measure every batch size, cycling through the planned requests (test data in a fixed order, or one
+    synthetic batch). ``model_file``: where a tokenizer stored with the model is looked for."""
     cfg = config.benchmarking
     specs = backend.prepare()
-    rows = load_token_rows(cfg.test_data) if cfg.test_data else None
+    rows = load_token_rows(cfg.test_data, cfg.tokenizer, model_file) if cfg.test_data else None
     metrics: dict[str, float] = {}
     per_batch: dict[str, Any] = {}
     stability = []
     for b in cfg.batch_sizes:
-        call = backend.bind(build_inputs(specs, b, cfg.max_length, rows, cfg.seed))
+        plan = plan_batches(rows, b, cfg.max_length, cfg.padding, cfg.seed)
+        call = cycle([backend.bind(build_inputs(specs, b, p.width, p.rows, cfg.seed)) for p in plan])
         snapshots: list[ServerStats | None] = []
         m = measure_batch(
             call, b, cfg, clock, progress, on_measure_start=lambda taken=snapshots: taken.append(backend.stats())
         )
         after = backend.stats()
         metrics |= summary_metrics(m.summary, m.stable)
-        per_batch[str(b)] = _batch_entry(m)
+        per_batch[str(b)] = _batch_entry(m) | {"lengths": length_profile(plan, m.samples_ns, m.first_used, cfg.padding)}
         server = _server_breakdown(snapshots[0] if snapshots else None, after, m)
         if server:
             metrics |= server_metrics(b, *server)
@@ -70,9 +77,23 @@ def run_measurement(
         "benchmark_config_hash": config_hash,
         "inputs": [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)} for s in specs],
         "batches": per_batch,
-        "notes": backend.notes(),
+        "notes": backend.notes() + _padding_notes(cfg.padding, rows),
     }
     return Measured(metrics, summary, hardware.summary, ",".join(stability))
+
+
+def cycle(calls: list[Callable[[], object]]) -> Callable[[], object]:
+    """One call that makes the given requests in turn: call ``k`` (from 0) is ``calls[k % len(calls)]``."""
+    if len(calls) == 1:
+        return calls[0]
+    following = itertools.cycle(calls).__next__
+    return lambda: following()()
+
+
+def _padding_notes(padding: str, rows: list[list[int]] | None) -> list[str]:
+    if padding == "longest" and not rows:
+        return ["padding: longest without test_data: every synthetic sequence is max_length long"]
+    return []
 
 
 def _batch_entry(m: BatchMeasurement) -> dict[str, Any]:
@@ -127,6 +148,6 @@ def measure_model(
             deployment_name=name,
         )
         try:
-            return run_measurement(backend, config, progress=progress, config_hash=config_hash)
+            return run_measurement(backend, config, progress=progress, config_hash=config_hash, model_file=model_file)
         finally:
             backend.close()

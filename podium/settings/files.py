@@ -66,17 +66,23 @@ def load_tags(path: Path | str | None = None, config_dir: Path = Path("config"))
 
 
 def input_fingerprint(cfg: BenchmarkingSection) -> str:
-    """What the inputs are made of: the test data file's content hash, or the synthetic seed."""
+    """What the inputs are made of: the test data file's content hash (and the tokenizer's, when one is set),
+    or the synthetic seed."""
     if cfg.test_data is None:
         return synthetic_input_fingerprint(cfg.seed)
+    digest = _file_digest(cfg.test_data, "test_data", "a JSONL file of token id sequences or texts")
+    if cfg.tokenizer is None:
+        return f"file:sha256:{digest}"
+    return f"file:sha256:{digest}+tokenizer:sha256:{_file_digest(cfg.tokenizer, 'tokenizer', 'a tokenizer.json')}"
+
+
+def _file_digest(path: Path, field: str, what: str) -> str:
     try:
-        digest = hashlib.sha256(Path(cfg.test_data).read_bytes()).hexdigest()
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError as exc:
         raise ConfigError(
-            f"benchmarking.test_data: cannot read {cfg.test_data}: {exc.strerror}; "
-            "point it at a JSONL file of token id sequences or set it to null"
+            f"benchmarking.{field}: cannot read {path}: {exc.strerror}; point it at {what} or set it to null"
         ) from None
-    return f"file:sha256:{digest}"
 
 
 def config_hash_of(cfg: BenchmarkConfig) -> str:

@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 from podium.backends.base import BackendError, InputSpec
 from podium.backends.local import LocalBackend, save_torchscript
 from podium.demo.model import TinyTagger, export
+from tests.token_models import BertStyleTagger, traced
 
 STUDY, TRIAL = "5" * 64, "7" * 64
 
@@ -173,38 +174,13 @@ def test_declared_inputs_fill_a_model_podium_cannot_describe(
     assert bad.returncode == 2 and "--inputs takes name:DATATYPE:dims" in bad.stderr
 
 
-class BertStyleTagger(torch.nn.Module):
-    """A Transformers-style token classifier: forward(input_ids, attention_mask[, token_type_ids])."""
-
-    def __init__(self, vocab: int = 100, types: bool = False):
-        super().__init__()
-        self.embeddings = torch.nn.Embedding(vocab, 8)
-        self.type_embeddings = torch.nn.Embedding(2, 8) if types else None
-        self.classifier = torch.nn.Linear(8, 5)
-
-    def forward(self, input_ids, attention_mask, token_type_ids=None):
-        hidden = self.embeddings(input_ids)
-        if self.type_embeddings is not None:
-            hidden = hidden + self.type_embeddings(token_type_ids)
-        return self.classifier(hidden * attention_mask.unsqueeze(-1))
-
-
 @pytest.mark.parametrize("types", [False, True], ids=["ids+mask", "ids+mask+types"])
 def test_a_traced_transformers_style_model_is_measured_without_a_signature(
     store_uri: str, client: MlflowClient, tmp_path: Path, types: bool
 ) -> None:
     """No podium signature file: the inputs come from forward's argument names, token ids stay inside the
     model's own vocabulary (100 rows here, below podium's default of 1000)."""
-    model = BertStyleTagger(vocab=100, types=types).eval()
-    example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
-    example += (torch.zeros(2, 8, dtype=torch.long),) if types else ()
-    path = tmp_path / "src" / "model.pt"
-    path.parent.mkdir(parents=True)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(torch.jit.trace(model, example), str(path))
+    path = traced(BertStyleTagger(vocab=100, types=types), tmp_path / "src" / "model.pt", types)
     backend = LocalBackend(path, "cpu")
     specs = backend.prepare()
     expected = ["input_ids", "attention_mask"] + (["token_type_ids"] if types else [])

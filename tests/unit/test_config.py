@@ -108,3 +108,23 @@ def test_declared_inputs_enter_the_hash_only_when_declared() -> None:
         BenchmarkConfig().with_overrides(inputs=[{"name": "a", "datatype": "FP32", "shape": [0]}])
     with pytest.raises(ConfigError, match="datatype"):
         BenchmarkConfig().with_overrides(inputs=[{"name": "a", "datatype": "COMPLEX", "shape": [-1]}])
+
+
+def test_padding_enters_the_hash_only_when_longest_and_the_tokenizer_the_fingerprint(tmp_path: Path) -> None:
+    from podium.core.identity import benchmark_config_hash, measurement_settings
+
+    plain = BenchmarkConfig().benchmarking
+    assert "padding" not in measurement_settings(plain, "fp")  # hashes of existing configs are unchanged
+    longest = BenchmarkConfig().with_overrides(padding="longest").benchmarking
+    assert benchmark_config_hash(longest, "fp") != benchmark_config_hash(plain, "fp")
+    with pytest.raises(ConfigError, match="padding"):
+        BenchmarkConfig().with_overrides(padding="shortest")
+    data, tokenizer = tmp_path / "texts.jsonl", tmp_path / "tokenizer.json"
+    data.write_text('"a text"\n')
+    tokenizer.write_text("{}")
+    bare = input_fingerprint(BenchmarkingSection(test_data=data))
+    with_tokenizer = input_fingerprint(BenchmarkingSection(test_data=data, tokenizer=tokenizer))
+    tokenizer.write_text('{"changed": 1}')
+    assert len({bare, with_tokenizer, input_fingerprint(BenchmarkingSection(test_data=data, tokenizer=tokenizer))}) == 3
+    with pytest.raises(ConfigError, match="benchmarking.tokenizer: cannot read"):
+        input_fingerprint(BenchmarkingSection(test_data=data, tokenizer=tmp_path / "missing.json"))

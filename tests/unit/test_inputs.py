@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from podium.backends.base import BackendError, InputSpec
-from podium.backends.inputs import build_inputs, load_token_rows
+from podium.backends.inputs import build_inputs
+from podium.backends.test_data import load_token_rows
 from podium.backends.triton_deploy import PYTHON_MODEL, model_config, model_files, to_pbtxt
 
 IDS = InputSpec("input_ids", "INT64", (-1, -1), vocab_size=50)
