@@ -87,18 +87,20 @@ def committed_result(
     champion_run: str = "champion",
     config_hash: str = CONFIG,
     fast: bool = False,
+    stable: bool | None = None,
 ) -> BenchmarkResult:
     """A FINISHED benchmark run in MLflow and (when ``r``) its result event in the stream, as a worker commits.
-    ``fast`` skips the benchmark.json artifact."""
+    ``fast`` skips the benchmark.json artifact; ``stable`` adds the run's stability flag."""
     tags = result_tags(tracking, study, trial, champion_run, config_hash)
+    metrics = {"latency_batch_1_ms": latency} | ({} if stable is None else {"latency_batch_1_stable": float(stable)})
     if fast:
         run_id, _ = tracking.start_benchmark_run(tags)
-        tracking.client.log_batch(run_id, metrics=[Metric("latency_batch_1_ms", latency, 0, 0)])
+        tracking.client.log_batch(run_id, metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()])
         tracking.finish_run(run_id)
     else:
-        run_id = tracking.log_benchmark_run(tags, {"latency_batch_1_ms": latency}, {"latency": latency})
+        run_id = tracking.log_benchmark_run(tags, metrics, {"latency": latency})
     run = tracking.client.get_run(run_id)
-    result = result_event(run_id, run.info.start_time, study, trial, latency, champion_run, config_hash)
+    result = result_event(run_id, run.info.start_time, study, trial, latency, champion_run, config_hash, metrics)
     if r is not None:
         r.xadd(keys.BENCHMARKS_STREAM, {"data": result.encode()})
     return result
@@ -112,7 +114,14 @@ def result_tags(tracking: MlflowTracking, study: str, trial: str, champion_run: 
 
 
 def result_event(
-    run_id: str, start_time: int, study: str, trial: str, latency: float, champion_run: str, config_hash: str = CONFIG
+    run_id: str,
+    start_time: int,
+    study: str,
+    trial: str,
+    latency: float,
+    champion_run: str,
+    config_hash: str = CONFIG,
+    metrics: dict[str, float] | None = None,
 ) -> BenchmarkResult:
     """The result event a worker commits for a benchmark run."""
     return BenchmarkResult(
@@ -123,7 +132,7 @@ def result_event(
         trial_key_hash=trial,
         config_hash=config_hash,
         champion_run_id=champion_run,
-        metrics={"latency_batch_1_ms": latency},
+        metrics=metrics or {"latency_batch_1_ms": latency},
         device="synthetic",
         worker="w",
         fencing_token=1,

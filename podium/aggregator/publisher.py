@@ -77,6 +77,7 @@ class Publisher:
                 reason=reason,
                 best=best,
                 candidates=len(selection.candidates) if selection else 0,
+                unstable_candidates=sum(c.unstable for c in selection.candidates) if selection else 0,
                 policy=policy,
                 aggregation=aggregation,
                 published_at=time.time(),

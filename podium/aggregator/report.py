@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from podium.core.config import SelectionConfig
+from podium.core.metric_names import batch_size_of
 from podium.core.pareto import pareto_front
-from podium.core.selection import Selection
+from podium.core.selection import Candidate, Selection
 
 if TYPE_CHECKING:
     from podium.tracking.tracker import MlflowTracking
@@ -27,8 +28,24 @@ def _name(sel: Selection) -> str:
     return f"{sel.study_key_hash[:12]}-{(sel.benchmark_config_hash or 'legacy')[:12]}"
 
 
-def chart(sel: Selection, config: SelectionConfig, path: Path) -> int:
-    """Scatter of every candidate, the Pareto front, the chosen model, the tolerance band. Returns points."""
+def point_label(c: Candidate) -> str:
+    """What a point of the chart says of its candidate: the trial (short hash) and the backbone."""
+    return c.trial_key_hash[:7] + (f" {c.backbone}" if c.backbone else "")
+
+
+def chart_title(sel: Selection, config: SelectionConfig, device: str | None) -> str:
+    """The study, the batch size and the device measured on; then the config and how latency was aggregated."""
+    batch = batch_size_of(config.benchmark.latency_metric)
+    return (
+        f"study {sel.study_key_hash[:12]} · batch {batch if batch is not None else '?'} · "
+        f"{device or 'device unknown'}\nconfig {(sel.benchmark_config_hash or 'legacy')[:12]} · "
+        f"{config.selection.policy} · {config.benchmark.latency_aggregation} of {config.benchmark.latency_metric}"
+    )
+
+
+def chart(sel: Selection, config: SelectionConfig, path: Path, device: str | None = None) -> int:
+    """Scatter of every candidate (labelled with its trial and backbone; unstable ones ringed), the Pareto
+    front, the chosen model, the tolerance band; the legend beside the plot, off the points. Returns points."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,8 +55,21 @@ def chart(sel: Selection, config: SelectionConfig, path: Path) -> int:
     xs = [c.latency_ms for c in sel.candidates]
     ys = [c.f1_score for c in sel.candidates]
     front = pareto_front(sel.candidates, maximize)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(9.5, 5), dpi=110)
     ax.scatter(xs, ys, s=28, color="#7f8c8d", label=f"candidates ({len(xs)})", zorder=2)
+    doubtful = [c for c in sel.candidates if c.unstable]
+    if doubtful:
+        ax.scatter(
+            [c.latency_ms for c in doubtful],
+            [c.f1_score for c in doubtful],
+            s=110,
+            facecolors="none",
+            edgecolors="#c0392b",
+            label=f"unstable: figure in doubt ({len(doubtful)})",
+            zorder=5,
+        )
+    for c in sel.candidates:
+        ax.annotate(point_label(c), (c.latency_ms, c.f1_score), xytext=(4, 4), textcoords="offset points", fontsize=6)
     ax.plot(
         [c.latency_ms for c in front],
         [c.f1_score for c in front],
@@ -68,9 +98,9 @@ def chart(sel: Selection, config: SelectionConfig, path: Path) -> int:
         ax.axhspan(lo, hi, color="#f1c40f", alpha=0.2, label=f"tolerance ±{config.selection.accuracy_tolerance:g}")
     ax.set_xlabel(f"latency ms ({config.benchmark.latency_aggregation} of {config.benchmark.latency_metric})")
     ax.set_ylabel(config.objective.metric)
-    ax.set_title(f"study {sel.study_key_hash[:12]} · config {(sel.benchmark_config_hash or 'legacy')[:12]}")
+    ax.set_title(chart_title(sel, config, device), fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -78,13 +108,19 @@ def chart(sel: Selection, config: SelectionConfig, path: Path) -> int:
 
 
 COLUMNS = ("rank", "trial", "backbone", "objective", "latency ms", "runs", "score", "artifact run")
+#: Marks an unstable candidate in the rank column; explained under each table that has one.
+UNSTABLE_MARK = "⚠"
+UNSTABLE_NOTE = (
+    f"{UNSTABLE_MARK} unstable: the representative run's windows never agreed, so its latency is in doubt "
+    "(its mean and p50 may differ widely); benchmark.exclude_unstable leaves such candidates out."
+)
 NUMERIC = {"objective", "latency ms", "runs", "score"}
 
 
 def rows(sel: Selection) -> list[list[str]]:
     return [
         [
-            str(i + 1) + (" ★" if c is sel.best else ""),
+            str(i + 1) + (" ★" if c is sel.best else "") + (f" {UNSTABLE_MARK}" if c.unstable else ""),
             c.trial_key_hash[:12],
             c.backbone or "-",
             f"{c.f1_score:.4f}",
@@ -97,11 +133,11 @@ def rows(sel: Selection) -> list[list[str]]:
     ]
 
 
-def write(sel: Selection, config: SelectionConfig, out: Path) -> ReportFiles:
+def write(sel: Selection, config: SelectionConfig, out: Path, device: str | None = None) -> ReportFiles:
     out.mkdir(parents=True, exist_ok=True)
     name = _name(sel)
     png = out / f"selection-{name}.png"
-    points = chart(sel, config, png)
+    points = chart(sel, config, png, device)
     md = out / f"selection-{name}.md"
     table = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     table += ["| " + " | ".join(r) + " |" for r in rows(sel)]
@@ -109,16 +145,26 @@ def write(sel: Selection, config: SelectionConfig, out: Path) -> ReportFiles:
         f"# Selection: study {sel.study_key_hash}\n\nconfig `{sel.benchmark_config_hash}`, policy "
         f"`{config.selection.policy}`, latency `{config.benchmark.latency_aggregation}`\n\n"
         + "\n".join(table)
+        + (f"\n\n{UNSTABLE_NOTE}" if any(c.unstable for c in sel.candidates) else "")
         + f"\n\n![chart]({png.name})\n"
     )
     page = out / f"selection-{name}.html"
     cells = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in rows(sel))
     heads = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    note = f"<p>{html.escape(UNSTABLE_NOTE)}</p>" if any(c.unstable for c in sel.candidates) else ""
     page.write_text(
         f"<html><body><h1>Study {html.escape(sel.study_key_hash)}</h1><img src='{png.name}'>"
-        f"<table border=1><tr>{heads}</tr>{cells}</table></body></html>"
+        f"<table border=1><tr>{heads}</tr>{cells}</table>{note}</body></html>"
     )
     return ReportFiles(png, md, page, points)
+
+
+def device_of(tracking: MlflowTracking, sel: Selection) -> str | None:
+    """The device the best candidate's representative run was measured on (its device tag)."""
+    try:
+        return tracking.client.get_run(sel.best.benchmark_run_id).data.tags.get(tracking.tags.benchmark.device)
+    except Exception:  # a title detail: an unreadable run leaves it "unknown"
+        return None
 
 
 def log_to_mlflow(tracking: MlflowTracking, sel: Selection, files: ReportFiles) -> str:
@@ -165,7 +211,7 @@ class NewBestReporter:
         import logging
 
         try:
-            log_to_mlflow(self.tracking, sel, write(sel, self.config, self.out))
+            log_to_mlflow(self.tracking, sel, write(sel, self.config, self.out, device_of(self.tracking, sel)))
         except Exception as exc:  # a report is a convenience; never take the aggregator down
             logging.getLogger(__name__).warning("Selection report for %s failed: %s", sel.study_key_hash[:12], exc)
 

@@ -26,7 +26,7 @@ def report(
 
     settings = PodiumSettings()
     with podium_errors():
-        from podium.aggregator.report import log_to_mlflow, write
+        from podium.aggregator.report import device_of, log_to_mlflow, write
         from podium.tracking.tracker import MlflowTracking
 
         if study:
@@ -40,7 +40,7 @@ def report(
             selections = [s for s in selections if s.study_key_hash == chosen]
         for sel in selections:
             with needs_extra("demo", "podium report (charts with matplotlib)"):
-                files = write(sel, cfg, out)
+                files = write(sel, cfg, out, device_of(tracking, sel))
             run = log_to_mlflow(tracking, sel, files) if log else None
             console.print(f"{files.chart}  ({files.points} candidates)" + (f"  logged in run {run}" if run else ""))
     if not selections:

@@ -71,7 +71,7 @@ def select(
 
 
 def _print_tables(selections: list[Selection], policy: str, aggregation: str, unjoined: int) -> None:
-    from podium.aggregator.report import COLUMNS, NUMERIC, rows
+    from podium.aggregator.report import COLUMNS, NUMERIC, UNSTABLE_NOTE, rows
 
     if not selections:
         console.print("Nothing to select: no FINISHED benchmark run could be joined with a trial run.")
@@ -83,5 +83,7 @@ def _print_tables(selections: list[Selection], policy: str, aggregation: str, un
         for row in rows(s):
             table.add_row(*row)
         console.print(table)
+        if any(c.unstable for c in s.candidates):
+            console.print(UNSTABLE_NOTE)
     if unjoined:
         console.print(f"[yellow]{unjoined} benchmark group(s) had no FINISHED trial run with the objective metric.")

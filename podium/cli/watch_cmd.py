@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 def render(rows: dict[tuple[str, str | None], BestModelUpdate]) -> Table:
     table = Table(title="podium: best model per study and benchmark config (live)")
-    for col in ("study", "config", "seq", "why", "trial", "backbone", "objective", "latency ms", "runs", "at"):
+    columns = ("study", "config", "seq", "why", "trial", "backbone", "objective", "latency ms", "runs", "doubt", "at")
+    for col in columns:
         table.add_column(col, justify="right" if col in ("seq", "objective", "latency ms", "runs") else "left")
     for (study, config), u in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         b = u.best
@@ -31,9 +32,17 @@ def render(rows: dict[tuple[str, str | None], BestModelUpdate]) -> Table:
             f"{b.f1_score:.4f}" if b else "-",
             f"{b.latency_ms:.3f}" if b else "-",
             str(b.benchmark_runs_count) if b else "-",
+            doubt(u),
             time.strftime("%H:%M:%S", time.localtime(u.published_at)),
         )
     return table
+
+
+def doubt(update: BestModelUpdate) -> str:
+    """``unstable`` when the best's figure is in doubt, and how many candidates are."""
+    best = "unstable" if update.best is not None and update.best.unstable else ""
+    others = f"{update.unstable_candidates}/{update.candidates} unstable" if update.unstable_candidates else ""
+    return " · ".join(p for p in (best, others) if p) or "-"
 
 
 def watch(

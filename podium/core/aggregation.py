@@ -46,6 +46,8 @@ class Sample:
     start_time: int
     run_id: str
     latency_ms: float
+    #: False when the run's measurement windows never agreed (its figures are in doubt).
+    stable: bool = True
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,9 @@ class BenchmarkSelectionSection(StrictModel):
     latency_aggregation: Aggregation = "median"
     #: Rolling window: the newest ``window`` runs of a group are aggregated.
     window: PositiveInt = 10
+    #: Leave out candidates whose representative run is ``unstable`` (its windows never agreed); by default
+    #: they compete and are marked.
+    exclude_unstable: bool = False
 
 
 class SelectionSection(StrictModel):

@@ -21,8 +21,9 @@ class View:
     """What a published update says of a scope (None stands for "no best")."""
 
     best: tuple[str, str]  # (trial_key_hash, benchmark_key)
-    figures: tuple[float, float, int]  # (objective, latency_ms, runs aggregated)
+    figures: tuple[float, float, int, bool]  # (objective, latency_ms, runs aggregated, unstable)
     candidates: int
+    unstable_candidates: int = 0
 
 
 @dataclass(frozen=True)
@@ -35,23 +36,26 @@ def candidate_view(c: Candidate) -> CandidateView:
     return CandidateView(**{k: getattr(c, k) for k in CandidateView.model_fields})
 
 
-def _view(best: CandidateView | Candidate | None, candidates: int) -> View | None:
+def _view(best: CandidateView | Candidate | None, candidates: int, unstable: int) -> View | None:
     if best is None:
         return None
     return View(
         (best.trial_key_hash, best.benchmark_key),
-        (best.f1_score, best.latency_ms, best.benchmark_runs_count),
+        (best.f1_score, best.latency_ms, best.benchmark_runs_count, best.unstable),
         candidates,
+        unstable,
     )
 
 
 def view_of_selection(selection: Selection | None) -> View | None:
-    return _view(selection.best, len(selection.candidates)) if selection else None
+    if selection is None:
+        return None
+    return _view(selection.best, len(selection.candidates), sum(c.unstable for c in selection.candidates))
 
 
 def view_of_update(update: BestModelUpdate | None) -> View | None:
     """The view a stored update gave its subscribers (None for no update, or for a ``removed`` one)."""
-    return _view(update.best, update.candidates) if update else None
+    return _view(update.best, update.candidates, update.unstable_candidates) if update else None
 
 
 def decide(published: View | None, selection: Selection | None) -> Decision | None:

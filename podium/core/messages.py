@@ -121,6 +121,8 @@ class CandidateView(BaseModel):
     artifact_run_id: str
     backbone: str | None = None
     composite_score: float | None = None
+    #: The representative run's windows never agreed: its figure is in doubt.
+    unstable: bool = False
 
 
 class BestModelUpdate(Message):
@@ -133,6 +135,8 @@ class BestModelUpdate(Message):
     reason: Literal["first", "new_best", "figures_changed", "candidates_changed", "removed"]
     best: CandidateView | None
     candidates: int
+    #: How many of the ranked candidates are unstable (the best included).
+    unstable_candidates: int = 0
     policy: str
     aggregation: str
     published_at: float

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import re
+
 from podium.core.stats import LatencySummary
 
 
 def latency_metric(batch_size: int, stat: str = "") -> str:
     """``latency_batch_{b}_ms`` (the mean) or ``latency_batch_{b}_{stat}_ms``."""
     return f"latency_batch_{batch_size}_{stat + '_' if stat else ''}ms"
+
+
+def batch_size_of(metric: str) -> int | None:
+    """The batch size a per-batch metric is measured at (``latency_batch_8_p50_ms`` -> 8), else None."""
+    match = _BATCH.match(metric)
+    return int(match.group(1)) if match else None
+
+
+def stability_metric(latency_metric_name: str) -> str | None:
+    """The run's stability flag (1: its windows agreed) for the batch size a latency metric is measured at:
+    ``latency_batch_8_p50_ms`` -> ``latency_batch_8_stable``; None for a metric of no batch size."""
+    b = batch_size_of(latency_metric_name)
+    return None if b is None else f"latency_batch_{b}_stable"
+
+
+_BATCH = re.compile(r"^(?:latency|server_compute|server_queue|client_overhead)_batch_(\d+)_")
 
 
 def summary_metrics(s: LatencySummary, stable: bool) -> dict[str, float]:

@@ -3,7 +3,8 @@
 ``weighted`` (default): objective and latency min-max normalised over the scope's candidates, latency
 inverted, combined with ``scoring.f1_weight`` / ``scoring.latency_weight``. ``tolerance``: highest
 objective; among candidates within ``accuracy_tolerance`` of the top, the lowest latency. Both drop
-candidates over ``max_latency_ms`` and break ties by ``trial_key_hash`` (then ``benchmark_key``).
+candidates over ``max_latency_ms`` (and unstable ones under ``exclude_unstable``) and break ties by
+``trial_key_hash`` (then ``benchmark_key``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class Candidate:
     artifact_run_id: str
     backbone: str | None
     composite_score: float | None = None
+    #: The representative run's windows never agreed: its figure is in doubt (mean and p50 may differ widely).
+    unstable: bool = False
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,10 @@ class Selection:
 
 
 def rank(candidates: Sequence[Candidate], config: SelectionConfig) -> list[Candidate]:
-    """Candidates of one scope, eligible ones only, best first (scored under ``weighted``)."""
-    limit = config.selection.max_latency_ms
-    eligible = [c for c in candidates if limit is None or c.latency_ms <= limit]
+    """Candidates of one scope, eligible ones only, best first (scored under ``weighted``). Unstable ones are
+    eligible unless ``benchmark.exclude_unstable``."""
+    limit, stable_only = config.selection.max_latency_ms, config.benchmark.exclude_unstable
+    eligible = [c for c in candidates if (limit is None or c.latency_ms <= limit) and not (stable_only and c.unstable)]
     if not eligible:
         return []
     if config.selection.policy == "weighted":

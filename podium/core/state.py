@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from podium.core.aggregation import GroupKey, Sample, ScopeKey, Window, aggregate, group_key, scope_key
 from podium.core.config import SelectionConfig
+from podium.core.metric_names import stability_metric
 from podium.core.records import BenchmarkRecord, TrialRecord
 from podium.core.selection import Candidate, Selection, rank
 
@@ -71,7 +72,8 @@ class SelectionState:
             return None
         gkey, skey = group_key(record), scope_key(record)
         window = self.windows.get(gkey) or Window(bench.window)
-        updated = window.add(Sample(record.start_time, record.run_id, float(record.metrics[bench.latency_metric])))
+        latency = float(record.metrics[bench.latency_metric])
+        updated = window.add(Sample(record.start_time, record.run_id, latency, _stable(record, bench.latency_metric)))
         if updated is window and gkey in self.windows:
             return None
         self.windows[gkey] = updated
@@ -115,6 +117,7 @@ class SelectionState:
                     trial_run_id=trial.run_id,
                     artifact_run_id=artifact.run_id,
                     backbone=trial.backbone or (side.refit.backbone if side.refit else None),
+                    unstable=not agg.representative.stable,
                 )
             )
         return out
@@ -131,6 +134,13 @@ class SelectionState:
 
     def scopes(self) -> list[ScopeKey]:
         return sorted(self.scope_groups, key=_scope_order)
+
+
+def _stable(record: BenchmarkRecord, latency_metric: str) -> bool:
+    """A run is in doubt only when it says so: its stability flag for the latency metric's batch size is 0
+    (runs without the flag, legacy ones, are taken as stable)."""
+    flag = stability_metric(latency_metric)
+    return flag is None or record.metrics.get(flag) != 0.0
 
 
 def _objective(record: TrialRecord | None) -> float | None:

@@ -42,6 +42,9 @@ class StoreSpec:
     seed: int = 0
     experiment: str = "training"
     batch_sizes: tuple[int, ...] = (1,)
+    #: Trials (by index in each study) whose benchmark runs never settled: flagged unstable, their mean
+    #: pulled up by outliers far above their p50.
+    unstable_trials: tuple[int, ...] = ()
     tags: TagsRegistry = field(default_factory=TagsRegistry)
 
 
@@ -114,12 +117,14 @@ def generate_store(tracking_uri: str, spec: StoreSpec, artifact_location: str | 
                         t.benchmark.champion_run_id: champion,
                     }
                 metrics = {}
+                unstable = i in spec.unstable_trials
                 for b in spec.batch_sizes:
                     lat = base * b**0.5 * rng.uniform(0.95, 1.10)
                     metrics |= {
-                        f"latency_batch_{b}_ms": lat,
+                        f"latency_batch_{b}_ms": lat * (20.0 if unstable else 1.0),
                         f"latency_batch_{b}_p50_ms": lat * 0.98,
                         f"throughput_batch_{b}_per_s": 1000.0 * b / lat,
+                        f"latency_batch_{b}_stable": 0.0 if unstable else 1.0,
                     }
                 run(t.stage.benchmark, bench_tags, metrics, {})
                 out.benchmark_runs += 1

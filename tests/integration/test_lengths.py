@@ -81,7 +81,7 @@ def test_longest_padding_times_real_lengths_and_is_faster(model: Path, lengths_8
     # the same 64 sequences either way: only the padding differs
     for key in ("p50_tokens", "p90_tokens", "max_tokens", "sequences"):
         assert profile[key] == full_profile[key]
-    assert 8 <= profile["padded_to"]["min"] and profile["padded_to"]["max"] <= 128
+    assert profile["padded_to"]["min"] >= 8 and profile["padded_to"]["max"] <= 128
     quartiles = profile["by_length_quartile"]
     assert [q["quartile"] for q in quartiles] == [1, 2, 3, 4]
     assert sum(q["requests"] for q in quartiles) == longest["batches"]["1"]["count"]  # every timed request
@@ -90,7 +90,9 @@ def test_longest_padding_times_real_lengths_and_is_faster(model: Path, lengths_8
     assert longest["batches"]["1"]["p50_ms"] < full["batches"]["1"]["p50_ms"]
 
 
-def test_two_runs_of_one_config_time_identical_request_shapes(model: Path, lengths_8_to_128: Path, tmp_path: Path) -> None:
+def test_two_runs_of_one_config_time_identical_request_shapes(
+    model: Path, lengths_8_to_128: Path, tmp_path: Path
+) -> None:
     cfg = config(tmp_path, test_data=str(lengths_8_to_128), padding="longest", batch_sizes=[1, 4])
     first, first_shapes = measure(model, cfg)
     second, second_shapes = measure(model, cfg)
@@ -133,10 +135,10 @@ def test_texts_with_the_tokenizer_stored_in_the_model(tmp_path: Path) -> None:
     raw = word_level_tokenizer(tmp_path / "tok.json").read_text()
     model = traced(BertStyleTagger(vocab=100), tmp_path / "with-tokenizer" / "model.pt", extra={"tokenizer.json": raw})
     data = texts(tmp_path / "texts.jsonl", [3, 7])
-    summary, shapes = measure(model, config(tmp_path, test_data=str(data), padding="longest"))
+    _, shapes = measure(model, config(tmp_path, test_data=str(data), padding="longest"))
     assert {s[1] for s in shapes} == {3, 7}
     bare = traced(BertStyleTagger(vocab=100), tmp_path / "bare" / "model.pt")
-    with pytest.raises(BackendError, match="holds texts but no tokenizer was found: set benchmarking.tokenizer"):
+    with pytest.raises(BackendError, match=r"holds texts but no tokenizer was found: set benchmarking\.tokenizer"):
         measure(bare, config(tmp_path, test_data=str(data)))
 
 

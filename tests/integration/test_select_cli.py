@@ -22,6 +22,7 @@ CANDIDATE_KEYS = {
     "trial_run_id",
     "artifact_run_id",
     "backbone",
+    "unstable",
 }
 
 
@@ -107,3 +108,25 @@ def test_experiment_filter_and_env_tracking_uri(store_uri: str, generated, tmp_p
     )
     assert env_run.returncode == 0, env_run.stderr
     assert len(json.loads(env_run.stdout)["selections"]) == 2
+
+
+def test_unstable_candidates_are_marked_and_left_out_when_configured(store_uri: str, tmp_path: Path) -> None:
+    """Trial 0's runs never settled (mean 20x its p50): ranked on p50 it would win, so it is marked; with
+    benchmark.exclude_unstable it is out."""
+    generate_store(store_uri, StoreSpec(studies=1, trials_per_study=3, benchmarks_per_trial=3, unstable_trials=(0,)))
+    on_p50 = tmp_path / "p50.yaml"
+    on_p50.write_text("benchmark:\n  latency_metric: latency_batch_1_p50_ms\n")
+    out = podium("select", "--tracking-uri", store_uri, "--json", "--config", str(on_p50))
+    assert out.returncode == 0, out.stderr
+    (sel,) = json.loads(out.stdout)["selections"]
+    marked = [c for c in sel["candidates"] if c["unstable"]]
+    assert len(sel["candidates"]) == 3 and len(marked) == 1
+    excluding = tmp_path / "stable-only.yaml"
+    excluding.write_text(on_p50.read_text() + "  exclude_unstable: true\n")
+    out = podium("select", "--tracking-uri", store_uri, "--json", "--config", str(excluding))
+    (sel,) = json.loads(out.stdout)["selections"]
+    assert len(sel["candidates"]) == 2 and not any(c["unstable"] for c in sel["candidates"])
+    assert marked[0]["trial_key_hash"] not in {c["trial_key_hash"] for c in sel["candidates"]}
+    table = podium("select", "--tracking-uri", store_uri, "--config", str(on_p50))
+    assert table.returncode == 0 and table.stdout.count("⚠") == 2, table.stdout  # the row and the note
+    assert "unstable: the representative run's windows never agreed" in " ".join(table.stdout.split())

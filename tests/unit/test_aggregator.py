@@ -196,3 +196,22 @@ def test_an_uncommitted_run_is_dead_lettered_and_a_skewed_start_replaced(
     assert agg.stats.skewed == 1
     final = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
     assert final.best.latency_ms == 7.0  # the run two hours "ahead" does not pin `latest`
+
+
+def test_updates_mark_an_unstable_best_and_count_unstable_candidates(r, client: MlflowClient, tracking) -> None:
+    trial_run(client, S, T1, 0.9)
+    trial_run(client, S, T2, 0.8)
+    agg = aggregator(r, tracking)
+    committed_result(tracking, r, S, T1, 5.0, champion_run="c1", stable=False)
+    committed_result(tracking, r, S, T2, 50.0, champion_run="c2", stable=True)
+    drain(agg)
+    final = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
+    assert final.best.trial_key_hash == T1 and final.best.unstable and final.unstable_candidates == 1
+    ids = tracking.experiment_ids()
+    selections, _ = select_all(tracking.load_benchmarks(ids), tracking.load_trials(ids), agg.config)
+    assert selections[0].best.unstable and final.best.benchmark_run_id == selections[0].best.benchmark_run_id
+    committed_result(tracking, r, S, T1, 5.0, champion_run="c1", stable=True)  # the median run now stable
+    committed_result(tracking, r, S, T1, 5.0, champion_run="c1", stable=True)
+    drain(agg)
+    final = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
+    assert not final.best.unstable and final.unstable_candidates == 0

@@ -115,7 +115,7 @@ def test_a_bad_tokenizer_file_is_named(tmp_path: Path) -> None:
     data = tmp_path / "texts.jsonl"
     data.write_text(json.dumps("some words") + "\n")
     (tmp_path / "tokenizer.json").write_text("not json")
-    with pytest.raises(BackendError, match="not a tokenizer.json"):
+    with pytest.raises(BackendError, match=r"not a tokenizer\.json"):
         load_token_rows(data, tmp_path / "tokenizer.json")
-    with pytest.raises(BackendError, match="benchmarking.tokenizer .* cannot read"):
+    with pytest.raises(BackendError, match=r"benchmarking\.tokenizer .* cannot read"):
         load_token_rows(data, tmp_path / "missing.json")

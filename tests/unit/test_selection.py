@@ -200,3 +200,80 @@ def test_any_order_with_replays_gives_the_batch_answer(records, rnd, method, pol
     assert {(s.study_key_hash, s.benchmark_config_hash): s for s in batch} == {
         k: v for k, v in latest.items() if v is not None
     }
+
+
+# ---------------------------------------------------------------- doubts: unstable runs
+
+
+def doubtful(run: str, t: str, lat: float, start: int, stable: bool) -> BenchmarkRecord:
+    metrics = {"latency_batch_1_ms": lat, "latency_batch_1_stable": 1.0 if stable else 0.0}
+    return BenchmarkRecord(run, start, "s", t, f"K-{t}-1", C1, metrics)
+
+
+def test_the_stability_flag_follows_the_latency_metrics_batch_size() -> None:
+    from podium.core.metric_names import stability_metric
+
+    assert stability_metric("latency_batch_1_ms") == "latency_batch_1_stable"
+    assert stability_metric("latency_batch_32_p50_ms") == "latency_batch_32_stable"
+    assert stability_metric("server_compute_batch_8_ms") == "latency_batch_8_stable"
+    assert stability_metric("p50_latency") is None
+
+
+def test_a_candidate_is_unstable_when_its_representative_run_is() -> None:
+    state = SelectionState(cfg(benchmark={"latency_aggregation": "median"}))
+    state.apply_trial(trial("a", 0.9))
+    state.apply_trial(trial("b", 0.8))
+    for i, (lat, stable) in enumerate([(1.0, True), (2.0, False), (3.0, True)]):
+        state.apply_benchmark(doubtful(f"a{i}", "a", lat, i, stable))
+    state.apply_benchmark(doubtful("b0", "b", 5.0, 0, True))
+    (a, b) = sorted(state.candidates(ScopeKey("s", C1)), key=lambda c: c.trial_key_hash)
+    assert a.benchmark_run_id == "a1" and a.unstable  # the median run (2.0 ms) was unstable
+    assert not b.unstable
+    state.apply_benchmark(doubtful("a3", "a", 2.0, 3, True))  # a newer run at the median, stable
+    (a, _) = sorted(state.candidates(ScopeKey("s", C1)), key=lambda c: c.trial_key_hash)
+    assert a.benchmark_run_id == "a3" and not a.unstable
+
+
+def test_runs_without_the_flag_are_taken_as_stable() -> None:
+    state = SelectionState(cfg())
+    state.apply_trial(trial("a", 0.9))
+    state.apply_benchmark(bench("a0", "a", 1.0, 0))  # a legacy run: no latency_batch_1_stable
+    (only,) = state.candidates(ScopeKey("s", C1))
+    assert not only.unstable
+
+
+@pytest.mark.parametrize("policy", ["weighted", "tolerance"])
+def test_unstable_candidates_compete_marked_unless_excluded(policy: str) -> None:
+    fast_but_unstable = replace_unstable(cand("a", 0.9, 1.0))
+    steady = cand("b", 0.9, 2.0)
+    ranked = rank([fast_but_unstable, steady], cfg(selection={"policy": policy}))
+    assert [c.trial_key_hash for c in ranked] == ["a", "b"] and ranked[0].unstable
+    excluded = rank(
+        [fast_but_unstable, steady], cfg(selection={"policy": policy}, benchmark={"exclude_unstable": True})
+    )
+    assert [c.trial_key_hash for c in excluded] == ["b"]
+    assert rank([fast_but_unstable], cfg(benchmark={"exclude_unstable": True})) == []
+
+
+def replace_unstable(c: Candidate) -> Candidate:
+    from dataclasses import replace
+
+    return replace(c, unstable=True)
+
+
+def test_a_change_of_doubt_alone_is_published() -> None:
+    from podium.core.decision import decide, view_of_selection
+    from podium.core.selection import Selection
+
+    steady = cand("a", 0.9, 1.0)
+    before = Selection("s", C1, steady, (steady,))
+    after = Selection("s", C1, replace_unstable(steady), (replace_unstable(steady),))
+    decision = decide(view_of_selection(before), after)
+    assert decision is not None and decision.reason == "figures_changed"
+    assert decision.view is not None and decision.view.unstable_candidates == 1
+    other = cand("b", 0.5, 9.0)
+    with_other = Selection("s", C1, steady, (steady, replace_unstable(other)))
+    assert (
+        decide(view_of_selection(Selection("s", C1, steady, (steady, other))), with_other).reason
+        == "candidates_changed"
+    )
