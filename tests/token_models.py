@@ -41,3 +41,22 @@ def traced(model: torch.nn.Module, path: Path, types: bool = False, extra: dict[
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.trace(model.eval(), example_inputs(types)), str(path), _extra_files=extra or {})
     return path
+
+
+def exported_onnx(model: torch.nn.Module, path: Path, types: bool = False) -> Path:
+    """``torch.onnx.export`` with dynamic batch and sequence dims, as a user exports a token model."""
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if types else [])
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():  # the exporter's own deprecation and rename notices
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model.eval(),
+            example_inputs(types),
+            str(path),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_shapes={name: {0: batch, 1: sequence} for name in names},
+            verbose=False,
+        )
+    return path

@@ -38,10 +38,15 @@ def make_backend(
     if cfg.backend == "local":
         if model_file is None:
             raise BackendError("the local backend needs a model file (--run-id or --model-uri)")
+        declared = [InputSpec(i.name, i.datatype, tuple(i.shape), i.vocab_size) for i in cfg.inputs or []]
+        if cfg.model_format == "onnx":
+            require_extra("onnxruntime", "onnx", "an ONNX model on the local backend")
+            from podium.backends.onnx import OnnxBackend
+
+            return OnnxBackend(model_file, cfg.device, cfg.precision, declared or None)
         require_extra("torch", "torch", "the local backend")
         from podium.backends.local import LocalBackend
 
-        declared = [InputSpec(i.name, i.datatype, tuple(i.shape), i.vocab_size) for i in cfg.inputs or []]
         return LocalBackend(model_file, cfg.device, cfg.precision, declared or None)
     if not url:
         raise BackendError(
@@ -62,12 +67,19 @@ def make_backend(
 
 
 def deployment(cfg: BenchmarkingSection, model_file: Path, name: str) -> Deployment:
-    """What to upload for ``triton.deploy``: the config from the model's signature, and the files."""
+    """What to upload for ``triton.deploy``: the config from the model's signature (an ONNX model's from its
+    graph), and the files."""
     from podium.backends.local import read_signature
     from podium.backends.triton import Deployment
     from podium.backends.triton_deploy import model_config, model_files
 
-    signature = read_signature(model_file)
+    if cfg.model_format == "onnx":
+        require_extra("onnxruntime", "onnx", "deploying an ONNX model (its signature is read with onnxruntime)")
+        from podium.backends.onnx import onnx_signature
+
+        signature: tuple[list[InputSpec], list[InputSpec]] | None = onnx_signature(model_file)
+    else:
+        signature = read_signature(model_file)
     if signature is None:
         raise BackendError(
             f"{model_file} has no podium signature, so its Triton config cannot be written; save it with "
@@ -78,4 +90,6 @@ def deployment(cfg: BenchmarkingSection, model_file: Path, name: str) -> Deploym
     config = model_config(
         name, t.deploy, inputs, outputs, t.max_batch_size or max(cfg.batch_sizes), t.instance_count, t.dynamic_batching
     )
-    return Deployment(t.deploy, config, model_files(t.deploy, model_file.read_bytes()))
+    weights = model_file.with_name(f"{model_file.name}.data")  # an ONNX model's external data, by its name
+    beside = {weights.name: weights.read_bytes()} if cfg.model_format == "onnx" and weights.is_file() else None
+    return Deployment(t.deploy, config, model_files(t.deploy, model_file.read_bytes(), beside=beside))

@@ -12,7 +12,6 @@ error that names it and says how to declare the inputs.
 from __future__ import annotations
 
 import json
-import platform
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from podium.backends.base import BackendError, HardwareInfo, InputSpec, ServerStats
+from podium.backends.hardware import cpu_model, nvidia_driver
 
 SIGNATURE_FILE = "podium_signature.json"
 
@@ -179,6 +179,11 @@ class LocalBackend:
 
     def prepare(self) -> list[InputSpec]:
         torch = self._torch
+        if self.model_path.suffix == ".onnx":
+            raise BackendError(
+                f"{self.model_path} is an ONNX model: set benchmarking.model_format: onnx "
+                "(or podium bench --model-format onnx)"
+            )
         extra = {SIGNATURE_FILE: ""}
         try:
             with _torchscript_on_purpose():
@@ -242,39 +247,14 @@ class LocalBackend:
         torch = self._torch
         if self.device == "cuda":
             name = torch.cuda.get_device_name(0)
-            driver = _nvidia_driver()
+            driver = nvidia_driver()
             summary = f"{name} (driver {driver}, CUDA {torch.version.cuda}) | torch {torch.__version__}"
             details = {"kind": "cuda", "gpu": name, "driver": driver, "cuda": torch.version.cuda}
         else:
-            cpu = _cpu_model()
+            cpu = cpu_model()
             summary = f"{cpu} ({torch.get_num_threads()} threads) | torch {torch.__version__}"
             details = {"kind": "cpu", "cpu": cpu, "threads": torch.get_num_threads()}
         return HardwareInfo(summary, {**details, "torch": torch.__version__, "backend": "local"})
 
     def close(self) -> None:
         self.model = None
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _nvidia_driver() -> str:
-    import subprocess
-
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "unknown"
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"

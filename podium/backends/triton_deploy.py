@@ -6,6 +6,8 @@ Formats (``benchmarking.triton.deploy``):
   images serve);
 - ``python``: a generated Python-backend ``model.py`` that loads the same TorchScript with torch on the
   instance's device, plus the file (for servers without libtorch, and models with Python pre/post-processing);
+- ``onnx``: ``platform: onnxruntime_onnx`` and the ONNX graph as ``1/model.onnx`` (servers with the
+  onnxruntime backend);
 - ``none``: nothing is uploaded; the model is already in the server's repository.
 
 ``load_model(config=..., files=...)`` takes file keys of the form ``file:<version>/<name>``.
@@ -67,9 +69,13 @@ class TritonPythonModel:
 '''
 
 #: deploy format -> the config key and value that pick Triton's backend for it.
-PLATFORMS = {"libtorch": ("platform", "pytorch_libtorch"), "python": ("backend", "python")}
+PLATFORMS = {
+    "libtorch": ("platform", "pytorch_libtorch"),
+    "python": ("backend", "python"),
+    "onnx": ("platform", "onnxruntime_onnx"),
+}
 #: deploy format -> the name of the model file inside the version folder.
-MODEL_FILES = {"libtorch": "model.pt", "python": "model.pt"}
+MODEL_FILES = {"libtorch": "model.pt", "python": "model.pt", "onnx": "model.onnx"}
 
 
 def model_config(
@@ -108,9 +114,13 @@ def model_config(
     return config
 
 
-def model_files(deploy: str, model_bytes: bytes, version: int = 1) -> dict[str, bytes]:
-    """The ``files`` argument of ``load_model``: the model file, and for ``python`` the generated model.py."""
+def model_files(
+    deploy: str, model_bytes: bytes, version: int = 1, beside: dict[str, bytes] | None = None
+) -> dict[str, bytes]:
+    """The ``files`` argument of ``load_model``: the model file, the files it refers to by name (``beside``: an
+    ONNX model's external weights), and for ``python`` the generated model.py."""
     files = {f"file:{version}/{MODEL_FILES[deploy]}": model_bytes}
+    files |= {f"file:{version}/{name}": data for name, data in (beside or {}).items()}
     if deploy == "python":
         files[f"file:{version}/model.py"] = PYTHON_MODEL.encode()
     return files

@@ -10,8 +10,7 @@ import typer
 from rich.table import Table
 
 from podium.cli.common import console, fail, input_list, int_list, podium_errors
-from podium.core.choices import Backend, Padding, Protocol
-from podium.core.records import DEFAULT_ARTIFACT_PATH
+from podium.core.choices import Backend, ModelFormat, Padding, Protocol
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -48,7 +47,12 @@ def bench(
     padding: Annotated[
         Padding | None, typer.Option(help="Override benchmarking.padding: max_length or longest (per batch)")
     ] = None,
-    artifact_path: Annotated[str, typer.Option(help="Model path inside the run")] = DEFAULT_ARTIFACT_PATH,
+    model_format: Annotated[
+        ModelFormat | None, typer.Option(help="Override benchmarking.model_format: torchscript or onnx")
+    ] = None,
+    artifact_path: Annotated[
+        str | None, typer.Option(help="Model path inside the run [default model/model.pt; .onnx for onnx]")
+    ] = None,
     log: Annotated[bool, typer.Option("--log/--no-log", help="Log the MLflow benchmark run")] = True,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI [env PODIUM_TRACKING_URI]")] = None,
     out: Annotated[Path, typer.Option(help="Folder for benchmark.json")] = Path("."),
@@ -79,9 +83,12 @@ def bench(
             test_data=test_data,
             tokenizer=tokenizer,
             padding=padding,
+            model_format=model_format,
         )
         if run_id:
-            source = ModelSource(run_id, artifact_path, None)
+            from podium.core.records import ARTIFACT_PATHS
+
+            source = ModelSource(run_id, artifact_path or ARTIFACT_PATHS[cfg.benchmarking.model_format], None)
         elif model_uri:
             source = parse_model_uri(model_uri)
         else:

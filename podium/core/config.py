@@ -22,7 +22,17 @@ from pydantic import (
     model_validator,
 )
 
-from podium.core.choices import Aggregation, Backend, Deploy, Padding, Policy, Precision, Protocol, RunMode
+from podium.core.choices import (
+    Aggregation,
+    Backend,
+    Deploy,
+    ModelFormat,
+    Padding,
+    Policy,
+    Precision,
+    Protocol,
+    RunMode,
+)
 from podium.core.safety import SafeName, SafeValue
 from podium.core.validation import parse_model
 
@@ -115,9 +125,24 @@ class BenchmarkingSection(StrictModel):
     request_timeout_s: PositiveFloat = 30.0
     stability: StabilitySection = Field(default_factory=StabilitySection)
     triton: TritonSection = Field(default_factory=TritonSection)
+    #: What the model artifact is: a TorchScript archive (``model/model.pt``) or an ONNX graph
+    #: (``model/model.onnx``, ``pip install 'podium[onnx]'``); the default artifact path follows it.
+    model_format: ModelFormat = "torchscript"
     #: The model's inputs, for a model podium cannot describe itself (no signature, unknown argument names);
     #: ``null``: from the model's signature or its argument names (local), or the server's metadata (triton).
     inputs: list[InputDecl] | None = None
+
+    @model_validator(mode="after")
+    def _format_fits_deploy(self) -> BenchmarkingSection:
+        if self.backend != "triton" or self.triton.deploy == "none":
+            return self
+        if self.model_format == "onnx" and self.triton.deploy != "onnx":
+            raise ValueError(
+                f"an ONNX model cannot be deployed as triton.deploy: {self.triton.deploy}; use triton.deploy: onnx"
+            )
+        if self.model_format == "torchscript" and self.triton.deploy == "onnx":
+            raise ValueError("triton.deploy: onnx deploys ONNX models: set model_format: onnx")
+        return self
 
     @field_validator("batch_sizes")
     @classmethod

@@ -47,6 +47,8 @@ def measurement_settings(cfg: BenchmarkingSection, input_fingerprint: str) -> di
         "input": input_fingerprint,
         "stability": cfg.stability.model_dump(),
     }
+    if cfg.model_format != "torchscript":  # only when not the default, so existing hashes never change
+        settings["model_format"] = cfg.model_format
     if cfg.padding != "max_length":  # only when not the default, so existing hashes never change
         settings["padding"] = cfg.padding
     if cfg.inputs:  # only when declared, so the hashes of configs without them never change

@@ -10,6 +10,8 @@ from typing import Any, Literal
 RUN_ID_ATTR = "mlflow_run_id"
 #: Where training code puts the TorchScript model inside the refit (or trial) run.
 DEFAULT_ARTIFACT_PATH = "model/model.pt"
+#: Where a training script logs the model, per ``benchmarking.model_format``.
+ARTIFACT_PATHS = {"torchscript": DEFAULT_ARTIFACT_PATH, "onnx": "model/model.onnx"}
 #: Where podium's training helpers record the whole champion, so the hook needs no MLflow look-up.
 CHAMPION_ATTR = "podium.champion"
 

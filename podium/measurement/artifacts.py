@@ -42,7 +42,8 @@ def parse_model_uri(uri: str) -> ModelSource:
 
 
 def fetch(source: ModelSource, tracking: MlflowTracking | None, dest: Path) -> Path:
-    """A local file holding the model (downloaded from the run when it comes from MLflow)."""
+    """A local file holding the model (downloaded from the run when it comes from MLflow). An ONNX model's
+    external weights (``<name>.data`` beside it, as ``torch.onnx.export`` writes large models) come with it."""
     if source.local_path is not None:
         if not source.local_path.is_file():
             raise ModelNotFoundError(f"model file {source.local_path} does not exist")
@@ -50,7 +51,10 @@ def fetch(source: ModelSource, tracking: MlflowTracking | None, dest: Path) -> P
     if tracking is None or not source.run_id or not source.artifact_path:
         raise ModelNotFoundError("no model file and no MLflow run to download it from")
     try:
-        return Path(tracking.client.download_artifacts(source.run_id, source.artifact_path, str(dest)))
+        model = Path(tracking.client.download_artifacts(source.run_id, source.artifact_path, str(dest)))
+        if model.suffix == ".onnx":
+            _fetch_external_data(tracking, source.run_id, source.artifact_path, dest)
+        return model
     except MlflowException as exc:
         raise ModelNotFoundError(
             f"cannot download artifact {source.artifact_path!r} of run {source.run_id}: {exc.message}; "
@@ -60,3 +64,11 @@ def fetch(source: ModelSource, tracking: MlflowTracking | None, dest: Path) -> P
         raise ModelNotFoundError(
             f"cannot download artifact {source.artifact_path!r} of run {source.run_id}: {exc}"
         ) from None
+
+
+def _fetch_external_data(tracking: MlflowTracking, run_id: str, artifact_path: str, dest: Path) -> None:
+    parent = str(Path(artifact_path).parent)
+    wanted = f"{artifact_path}.data"
+    for info in tracking.client.list_artifacts(run_id, None if parent == "." else parent):
+        if info.path == wanted:  # lands beside the model: dest/<artifact_path>.data
+            tracking.client.download_artifacts(run_id, wanted, str(dest))

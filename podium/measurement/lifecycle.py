@@ -75,7 +75,10 @@ def benchmark_champion(
     )
     try:
         measured = measure(config, champion)
-        device_tags = {tracking.tags.benchmark.device: measured.device}
+        device_tags = {
+            tracking.tags.benchmark.device: measured.device,
+            tracking.tags.benchmark.model_format: config.benchmarking.model_format,
+        }
         if measured.stability:
             device_tags[tracking.tags.benchmark.stability] = measured.stability
         tracking.record_results(run_id, measured.metrics, measured.summary, config.output.filename, device_tags)

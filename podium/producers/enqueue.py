@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from podium.core.config import BenchmarkConfig
 from podium.core.identity import UNKNOWN_FINGERPRINT, benchmark_config_hash
 from podium.core.messages import BenchmarkRequest
-from podium.core.records import DEFAULT_ARTIFACT_PATH, Champion
+from podium.core.records import ARTIFACT_PATHS, Champion
 from podium.core.run_tags import identity_for
 from podium.errors import PodiumError
 from podium.settings.env import redact_url
@@ -38,9 +38,11 @@ def build_request(
     champion: Champion,
     config: BenchmarkConfig,
     *,
-    artifact_path: str = DEFAULT_ARTIFACT_PATH,
+    artifact_path: str | None = None,
 ) -> BenchmarkRequest:
-    """The request for benchmarking ``champion`` under ``config``; the key comes from the one key function."""
+    """The request for benchmarking ``champion`` under ``config``; the key comes from the one key function.
+    ``artifact_path``: the model inside the champion run (default: ``model/model.pt``, or ``model/model.onnx``
+    for ``model_format: onnx``)."""
     if UNKNOWN_FINGERPRINT in (champion.data_fp, champion.eval_fp) and not _unknown_warned.is_set():
         _unknown_warned.set()
         log.warning(
@@ -56,7 +58,7 @@ def build_request(
         trial_key_hash=champion.trial_key_hash,
         data_fp=champion.data_fp,
         eval_fp=champion.eval_fp,
-        artifact_path=artifact_path,
+        artifact_path=artifact_path or ARTIFACT_PATHS[config.benchmarking.model_format],
         config=config,
         input_fingerprint=fingerprint,
         benchmark_key=identity.key,

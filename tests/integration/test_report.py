@@ -67,7 +67,9 @@ def test_report_labels_points_titles_the_measurement_and_marks_doubts(store_uri:
     config = SelectionConfig()
     (sel,), _ = select_all(tracking.load_benchmarks(ids), tracking.load_trials(ids), config)
     labels = [point_label(c) for c in sel.candidates]
-    assert all(c.trial_key_hash[:7] in label and c.backbone in label for c, label in zip(sel.candidates, labels, strict=True))
+    assert all(
+        c.trial_key_hash[:7] in label and c.backbone in label for c, label in zip(sel.candidates, labels, strict=True)
+    )
     assert device_of(tracking, sel) is None  # the synthetic runs carry no device tag
     title = chart_title(sel, config, "Xeon (2 threads) | torch 2.13.0")
     assert title.startswith(f"study {sel.study_key_hash[:12]} · batch 1 · Xeon (2 threads)")

@@ -164,18 +164,30 @@ def test_a_known_service_time_is_what_the_server_reports(triton: TritonServer, p
     assert f"busy{BUSY_MS:g}" in triton.loaded_models()  # a model podium did not deploy is never unloaded
 
 
-def test_a_libtorch_deploy_on_a_server_without_libtorch_fails_clearly(triton: TritonServer, tagger: Path) -> None:
-    cfg = config(triton={"deploy": "libtorch"})
-    name = "podium-test-libtorch"
-    backend = make_backend(cfg.benchmarking, model_file=tagger, url=triton.http, deployment_name=name)
+@pytest.mark.parametrize("deploy", ["libtorch", "onnx"])
+def test_a_deploy_on_a_server_without_its_backend_fails_clearly(
+    triton: TritonServer, tagger: Path, tmp_path: Path, deploy: str
+) -> None:
+    """The Triton here (CPU, Python backend only) has neither libtorch nor onnxruntime: Triton's own reason."""
+    if deploy == "onnx":
+        from tests.token_models import BertStyleTagger, exported_onnx
+
+        model, cfg = (
+            exported_onnx(BertStyleTagger(), tmp_path / "model.onnx"),
+            config(model_format="onnx", triton={"deploy": "onnx"}),
+        )
+    else:
+        model, cfg = tagger, config(triton={"deploy": "libtorch"})
+    name = f"podium-test-{deploy}"
+    backend = make_backend(cfg.benchmarking, model_file=model, url=triton.http, deployment_name=name)
     try:
         with pytest.raises(BackendError) as refused:
             backend.prepare()
     finally:
         backend.close()
     message = str(refused.value)
-    assert f"server http://{triton.http} refused to load model {name!r} deployed as libtorch" in message
-    assert "pytorch" in message.lower()  # Triton's own reason: no backend for the platform
+    assert f"server http://{triton.http} refused to load model {name!r} deployed as {deploy}" in message
+    assert ("pytorch" if deploy == "libtorch" else "onnxruntime") in message.lower()  # Triton's reason
     assert name not in triton.loaded_models()
 
 

@@ -128,3 +128,12 @@ def test_padding_enters_the_hash_only_when_longest_and_the_tokenizer_the_fingerp
     assert len({bare, with_tokenizer, input_fingerprint(BenchmarkingSection(test_data=data, tokenizer=tokenizer))}) == 3
     with pytest.raises(ConfigError, match=r"benchmarking\.tokenizer: cannot read"):
         input_fingerprint(BenchmarkingSection(test_data=data, tokenizer=tmp_path / "missing.json"))
+
+
+def test_the_model_format_enters_the_hash_only_when_onnx() -> None:
+    from podium.core.identity import benchmark_config_hash, measurement_settings
+
+    plain = BenchmarkConfig().benchmarking
+    assert "model_format" not in measurement_settings(plain, "fp")  # hashes of existing configs are unchanged
+    onnx = BenchmarkConfig().with_overrides(model_format="onnx").benchmarking
+    assert benchmark_config_hash(onnx, "fp") != benchmark_config_hash(plain, "fp")

@@ -86,8 +86,10 @@ def test_triton_config_for_a_python_deploy() -> None:
 def test_a_deploy_needs_outputs_and_a_known_format() -> None:
     with pytest.raises(BackendError, match="needs the model's outputs"):
         model_config("t", "python", [IDS], [], 4)
-    with pytest.raises(BackendError, match="deploy 'onnx'"):
-        model_config("t", "onnx", [IDS], [IDS], 4)
+    with pytest.raises(BackendError, match="deploy 'tensorrt'"):
+        model_config("t", "tensorrt", [IDS], [IDS], 4)
+    onnx = model_config("t", "onnx", [IDS], [IDS], 4)
+    assert onnx["platform"] == "onnxruntime_onnx" and model_files("onnx", b"g") == {"file:1/model.onnx": b"g"}
 
 
 @pytest.mark.parametrize(
@@ -117,3 +119,8 @@ def test_inputs_by_convention(args: list[str], expected) -> None:
         return
     assert [(s.name, s.vocab_size) for s in specs] == expected
     assert all((s.datatype, s.shape) == ("INT64", (-1, -1)) for s in specs)
+
+
+def test_an_onnx_deploy_carries_its_external_weights_by_name() -> None:
+    files = model_files("onnx", b"graph", beside={"tagger.onnx.data": b"weights"})
+    assert files == {"file:1/model.onnx": b"graph", "file:1/tagger.onnx.data": b"weights"}
