@@ -92,10 +92,10 @@ def test_bench_an_onnx_artifact_logs_its_format_under_its_own_key(
 def test_a_format_that_does_not_match_the_artifact_is_named(onnx_model: Path, tmp_path: Path) -> None:
     torchscript = traced(BertStyleTagger(vocab=100), tmp_path / "model.pt")
     backend = make_backend(config(model_format="onnx").benchmarking, model_file=torchscript)
-    with pytest.raises(BackendError, match="is a TorchScript archive, not ONNX: set benchmarking.model_format"):
+    with pytest.raises(BackendError, match=r"is a TorchScript archive, not ONNX: set benchmarking\.model_format"):
         backend.prepare()
     backend = make_backend(config().benchmarking, model_file=onnx_model)
-    with pytest.raises(BackendError, match="is an ONNX model: set benchmarking.model_format: onnx"):
+    with pytest.raises(BackendError, match=r"is an ONNX model: set benchmarking\.model_format: onnx"):
         backend.prepare()
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"not a graph")
@@ -106,7 +106,7 @@ def test_a_format_that_does_not_match_the_artifact_is_named(onnx_model: Path, tm
 
 
 def test_an_onnx_model_deploys_to_triton_only_as_onnx() -> None:
-    with pytest.raises(ConfigError, match="use triton.deploy: onnx"):
+    with pytest.raises(ConfigError, match=r"use triton\.deploy: onnx"):
         config(model_format="onnx", backend="triton", triton={"deploy": "python"})
     with pytest.raises(ConfigError, match="set model_format: onnx"):
         config(backend="triton", triton={"deploy": "onnx"})
