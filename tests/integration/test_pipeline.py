@@ -99,17 +99,28 @@ def test_late_subscriber_and_plain_redis_subscriber(pipeline: Pipeline, store: s
     while not pipeline.redis.keys(f"{keys.best_channel(STUDY)}:*") and time.monotonic() < deadline:
         time.sleep(0.2)
 
+    before = {  # the current best per config when the late joiner joins
+        u.benchmark_config_hash: u.seq
+        for u in map(
+            BestModelUpdate.model_validate_json,
+            pipeline.redis.mget(pipeline.redis.keys(f"{keys.best_channel(STUDY)}:*")),
+        )
+    }
     plain = pipeline.redis.pubsub()
     plain.subscribe(keys.best_channel(STUDY))
     stop, updates = threading.Event(), queue.Queue()
     collect(stop, pipeline.settings.redis_url, STUDY, updates)
     try:
-        current = next_update(updates)  # the late joiner gets the current best first
-        stored = {
-            BestModelUpdate.model_validate_json(v).seq
-            for v in pipeline.redis.mget(pipeline.redis.keys(f"{keys.best_channel(STUDY)}:*"))
+        # the late joiner gets the current best first: never one older than the one current when it joined
+        # (the aggregator may publish newer ones meanwhile), and a real published update, whole
+        current = next_update(updates)
+        assert current.seq >= before.get(current.benchmark_config_hash, 0)
+        history = {
+            u.seq: u
+            for _, f in pipeline.redis.xrange(keys.BEST_UPDATES_STREAM)
+            if (u := BestModelUpdate.model_validate_json(f["data"])).study_key_hash == STUDY
         }
-        assert current.seq in stored
+        assert history[current.seq] == current
         # another trial arrives (a new candidate is always published): every later update comes, in order,
         # up to the selection `podium select` makes; plain SUBSCRIBE sees JSON
         better = trained(store, tmp_path, "3" * 64, 0.99, 4)

@@ -83,8 +83,10 @@ def test_deploy_as_python_measure_and_unload(triton: TritonServer, tagger: Path,
         backend.close()
     assert name not in triton.loaded_models()
     for b in (1, 4):
+        # Not "server within client": Triton stamps the end of compute after it releases the response, so on a
+        # busy machine its mean can pass the client's (5.523 vs 5.514 ms seen in CI); the overhead is then 0
         m = measured.metrics
-        assert 0 < m[f"server_compute_batch_{b}_ms"] <= m[f"latency_batch_{b}_ms"]  # means: server within client
+        assert m[f"server_compute_batch_{b}_ms"] > 0 and m[f"latency_batch_{b}_ms"] > 0
         assert m[f"server_queue_batch_{b}_ms"] >= 0 and m[f"client_overhead_batch_{b}_ms"] >= 0
     assert measured.device.startswith("triton 2.") and f"({protocol})" in measured.device
     assert measured.summary["device"]["deploy"] == "python" and measured.summary["notes"] == []
@@ -155,8 +157,6 @@ def test_a_known_service_time_is_what_the_server_reports(triton: TritonServer, p
     for figures, server in ((idle, idle_server), (busy, busy_server)):
         # what the server counted for exactly the timed requests, in ms per request
         assert figures["server_compute_batch_1_ms"] == pytest.approx(server, rel=1e-9), seen
-        # per request, the client's time holds the server's: compare means with means
-        assert figures["latency_batch_1_ms"] >= figures["server_compute_batch_1_ms"] > 0, seen
     # never under-reported: the compute holds the model's own execution, and the difference its service time
     assert busy["server_compute_batch_1_ms"] >= busy_wait and idle["server_compute_batch_1_ms"] >= idle_wait, seen
     service = busy["server_compute_batch_1_ms"] - idle["server_compute_batch_1_ms"]
