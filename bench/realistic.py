@@ -78,7 +78,11 @@ def sentences(path: Path, count: int) -> dict[str, float]:
     rng = np.random.default_rng(7)
     lengths = np.clip(np.round(rng.lognormal(np.log(24), 0.6, count)).astype(int), 3, 512)
     path.write_text("".join(json.dumps(rng.integers(1, VOCAB, n).tolist()) + "\n" for n in lengths))
-    return {"p50": float(np.percentile(lengths, 50)), "p90": float(np.percentile(lengths, 90)), "max": int(lengths.max())}
+    return {
+        "p50": float(np.percentile(lengths, 50)),
+        "p90": float(np.percentile(lengths, 90)),
+        "max": int(lengths.max()),
+    }
 
 
 def p50s(model: Path, data: Path, iterations: int, **benchmarking) -> dict[int, float]:
@@ -110,7 +114,9 @@ def main() -> None:
         folder = Path(tmp)
         script, onnx = export(folder)
         mix = sentences(folder / "sentences.jsonl", args.sentences)
-        print(f"length mix: {args.sentences} sentences, tokens p50 {mix['p50']:g}, p90 {mix['p90']:g}, max {mix['max']}")
+        print(
+            f"length mix: {args.sentences} sentences, tokens p50 {mix['p50']:g}, p90 {mix['p90']:g}, max {mix['max']}"
+        )
         arms = {
             "torchscript max_length": (script, {"padding": "max_length"}),
             "torchscript longest": (script, {"padding": "longest"}),
@@ -130,7 +136,9 @@ def main() -> None:
         full = statistics.median(figures["torchscript max_length"][b])
         longest = statistics.median(figures["torchscript longest"][b])
         ort = statistics.median(figures["onnx longest"][b])
-        print(f"batch {b}: max_length / longest = {full / longest:.2f}x; onnxruntime / torchscript = {ort / longest:.2f}x")
+        print(
+            f"batch {b}: max_length / longest = {full / longest:.2f}x; onnxruntime / torchscript = {ort / longest:.2f}x"
+        )
 
 
 if __name__ == "__main__":

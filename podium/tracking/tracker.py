@@ -32,6 +32,7 @@ from podium.errors import TrackingError
 from podium.settings.env import PodiumSettings, redact_url
 from podium.settings.files import load_tags
 from podium.tracking.sqlite import open_sqlite
+from podium.tracking.tables import RunTables
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,11 @@ class MlflowTracking:
         tags: TagsRegistry,
         benchmark_experiment: str = "podium-benchmarks",
         objective_metric: str = "macro-f1",
+        tables: RunTables | None = None,
     ):
         self.client = client
+        #: The store's run tables, read directly for look-ups by id (a database store); None: search_runs.
+        self.tables = tables
         self.tags = tags
         self.benchmark_experiment = benchmark_experiment
         self.objective_metric = objective_metric
@@ -138,7 +142,7 @@ class MlflowTracking:
                 raise StoreUnavailable(f"opening the MLflow store {tracking_uri} failed: {_why(exc)}") from exc
         else:
             client = MlflowClient(tracking_uri=tracking_uri)
-        return cls(client, tags, benchmark_experiment, objective_metric)
+        return cls(client, tags, benchmark_experiment, objective_metric, RunTables.for_uri(tracking_uri))
 
     @classmethod
     def from_settings(
@@ -444,6 +448,10 @@ class MlflowTracking:
         experiments = self.recent_experiment_ids()
         for start in range(0, len(ids), RUN_ID_CHUNK):
             chunk = ids[start : start + RUN_ID_CHUNK]
+            if self.tables is not None:
+                with self._store(f"reading {len(chunk)} run(s) by id"):
+                    out.update(self.tables.runs(chunk, experiments))
+                continue
             with self._store(f"looking up {len(chunk)} run(s) by id"):
                 page = self.client.search_runs(
                     experiment_ids=experiments,

@@ -1,0 +1,99 @@
+"""Runs read straight from MLflow's tables give what ``search_runs`` gives, on sqlite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Metric, RunTag, ViewType
+
+from podium.core.filters import run_id_in
+from podium.core.tags import TagsRegistry
+from podium.tracking.tables import RunTables
+from podium.tracking.tracker import MlflowTracking
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_uri(request: pytest.FixtureRequest, sqlite_store_uri: str) -> str:
+    if request.param == "sqlite":
+        return sqlite_store_uri
+    server = request.getfixturevalue("tracking_server")
+    server.postgres.empty()
+    return server.postgres.uri
+
+
+def write_runs(client: MlflowClient) -> tuple[list[str], list[str]]:
+    """Runs in every state a forged or broken event may name; returns (experiment ids, run ids)."""
+    exp = client.create_experiment("podium-benchmarks")
+    other = client.create_experiment("elsewhere")
+    ids = []
+    for status, metrics in [
+        ("FINISHED", {"latency_batch_1_ms": 3.5, "latency_batch_1_stable": 1.0}),
+        ("RUNNING", {"latency_batch_1_ms": 2.0}),
+        ("FAILED", {}),
+        ("FINISHED", {"latency_batch_1_ms": math.nan, "latency_batch_8_p50_ms": 0.0}),
+    ]:
+        run = client.create_run(exp, start_time=1_700_000_000_000 + len(ids), tags={"benchmark_key": "k" * 64})
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, v, 1_700_000_000_500, 0) for k, v in metrics.items()],
+            tags=[RunTag("code.stage", "benchmark"), RunTag("note", "é ✓ " + "x" * 300)],
+        )
+        client.log_metric(run.info.run_id, "latency_batch_1_samples", 10.0, step=1)  # latest of two steps
+        client.log_metric(run.info.run_id, "latency_batch_1_samples", 20.0, step=2)
+        if status != "RUNNING":
+            client.set_terminated(run.info.run_id, status, end_time=1_700_000_001_000)
+        ids.append(run.info.run_id)
+    client.delete_run(ids[2])  # a deleted run is still found: ViewType.ALL
+    outside = client.create_run(other).info.run_id  # not in the experiments asked for
+    return [exp], [*ids, outside]
+
+
+def comparable(run) -> tuple:
+    i = run.info
+    metrics = {k: ("nan" if math.isnan(v) else v) for k, v in run.data.metrics.items()}
+    return (
+        (i.run_id, i.experiment_id, i.status, i.start_time, i.end_time, i.lifecycle_stage, i.run_name, i.artifact_uri),
+        run.data.tags,
+        metrics,
+    )
+
+
+def test_the_tables_give_what_search_runs_gives(database_uri: str) -> None:
+    client = MlflowClient(tracking_uri=database_uri)
+    experiments, ids = write_runs(client)
+    searched = {
+        r.info.run_id: r
+        for r in client.search_runs(experiments, run_id_in(ids), run_view_type=ViewType.ALL, max_results=100)
+    }
+    tables = RunTables.for_uri(database_uri)
+    assert tables is not None
+    try:
+        read = tables.runs([*ids, "0" * 32], experiments)
+    finally:
+        tables.close()
+    assert set(read) == set(searched) == set(ids[:4])  # not the unknown id, not the run outside
+    for run_id, run in read.items():
+        assert comparable(run) == comparable(searched[run_id])
+    assert read[ids[0]].data.metrics["latency_batch_1_samples"] == 20.0
+
+
+def test_the_tracker_reads_tables_for_databases_and_search_runs_for_servers(database_uri: str) -> None:
+    tracking = MlflowTracking.connect(database_uri, TagsRegistry())
+    assert tracking.tables is not None
+    client = tracking.client
+    _, ids = write_runs(client)
+    by_tables = tracking.run_facts(ids)
+    tracking.tables = None  # the path a tracking server takes
+    by_search = tracking.run_facts(ids)
+    assert by_tables.keys() == by_search.keys() and len(by_tables) == 5  # the tracker reads every experiment
+    for run_id, facts in by_tables.items():
+        other = by_search[run_id]
+        assert (facts.status, facts.champion_run_id, facts.key_version) == (
+            other.status,
+            other.champion_run_id,
+            other.key_version,
+        )
+        assert (facts.record is None) == (other.record is None)
+    assert RunTables.for_uri("http://127.0.0.1:5000") is None
