@@ -198,5 +198,21 @@ def _print_table(measured: Measured, cfg: BenchmarkConfig) -> None:
             ", ".join(entry["flags"]) or "stable",
         )
     console.print(table)
+    if cfg.benchmarking.test_data is not None:
+        for b, entry in measured.summary["batches"].items():
+            console.print(f"batch {b}: {lengths_line(entry['lengths'])}")
     for note in measured.summary["notes"]:
         console.print(f"[yellow]note:[/] {note}")
+
+
+def lengths_line(profile: dict) -> str:
+    """One line of what was timed: the tokens per sequence, the padded lengths, p50 by length quartile."""
+    padded = profile["padded_to"]
+    quartiles = ", ".join(
+        f"{q['tokens'][0]}-{q['tokens'][1]}: {q['p50_ms']:.3f}" for q in profile.get("by_length_quartile", [])
+    )
+    return (
+        f"{profile['sequences']} sequences, tokens p50 {profile['p50_tokens']:g} / p90 {profile['p90_tokens']:g} / "
+        f"max {profile['max_tokens']}; padded ({profile['padding']}) to {padded['min']}-{padded['max']} over "
+        f"{padded['distinct_batches']} distinct batches; p50 ms by tokens {quartiles}"
+    )

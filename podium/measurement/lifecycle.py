@@ -70,15 +70,13 @@ def benchmark_champion(
         worker=worker,
         fencing_token=fencing_token,
     )
+    tags[tracking.tags.benchmark.model_format] = cfg.model_format  # known now: written with the run, not after
     run_id, start_time = tracking.start_benchmark_run(
         tags, run_name=f"benchmark-{champion.trial_key_hash[:8]}", start_time=start_time
     )
     try:
         measured = measure(config, champion)
-        device_tags = {
-            tracking.tags.benchmark.device: measured.device,
-            tracking.tags.benchmark.model_format: config.benchmarking.model_format,
-        }
+        device_tags = {tracking.tags.benchmark.device: measured.device}
         if measured.stability:
             device_tags[tracking.tags.benchmark.stability] = measured.stability
         tracking.record_results(run_id, measured.metrics, measured.summary, config.output.filename, device_tags)

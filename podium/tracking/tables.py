@@ -1,4 +1,5 @@
-"""Runs read straight from an MLflow database (sqlite, PostgreSQL), for the aggregator's per-batch check.
+"""Runs read straight from an MLflow database (sqlite, PostgreSQL): the aggregator's per-batch check and the
+worker's existence check.
 
 ``search_runs`` builds every run whole through MLflow's ORM: ~0.4-0.8 ms a run, most of what the aggregator
 spends on a live event. The check needs only a run's status, start time, tags and latest metrics: three indexed
@@ -24,6 +25,12 @@ RUNS = (
 )
 TAGS = "SELECT run_uuid, key, value FROM tags WHERE run_uuid IN :ids"
 METRICS = "SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_uuid IN :ids"
+#: The newest active FINISHED run carrying a tag value (the (key, value) index podium adds makes it a look-up).
+TAGGED = (
+    "SELECT r.run_uuid FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid WHERE t.key = :key AND t.value = :value "
+    "AND r.status = 'FINISHED' AND r.lifecycle_stage = 'active' AND r.experiment_id IN :experiments "
+    "ORDER BY r.start_time DESC, r.run_uuid LIMIT 1"
+)
 
 
 class RunTables:
@@ -39,6 +46,7 @@ class RunTables:
         self._runs = sqlalchemy.text(RUNS).bindparams(*expanding, sqlalchemy.bindparam("experiments", expanding=True))
         self._tags = sqlalchemy.text(TAGS).bindparams(*expanding)
         self._metrics = sqlalchemy.text(METRICS).bindparams(*expanding)
+        self._tagged = sqlalchemy.text(TAGGED).bindparams(sqlalchemy.bindparam("experiments", expanding=True))
 
     @classmethod
     def for_uri(cls, tracking_uri: str) -> RunTables | None:
@@ -66,6 +74,16 @@ class RunTables:
             value = math.nan if m.is_nan else float(m.value)
             by_run[m.run_uuid][0].append(Metric(m.key, value, int(m.timestamp), int(m.step)))
         return {row.run_uuid: _run(row, *by_run[row.run_uuid]) for row in rows}
+
+    def finished_run_tagged(self, key: str, value: str, experiment_ids: Sequence[str]) -> str | None:
+        """The newest active FINISHED run in these experiments whose tag ``key`` is ``value``, or None: what
+        ``search_runs`` with ``tags.key = 'value' and status = 'FINISHED'`` finds first, in one indexed query."""
+        if not experiment_ids:
+            return None
+        params = {"key": key, "value": value, "experiments": [int(e) for e in experiment_ids]}
+        with self.engine.connect() as conn:
+            row = conn.execute(self._tagged, params).first()
+        return row.run_uuid if row else None
 
     def close(self) -> None:
         self.engine.dispose()

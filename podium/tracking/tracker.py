@@ -403,9 +403,9 @@ class MlflowTracking:
             self._legacy_epoch = legacy_epoch
             self._experiments = (-1e9, [])
         ids = self.recent_experiment_ids()
-        primary = all_of(tag_eq(self.tags.benchmark.key, identity.key), status_is("FINISHED"))
-        for run in self.search(ids, primary, page_size=1):
-            return ExistingBenchmark(run.info.run_id, "benchmark_key")
+        found_id = self._finished_run_tagged(ids, self.tags.benchmark.key, identity.key)
+        if found_id is not None:
+            return ExistingBenchmark(found_id, "benchmark_key")
         if not self._study_has_legacy(ids, champion.study_key_hash, legacy_epoch):
             return None
         legacy = self._legacy_filter(champion.study_key_hash, champion.trial_key_hash)
@@ -414,6 +414,14 @@ class MlflowTracking:
         if found is not None:
             warn_fallback(found, champion)
         return found
+
+    def _finished_run_tagged(self, experiment_ids: Sequence[str], key: str, value: str) -> str | None:
+        if self.tables is not None:
+            with self._store(f"looking up a FINISHED run tagged {key}={value[:12]}"):
+                return self.tables.finished_run_tagged(key, value, experiment_ids)
+        for run in self.search(experiment_ids, all_of(tag_eq(key, value), status_is("FINISHED")), page_size=1):
+            return run.info.run_id
+        return None
 
     def _legacy_filter(self, study: str, trial: str | None = None) -> str:
         """FINISHED benchmark runs of a study (and trial) written without a ``benchmark_key`` tag."""

@@ -97,3 +97,18 @@ def test_the_tracker_reads_tables_for_databases_and_search_runs_for_servers(data
         )
         assert (facts.record is None) == (other.record is None)
     assert RunTables.for_uri("http://127.0.0.1:5000") is None
+
+
+def test_the_tagged_look_up_finds_what_search_runs_finds(database_uri: str) -> None:
+    tracking = MlflowTracking.connect(database_uri, TagsRegistry())
+    client = tracking.client
+    experiments, ids = write_runs(client)  # runs 0 and 3 FINISHED with the key; 1 RUNNING; 2 FAILED, deleted
+    key = "k" * 64
+    assert tracking.tables is not None
+    found = tracking.tables.finished_run_tagged("benchmark_key", key, experiments)
+    (first, *_) = client.search_runs(experiments, f"tags.benchmark_key = '{key}' and status = 'FINISHED'")
+    assert found == first.info.run_id == ids[3]  # the newest
+    client.delete_run(ids[3])
+    assert tracking.tables.finished_run_tagged("benchmark_key", key, experiments) == ids[0]
+    assert tracking.tables.finished_run_tagged("benchmark_key", "0" * 64, experiments) is None
+    assert tracking.tables.finished_run_tagged("benchmark_key", key, []) is None
