@@ -32,7 +32,7 @@ from podium.errors import TrackingError
 from podium.settings.env import PodiumSettings, redact_url
 from podium.settings.files import load_tags
 from podium.tracking.sqlite import open_sqlite
-from podium.tracking.tables import RunTables
+from podium.tracking.tables import RunTables, StoredRun
 
 log = logging.getLogger(__name__)
 
@@ -299,26 +299,27 @@ class MlflowTracking:
                     out.append(record)
         return out
 
-    def _grouping(self, run: Run) -> tuple[str, str] | None:
+    def _grouping(self, run: Run | StoredRun) -> tuple[str, str] | None:
         """The (study, trial) hashes a run is grouped by, or None when it lacks either tag."""
-        study = run.data.tags.get(self.tags.grouping.study_key_hash)
-        trial = run.data.tags.get(self.tags.grouping.trial_key_hash)
+        tags = run.tags if isinstance(run, StoredRun) else run.data.tags
+        study = tags.get(self.tags.grouping.study_key_hash)
+        trial = tags.get(self.tags.grouping.trial_key_hash)
         return (study, trial) if study and trial else None
 
-    def benchmark_record(self, run: Run) -> BenchmarkRecord | None:
-        grouping = self._grouping(run)
+    def benchmark_record(self, run: Run | StoredRun) -> BenchmarkRecord | None:
+        stored = run if isinstance(run, StoredRun) else StoredRun.of(run)
+        grouping = self._grouping(stored)
         if grouping is None:
             return None
         study, trial = grouping
-        tags = run.data.tags
         return BenchmarkRecord(
-            run_id=run.info.run_id,
-            start_time=run.info.start_time or 0,
+            run_id=stored.run_id,
+            start_time=stored.start_time,
             study_key_hash=study,
             trial_key_hash=trial,
-            benchmark_key=tags.get(self.tags.benchmark.key) or None,
-            config_hash=tags.get(self.tags.benchmark.config_hash) or None,
-            metrics=dict(run.data.metrics),
+            benchmark_key=stored.tags.get(self.tags.benchmark.key) or None,
+            config_hash=stored.tags.get(self.tags.benchmark.config_hash) or None,
+            metrics=dict(stored.metrics),
         )
 
     def trial_record(self, run: Run, kind: str) -> TrialRecord | None:
@@ -449,9 +450,10 @@ class MlflowTracking:
         self._legacy_studies[key] = (now, epoch, has)
         return has
 
-    def runs_by_id(self, run_ids: Sequence[str]) -> dict[str, Run]:
-        """The runs with these ids, whatever their status, in one query per chunk (ids not found are absent)."""
-        out: dict[str, Run] = {}
+    def runs_by_id(self, run_ids: Sequence[str]) -> dict[str, StoredRun]:
+        """The runs with these ids, whatever their status, in one query per chunk (ids not found are absent):
+        read from the run tables of a database store, else with ``search_runs``."""
+        out: dict[str, StoredRun] = {}
         ids = sorted(set(run_ids))
         experiments = self.recent_experiment_ids()
         for start in range(0, len(ids), RUN_ID_CHUNK):
@@ -467,7 +469,7 @@ class MlflowTracking:
                     run_view_type=ViewType.ALL,
                     max_results=len(chunk),
                 )
-            out.update((run.info.run_id, run) for run in page)
+            out.update((run.info.run_id, StoredRun.of(run)) for run in page)
         return out
 
     def run_facts(self, run_ids: Sequence[str]) -> dict[str, RunFacts]:
@@ -475,9 +477,9 @@ class MlflowTracking:
         b = self.tags.benchmark
         out = {}
         for run_id, run in self.runs_by_id(run_ids).items():
-            tags = run.data.tags
+            tags = run.tags
             out[run_id] = RunFacts(
-                status=run.info.status,
+                status=run.status,
                 record=self.benchmark_record(run),
                 champion_run_id=tags.get(b.champion_run_id),
                 data_fp=tags.get(b.data_fp),

@@ -10,7 +10,7 @@ from mlflow.entities import Metric, RunTag, ViewType
 
 from podium.core.filters import run_id_in
 from podium.core.tags import TagsRegistry
-from podium.tracking.tables import RunTables
+from podium.tracking.tables import RunTables, StoredRun
 from podium.tracking.tracker import MlflowTracking
 
 
@@ -50,14 +50,9 @@ def write_runs(client: MlflowClient) -> tuple[list[str], list[str]]:
     return [exp], [*ids, outside]
 
 
-def comparable(run) -> tuple:
-    i = run.info
-    metrics = {k: ("nan" if math.isnan(v) else v) for k, v in run.data.metrics.items()}
-    return (
-        (i.run_id, i.experiment_id, i.status, i.start_time, i.end_time, i.lifecycle_stage, i.run_name, i.artifact_uri),
-        run.data.tags,
-        metrics,
-    )
+def comparable(run: StoredRun) -> tuple:
+    metrics = {k: ("nan" if math.isnan(v) else v) for k, v in run.metrics.items()}
+    return (run.run_id, run.status, run.start_time, run.lifecycle_stage, dict(run.tags), metrics)
 
 
 def test_the_tables_give_what_search_runs_gives(database_uri: str) -> None:
@@ -75,8 +70,10 @@ def test_the_tables_give_what_search_runs_gives(database_uri: str) -> None:
         tables.close()
     assert set(read) == set(searched) == set(ids[:4])  # not the unknown id, not the run outside
     for run_id, run in read.items():
-        assert comparable(run) == comparable(searched[run_id])
-    assert read[ids[0]].data.metrics["latency_batch_1_samples"] == 20.0
+        assert comparable(run) == comparable(StoredRun.of(searched[run_id]))
+    assert read[ids[0]].metrics["latency_batch_1_samples"] == 20.0
+    assert read[ids[2]].lifecycle_stage == "deleted" and read[ids[1]].status == "RUNNING"
+    assert read[ids[0]].tags["note"].startswith("é ✓ ")
 
 
 def test_the_tracker_reads_tables_for_databases_and_search_runs_for_servers(database_uri: str) -> None:
