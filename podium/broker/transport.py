@@ -1,6 +1,12 @@
-"""kombu's Redis transport, with one change: a queue item that is not a kombu message (not JSON, or JSON
-without the envelope) is dead-lettered with its raw bytes instead of raising inside the worker's event
-loop, which stops the worker (exit code 0) and leaves the valid requests behind it unanswered.
+"""kombu's Redis transport, with two changes, each for an error that would otherwise stop a worker from inside
+its event loop and leave the requests behind it unanswered:
+
+- a queue item that is not a kombu message (not JSON, or JSON without the envelope) is dead-lettered with its
+  raw bytes (it used to stop the worker, exit code 0);
+- acknowledging never meets Redis's out-of-memory refusal: the two deletions it makes are sent without MULTI,
+  which Redis refuses whole when memory is full ("Unrecoverable error: OutOfMemoryError" stopped the worker);
+  a reject that requeues (it writes) waits for memory with back-off, and after ``REQUEUE_PATIENCE_S`` leaves
+  the message unacknowledged, to be redelivered after the visibility timeout.
 
 Workers use it through ``broker_transport`` (see :func:`podium.workers.app.create_worker_app`); URLs keep
 their ``redis://`` / ``rediss://`` form.
@@ -9,7 +15,10 @@ their ``redis://`` / ``rediss://`` form.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
+
+import redis
 
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
@@ -21,6 +30,8 @@ log = logging.getLogger(__name__)
 
 #: Raw bytes kept in the dead letter of an undecodable queue item.
 RAW_BYTES_KEPT = 4096
+#: How long a requeue waits for Redis memory before leaving the message to the visibility timeout.
+REQUEUE_PATIENCE_S = 60.0
 
 
 def envelope_problem(payload: Any) -> str | None:
@@ -42,7 +53,41 @@ def envelope_problem(payload: Any) -> str | None:
     return None
 
 
+class QoS(kombu_redis.QoS):
+    def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
+        """The unacked entry and its index entry removed; on its own (an ack), without MULTI, so a full Redis
+        still takes the deletions (the hash first: an index entry left alone is harmless to kombu's restore)."""
+        if pipe is not None:  # inside kombu's restore transaction: keep it whole
+            return super()._remove_from_indices(delivery_tag, pipe)
+        with self.channel.conn_or_acquire() as client:
+            return (
+                client.pipeline(transaction=False)
+                .hdel(self.unacked_key, delivery_tag)
+                .zrem(self.unacked_index_key, delivery_tag)
+            )
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        delay, waited = 0.1, 0.0
+        while True:
+            try:
+                return super().reject(delivery_tag, requeue)
+            except redis.exceptions.OutOfMemoryError:
+                if waited >= REQUEUE_PATIENCE_S:
+                    log.error(
+                        "Redis has no memory to requeue message %s after %.0f s; it stays unacknowledged and "
+                        "is redelivered after the visibility timeout",
+                        delivery_tag,
+                        waited,
+                    )
+                    return None
+                log.warning("Redis has no memory to requeue message %s; trying again in %.1f s", delivery_tag, delay)
+                time.sleep(delay)
+                waited, delay = waited + delay, min(delay * 2, 5.0)
+
+
 class Channel(kombu_redis.Channel):
+    QoS = QoS
+
     def _brpop_read(self, **options: Any) -> bool:
         try:
             try:

@@ -311,7 +311,7 @@ def test_out_of_memory_is_retried_and_never_kills_a_worker(tmp_path: Path, store
         p.redis.config_set("maxmemory", 0)  # memory freed
         results = [p.app.AsyncResult(s.task_id).get(timeout=300) for s in sent]
         assert collections.Counter(r["status"] for r in results) == {"measured": 30}
-        assert all(w.proc.poll() is None for w in workers), [w.log()[-2000:] for w in workers]
+        assert all(w.proc.poll() is None for w in workers), [(w.proc.poll(), w.log()[-6000:]) for w in workers]
         runs = runs_by_key(store)
         assert all(runs[s.benchmark_key]["FINISHED"] == 1 for s in sent), runs
         assert dead_letters(p.redis) == []
