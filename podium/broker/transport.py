@@ -19,7 +19,6 @@ import time
 from typing import Any
 
 import redis
-
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
