@@ -36,6 +36,8 @@ bench: install
 	$(BIN)/python bench/triton_overhead.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/deployable.py
+	$(BIN)/python bench/costs.py
+	$(BIN)/python bench/realistic.py
 
 clean:
 	rm -rf .podium bench/out .pytest_cache
