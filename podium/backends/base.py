@@ -1,5 +1,6 @@
 """The inference-backend port: prepare a model, describe its inputs, bind a batch, run it, describe the
-hardware, tear down. Implementations: ``local`` (in-process PyTorch) and ``triton`` (KServe V2)."""
+hardware, tear down. Implementations: ``local`` (in-process: TorchScript with torch, ONNX with onnxruntime) and
+``triton`` (KServe V2)."""
 
 from __future__ import annotations
 
@@ -65,3 +66,24 @@ class InferenceBackend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class InProcess:
+    """What the in-process backends share: no server statistics, nothing degraded, a bound call tried once."""
+
+    model_path: Any
+
+    def stats(self) -> ServerStats | None:
+        return None
+
+    def notes(self) -> list[str]:
+        return []
+
+    def tried(self, call: Callable[[], object], inputs: Mapping[str, np.ndarray]) -> Callable[[], object]:
+        """``call`` after one run (untimed): a model that rejects these inputs fails here, naming their shapes."""
+        try:
+            call()
+        except Exception as exc:  # torch and onnxruntime raise their own types for bad inputs
+            shapes = {k: (tuple(v.shape), str(v.dtype)) for k, v in inputs.items()}
+            raise BackendError(f"{self.model_path}: the model rejected inputs {shapes}: {str(exc)[:300]}") from None
+        return call

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from podium.backends.base import BackendError, HardwareInfo, InputSpec, ServerStats
+from podium.backends.base import BackendError, HardwareInfo, InProcess, InputSpec
 from podium.backends.hardware import cpu_model, nvidia_driver
 
 SIGNATURE_FILE = "podium_signature.json"
@@ -157,7 +157,7 @@ def read_signature(path: Path) -> tuple[list[InputSpec], list[InputSpec]] | None
     return None
 
 
-class LocalBackend:
+class LocalBackend(InProcess):
     def __init__(
         self,
         model_path: Path,
@@ -230,18 +230,7 @@ class LocalBackend:
                 torch.cuda.synchronize()  # the clock is read after this returns
             return out
 
-        try:
-            call()
-        except Exception as exc:
-            shapes = {k: (tuple(v.shape), str(v.dtype)) for k, v in inputs.items()}
-            raise BackendError(f"{self.model_path}: the model rejected inputs {shapes}: {str(exc)[:300]}") from None
-        return call
-
-    def stats(self) -> ServerStats | None:
-        return None
-
-    def notes(self) -> list[str]:
-        return []
+        return self.tried(call, inputs)
 
     def describe(self) -> HardwareInfo:
         torch = self._torch

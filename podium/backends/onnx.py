@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from podium.backends.base import BackendError, HardwareInfo, InputSpec, ServerStats
+from podium.backends.base import BackendError, HardwareInfo, InProcess, InputSpec
 from podium.backends.hardware import cpu_model, nvidia_driver
 
 #: onnxruntime element types -> podium (KServe V2) datatypes.
@@ -94,7 +94,7 @@ def onnx_signature(path: Path) -> tuple[list[InputSpec], list[InputSpec]]:
     return _specs(session.get_inputs(), vocab, Path(path)), _specs(session.get_outputs(), {}, Path(path))
 
 
-class OnnxBackend:
+class OnnxBackend(InProcess):
     def __init__(
         self,
         model_path: Path,
@@ -138,18 +138,7 @@ class OnnxBackend:
         def call() -> object:
             return session.run(None, feeds)  # returns when the outputs are on the host: the work is done
 
-        try:
-            call()
-        except Exception as exc:
-            shapes = {k: (tuple(v.shape), str(v.dtype)) for k, v in inputs.items()}
-            raise BackendError(f"{self.model_path}: the model rejected inputs {shapes}: {str(exc)[:300]}") from None
-        return call
-
-    def stats(self) -> ServerStats | None:
-        return None
-
-    def notes(self) -> list[str]:
-        return []
+        return self.tried(call, inputs)
 
     def describe(self) -> HardwareInfo:
         version = self._ort.__version__

@@ -13,10 +13,10 @@ from podium.backends.inputs import PlannedBatch
 def length_profile(
     plan: Sequence[PlannedBatch], samples_ns: Sequence[int], first_used: int, padding: str
 ) -> dict[str, Any]:
-    """Token counts of the planned sequences (p50, p90, max), the lengths requests were padded to, and the
+    """Token counts of the planned sequences of test data (p50, p90, max), the lengths requests were padded to, and the
     p50 latency of the timed requests per quartile of their longest sequence (request ``first_used + j`` used
     batch ``(first_used + j) % len(plan)``)."""
-    tokens = [len(r) for batch in plan for r in (batch.rows or [[0] * batch.width])]
+    tokens = [len(r) for batch in plan for r in batch.rows or ()]
     widths = [batch.width for batch in plan]
     profile: dict[str, Any] = {
         "padding": padding,

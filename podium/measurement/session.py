@@ -60,7 +60,12 @@ def run_measurement(
         )
         after = backend.stats()
         metrics |= summary_metrics(m.summary, m.stable)
-        per_batch[str(b)] = _batch_entry(m) | {"lengths": length_profile(plan, m.samples_ns, m.first_used, cfg.padding)}
+        lengths = (
+            length_profile(plan, m.samples_ns, m.first_used, cfg.padding)
+            if rows
+            else {"padding": cfg.padding, "source": "synthetic", "max_tokens": cfg.max_length}
+        )
+        per_batch[str(b)] = _batch_entry(m) | {"lengths": lengths}
         server = _server_breakdown(snapshots[0] if snapshots else None, after, m)
         if server:
             metrics |= server_metrics(b, *server)
