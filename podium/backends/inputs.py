@@ -88,7 +88,13 @@ def build_inputs(
 def _concrete_shape(spec: InputSpec, batch_size: int, max_length: int) -> tuple[int, ...]:
     if not spec.shape:
         raise BackendError(f"input {spec.name!r} is a scalar; podium benchmarks batched tensor inputs")
-    dims = [batch_size if spec.shape[0] == -1 else spec.shape[0]]
+    if spec.shape[0] not in (-1, batch_size):  # never time another batch than the one reported
+        raise BackendError(
+            f"input {spec.name!r} has a fixed first (batch) dimension of {spec.shape[0]}, so a batch of {batch_size} "
+            f"cannot be sent; export the model with a dynamic batch axis, or set benchmarking.batch_sizes: "
+            f"[{spec.shape[0]}]"
+        )
+    dims = [batch_size]
     dims += [max_length if d == -1 else d for d in spec.shape[1:]]
     if any(d <= 0 for d in dims):
         raise BackendError(f"input {spec.name!r} has an unusable shape {spec.shape}")

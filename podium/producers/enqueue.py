@@ -50,6 +50,8 @@ def build_request(
             "its benchmark_key. Open runs with podium.training.trial_run / refit_run (data_fp=, eval_fp=).",
             champion.run_id,
         )
+    if artifact_path and artifact_path.lower().endswith(".onnx") and config.benchmarking.model_format != "onnx":
+        config = config.with_overrides(model_format="onnx")  # a .onnx artifact is ONNX: keyed and measured so
     fingerprint = input_fingerprint(config.benchmarking)
     identity = identity_for(champion, benchmark_config_hash(config.benchmarking, fingerprint))
     request = BenchmarkRequest(

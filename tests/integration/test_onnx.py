@@ -84,6 +84,9 @@ def test_bench_an_onnx_artifact_logs_its_format_under_its_own_key(
     again = bench(store_uri, tmp_path, "--run-id", run_id, "--model-format", "onnx")
     assert again.returncode == 0 and "reused" in again.stdout.lower(), again.stdout
     assert len(benchmark_runs(client)) == 2
+    by_path = bench(store_uri, tmp_path, "--model-uri", str(onnx_model), "--no-log", "--out", "by-path")
+    assert by_path.returncode == 0, by_path.stderr  # a .onnx path needs no --model-format
+    assert json.loads((tmp_path / "by-path" / "benchmark.json").read_text())["device"]["format"] == "onnx"
     weightless = log_model_run(client, tmp_path, model_file=onnx_model)  # model.onnx logged without its .data
     lost = bench(store_uri, tmp_path, "--run-id", weightless, "--model-format", "onnx", "--no-log")
     assert lost.returncode == 2 and "external_data=False" in lost.stderr, lost.stderr

@@ -137,3 +137,16 @@ def test_the_model_format_enters_the_hash_only_when_onnx() -> None:
     assert "model_format" not in measurement_settings(plain, "fp")  # hashes of existing configs are unchanged
     onnx = BenchmarkConfig().with_overrides(model_format="onnx").benchmarking
     assert benchmark_config_hash(onnx, "fp") != benchmark_config_hash(plain, "fp")
+
+
+def test_a_request_for_a_onnx_artifact_is_keyed_and_measured_as_onnx() -> None:
+    from podium.core.records import Champion
+    from podium.producers.enqueue import build_request
+
+    champion = Champion("r" * 32, "s" * 64, "t" * 64, "d", "e")
+    plain = build_request(champion, BenchmarkConfig())
+    onnx = build_request(champion, BenchmarkConfig(), artifact_path="model/tagger.onnx")
+    assert plain.artifact_path == "model/model.pt" and plain.config.benchmarking.model_format == "torchscript"
+    assert onnx.config.benchmarking.model_format == "onnx" and onnx.benchmark_key != plain.benchmark_key
+    by_config = build_request(champion, BenchmarkConfig().with_overrides(model_format="onnx"))
+    assert by_config.artifact_path == "model/model.onnx" and by_config.benchmark_key == onnx.benchmark_key

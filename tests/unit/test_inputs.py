@@ -124,3 +124,10 @@ def test_inputs_by_convention(args: list[str], expected) -> None:
 def test_an_onnx_deploy_carries_its_external_weights_by_name() -> None:
     files = model_files("onnx", b"graph", beside={"tagger.onnx.data": b"weights"})
     assert files == {"file:1/model.onnx": b"graph", "file:1/tagger.onnx.data": b"weights"}
+
+
+def test_a_fixed_batch_dimension_is_never_sent_as_another_batch_size() -> None:
+    fixed = InputSpec("input_ids", "INT64", (1, -1))
+    assert build_inputs([fixed], 1, 8)["input_ids"].shape == (1, 8)
+    with pytest.raises(BackendError, match=r"fixed first \(batch\) dimension of 1, so a batch of 8 cannot be sent"):
+        build_inputs([fixed], 8, 8)
