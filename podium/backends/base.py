@@ -85,5 +85,23 @@ class InProcess:
             call()
         except Exception as exc:  # torch and onnxruntime raise their own types for bad inputs
             shapes = {k: (tuple(v.shape), str(v.dtype)) for k, v in inputs.items()}
-            raise BackendError(f"{self.model_path}: the model rejected inputs {shapes}: {str(exc)[:300]}") from None
+            why = reason_of(exc)
+            if "out of range" in why or "out of bounds" in why:
+                top = max((int(v.max()) for v in inputs.values() if v.dtype.kind in "iu" and v.size), default=0)
+                why += (
+                    f" (token ids up to {top} were sent: if the model's vocabulary is smaller, declare it with "
+                    "vocab_size in benchmarking.inputs, or use test_data within it)"
+                )
+            raise BackendError(f"{self.model_path}: the model rejected inputs {shapes}: {why}") from None
         return call
+
+
+def reason_of(exc: BaseException, limit: int = 300) -> str:
+    """The line of an error that says what went wrong, cut at a word: the last line of a traceback the runtime
+    put in its message (TorchScript's interpreter does: the cause is at the end), else the first line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    traced = any(line.startswith(("Traceback", "The following operation failed")) for line in lines)
+    text = lines[-1] if traced else lines[0]
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " …"

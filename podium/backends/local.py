@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from podium.backends.base import BackendError, HardwareInfo, InProcess, InputSpec
+from podium.backends.base import BackendError, HardwareInfo, InProcess, InputSpec, reason_of
 from podium.backends.hardware import cpu_model, nvidia_driver
 
 SIGNATURE_FILE = "podium_signature.json"
@@ -189,9 +189,7 @@ class LocalBackend(InProcess):
             with _torchscript_on_purpose():
                 model = torch.jit.load(str(self.model_path), map_location=self.device, _extra_files=extra)
         except Exception as exc:  # torch raises RuntimeError/ValueError/zip errors for a bad artifact
-            raise BackendError(
-                f"{self.model_path} is not a loadable TorchScript model: {str(exc).splitlines()[0][:300]}"
-            ) from None
+            raise BackendError(f"{self.model_path} is not a loadable TorchScript model: {reason_of(exc)}") from None
         model.eval()
         if self.dtype != torch.float32:
             model = model.to(self.dtype)

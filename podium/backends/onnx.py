@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from podium.backends.base import BackendError, HardwareInfo, InProcess, InputSpec
+from podium.backends.base import BackendError, HardwareInfo, InProcess, InputSpec, reason_of
 from podium.backends.hardware import cpu_model, nvidia_driver
 
 #: onnxruntime element types -> podium (KServe V2) datatypes.
@@ -77,7 +77,7 @@ def _session(path: Path, providers: list[str]) -> Any:
     try:
         return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        reason = str(exc).splitlines()[0][:300]
+        reason = reason_of(exc)
         if "external data" in reason.lower():
             raise BackendError(
                 f"{path}: its weights are in a separate file that is not beside it ({reason}); log that file "

@@ -218,3 +218,18 @@ def test_cuda_requested_without_cuda(tmp_path: Path) -> None:
         pytest.skip("this machine has CUDA")
     with pytest.raises(BackendError, match="no CUDA device"):
         LocalBackend(tmp_path / "m.pt", "cuda")
+
+
+def test_token_ids_beyond_the_vocabulary_are_named_with_the_fix(tmp_path: Path) -> None:
+    """The cause, not the first 300 characters of TorchScript's traceback (the message used to stop mid-word)."""
+    from podium.backends.inputs import build_inputs
+
+    model = traced(BertStyleTagger(vocab=100), tmp_path / "model.pt")
+    declared = [InputSpec("input_ids", "INT64", (-1, -1), 5000), InputSpec("attention_mask", "INT64", (-1, -1))]
+    backend = LocalBackend(model, "cpu", declared=declared)
+    specs = backend.prepare()
+    with pytest.raises(BackendError) as rejected:
+        backend.bind(build_inputs(specs, 2, 16))
+    message = str(rejected.value)
+    assert "RuntimeError: index out of range in self (token ids up to " in message
+    assert "declare it with vocab_size in benchmarking.inputs" in message and "TorchScript interpreter" not in message

@@ -131,3 +131,17 @@ def test_a_fixed_batch_dimension_is_never_sent_as_another_batch_size() -> None:
     assert build_inputs([fixed], 1, 8)["input_ids"].shape == (1, 8)
     with pytest.raises(BackendError, match=r"fixed first \(batch\) dimension of 1, so a batch of 8 cannot be sent"):
         build_inputs([fixed], 8, 8)
+
+
+def test_the_reason_of_an_error_is_its_cause_cut_at_a_word() -> None:
+    from podium.backends.base import reason_of
+
+    torchscript = RuntimeError(
+        "The following operation failed in the TorchScript interpreter.\nTraceback of TorchScript (most recent "
+        "call last):\n  File 'code/x.py', line 3\n    return torch.embedding(weight, ids)\n\nRuntimeError: index out of range in self\n"
+    )
+    assert reason_of(torchscript) == "RuntimeError: index out of range in self"
+    assert reason_of(ValueError("first line\nsecond line")) == "first line"
+    long = reason_of(ValueError("word " * 100), limit=23)
+    assert long == "word word word word …"
+    assert reason_of(ValueError("")) == "ValueError"
