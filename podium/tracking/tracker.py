@@ -8,8 +8,10 @@ few calls as MLflow allows (``create_run`` with all tags, one ``log_batch``, one
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -68,6 +70,8 @@ SCHEMES = (
     "file",
     "databricks",
 )
+#: Artifact locations remembered for runs not yet ended (a worker has one or two at a time).
+MAX_OPEN_RUNS = 256
 #: What a store can raise besides MlflowException: a locked or broken sqlite file, an unreachable server.
 STORE_ERRORS = (MlflowException, SQLAlchemyError, OSError)
 
@@ -103,6 +107,9 @@ class MlflowTracking:
         #: (experiment ids, study) -> (checked at, legacy epoch, has legacy runs)
         self._legacy_studies: dict[tuple[tuple[str, ...], str], tuple[float, int, bool]] = {}
         self._legacy_epoch = 0
+        #: run id -> artifact URI of the benchmark runs this tracker created and has not ended yet: their
+        #: benchmark.json goes straight to that location (MLflow's client would read the run back to learn it)
+        self._artifact_uris: dict[str, str] = {}
 
     @classmethod
     def connect(
@@ -503,6 +510,10 @@ class MlflowTracking:
             run = self.client.create_run(
                 experiment, start_time=start_time or _now_ms(), tags=dict(tags), run_name=run_name
             )
+        if run.info.artifact_uri and not self.client.tracking_uri.startswith("databricks"):
+            if len(self._artifact_uris) >= MAX_OPEN_RUNS:  # runs ended elsewhere: forget the oldest
+                self._artifact_uris.pop(next(iter(self._artifact_uris)))
+            self._artifact_uris[run.info.run_id] = run.info.artifact_uri
         return run.info.run_id, run.info.start_time
 
     def record_results(
@@ -521,15 +532,31 @@ class MlflowTracking:
             for start in range(0, max(len(metric_list), 1), MAX_BATCH_METRICS):
                 chunk = metric_list[start : start + MAX_BATCH_METRICS]
                 self.client.log_batch(run_id, metrics=chunk, tags=tag_list if start == 0 else [])
-            self.client.log_dict(run_id, dict(summary), filename)
+            self._log_json(run_id, summary, filename)
+
+    def _log_json(self, run_id: str, document: Mapping[str, Any], filename: str) -> None:
+        """``document`` as the run's artifact ``filename``: written straight to the artifact location of a run
+        this tracker created, else through ``log_dict`` (which reads the run to find its location)."""
+        uri = self._artifact_uris.get(run_id)
+        if uri is None:
+            self.client.log_dict(run_id, dict(document), filename)
+            return
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        with tempfile.TemporaryDirectory(prefix="podium-artifact-") as folder:
+            local = Path(folder) / filename
+            local.write_text(json.dumps(document, indent=2))
+            get_artifact_repository(uri, tracking_uri=self.client.tracking_uri).log_artifact(str(local))
 
     def finish_run(self, run_id: str) -> None:
         with self._store(f"marking run {run_id} FINISHED"):
             self.client.set_terminated(run_id, "FINISHED", end_time=_now_ms())
+        self._artifact_uris.pop(run_id, None)
 
     def fail_run(self, run_id: str, reason: str, status: str = "FAILED", strict: bool = False) -> None:
         """End a run FAILED (or KILLED) with the reason as a tag. A store hiccup is logged, or raised as a
         ``TrackingError`` when ``strict`` (the caller must not go on as if the run were ended)."""
+        self._artifact_uris.pop(run_id, None)
         try:
             self.client.set_tag(run_id, self.tags.benchmark.error, reason[:MAX_TAG_VALUE])
             self.client.set_terminated(run_id, status, end_time=_now_ms())

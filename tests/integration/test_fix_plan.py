@@ -90,7 +90,9 @@ def benchmark_runs(client: MlflowClient, key: str | None = None) -> list:
 # ---------------------------------------------------------------- Test 1 and 2: idempotency
 
 
-def test_1_config_change_creates_a_new_benchmark(client: MlflowClient, tracking: MlflowTracking) -> None:
+def test_1_config_change_creates_a_new_benchmark(
+    client: MlflowClient, tracking: MlflowTracking, tmp_path: Path
+) -> None:
     training_runs(client)
     (champion,) = tracking.load_champions(tracking.experiment_ids())
     measure = CountingMeasure()
@@ -102,6 +104,9 @@ def test_1_config_change_creates_a_new_benchmark(client: MlflowClient, tracking:
     runs = benchmark_runs(client)
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     assert {r.data.tags["benchmark_key"] for r in runs} == {first.benchmark_key, second.benchmark_key}
+    for run in runs:  # benchmark.json went straight to each run's artifact location, where MLflow finds it
+        summary = client.download_artifacts(run.info.run_id, "benchmark.json", str(tmp_path / run.info.run_id))
+        assert json.loads(Path(summary).read_text())["batch_sizes"] in ([1], [8])
 
 
 def test_2_same_config_is_skipped(client: MlflowClient, tracking: MlflowTracking) -> None:
