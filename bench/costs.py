@@ -247,9 +247,8 @@ def bench_latency(tmp: Path, r: redis.Redis, redis_url: str, rate: int, seconds:
     try:
         start = time.perf_counter()
         for i, result in enumerate(results):
-            due = start + i / rate
-            while time.perf_counter() < due:
-                pass
+            due = start + i / rate  # sleep, never spin: the listener thread shares this process's GIL
+            time.sleep(max(0.0, due - time.perf_counter()))
             sent[result.run_id] = time.perf_counter()
             r.xadd(keys.BENCHMARKS_STREAM, {"data": result.encode()})
         time.sleep(2)
