@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from mlflow.exceptions import MlflowException
 
+from podium.backends.test_data import TOKENIZER_FILE
 from podium.core.records import DEFAULT_ARTIFACT_PATH
 from podium.core.safety import require_safe
 from podium.errors import PodiumError
@@ -42,8 +43,9 @@ def parse_model_uri(uri: str) -> ModelSource:
 
 
 def fetch(source: ModelSource, tracking: MlflowTracking | None, dest: Path) -> Path:
-    """A local file holding the model (downloaded from the run when it comes from MLflow). An ONNX model's
-    external weights (``<name>.data`` beside it, as ``torch.onnx.export`` writes large models) come with it."""
+    """A local file holding the model (downloaded from the run when it comes from MLflow), with the files kept
+    beside it that it needs: an ONNX model's external weights (``<name>.data``, as ``torch.onnx.export`` writes
+    them) and a ``tokenizer.json`` (for test data holding texts)."""
     if source.local_path is not None:
         if not source.local_path.is_file():
             raise ModelNotFoundError(f"model file {source.local_path} does not exist")
@@ -52,8 +54,7 @@ def fetch(source: ModelSource, tracking: MlflowTracking | None, dest: Path) -> P
         raise ModelNotFoundError("no model file and no MLflow run to download it from")
     try:
         model = Path(tracking.client.download_artifacts(source.run_id, source.artifact_path, str(dest)))
-        if model.suffix == ".onnx":
-            _fetch_external_data(tracking, source.run_id, source.artifact_path, dest)
+        _fetch_companions(tracking, source.run_id, source.artifact_path, dest)
         return model
     except MlflowException as exc:
         raise ModelNotFoundError(
@@ -66,9 +67,10 @@ def fetch(source: ModelSource, tracking: MlflowTracking | None, dest: Path) -> P
         ) from None
 
 
-def _fetch_external_data(tracking: MlflowTracking, run_id: str, artifact_path: str, dest: Path) -> None:
+def _fetch_companions(tracking: MlflowTracking, run_id: str, artifact_path: str, dest: Path) -> None:
     parent = str(Path(artifact_path).parent)
-    wanted = f"{artifact_path}.data"
-    for info in tracking.client.list_artifacts(run_id, None if parent == "." else parent):
-        if info.path == wanted:  # lands beside the model: dest/<artifact_path>.data
-            tracking.client.download_artifacts(run_id, wanted, str(dest))
+    folder = "" if parent == "." else f"{parent}/"
+    wanted = {f"{artifact_path}.data", f"{folder}{TOKENIZER_FILE}"}
+    for info in tracking.client.list_artifacts(run_id, folder.rstrip("/") or None):
+        if info.path in wanted:  # lands beside the model: dest/<path>
+            tracking.client.download_artifacts(run_id, info.path, str(dest))

@@ -156,6 +156,12 @@ def test_bench_command_with_texts_and_longest_padding(store_uri: str, client: Ml
     assert summary["batches"]["4"]["lengths"]["padded_to"] == {"min": 16, "max": 16, "distinct_batches": 1}
     assert summary["batches"]["1"]["lengths"]["padded_to"] == {"min": 4, "max": 16, "distinct_batches": 3}
     assert summary["config"]["benchmarking"]["padding"] == "longest"
+    client.log_artifact(run_id, str(tokenizer), "model")  # the tokenizer kept beside the model in its run
+    beside = bench(store_uri, tmp_path, "--run-id", run_id, "--test-data", str(data), "--no-log", "--out", "beside")
+    assert beside.returncode == 0, beside.stderr
+    assert (
+        json.loads((tmp_path / "beside" / "benchmark.json").read_text())["batches"]["1"]["lengths"]["max_tokens"] == 16
+    )
     assert "batch 1: 3 sequences, tokens p50 9 / p90 14.6 / max 16; padded (longest) to 4-16" in " ".join(
         out.stdout.split()
     )
