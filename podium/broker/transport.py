@@ -3,10 +3,12 @@ its event loop and leave the requests behind it unanswered:
 
 - a queue item that is not a kombu message (not JSON, or JSON without the envelope) is dead-lettered with its
   raw bytes (it used to stop the worker, exit code 0);
-- acknowledging never meets Redis's out-of-memory refusal: the two deletions it makes are sent without MULTI,
-  which Redis refuses whole when memory is full ("Unrecoverable error: OutOfMemoryError" stopped the worker);
-  a reject that requeues (it writes) waits for memory with back-off, and after ``REQUEUE_PATIENCE_S`` leaves
-  the message unacknowledged, to be redelivered after the visibility timeout.
+- Redis refusing a write for memory never stops the worker ("Unrecoverable error: OutOfMemoryError") nor loses
+  a message: acknowledging sends its two deletions without MULTI (Redis refuses a MULTI whole when memory is
+  full, deletions on their own never); recording a message just taken off its queue as unacknowledged waits
+  for memory with back-off, for as long as it takes (the message is then only in this process: giving up
+  would lose it); a reject that requeues waits too, and after ``REQUEUE_PATIENCE_S`` leaves the message
+  unacknowledged, to be redelivered after the visibility timeout.
 
 Workers use it through ``broker_transport`` (see :func:`podium.workers.app.create_worker_app`); URLs keep
 their ``redis://`` / ``rediss://`` form.
@@ -52,7 +54,35 @@ def envelope_problem(payload: Any) -> str | None:
     return None
 
 
+def when_memory_frees(what: str, attempt: Any, patience_s: float | None = None) -> bool:
+    """Run ``attempt`` until Redis has memory for it (back-off 0.1 s ... 5 s); False when ``patience_s`` ran out."""
+    delay, waited = 0.1, 0.0
+    while True:
+        try:
+            attempt()
+            return True
+        except redis.exceptions.OutOfMemoryError:
+            if patience_s is not None and waited >= patience_s:
+                return False
+            log.warning("Redis has no memory to %s; trying again in %.1f s", what, delay)
+            time.sleep(delay)
+            waited, delay = waited + delay, min(delay * 2, 5.0)
+
+
 class QoS(kombu_redis.QoS):
+    def append(self, message: Any, delivery_tag: str) -> None:
+        when_memory_frees(
+            f"record message {delivery_tag} as delivered", lambda: super(QoS, self).append(message, delivery_tag)
+        )
+
+    def restore_visible(self, *args: Any, **kwargs: Any) -> None:
+        """kombu's periodic restore of messages unacknowledged too long: skipped while Redis is full (it takes a
+        lock, a write), done on the next round."""
+        try:
+            super().restore_visible(*args, **kwargs)
+        except redis.exceptions.OutOfMemoryError:
+            log.warning("Redis has no memory to restore unacknowledged messages now; the next round will")
+
     def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
         """The unacked entry and its index entry removed; on its own (an ack), without MULTI, so a full Redis
         still takes the deletions (the hash first: an index entry left alone is harmless to kombu's restore)."""
@@ -66,22 +96,18 @@ class QoS(kombu_redis.QoS):
             )
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
-        delay, waited = 0.1, 0.0
-        while True:
-            try:
-                return super().reject(delivery_tag, requeue)
-            except redis.exceptions.OutOfMemoryError:
-                if waited >= REQUEUE_PATIENCE_S:
-                    log.error(
-                        "Redis has no memory to requeue message %s after %.0f s; it stays unacknowledged and "
-                        "is redelivered after the visibility timeout",
-                        delivery_tag,
-                        waited,
-                    )
-                    return None
-                log.warning("Redis has no memory to requeue message %s; trying again in %.1f s", delivery_tag, delay)
-                time.sleep(delay)
-                waited, delay = waited + delay, min(delay * 2, 5.0)
+        done = when_memory_frees(
+            f"requeue message {delivery_tag}",
+            lambda: super(QoS, self).reject(delivery_tag, requeue),
+            REQUEUE_PATIENCE_S,
+        )
+        if not done:
+            log.error(
+                "Redis has had no memory to requeue message %s for %.0f s; it stays unacknowledged and is "
+                "redelivered after the visibility timeout",
+                delivery_tag,
+                REQUEUE_PATIENCE_S,
+            )
 
 
 class Channel(kombu_redis.Channel):

@@ -78,6 +78,7 @@ class RefusedMessages:
 def create_worker_app(settings: PodiumSettings) -> Celery:
     app = create_app(settings)
     app.conf.broker_transport = "podium.broker.transport:Transport"  # undecodable queue items: dead letters
+    app.backend_cls = "podium.broker.results:RedisBackend"  # task states stored on a full Redis wait for memory
     app.conf.result_backend_transport_options = {
         **app.conf.result_backend_transport_options,
         "retry_policy": WORKER_RESULT_RETRY,
