@@ -143,18 +143,27 @@ def parse_signature(raw: str | bytes, where: Path) -> tuple[list[InputSpec], lis
         raise BackendError(f"{where}: {SIGNATURE_FILE} is malformed: {exc}") from None
 
 
+def archive_extra(path: Path, filename: str) -> bytes | None:
+    """An extra file saved in a TorchScript zip (``torch.jit.save(..., _extra_files=...)``), read without
+    loading torch; None when the archive has none. Raises ``OSError`` / ``zipfile.BadZipFile`` for a bad file."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if name.endswith(f"/extra/{filename}"):
+                return archive.read(name)
+    return None
+
+
 def read_signature(path: Path) -> tuple[list[InputSpec], list[InputSpec]] | None:
     """The signature stored in a TorchScript zip, read without loading torch (for Triton deploys)."""
     import zipfile
 
     try:
-        with zipfile.ZipFile(path) as archive:
-            for name in archive.namelist():
-                if name.endswith(f"/extra/{SIGNATURE_FILE}"):
-                    return parse_signature(archive.read(name), Path(path))
+        raw = archive_extra(path, SIGNATURE_FILE)
     except (OSError, zipfile.BadZipFile) as exc:
         raise BackendError(f"{path} is not a TorchScript archive: {exc}") from None
-    return None
+    return parse_signature(raw, Path(path)) if raw is not None else None
 
 
 class LocalBackend(InProcess):

@@ -102,11 +102,10 @@ def model_tokenizer(model_file: Path) -> str | None:
     beside = Path(model_file).parent / TOKENIZER_FILE
     if beside.is_file():
         return beside.read_text(encoding="utf-8")
+    from podium.backends.local import archive_extra
+
     try:
-        with zipfile.ZipFile(model_file) as archive:
-            for name in archive.namelist():
-                if name.endswith(f"/extra/{TOKENIZER_FILE}"):
-                    return archive.read(name).decode("utf-8")
+        raw = archive_extra(model_file, TOKENIZER_FILE)
     except (OSError, zipfile.BadZipFile):
         return None
-    return None
+    return raw.decode("utf-8") if raw is not None else None

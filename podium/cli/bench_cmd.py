@@ -11,6 +11,7 @@ from rich.table import Table
 
 from podium.cli.common import console, fail, input_list, int_list, podium_errors
 from podium.core.choices import Backend, ModelFormat, Padding, Protocol
+from podium.core.records import format_of_path
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -83,7 +84,7 @@ def bench(
             test_data=test_data,
             tokenizer=tokenizer,
             padding=padding,
-            model_format=model_format or _format_of(model_uri or artifact_path),
+            model_format=model_format or format_of_path(model_uri or artifact_path),
         )
         if run_id:
             from podium.core.records import ARTIFACT_PATHS
@@ -203,11 +204,6 @@ def _print_table(measured: Measured, cfg: BenchmarkConfig) -> None:
             console.print(f"batch {b}: {lengths_line(entry['lengths'])}")
     for note in measured.summary["notes"]:
         console.print(f"[yellow]note:[/] {note}")
-
-
-def _format_of(path: str | None) -> ModelFormat | None:
-    """``onnx`` for a model path ending in .onnx (so --model-uri model.onnx just works), else the config's."""
-    return "onnx" if path is not None and path.lower().endswith(".onnx") else None
 
 
 def lengths_line(profile: dict) -> str:

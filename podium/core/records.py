@@ -12,6 +12,13 @@ RUN_ID_ATTR = "mlflow_run_id"
 DEFAULT_ARTIFACT_PATH = "model/model.pt"
 #: Where a training script logs the model, per ``benchmarking.model_format``.
 ARTIFACT_PATHS = {"torchscript": DEFAULT_ARTIFACT_PATH, "onnx": "model/model.onnx"}
+
+
+def format_of_path(path: str | None) -> str | None:
+    """``onnx`` for a model path ending in .onnx (whatever the config says, such a file is ONNX), else None."""
+    return "onnx" if path is not None and path.lower().endswith(".onnx") else None
+
+
 #: Where podium's training helpers record the whole champion, so the hook needs no MLflow look-up.
 CHAMPION_ATTR = "podium.champion"
 

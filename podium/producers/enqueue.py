@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from podium.core.config import BenchmarkConfig
 from podium.core.identity import UNKNOWN_FINGERPRINT, benchmark_config_hash
 from podium.core.messages import BenchmarkRequest
-from podium.core.records import ARTIFACT_PATHS, Champion
+from podium.core.records import ARTIFACT_PATHS, Champion, format_of_path
 from podium.core.run_tags import identity_for
 from podium.errors import PodiumError
 from podium.settings.env import redact_url
@@ -50,7 +50,7 @@ def build_request(
             "its benchmark_key. Open runs with podium.training.trial_run / refit_run (data_fp=, eval_fp=).",
             champion.run_id,
         )
-    if artifact_path and artifact_path.lower().endswith(".onnx") and config.benchmarking.model_format != "onnx":
+    if format_of_path(artifact_path) == "onnx" != config.benchmarking.model_format:
         config = config.with_overrides(model_format="onnx")  # a .onnx artifact is ONNX: keyed and measured so
     fingerprint = input_fingerprint(config.benchmarking)
     identity = identity_for(champion, benchmark_config_hash(config.benchmarking, fingerprint))
