@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,10 @@ class TritonBackend:
         self._binary = False
         self._server: dict[str, Any] = {}
         self._stats_supported = True
+        #: Successful requests this backend made, and the server's count before the first: Triton records a
+        #: request's statistics after releasing its response, so a reading waits until it counts them all.
+        self._answered = [0]
+        self._count_before: int | None = None
         target = _host_port(url, protocol)
         if protocol == "grpc":
             import tritonclient.grpc as client_mod
@@ -118,6 +123,8 @@ class TritonBackend:
         specs = [InputSpec(i["name"], i["datatype"], tuple(int(d) for d in i["shape"])) for i in meta.get("inputs", [])]
         if not specs:
             raise BackendError(f"model {self.model_name!r} on {self._where} declares no inputs in its metadata")
+        before = self._read_stats()
+        self._count_before = before.count if before else None
         return specs
 
     def _model_ready(self) -> bool:
@@ -154,17 +161,41 @@ class TritonBackend:
             request.append(item)
         client, name, version, where = self.client, self.model_name, self.model_version, self._where
         extra = {"client_timeout": self._kw["client_timeout"]} if self.protocol == "grpc" else {}
+        answered = self._answered
 
         def call() -> object:
             try:  # free unless it raises (zero-cost exceptions): the timed region stays the request itself
-                return client.infer(name, request, model_version=version, **extra)
+                result = client.infer(name, request, model_version=version, **extra)
             except Exception as exc:
                 raise BackendError(f"a request to model {name!r} on {where} failed: {_reason(exc)}") from None
+            answered[0] += 1
+            return result
 
         self._call(f"a first request to model {self.model_name!r}", lambda **_: call())
         return call
 
-    def stats(self) -> ServerStats | None:
+    def stats(self, settle_s: float = 5.0) -> ServerStats | None:
+        """The server's statistics once they count every request this backend has had answered (Triton
+        records a request after releasing its response; a reading taken in between would put part of it in
+        the wrong window). Other clients of the same model only add to the count. Waits ``settle_s`` at most,
+        then says so in ``notes()``."""
+        taken = self._read_stats()
+        if taken is None or self._count_before is None:
+            return taken
+        expected = self._count_before + self._answered[0]
+        deadline, pause = time.monotonic() + settle_s, 0.0005
+        while taken is not None and taken.count < expected and time.monotonic() < deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+            taken = self._read_stats()
+        if taken is not None and taken.count < expected:
+            self._notes.append(
+                f"server statistics counted {taken.count - self._count_before} of {self._answered[0]} answered "
+                f"requests after {settle_s:g} s: server figures may miss the last requests"
+            )
+        return taken
+
+    def _read_stats(self) -> ServerStats | None:
         if not self._stats_supported:
             return None
         try:
