@@ -19,6 +19,8 @@ CACHE = Path(os.environ.get("PODIUM_VENV_CACHE", Path.home() / ".cache" / "podiu
 #: The Dockerfile's install lines, with torch taken from the local wheel (no network to the PyTorch index).
 DOCKERFILE_INSTALL = (["torch==2.13.0"], [".[triton]"])
 BARE_INSTALL: tuple[list[str], ...] = (["."],)
+#: README's lines for ONNX models and for test data of texts, run as written, one after the other.
+ONNX_TEXT_INSTALL = ([".[onnx]"], [".[text]"])
 _fresh: dict[str, Path] = {}
 
 

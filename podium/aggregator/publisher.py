@@ -8,6 +8,7 @@ publish its stale view nor acknowledge entries the new leader is responsible for
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import redis
 
@@ -51,7 +52,7 @@ class Publisher:
         self.leader_token: str | None = None
         self._script = client.register_script(_PUBLISH)
         self._ack = client.register_script(_ACK)
-        self._seq: dict[str, int] = {}  # last sequence used per study (survives a Redis flush)
+        self._seq: dict[str, int] = {}  # last sequence used or seen per study (survives a Redis flush)
 
     def last_published(self, study: str, config_hash: str | None) -> BestModelUpdate | None:
         raw = self.client.get(keys.best_latest(study, config_hash))
@@ -65,11 +66,16 @@ class Publisher:
         reason: Reason,
         policy: str,
         aggregation: str,
+        then_ack: Sequence[str] = (),
     ) -> BestModelUpdate:
+        """Publish the next update of a study; with ``then_ack``, acknowledge those entries in the same round
+        trip, after it (a step of one event then costs Redis two round trips: the read, and this)."""
         best = candidate_view(selection.best) if selection else None
+        ack = list(then_ack)
         while True:
-            stored = int(self.client.get(keys.sequence(study)) or 0)
-            seq = max(stored, self._seq.get(study, 0)) + 1
+            # Redis's counter is read once per study; after that the script says when another took a number
+            known = self._seq.get(study)
+            seq = (known if known is not None else int(self.client.get(keys.sequence(study)) or 0)) + 1
             update = BestModelUpdate(
                 study_key_hash=study,
                 benchmark_config_hash=config_hash,
@@ -82,15 +88,22 @@ class Publisher:
                 aggregation=aggregation,
                 published_at=time.time(),
             )
-            result = self._script(
-                keys=[
-                    keys.sequence(study),
-                    keys.best_latest(study, config_hash),
-                    keys.BEST_UPDATES_STREAM,
-                    keys.AGGREGATOR_LEADER,
-                ],
-                args=[seq, update.encode(), keys.best_channel(study), HISTORY_MAXLEN, self.leader_token or ""],
-            )
+            publish_keys = [
+                keys.sequence(study),
+                keys.best_latest(study, config_hash),
+                keys.BEST_UPDATES_STREAM,
+                keys.AGGREGATOR_LEADER,
+            ]
+            publish_args = [seq, update.encode(), keys.best_channel(study), HISTORY_MAXLEN, self.leader_token or ""]
+            if ack:
+                pipe = self.client.pipeline(transaction=False)
+                self._script(keys=publish_keys, args=publish_args, client=pipe)
+                self._ack_script(ack, pipe)
+                result, acked = pipe.execute()
+                self._check_ack(acked, ack)
+                ack = []  # done, whatever the publish says
+            else:
+                result = self._script(keys=publish_keys, args=publish_args)
             if int(result) == -2:
                 raise LeadershipLost(f"publish of seq {seq} for study {study[:12]} refused: no longer the leader")
             if int(result) == -1:
@@ -98,16 +111,20 @@ class Publisher:
                 return update
             self._seq[study] = int(result)  # someone else advanced the sequence: take the next one
 
-    def ack(self, entry_ids: list[str]) -> int:
+    def ack(self, entry_ids: Sequence[str]) -> int:
         """XACK applied entries of ``podium:benchmarks``, only while still the leader."""
         if not entry_ids:
             return 0
-        result = int(
-            self._ack(
-                keys=[keys.AGGREGATOR_LEADER, keys.BENCHMARKS_STREAM],
-                args=[self.leader_token or "", keys.AGGREGATOR_GROUP, *entry_ids],
-            )
+        return self._check_ack(self._ack_script(entry_ids), entry_ids)
+
+    def _ack_script(self, entry_ids: Sequence[str], client: redis.client.Pipeline | None = None) -> object:
+        return self._ack(
+            keys=[keys.AGGREGATOR_LEADER, keys.BENCHMARKS_STREAM],
+            args=[self.leader_token or "", keys.AGGREGATOR_GROUP, *entry_ids],
+            client=client,
         )
-        if result == -2:
+
+    def _check_ack(self, result: object, entry_ids: Sequence[str]) -> int:
+        if int(result) == -2:  # type: ignore[call-overload]
             raise LeadershipLost(f"acknowledging {len(entry_ids)} entries refused: no longer the leader")
-        return result
+        return int(result)  # type: ignore[call-overload]

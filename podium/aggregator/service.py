@@ -7,7 +7,8 @@ what it holds and rebuilds before it leads again. Events are acknowledged after 
 left pending by a dead consumer are claimed back.
 
 An event is applied only when MLflow holds its run FINISHED with the same key, study, trial and config
-(looked up once per batch, remembered per run); what is folded in is MLflow's record of the run. Malformed,
+(looked up once per batch, remembered per run); what is folded in is MLflow's record of the run (the metrics
+the fold reads). Malformed,
 forged and uncommitted events go to the dead-letter stream with the reason.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -24,11 +25,11 @@ import redis
 from podium.aggregator.publisher import Publisher
 from podium.core.aggregation import ScopeKey
 from podium.core.config import SelectionConfig
-from podium.core.decision import View, decide, view_of_update
+from podium.core.decision import Decision, View, decide, view_of_update
 from podium.core.messages import BenchmarkResult, BestModelUpdate, MessageError, decode
 from podium.core.records import BenchmarkRecord
 from podium.core.selection import Selection
-from podium.core.state import SelectionState
+from podium.core.state import SelectionState, folded_metrics
 from podium.core.verification import Clock, claim_problem, run_problem, trusted_start
 from podium.errors import TrackingError
 from podium.monitoring import prometheus
@@ -111,6 +112,7 @@ class Aggregator:
             self.state.apply_benchmark(bench)
             if bench.benchmark_key is not None:  # MLflow's own record: an event naming it needs no look-up
                 self._remember(bench)
+        self.tracking.warm_lookups()
         self.published = {}
         for scope in self.state.scopes():
             self.published[scope] = view_of_update(
@@ -149,13 +151,12 @@ class Aggregator:
             entries = [e for _, batch in (response or []) for e in batch]
         if not entries:
             return 0
-        self.apply_batch(entries)
-        self.publisher.ack([e for e, _ in entries])
+        self.apply_batch(entries, ack=[e for e, _ in entries])
         return len(entries)
 
-    def apply_batch(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+    def apply_batch(self, entries: list[tuple[str, dict[str, str]]], ack: Sequence[str] = ()) -> None:
         """Verify a batch against MLflow (one look-up), apply it, then publish each changed scope once (its
-        final state after the batch)."""
+        final state after the batch), and acknowledge ``ack`` (with the last publish: one round trip)."""
         decoded: list[tuple[str, BenchmarkResult]] = []
         for entry_id, fields in entries:
             try:
@@ -163,7 +164,7 @@ class Aggregator:
             except MessageError as exc:
                 self._dead_letter(fields, f"stream entry {entry_id}: {exc}")
         unknown = [r.run_id for _, r in decoded if r.run_id not in self.verified]
-        facts = self.tracking.run_facts(unknown) if unknown else {}
+        facts = self.tracking.run_facts(unknown, folded_metrics(self.config)) if unknown else {}
         changed: set[ScopeKey] = set()
         applied_before, replays_before = self.stats.applied, self.stats.replays
         for entry_id, result in decoded:
@@ -184,8 +185,15 @@ class Aggregator:
             prometheus.EVENTS.labels("replay").inc(self.stats.replays - replays_before)
             self.stats.last_lag_ms = max(0.0, time.time() * 1000 - int(decoded[-1][0].split("-")[0]))
             prometheus.LAG.set(self.stats.last_lag_ms / 1000)
-        for scope in sorted(changed, key=lambda s: (s.study_key_hash, s.config_hash or "")):
-            self.maybe_publish(scope)
+        due = [
+            (scope, selection, decision)
+            for scope in sorted(changed, key=lambda s: (s.study_key_hash, s.config_hash or ""))
+            if (decision := decide(self.published.get(scope), selection := self.state.select(scope))) is not None
+        ]
+        for i, (scope, selection, decision) in enumerate(due):
+            self._publish(scope, selection, decision, then_ack=ack if i == len(due) - 1 else ())
+        if not due:
+            self.publisher.ack(ack)
 
     def _remember(self, record: BenchmarkRecord) -> BenchmarkRecord:
         if len(self.verified) >= VERIFIED_MAX:
@@ -212,8 +220,7 @@ class Aggregator:
                 count=BATCH,
             )
             live = [e for e in entries if e[1]]
-            self.apply_batch(live)
-            self.publisher.ack([e for e, _ in entries])
+            self.apply_batch(live, ack=[e for e, _ in entries])
             handled += len(live)
             if cursor in ("0-0", b"0-0"):
                 return handled
@@ -248,10 +255,15 @@ class Aggregator:
     # ------------------------------------------------------------------ publishing
 
     def maybe_publish(self, scope: ScopeKey) -> BestModelUpdate | None:
+        """Publish the scope's selection if it changed what subscribers know."""
         selection = self.state.select(scope)
         decision = decide(self.published.get(scope), selection)
-        if decision is None:
-            return None
+        return None if decision is None else self._publish(scope, selection, decision)
+
+    def _publish(
+        self, scope: ScopeKey, selection: Selection | None, decision: Decision, then_ack: Sequence[str] = ()
+    ) -> BestModelUpdate:
+        """Publish a decided update; with ``then_ack``, acknowledge those entries in the same round trip."""
         reason = decision.reason
         update = self.publisher.publish(
             selection,
@@ -260,6 +272,7 @@ class Aggregator:
             reason,
             self.config.selection.policy,
             self.config.benchmark.latency_aggregation,
+            then_ack=then_ack,
         )
         self.published[scope] = decision.view
         self.stats.published += 1

@@ -136,6 +136,14 @@ class SelectionState:
         return sorted(self.scope_groups, key=_scope_order)
 
 
+def folded_metrics(config: SelectionConfig) -> tuple[str, ...]:
+    """Every metric the fold reads of a benchmark run: the latency metric, the required ones and the latency's
+    stability flag. A reader may fetch only these."""
+    bench = config.benchmark
+    flag = stability_metric(bench.latency_metric)
+    return tuple(sorted({bench.latency_metric, *bench.required_metrics, *([flag] if flag else [])}))
+
+
 def _stable(record: BenchmarkRecord, latency_metric: str) -> bool:
     """A run is in doubt only when it says so: its stability flag for the latency metric's batch size is 0
     (runs without the flag, legacy ones, are taken as stable)."""

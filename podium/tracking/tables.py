@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 #: Database URI schemes whose MLflow tables are read directly.
@@ -38,6 +38,14 @@ class StoredRun:
             info.run_id, info.status, info.start_time or 0, info.lifecycle_stage, run.data.tags, run.data.metrics
         )
 
+    def only(self, tags: Sequence[str] | None, metrics: Sequence[str] | None) -> StoredRun:
+        """The same run holding only the tags and metrics named (None: all of them)."""
+        return replace(
+            self,
+            tags=self.tags if tags is None else {k: self.tags[k] for k in tags if k in self.tags},
+            metrics=self.metrics if metrics is None else {k: self.metrics[k] for k in metrics if k in self.metrics},
+        )
+
 
 class RunTables:
     """Read-only access to the run tables of one MLflow database."""
@@ -58,34 +66,82 @@ class RunTables:
     def _marks(self, values: Sequence[Any]) -> str:
         return ", ".join([self._mark] * len(values))
 
-    def runs(self, run_ids: Sequence[str], experiment_ids: Sequence[str]) -> dict[str, StoredRun]:
+    def _only(self, names: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:
+        """A condition on ``key`` and its parameters for the names asked for; nothing for all. ``key || ''``
+        keeps the planner on the ``run_uuid`` index: a search of the (key, run_uuid) primary key for every
+        pair costs sqlite 1.6x a walk of each run's few rows."""
+        if names is None:
+            return "", ()
+        unique = tuple(dict.fromkeys(names)) or ("",)  # no name: a condition no key meets
+        return f" AND key || '' IN ({self._marks(unique)})", unique
+
+    def active_experiment_ids(self) -> list[str]:
+        """Ids of every active experiment (what ``search_experiments`` lists: ~0.2 ms here, ~50 ms there)."""
+        (rows,) = self._fetch([("SELECT experiment_id FROM experiments WHERE lifecycle_stage = 'active'", ())])
+        return [str(row[0]) for row in sorted(rows)]
+
+    def warm(self) -> None:
+        """Open the pool's connection now, so that the first look-up does not pay for it."""
+        self.engine.raw_connection().close()
+
+    def _fetch(self, queries: Sequence[tuple[str, tuple[Any, ...]]]) -> list[list[tuple[Any, ...]]]:
+        """Rows of each query in turn (one connection, the driver's cursor: plain tuples, no SQLAlchemy rows,
+        which cost as much as the reading itself). A query whose SQL is empty gives no rows."""
+        conn = self.engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            out = []
+            for sql, params in queries:
+                if sql:
+                    cursor.execute(sql, params)
+                out.append(cursor.fetchall() if sql else [])
+            cursor.close()
+            conn.rollback()  # read only: end the transaction the driver may have begun
+            return out
+        finally:
+            conn.close()
+
+    def runs(
+        self,
+        run_ids: Sequence[str],
+        experiment_ids: Sequence[str],
+        tags: Sequence[str] | None = None,
+        metrics: Sequence[str] | None = None,
+    ) -> dict[str, StoredRun]:
         """The runs with these ids in these experiments, whatever their status or lifecycle (absent if not
-        found), with every tag and latest metric."""
-        ids, experiments = list(run_ids), [int(e) for e in experiment_ids]
+        found), with every tag and latest metric, or only the ``tags`` and ``metrics`` named (a podium run has
+        ~20 tags and ~15 metrics; the aggregator's check reads 8 and 3)."""
+        ids, experiments = tuple(run_ids), tuple(int(e) for e in experiment_ids)
         if not ids or not experiments:
             return {}
-        with self.engine.connect() as conn:
-            rows = conn.exec_driver_sql(
-                "SELECT run_uuid, status, start_time, lifecycle_stage FROM runs "
-                f"WHERE run_uuid IN ({self._marks(ids)}) AND experiment_id IN ({self._marks(experiments)})",
-                tuple(ids + experiments),
-            ).fetchall()
-            found = tuple(row[0] for row in rows)
-            if not found:
-                return {}
-            tags = conn.exec_driver_sql(
-                f"SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({self._marks(found)})", found
-            ).fetchall()
-            metrics = conn.exec_driver_sql(
-                f"SELECT run_uuid, key, value, is_nan FROM latest_metrics WHERE run_uuid IN ({self._marks(found)})",
-                found,
-            ).fetchall()
-        by_tags: dict[str, dict[str, str]] = {run_id: {} for run_id in found}
-        by_metrics: dict[str, dict[str, float]] = {run_id: {} for run_id in found}
-        for run_id, key, value in tags:
-            by_tags[run_id][key] = value
-        for run_id, key, value, is_nan in metrics:
-            by_metrics[run_id][key] = math.nan if is_nan else float(value)
+        only_tags, tag_names = self._only(tags)
+        only_metrics, metric_names = self._only(metrics)
+        marks = self._marks(ids)
+        # the three queries on one connection, each on its run_uuid index; ids not in the experiments asked
+        # for are dropped by the first, so their tags and metrics, read alike, are never used
+        rows, tag_rows, metric_rows = self._fetch(
+            [
+                (
+                    "SELECT run_uuid, status, start_time, lifecycle_stage FROM runs "
+                    f"WHERE run_uuid IN ({marks}) AND experiment_id IN ({self._marks(experiments)})",
+                    ids + experiments,
+                ),
+                (f"SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({marks}){only_tags}", ids + tag_names),
+                (
+                    "SELECT run_uuid, key, value, is_nan FROM latest_metrics "
+                    f"WHERE run_uuid IN ({marks}){only_metrics}",
+                    ids + metric_names,
+                ),
+            ]
+        )
+        by_tags: dict[str, dict[str, str]] = {row[0]: {} for row in rows}
+        by_metrics: dict[str, dict[str, float]] = {row[0]: {} for row in rows}
+        for run_id, key, value in tag_rows:
+            if run_id in by_tags:
+                by_tags[run_id][key] = value
+        for run_id, key, value, is_nan in metric_rows:
+            if run_id in by_metrics:
+                by_metrics[run_id][key] = math.nan if is_nan else float(value)
         return {
             run_id: StoredRun(run_id, status, start_time or 0, stage, by_tags[run_id], by_metrics[run_id])
             for run_id, status, start_time, stage in rows

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from podium.demo.synthetic_store import StoreSpec, generate_store
-from tests.venvs import BARE_INSTALL, DOCKERFILE_INSTALL, has_module, venv_with
+from tests.venvs import BARE_INSTALL, DOCKERFILE_INSTALL, ONNX_TEXT_INSTALL, has_module, venv_with
 
 pytestmark = pytest.mark.install
 
@@ -68,6 +68,28 @@ def test_bench_on_the_local_backend_names_the_torch_extra(bare: Path, tmp_path: 
     out = run(bare, "bench", "--model-uri", str(model), "--no-log", "--backend", "local")
     assert out.returncode == 2
     assert "pip install 'podium[torch]'" in out.stderr, out.stderr
+
+
+def test_the_onnx_and_text_extras_measure_an_onnx_model_on_texts_without_torch(tmp_path: Path) -> None:
+    """README's ``pip install 'podium[onnx]'`` and ``'podium[text]'``: an exported ONNX tagger measured with
+    ``podium bench`` on a JSONL of texts through a tokenizer.json, padded to each batch's longest text."""
+    import json
+
+    from tests.integration.test_lengths import texts, word_level_tokenizer
+    from tests.token_models import BertStyleTagger, exported_onnx
+
+    venv = venv_with("onnx-text", *ONNX_TEXT_INSTALL)
+    assert has_module(venv, "onnxruntime") and has_module(venv, "tokenizers") and not has_module(venv, "torch")
+    model = exported_onnx(BertStyleTagger(), tmp_path / "model.onnx")
+    tokenizer = word_level_tokenizer(tmp_path / "tokenizer.json")
+    data = texts(tmp_path / "texts.jsonl", [3, 9, 17, 30])
+    args = ["--model-uri", str(model), "--no-log", "--batch-sizes", "1,2", "--test-data", str(data)]
+    out = run(venv, "bench", *args, "--tokenizer", str(tokenizer), "--padding", "longest", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "benchmark.json").read_text())
+    assert summary["device"]["format"] == "onnx" and "onnxruntime" in summary["device"]["summary"]
+    lengths = summary["batches"]["1"]["lengths"]
+    assert lengths["padding"] == "longest" and lengths["max_tokens"] == 30, lengths
 
 
 def test_the_dockerfile_install_runs_the_compose_services(tmp_path: Path, store_uri: str) -> None:

@@ -109,3 +109,43 @@ def test_the_tagged_look_up_finds_what_search_runs_finds(database_uri: str) -> N
     assert tracking.tables.finished_run_tagged("benchmark_key", key, experiments) == ids[0]
     assert tracking.tables.finished_run_tagged("benchmark_key", "0" * 64, experiments) is None
     assert tracking.tables.finished_run_tagged("benchmark_key", key, []) is None
+
+
+def test_a_read_of_named_tags_and_metrics_gives_those_of_the_whole_run(database_uri: str) -> None:
+    """The aggregator's check reads only the tags and metrics it uses: the same values as the whole run's, on
+    the tables and on the path of a tracking server; names a run lacks are absent, none asked gives none."""
+    tracking = MlflowTracking.connect(database_uri, TagsRegistry())
+    _, ids = write_runs(tracking.client)
+    tags, metrics = ("benchmark_key", "note", "no.such.tag"), ("latency_batch_1_ms", "latency_batch_1_samples", "x")
+    whole = tracking.runs_by_id(ids)
+    narrow = tracking.runs_by_id(ids, tags, metrics)
+    tracking.tables = None  # the path a tracking server takes
+    searched = tracking.runs_by_id(ids, tags, metrics)
+    assert narrow.keys() == whole.keys() == searched.keys() and len(whole) == 5
+    for run_id, run in whole.items():
+        expected = run.only(tags, metrics)
+        assert set(expected.tags) <= set(tags) and set(expected.metrics) <= set(metrics)
+        assert comparable(narrow[run_id]) == comparable(expected) == comparable(searched[run_id])
+    assert set(narrow[ids[0]].metrics) == {"latency_batch_1_ms", "latency_batch_1_samples"}
+    assert math.isnan(narrow[ids[3]].metrics["latency_batch_1_ms"])
+    tables = RunTables.for_uri(database_uri)
+    assert tables is not None
+    try:
+        bare = tables.runs(ids, tracking.recent_experiment_ids(), tags=(), metrics=())
+    finally:
+        tables.close()
+    assert len(bare) == 5 and all(not r.tags and not r.metrics for r in bare.values())
+
+
+def test_the_active_experiments_are_what_search_experiments_lists(database_uri: str) -> None:
+    tracking = MlflowTracking.connect(database_uri, TagsRegistry())
+    client = tracking.client
+    kept = [client.create_experiment(name) for name in ("a", "b", "c")]
+    deleted = kept.pop(1)
+    client.delete_experiment(deleted)
+    assert tracking.tables is not None
+    listed = tracking.experiment_ids()  # from the tables
+    tracking.tables = None
+    searched = tracking.experiment_ids()
+    assert sorted(listed, key=int) == sorted(searched, key=int) and set(kept) <= set(listed)
+    assert deleted not in listed

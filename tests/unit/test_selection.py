@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -202,6 +204,41 @@ def test_any_order_with_replays_gives_the_batch_answer(records, rnd, method, pol
     }
 
 
+metric_st = st.dictionaries(
+    st.sampled_from(
+        ["latency_batch_1_ms", "latency_batch_1_stable", "latency_batch_8_p50_ms", "latency_batch_8_stable", "other"]
+    ),
+    st.sampled_from([0.0, 1.0, 2.5, 7.0]),
+)
+
+
+@settings(max_examples=75, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["t1", "t2", "t3"]), st.integers(0, 30), metric_st), max_size=30),
+    st.sampled_from(["latency_batch_1_ms", "latency_batch_8_p50_ms"]),
+    st.sampled_from([[], ["latency_batch_1_ms"], ["latency_batch_8_stable", "other"]]),
+    st.sampled_from(["latest", "median"]),
+)
+def test_the_fold_reads_no_metric_but_the_folded_ones(runs, latency_metric, required, method) -> None:
+    """A reader that fetches only ``folded_metrics`` (the aggregator's check) gets the selection of the whole runs."""
+    from podium.core.state import folded_metrics
+
+    config = cfg(
+        benchmark={"latency_aggregation": method, "latency_metric": latency_metric, "required_metrics": required}
+    )
+    names = folded_metrics(config)
+    assert latency_metric in names and set(required) <= set(names)
+    whole = [BenchmarkRecord(f"r{i}", start, "s", t, f"K-{t}", C1, m) for i, (t, start, m) in enumerate(runs)]
+    narrow = [replace(r, metrics={k: v for k, v in r.metrics.items() if k in names}) for r in whole]
+    trials = [trial("t1", 0.9), trial("t2", 0.8), trial("t3", 0.95)]
+    (full_selection, full_state), (narrow_selection, narrow_state) = (
+        select_all(whole, trials, config),
+        select_all(narrow, trials, config),
+    )
+    assert full_selection == narrow_selection
+    assert full_state.skipped == narrow_state.skipped
+
+
 # ---------------------------------------------------------------- doubts: unstable runs
 
 
@@ -256,8 +293,6 @@ def test_unstable_candidates_compete_marked_unless_excluded(policy: str) -> None
 
 
 def replace_unstable(c: Candidate) -> Candidate:
-    from dataclasses import replace
-
     return replace(c, unstable=True)
 
 
