@@ -55,6 +55,9 @@ class SelectionState:
     scope_groups: dict[ScopeKey, set[GroupKey]] = field(default_factory=lambda: defaultdict(set))
     trials: dict[TrialKey, TrialSide] = field(default_factory=lambda: defaultdict(TrialSide))
     skipped: SkipCounts = field(default_factory=SkipCounts)
+    #: Each group's candidate as last derived (None: it cannot be one), until its window or trial changes:
+    #: selecting a scope after one event then derives one candidate, not all of them.
+    _candidates: dict[GroupKey, Candidate | None] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ folding
 
@@ -79,6 +82,7 @@ class SelectionState:
         self.windows[gkey] = updated
         self.group_scope[gkey] = skey
         self.scope_groups[skey].add(gkey)
+        self._candidates.pop(gkey, None)
         return skey
 
     def apply_trial(self, record: TrialRecord) -> list[ScopeKey]:
@@ -86,41 +90,48 @@ class SelectionState:
         tkey = (record.study_key_hash, record.trial_key_hash)
         if not self.trials[tkey].add(record):
             return []
-        return sorted(
-            {scope for g, scope in self.group_scope.items() if (g.study_key_hash, g.trial_key_hash) == tkey},
-            key=_scope_order,
-        )
+        groups = [g for g in self.group_scope if (g.study_key_hash, g.trial_key_hash) == tkey]
+        for g in groups:
+            self._candidates.pop(g, None)
+        return sorted({self.group_scope[g] for g in groups}, key=_scope_order)
 
     # ------------------------------------------------------------------ reading
 
     def candidates(self, scope: ScopeKey) -> list[Candidate]:
-        method = self.config.benchmark.latency_aggregation
         out = []
         for gkey in sorted(self.scope_groups.get(scope, ())):
-            side = self.trials.get((gkey.study_key_hash, gkey.trial_key_hash))
-            trial = side.trial if side else None
-            if trial is None:
-                continue
-            objective = trial.objective if trial.objective is not None else _objective(side.refit)
-            if objective is None:
-                continue
-            agg = aggregate(self.windows[gkey], method)
-            artifact = side.refit or trial
-            out.append(
-                Candidate(
-                    trial_key_hash=gkey.trial_key_hash,
-                    benchmark_key=gkey.benchmark_key,
-                    f1_score=objective,
-                    latency_ms=agg.latency_ms,
-                    benchmark_runs_count=agg.count,
-                    benchmark_run_id=agg.representative.run_id,
-                    trial_run_id=trial.run_id,
-                    artifact_run_id=artifact.run_id,
-                    backbone=trial.backbone or (side.refit.backbone if side.refit else None),
-                    unstable=not agg.representative.stable,
-                )
-            )
+            if gkey in self._candidates:
+                candidate = self._candidates[gkey]
+            else:
+                candidate = self._candidates[gkey] = self._candidate(gkey)
+            if candidate is not None:
+                out.append(candidate)
         return out
+
+    def _candidate(self, gkey: GroupKey) -> Candidate | None:
+        """The group as a candidate: its window's aggregate with its trial's objective (None: no trial run, or
+        no objective)."""
+        side = self.trials.get((gkey.study_key_hash, gkey.trial_key_hash))
+        trial = side.trial if side else None
+        if side is None or trial is None:
+            return None
+        objective = trial.objective if trial.objective is not None else _objective(side.refit)
+        if objective is None:
+            return None
+        agg = aggregate(self.windows[gkey], self.config.benchmark.latency_aggregation)
+        artifact = side.refit or trial
+        return Candidate(
+            trial_key_hash=gkey.trial_key_hash,
+            benchmark_key=gkey.benchmark_key,
+            f1_score=objective,
+            latency_ms=agg.latency_ms,
+            benchmark_runs_count=agg.count,
+            benchmark_run_id=agg.representative.run_id,
+            trial_run_id=trial.run_id,
+            artifact_run_id=artifact.run_id,
+            backbone=trial.backbone or (side.refit.backbone if side.refit else None),
+            unstable=not agg.representative.stable,
+        )
 
     def select(self, scope: ScopeKey) -> Selection | None:
         ranked = rank(self.candidates(scope), self.config)
