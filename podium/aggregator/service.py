@@ -8,8 +8,7 @@ left pending by a dead consumer are claimed back.
 
 An event is applied only when MLflow holds its run FINISHED with the same key, study, trial and config
 (looked up once per batch, remembered per run); what is folded in is MLflow's record of the run (the metrics
-the fold reads). Malformed,
-forged and uncommitted events go to the dead-letter stream with the reason.
+the fold reads). Malformed, forged and uncommitted events go to the dead-letter stream with the reason.
 """
 
 from __future__ import annotations

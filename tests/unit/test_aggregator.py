@@ -215,3 +215,46 @@ def test_updates_mark_an_unstable_best_and_count_unstable_candidates(r, client: 
     drain(agg)
     final = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
     assert not final.best.unstable and final.unstable_candidates == 0
+
+
+class CountingConnections(fakeredis.FakeRedis):
+    """Counts round trips: each command sent alone, and each pipeline sent whole."""
+
+    round_trips = 0
+
+    def execute_command(self, *args, **options):
+        type(self).round_trips += 1
+        return super().execute_command(*args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint=None):
+        pipe = super().pipeline(transaction, shard_hint)
+        real = pipe.execute
+
+        def execute(raise_on_error: bool = True):
+            type(self).round_trips += 1
+            return real(raise_on_error)
+
+        pipe.execute = execute
+        return pipe
+
+
+def test_a_step_of_one_event_is_two_round_trips_and_acknowledges_after_publishing(
+    client: MlflowClient, tracking: MlflowTracking
+) -> None:
+    """The read, then the publish with the acknowledgement riding in the same round trip (after the publish);
+    a step that publishes nothing (a replay) still acknowledges."""
+    r = CountingConnections(decode_responses=True)
+    trial_run(client, S, T1, 0.9)
+    agg = aggregator(r, tracking)
+    result = committed_result(tracking, r, S, T1, 10.0)
+    agg.step(block_ms=10)  # the first publish of a study reads Redis's sequence once
+    time.sleep(0.002)  # distinct MLflow start times
+    committed_result(tracking, r, S, T1, 20.0)  # in MLflow, and its event in the stream
+    agg._last_claim = time.monotonic()  # no claim of dead consumers' entries in this step
+    before = CountingConnections.round_trips
+    assert agg.step(block_ms=10) == 1
+    assert CountingConnections.round_trips - before == 2
+    assert len(history(r)) == 2 and r.xpending(keys.BENCHMARKS_STREAM, keys.AGGREGATOR_GROUP)["pending"] == 0
+    r.xadd(keys.BENCHMARKS_STREAM, {"data": result.encode()})  # a replay: nothing to publish
+    assert agg.step(block_ms=10) == 1
+    assert len(history(r)) == 2 and r.xpending(keys.BENCHMARKS_STREAM, keys.AGGREGATOR_GROUP)["pending"] == 0
