@@ -5,8 +5,10 @@ tests/integration/test_install.py."""
 from __future__ import annotations
 
 import importlib.metadata
+import itertools
 import os
 import re
+import shlex
 import shutil
 import subprocess
 
@@ -121,3 +123,17 @@ def test_redis_is_durable_strict_and_password_protected(services: dict) -> None:
     url = services["aggregator"]["environment"]["PODIUM_REDIS_URL"]
     assert url.startswith("redis://:${REDIS_PASSWORD")
     assert set(example_env()) >= {"REDIS_PASSWORD", "POSTGRES_PASSWORD"}
+
+
+def test_the_install_tests_install_what_the_dockerfile_installs() -> None:
+    """The install test's venv (tests/venvs.py) holds the image's pip lines, torch aside from its index."""
+    from tests.venvs import DOCKERFILE_INSTALL
+
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")  # continued lines joined
+    runs = [line.removeprefix("RUN ") for line in text.splitlines() if line.startswith("RUN pip install")]
+    installs = []
+    for command in (c for run in runs for c in run.split("&&")):
+        args = shlex.split(command)[2:]  # what follows "pip install"
+        options_values = {value for option, value in itertools.pairwise(args) if option.startswith("--")}
+        installs.append([a for a in args if not a.startswith("--") and a not in options_values])
+    assert installs == [list(i) for i in DOCKERFILE_INSTALL], installs
