@@ -59,24 +59,31 @@ class SelectionState:
     #: selecting a scope after one event then derives one candidate, not all of them.
     _candidates: dict[GroupKey, Candidate | None] = field(default_factory=dict, repr=False)
 
+    def __post_init__(self) -> None:
+        bench = self.config.benchmark
+        #: Read once, not per result: the metrics a run needs, and its stability flag's name.
+        self._needed = tuple(sorted({bench.latency_metric, *bench.required_metrics}))
+        self._stability_flag = stability_metric(bench.latency_metric)
+
     # ------------------------------------------------------------------ folding
 
     def apply_benchmark(self, record: BenchmarkRecord) -> ScopeKey | None:
         """Fold one benchmark result in; return its scope when the result changed anything."""
         bench = self.config.benchmark
-        needed = {bench.latency_metric, *bench.required_metrics}
-        if any(record.metrics.get(m) is None for m in needed):
+        metrics = record.metrics
+        missing = [m for m in self._needed if metrics.get(m) is None]
+        if missing:
             self.skipped.missing_metric += 1
             log.warning(
-                "Benchmark run %s lacks required metric(s) %s; it is left out of selection.",
-                record.run_id,
-                sorted(m for m in needed if record.metrics.get(m) is None),
+                "Benchmark run %s lacks required metric(s) %s; it is left out of selection.", record.run_id, missing
             )
             return None
         gkey, skey = group_key(record), scope_key(record)
         window = self.windows.get(gkey) or Window(bench.window)
-        latency = float(record.metrics[bench.latency_metric])
-        updated = window.add(Sample(record.start_time, record.run_id, latency, _stable(record, bench.latency_metric)))
+        latency = float(metrics[bench.latency_metric])
+        # a run is in doubt only when it says so (runs without the flag, legacy ones, are taken as stable)
+        stable = self._stability_flag is None or metrics.get(self._stability_flag) != 0.0
+        updated = window.add(Sample(record.start_time, record.run_id, latency, stable))
         if updated is window and gkey in self.windows:
             return None
         self.windows[gkey] = updated
@@ -153,13 +160,6 @@ def folded_metrics(config: SelectionConfig) -> tuple[str, ...]:
     bench = config.benchmark
     flag = stability_metric(bench.latency_metric)
     return tuple(sorted({bench.latency_metric, *bench.required_metrics, *([flag] if flag else [])}))
-
-
-def _stable(record: BenchmarkRecord, latency_metric: str) -> bool:
-    """A run is in doubt only when it says so: its stability flag for the latency metric's batch size is 0
-    (runs without the flag, legacy ones, are taken as stable)."""
-    flag = stability_metric(latency_metric)
-    return flag is None or record.metrics.get(flag) != 0.0
 
 
 def _objective(record: TrialRecord | None) -> float | None:

@@ -115,3 +115,31 @@ def test_study_and_trial_helpers_are_deterministic_hex() -> None:
     t = trial_key_hash(s, {"lr": 1e-4, "layers": 2})
     assert t == trial_key_hash(s, {"layers": 2, "lr": 1e-4})
     assert t != trial_key_hash(s, {"lr": 1e-4, "layers": 3})
+
+
+def test_keys_never_change_across_versions() -> None:
+    """Keys written to MLflow years ago must still match: the recipe's output for fixed parts is pinned."""
+    key = build_benchmark_key("a1b2c3d4e5f6", "sha256:" + "0" * 8, "unknown", "f" * 64, 1)
+    assert key == "4b4aa14fa25aed7aba24436cd162307588dc6db41dcf03596983d60047175fad"
+    value = {"x": [1, 2.5, None, True], "é": "ü", "a": {"z": 1, "b": -0.0}}
+    assert canonical_json(value) == '{"a":{"b":-0.0,"z":1},"x":[1,2.5,null,true],"\\u00e9":"\\u00fc"}'
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(json_values)
+def test_canonical_json_is_json_dumps_with_the_canonical_options(value) -> None:
+    import json
+
+    expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    assert canonical_json(value) == expected
+
+
+def test_canonical_json_refuses_nan() -> None:
+    with pytest.raises(ValueError):
+        canonical_json({"x": float("nan")})
