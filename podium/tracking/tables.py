@@ -86,15 +86,14 @@ class RunTables:
 
     def _fetch(self, queries: Sequence[tuple[str, tuple[Any, ...]]]) -> list[list[tuple[Any, ...]]]:
         """Rows of each query in turn (one connection, the driver's cursor: plain tuples, no SQLAlchemy rows,
-        which cost as much as the reading itself). A query whose SQL is empty gives no rows."""
+        which cost as much as the reading itself)."""
         conn = self.engine.raw_connection()
         try:
             cursor = conn.cursor()
             out = []
             for sql, params in queries:
-                if sql:
-                    cursor.execute(sql, params)
-                out.append(cursor.fetchall() if sql else [])
+                cursor.execute(sql, params)
+                out.append(cursor.fetchall())
             cursor.close()
             conn.rollback()  # read only: end the transaction the driver may have begun
             return out
