@@ -161,13 +161,19 @@ def test_frozen_leader_publishes_nothing_stale(pipeline: Pipeline, store: str) -
     b = pipeline.start("agg-b", "aggregator", "--name", "agg-b")
     assert wait_until(lambda: "podium aggregator:" in b.log(), timeout=60), b.log()
 
-    for _ in range(5):  # freeze A while it waits in XREADGROUP, so Redis delivers the next entry to it
+    for attempt in range(5):  # freeze A while it waits in XREADGROUP, so Redis delivers the next entry to it
+        # the run is in MLflow first: between the freeze and the event nothing but the XADD (A's read blocks
+        # for 1 s at a time; a slow write after the freeze outlived it, and then B took the lead from A)
+        event = committed_result(tracking, None, STUDY, t1, 9.0, champion_run=f"c1-{attempt}", config_hash=CONFIG)
         os.kill(a.pid, signal.SIGSTOP)
-        committed_result(tracking, pipeline.redis, STUDY, t1, 9.0, champion_run=f"c1-{_}", config_hash=CONFIG)
-        if wait_until(lambda: _pending_of(pipeline.redis, "agg-a") == 1, timeout=5):
+        entry = pipeline.redis.xadd(keys.BENCHMARKS_STREAM, {"data": event.encode()})
+        # Redis hands the entry to a blocked reader while it serves the XADD, so this is known at once; A's
+        # 2 s lease is not at risk yet
+        if wait_until(lambda: _pending_of(pipeline.redis, "agg-a") == 1, timeout=0.5):
             break
-        os.kill(a.pid, signal.SIGCONT)  # it was between two reads: let it take that entry, try again
-        assert wait_until(lambda: _pending_of(pipeline.redis, "agg-a") == 0, timeout=30)
+        os.kill(a.pid, signal.SIGCONT)  # it was between two reads: it takes the entry on its next, try again
+        assert wait_until(lambda e=entry: _group(pipeline.redis)["last-delivered-id"] == e, timeout=30)
+        assert wait_until(lambda: _group(pipeline.redis)["pending"] == 0, timeout=30)
     else:
         pytest.fail("could not freeze the leader with an entry in hand")
     try:
@@ -184,8 +190,11 @@ def test_frozen_leader_publishes_nothing_stale(pipeline: Pipeline, store: str) -
     assert published_equals_select(pipeline, store, CONFIG).best.trial_key_hash == t2
     seqs = [json.loads(f["data"])["seq"] for _, f in pipeline.redis.xrange(keys.BEST_UPDATES_STREAM)]
     assert seqs == sorted(set(seqs))
-    group = next(g for g in pipeline.redis.xinfo_groups(keys.BENCHMARKS_STREAM) if g["name"] == keys.AGGREGATOR_GROUP)
-    assert group["pending"] == 0  # every entry acknowledged, by the leader
+    assert _group(pipeline.redis)["pending"] == 0  # every entry acknowledged, by the leader
+
+
+def _group(r: redis.Redis) -> dict:
+    return next(g for g in r.xinfo_groups(keys.BENCHMARKS_STREAM) if g["name"] == keys.AGGREGATOR_GROUP)
 
 
 # ---------------------------------------------------------------- skewed clocks
