@@ -153,15 +153,18 @@ class RunTables:
         experiments = [int(e) for e in experiment_ids]
         if not experiments:
             return None
-        with self.engine.connect() as conn:
-            row = conn.exec_driver_sql(
-                "SELECT r.run_uuid FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid "
-                f"WHERE t.key = {self._mark} AND t.value = {self._mark} AND r.status = 'FINISHED' "
-                f"AND r.lifecycle_stage = 'active' AND r.experiment_id IN ({self._marks(experiments)}) "
-                "ORDER BY r.start_time DESC, r.run_uuid LIMIT 1",
-                (key, value, *experiments),
-            ).first()
-        return row[0] if row else None
+        (rows,) = self._fetch(
+            [
+                (
+                    "SELECT r.run_uuid FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid "
+                    f"WHERE t.key = {self._mark} AND t.value = {self._mark} AND r.status = 'FINISHED' "
+                    f"AND r.lifecycle_stage = 'active' AND r.experiment_id IN ({self._marks(experiments)}) "
+                    "ORDER BY r.start_time DESC, r.run_uuid LIMIT 1",
+                    (key, value, *experiments),
+                )
+            ]
+        )
+        return rows[0][0] if rows else None
 
     def close(self) -> None:
         self.engine.dispose()
