@@ -22,8 +22,10 @@ example-store: install
 	$(BIN)/python -m podium.demo.synthetic_store $(EXAMPLE) --if-missing
 	$(BIN)/podium select --tracking-uri sqlite:///$(CURDIR)/$(EXAMPLE)/mlflow.db
 
+# Two test processes: most tests wait on servers and workers, not on a CPU (TEST_JOBS=1: one at a time).
+TEST_JOBS ?= 2
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist worksteal $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest tests/unit

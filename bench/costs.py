@@ -10,7 +10,9 @@ A  bookkeeping per benchmark: podium's worker path (`execute`: done marker, fenc
    metrics in one log_batch, the same benchmark.json, set_terminated) and one XADD.
 B  the existence check of a key that exists (hit) and of a new key (miss), at both store sizes.
 C  aggregator events/s on live events (each names a run just written to MLflow, so each batch is verified
-   against MLflow), vs a bare XREADGROUP/XACK loop over the same entries.
+   against MLflow), vs a bare XREADGROUP/XACK loop over the same entries, and vs the verifying floor: that loop
+   plus the same three SQL reads of the run tables podium's check sends (what any consumer that checks each
+   event against MLflow must pay, with nothing validated, compared or folded).
 D  event -> PUBLISH latency at a steady rate, aggregator and sender in their own processes.
 E  `podium select --json` as a process vs a fresh process paging the same runs with raw search_runs.
 Figures: median of the repetitions, with min-max.
@@ -38,6 +40,7 @@ from bench.stores import cached_store, study_hash, trial_hash
 from podium.aggregator.service import Aggregator
 from podium.core.config import BenchmarkConfig, SelectionConfig
 from podium.core.records import Champion
+from podium.core.state import folded_metrics
 from podium.core.tags import TagsRegistry
 from podium.core.validation import parse_model
 from podium.producers.enqueue import build_request
@@ -169,52 +172,87 @@ def study_store(tmp: Path, name: str, seed: int) -> tuple[str, MlflowTracking, s
     return uri, tracking, study, trials
 
 
-def bench_aggregator(tmp: Path, r: redis.Redis, events: int) -> dict[str, float]:
+def verifying_loop(r: redis.Redis, group: str, db: Path, events: int, tags: tuple[str, ...], metrics: tuple[str, ...]):
+    """The floor of any consumer that checks each event against MLflow: XREADGROUP, the same three indexed
+    reads of the run tables podium's check sends (status, the tags and the metrics it uses), XACK; only the
+    run id is parsed out of each event, nothing is validated, compared or folded."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    done = 0
+    while done < events:
+        resp = r.xreadgroup(group, "c", {keys.BENCHMARKS_STREAM: ">"}, count=500)
+        entries = [e for _, batch in resp for e in batch]
+        ids = [json.loads(f["data"])["run_id"] for _, f in entries]
+        marks = ",".join("?" * len(ids))
+        con.execute(f"SELECT run_uuid, status, start_time, lifecycle_stage FROM runs WHERE run_uuid IN ({marks})", ids)
+        for table, names in (("tags", tags), ("latest_metrics", metrics)):
+            names_in = ",".join("?" * len(names))
+            con.execute(
+                f"SELECT * FROM {table} WHERE run_uuid IN ({marks}) AND key || '' IN ({names_in})", (*ids, *names)
+            ).fetchall()
+        r.xack(keys.BENCHMARKS_STREAM, group, *[e for e, _ in entries])
+        done += len(entries)
+    con.close()
+
+
+def bench_aggregator(tmp: Path, r: redis.Redis, events: int, reps: int) -> dict[str, list[float]]:
+    """Events/s of the bare loop, of the verifying floor and of podium's aggregator, interleaved per
+    repetition; each repetition's events name runs just written (live: none verified before)."""
     uri, tracking, study, trials = study_store(tmp, "agg", 99)
     agg = Aggregator(r, tracking, SelectionConfig(), "bench")
     agg.ensure_group()
     agg.rebuild()  # before the runs exist: every event below is live, verified against MLflow
-    results = []
-    for chunk in range(0, events, 5000):
-        runs = [(trials[i % 20], 5.0 + (i * 7919 % 100) / 10, f"c{i % 20}") for i in range(chunk, chunk + 5000)]
-        results += bulk_results(tracking, uri, study, runs, int(time.time() * 1000) - 600_000 + chunk)
-    pipe = r.pipeline(transaction=False)
-    for result in results[:events]:
-        pipe.xadd(keys.BENCHMARKS_STREAM, {"data": result.encode()})
-    pipe.execute()
-    r.xgroup_create(keys.BENCHMARKS_STREAM, "bare", id="0")
-    t0 = time.perf_counter()
-    done = 0
-    while done < events:
-        resp = r.xreadgroup("bare", "c", {keys.BENCHMARKS_STREAM: ">"}, count=500)
-        ids = [e for _, batch in resp for e, _ in batch]
-        r.xack(keys.BENCHMARKS_STREAM, "bare", *ids)
-        done += len(ids)
-    bare = events / (time.perf_counter() - t0)
-    lookups = [0.0]
-    real = tracking.run_facts
+    b, g = TagsRegistry().benchmark, TagsRegistry().grouping
+    names = (g.study_key_hash, g.trial_key_hash, b.key, b.config_hash, b.champion_run_id, b.data_fp, b.eval_fp)
+    out: dict[str, list[float]] = {"bare": [], "verifying": [], "podium": [], "lookup_share": []}
+    for rep in range(reps):
+        results = []
+        for chunk in range(rep * events, (rep + 1) * events, 5000):
+            last = min(chunk + 5000, (rep + 1) * events)
+            runs = [(trials[i % 20], 5.0 + (i * 7919 % 100) / 10, f"c{i % 20}") for i in range(chunk, last)]
+            results += bulk_results(tracking, uri, study, runs, int(time.time() * 1000) - 600_000 + chunk)
+        for group in (f"bare{rep}", f"verifying{rep}"):
+            r.xgroup_create(keys.BENCHMARKS_STREAM, group, id="$")  # this repetition's entries only
+        pipe = r.pipeline(transaction=False)
+        for result in results:
+            pipe.xadd(keys.BENCHMARKS_STREAM, {"data": result.encode()})
+        pipe.execute()
+        t0 = time.perf_counter()
+        done = 0
+        while done < events:
+            resp = r.xreadgroup(f"bare{rep}", "c", {keys.BENCHMARKS_STREAM: ">"}, count=500)
+            ids = [e for _, batch in resp for e, _ in batch]
+            r.xack(keys.BENCHMARKS_STREAM, f"bare{rep}", *ids)
+            done += len(ids)
+        out["bare"].append(events / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        db = Path(uri.split("///", 1)[1])
+        verifying_loop(r, f"verifying{rep}", db, events, (*names, b.key_version), folded_metrics(SelectionConfig()))
+        out["verifying"].append(events / (time.perf_counter() - t0))
+        lookups = [0.0]
+        real = tracking.run_facts
 
-    def timed_facts(*args, **kwargs):
-        t = time.perf_counter()
-        try:
-            return real(*args, **kwargs)
-        finally:
-            lookups[0] += time.perf_counter() - t
+        def timed_facts(*args, real=real, lookups=lookups, **kwargs):
+            t = time.perf_counter()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                lookups[0] += time.perf_counter() - t
 
-    tracking.run_facts = timed_facts  # type: ignore[method-assign]
-    t0 = time.perf_counter()
-    done = 0
-    while done < events:
-        done += agg.step(block_ms=10)
-    total = time.perf_counter() - t0
-    letters = [f["error"] for _, f in r.xrange(keys.DEAD_LETTERS_STREAM, count=3)]
-    assert agg.stats.applied == events and agg.stats.dead_letters == 0, (agg.stats, letters)
-    return {
-        "bare": bare,
-        "podium": events / total,
-        "lookup_share": lookups[0] / total,
-        "without_lookups": events / (total - lookups[0]),
-    }
+        tracking.run_facts = timed_facts  # type: ignore[method-assign]
+        applied = agg.stats.applied
+        t0 = time.perf_counter()
+        done = 0
+        while done < events:
+            done += agg.step(block_ms=10)
+        total = time.perf_counter() - t0
+        tracking.run_facts = real  # type: ignore[method-assign]
+        letters = [f["error"] for _, f in r.xrange(keys.DEAD_LETTERS_STREAM, count=3)]
+        assert agg.stats.applied - applied == events and agg.stats.dead_letters == 0, (agg.stats, letters)
+        out["podium"].append(events / total)
+        out["lookup_share"].append(lookups[0] / total)
+    return out
 
 
 def bench_latency(tmp: Path, r: redis.Redis, redis_url: str, rate: int, seconds: float) -> list[float]:
@@ -311,7 +349,7 @@ def main() -> None:
         existence = bench_existence(stores)
         r = redis.Redis.from_url(server.url, decode_responses=True)
         r.flushall()  # A's result events name runs of the other stores
-        aggregator = bench_aggregator(tmp, r, args.events)
+        aggregator = bench_aggregator(tmp, r, args.events, args.reps)
         r.flushall()
         latencies = bench_latency(tmp, r, server.url, args.rate, args.seconds)
         select = bench_select(tmp, args.reps)
@@ -332,13 +370,22 @@ def main() -> None:
     for name, e in existence.items():
         print(f"| {name} | {e['hit']:.2f} | {e['miss']:.2f} | {e['first_miss']:.2f} |")
     print(f"\nC. Aggregator on {args.events} live events (each verified against MLflow)\n")
-    print("| loop | events/s | ratio |\n| --- | ---: | ---: |")
-    print(f"| bare XREADGROUP + XACK (baseline) | {aggregator['bare']:,.0f} | 1.00x |")
-    print(f"| podium aggregator | {aggregator['podium']:,.0f} | {aggregator['podium'] / aggregator['bare']:.2f}x |")
+    bare, verifying, podium = aggregator["bare"], aggregator["verifying"], aggregator["podium"]
+    print(f"| loop ({args.reps} interleaved reps) | events/s | vs bare | vs verifying floor |")
+    print("| --- | ---: | ---: | ---: |")
+    print(f"| bare XREADGROUP + XACK (baseline) | {spread(bare, '{:,.0f}')} | 1.00x | |")
+    floor = [v / b for v, b in zip(verifying, bare, strict=True)]
     print(
-        f"| podium aggregator, MLflow look-ups excluded ({aggregator['lookup_share']:.0%} of its time) | "
-        f"{aggregator['without_lookups']:,.0f} | {aggregator['without_lookups'] / aggregator['bare']:.2f}x |"
+        f"| verifying floor: + the check's 3 SQL reads | {spread(verifying, '{:,.0f}')} | "
+        f"{spread(floor, '{:.2f}')}x | 1.00x |"
     )
+    vs_bare = [p / b for p, b in zip(podium, bare, strict=True)]
+    vs_floor = [p / v for p, v in zip(podium, verifying, strict=True)]
+    print(
+        f"| podium aggregator | {spread(podium, '{:,.0f}')} | {spread(vs_bare, '{:.2f}')}x | "
+        f"{spread(vs_floor, '{:.2f}')}x |"
+    )
+    print(f"\nMLflow look-ups: {spread([100 * x for x in aggregator['lookup_share']], '{:.0f}')} % of podium's time")
     print(f"\nD. Event -> PUBLISH at {args.rate} events/s for {args.seconds:g} s (aggregator in its own process)\n")
     if latencies:
         print(

@@ -7,6 +7,7 @@ sees what a user's ``pip install`` would give, with today's code.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -36,13 +37,17 @@ def venv_with(name: str, *installs: list[str]) -> Path:
 
 
 def reinstall_podium(venv: Path) -> None:
-    done = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", "."],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    """pip builds podium in the working tree (``build/``): one build at a time, whatever the test process."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "reinstall-podium.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", "."],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     if done.returncode != 0:
         unavailable(f"cannot install today's podium into {venv}: {done.stderr[-800:]}")
 
