@@ -18,6 +18,7 @@ from podium.core.config import SelectionConfig
 from podium.core.metric_names import stability_metric
 from podium.core.records import BenchmarkRecord, TrialRecord
 from podium.core.selection import Candidate, Selection, rank
+from podium.core.verification import metrics_problem
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class TrialSide:
 @dataclass
 class SkipCounts:
     missing_metric: int = 0
+    #: A folded metric that no measurement gives (negative, NaN, infinite): written by hand or forged.
+    bad_metric: int = 0
 
 
 @dataclass
@@ -61,9 +64,10 @@ class SelectionState:
 
     def __post_init__(self) -> None:
         bench = self.config.benchmark
-        #: Read once, not per result: the metrics a run needs, and its stability flag's name.
+        #: Read once, not per result: the metrics a run needs, its stability flag's name, and all it folds.
         self._needed = tuple(sorted({bench.latency_metric, *bench.required_metrics}))
         self._stability_flag = stability_metric(bench.latency_metric)
+        self._folded = folded_metrics(self.config)
 
     # ------------------------------------------------------------------ folding
 
@@ -77,6 +81,13 @@ class SelectionState:
             log.warning(
                 "Benchmark run %s lacks required metric(s) %s; it is left out of selection.", record.run_id, missing
             )
+            return None
+        problem = metrics_problem(
+            {m: metrics[m] for m in self._folded if m in metrics}, f"benchmark run {record.run_id}"
+        )
+        if problem is not None:  # the live check dead-letters such a run: every path leaves it out
+            self.skipped.bad_metric += 1
+            log.warning("%s; it is left out of selection.", problem)
             return None
         gkey, skey = group_key(record), scope_key(record)
         window = self.windows.get(gkey) or Window(bench.window)

@@ -3,7 +3,9 @@
 An event is only a notification: it is applied when MLflow holds a FINISHED benchmark run with the event's
 id whose tags say the same key, study, trial and config, and whose key recomputes from its parts. What is
 folded in is MLflow's record of that run (its metrics and start time), so a forged or stale event can
-change nothing that ``podium select`` would not also see.
+change nothing that ``podium select`` would not also see. The rules on the run itself (its key against its
+parts, its folded metrics finite and non-negative) are the batch path's too (``key_problem`` when runs are
+loaded, ``metrics_problem`` in the fold): a restart never changes what is believed.
 
 Clocks: a start time far from the stream entry's own time (Redis's clock when the worker committed) is
 not believed; the entry's time is used instead, with a warning.
@@ -55,13 +57,28 @@ def run_problem(run_id: str, facts: RunFacts | None) -> str | None:
     record = facts.record
     if record is None:
         return f"run {run_id} in MLflow has no study/trial grouping tags: it is not a podium benchmark run"
+    if record.benchmark_key is None:
+        return f"run {run_id} in MLflow has no benchmark_key: a legacy run, which no result event names"
+    return key_problem(facts) or metrics_problem(record.metrics, f"run {run_id}")
+
+
+def key_problem(facts: RunFacts) -> str | None:
+    """Why a run's ``benchmark_key`` is not the hash of its parts, or None. The same rule on every path: the live
+    check of an event, a rebuild and ``podium select``. A legacy run (no key) and a run written without its parts'
+    tags (older code) have nothing to check; an event is still believed only when MLflow's key is the event's."""
+    record = facts.record
+    if record is None or record.benchmark_key is None:
+        return None
+    parts = (facts.champion_run_id, facts.data_fp, facts.eval_fp, record.config_hash, facts.key_version)
+    if any(part is None for part in parts):
+        return None
     recomputed = recompute_key(facts)
-    if recomputed is None or recomputed != record.benchmark_key:
-        return (
-            f"run {run_id}: its benchmark_key {str(record.benchmark_key)[:16]}… in MLflow does not match its parts "
-            f"(recomputed {str(recomputed)[:16]}…)"
-        )
-    return metrics_problem(record.metrics, f"run {run_id}")
+    if recomputed == record.benchmark_key:
+        return None
+    return (
+        f"run {record.run_id}: its benchmark_key {record.benchmark_key[:16]}… in MLflow does not match its parts "
+        f"(recomputed {str(recomputed)[:16]}…)"
+    )
 
 
 def claim_problem(claim: EventClaim, record: BenchmarkRecord) -> str | None:

@@ -29,7 +29,7 @@ from podium.core.records import BenchmarkRecord, Champion, TrialRecord
 from podium.core.safety import require_safe
 from podium.core.state import TrialSide
 from podium.core.tags import TagsRegistry
-from podium.core.verification import RunFacts
+from podium.core.verification import RunFacts, key_problem
 from podium.errors import TrackingError
 from podium.settings.env import PodiumSettings, redact_url
 from podium.settings.files import load_tags
@@ -271,8 +271,8 @@ class MlflowTracking:
         """Every FINISHED benchmark run of the experiments that carries the grouping tags."""
         out = []
         for run in self._finished_stage(experiment_ids, self.tags.stage.benchmark):
-            record = self.benchmark_record(run)
-            if record is None:
+            facts = self._facts(StoredRun.of(run))
+            if facts.record is None:
                 log.warning(
                     "Benchmark run %s has no %s/%s tags; it cannot be grouped and is left out.",
                     run.info.run_id,
@@ -280,7 +280,10 @@ class MlflowTracking:
                     self.tags.grouping.trial_key_hash,
                 )
                 continue
-            out.append(record)
+            if (problem := key_problem(facts)) is not None:  # what the live check dead-letters
+                log.warning("%s; it is left out.", problem)
+                continue
+            out.append(facts.record)
         return out
 
     def load_trials(self, experiment_ids: Sequence[str]) -> list[TrialRecord]:
@@ -498,18 +501,21 @@ class MlflowTracking:
         ``metrics``: the only metrics the records need (default: all)."""
         b, g = self.tags.benchmark, self.tags.grouping
         names = (g.study_key_hash, g.trial_key_hash, b.key, b.config_hash, b.champion_run_id, b.data_fp, b.eval_fp)
-        out = {}
-        for run_id, run in self.runs_by_id(run_ids, (*names, b.key_version), metrics).items():
-            tags = run.tags
-            out[run_id] = RunFacts(
-                status=run.status,
-                record=self.benchmark_record(run),
-                champion_run_id=tags.get(b.champion_run_id),
-                data_fp=tags.get(b.data_fp),
-                eval_fp=tags.get(b.eval_fp),
-                key_version=tags.get(b.key_version),
-            )
-        return out
+        return {
+            run_id: self._facts(run)
+            for run_id, run in self.runs_by_id(run_ids, (*names, b.key_version), metrics).items()
+        }
+
+    def _facts(self, run: StoredRun) -> RunFacts:
+        b, tags = self.tags.benchmark, run.tags
+        return RunFacts(
+            status=run.status,
+            record=self.benchmark_record(run),
+            champion_run_id=tags.get(b.champion_run_id),
+            data_fp=tags.get(b.data_fp),
+            eval_fp=tags.get(b.eval_fp),
+            key_version=tags.get(b.key_version),
+        )
 
     def benchmark_index(self) -> BenchmarkIndex:
         return BenchmarkIndex.build(self.load_benchmarks(self.experiment_ids()))

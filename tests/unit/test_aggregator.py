@@ -258,3 +258,43 @@ def test_a_step_of_one_event_is_two_round_trips_and_acknowledges_after_publishin
     r.xadd(keys.BENCHMARKS_STREAM, {"data": result.encode()})  # a replay: nothing to publish
     assert agg.step(block_ms=10) == 1
     assert len(history(r)) == 2 and r.xpending(keys.BENCHMARKS_STREAM, keys.AGGREGATOR_GROUP)["pending"] == 0
+
+
+@pytest.mark.parametrize("broken", ["key", "negative", "nan"])
+def test_a_run_the_live_check_refuses_is_refused_by_a_rebuild_and_by_podium_select_too(
+    r, client: MlflowClient, tracking: MlflowTracking, broken: str
+) -> None:
+    """A FINISHED run written straight to MLflow with a key that does not recompute from its parts, or a latency
+    no measurement gives: dead-lettered live, and left out alike after a restart and by ``podium select`` (one
+    rule on every path: subscribers never see the best change with a restart)."""
+    from mlflow.entities import Metric
+
+    from tests.pipeline_helpers import result_event, result_tags
+
+    trial_run(client, S, T1, 0.90)
+    trial_run(client, S, T2, 0.90)
+    agg = aggregator(r, tracking)
+    committed_result(tracking, r, S, T1, 10.0, champion_run="honest")
+    tags = result_tags(tracking, S, T2, "forged", CONFIG)
+    if broken == "key":
+        tags[tracking.tags.benchmark.key] = "ab" * 32  # well-formed, but not the hash of the run's parts
+    latency = {"key": 1.0, "negative": -1000.0, "nan": float("nan")}[broken]
+    run_id, start = tracking.start_benchmark_run(tags)
+    client.log_batch(run_id, metrics=[Metric("latency_batch_1_ms", latency, 0, 0)])
+    tracking.finish_run(run_id)
+    event = result_event(run_id, start, S, T2, 1.0, "forged")
+    if broken == "key":
+        event = event.model_copy(update={"benchmark_key": "ab" * 32})
+    r.xadd(keys.BENCHMARKS_STREAM, {"data": event.encode()})
+    drain(agg)
+    (letter,) = [f["error"] for _, f in r.xrange(keys.DEAD_LETTERS_STREAM)]
+    assert run_id in letter
+    live = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
+    assert live.best.trial_key_hash == T1
+
+    restarted = aggregator(r, tracking, name="agg-2")
+    assert restarted.stats.published == 0  # nothing changed: the rebuild left the broken run out as well
+    assert BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG))) == live
+    ids = tracking.experiment_ids()
+    (batch,), _ = select_all(tracking.load_benchmarks(ids), tracking.load_trials(ids), SelectionConfig())
+    assert batch.best.trial_key_hash == T1 and [c.trial_key_hash for c in batch.candidates] == [T1]

@@ -143,6 +143,25 @@ def test_benchmarks_without_trial_or_metric_are_left_out() -> None:
     assert state.unjoined_groups() == 1
 
 
+@pytest.mark.parametrize(
+    ("metrics", "left_out"),
+    [
+        ({"latency_batch_1_ms": -1000.0}, True),
+        ({"latency_batch_1_ms": float("nan")}, True),
+        ({"latency_batch_1_ms": float("inf")}, True),
+        ({"latency_batch_1_ms": 0.5, "latency_batch_1_stable": float("nan")}, True),  # a folded flag, broken
+        ({"latency_batch_1_ms": 0.0}, False),
+        ({"latency_batch_1_ms": 0.5, "some_delta": -3.0}, False),  # a metric the fold never reads
+    ],
+)
+def test_a_folded_metric_no_measurement_gives_leaves_the_run_out(metrics: dict, left_out: bool) -> None:
+    """The live check dead-letters such a run; the fold leaves it out on every path (podium select, a rebuild)."""
+    odd = BenchmarkRecord("r9", 2, "s", "t2", "K-t2", C1, metrics)
+    sels, state = select_all([bench("r1", "t1", 1.0, 1), odd], [trial("t1", 0.9), trial("t2", 0.9)], SelectionConfig())
+    assert state.skipped.bad_metric == int(left_out)
+    assert sorted(c.trial_key_hash for c in sels[0].candidates) == (["t1"] if left_out else ["t1", "t2"])
+
+
 def test_streaming_reports_changed_scope_and_ignores_replays() -> None:
     state = SelectionState(SelectionConfig())
     state.apply_trial(trial("t1", 0.9))

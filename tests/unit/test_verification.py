@@ -14,6 +14,7 @@ from podium.core.verification import (
     EventClaim,
     RunFacts,
     claim_problem,
+    key_problem,
     metrics_problem,
     run_problem,
     trusted_start,
@@ -41,12 +42,22 @@ def test_a_consistent_finished_run_backs_its_event() -> None:
         (FACTS.__class__("FINISHED", None, "champ", "d", "e", "1"), "no study/trial grouping tags"),
         (FACTS.__class__("FINISHED", RECORD, "other", "d", "e", "1"), "does not match its parts"),
         (FACTS.__class__("FINISHED", RECORD, "champ", "d", "e", "x"), "does not match its parts"),
-        (FACTS.__class__("FINISHED", RECORD, "champ", None, "e", "1"), "does not match its parts"),
         (FACTS.__class__("FINISHED", RECORD, "bad value!", "d", "e", "1"), "does not match its parts"),
     ],
 )
 def test_runs_that_cannot_back_an_event(facts, expected: str) -> None:
     assert expected in run_problem("run1", facts)
+
+
+def test_the_key_rule_every_path_shares() -> None:
+    """``podium select`` and a rebuild leave out what the live check refuses for its key. A legacy run (no key)
+    and a run written without its parts' tags have nothing to check; no event can name a legacy run."""
+    legacy = RunFacts("FINISHED", BenchmarkRecord("old", 1, "s" * 64, "t" * 64, None, None, {}), None, None, None, None)
+    assert key_problem(FACTS) is None and key_problem(legacy) is None
+    unrecorded = RunFacts("FINISHED", RECORD, "champ", None, "e", None)  # written without its parts' tags
+    assert key_problem(unrecorded) is None and run_problem("run1", unrecorded) is None
+    assert "does not match its parts" in key_problem(RunFacts("FINISHED", RECORD, "other", "d", "e", "1"))
+    assert "a legacy run, which no result event names" in run_problem("old", legacy)
 
 
 @pytest.mark.parametrize("field", ["benchmark_key", "study_key_hash", "trial_key_hash", "config_hash"])
