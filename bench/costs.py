@@ -47,7 +47,7 @@ from podium.producers.enqueue import build_request
 from podium.settings.env import PodiumSettings
 from podium.streams import keys
 from podium.streams.subscriber import subscribe
-from podium.tracking.tracker import MlflowTracking
+from podium.tracking.tracker import MlflowTracking, fact_tags
 from podium.workers.deps import build_deps
 from podium.workers.execute import execute
 from tests.pipeline_helpers import bulk_results, trial_run
@@ -190,9 +190,7 @@ def verifying_loop(r: redis.Redis, group: str, db: Path, experiments: list[str],
     the run id is parsed out of each event, nothing is validated, compared or folded."""
     import sqlite3
 
-    b, g = TagsRegistry().benchmark, TagsRegistry().grouping
-    tags = (g.study_key_hash, g.trial_key_hash, b.key, b.config_hash, b.champion_run_id, b.data_fp, b.eval_fp)
-    reads = (((*tags, b.key_version), "tags"), (folded_metrics(SelectionConfig()), "latest_metrics"))
+    reads = ((fact_tags(TagsRegistry()), "tags"), (folded_metrics(SelectionConfig()), "latest_metrics"))
     con = sqlite3.connect(db)
     t0 = time.perf_counter()
     done = 0

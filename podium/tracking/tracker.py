@@ -499,11 +499,8 @@ class MlflowTracking:
     def run_facts(self, run_ids: Sequence[str], metrics: Sequence[str] | None = None) -> dict[str, RunFacts]:
         """What MLflow says about each of these runs (status, record, identity tags); unknown ids are absent.
         ``metrics``: the only metrics the records need (default: all)."""
-        b, g = self.tags.benchmark, self.tags.grouping
-        names = (g.study_key_hash, g.trial_key_hash, b.key, b.config_hash, b.champion_run_id, b.data_fp, b.eval_fp)
         return {
-            run_id: self._facts(run)
-            for run_id, run in self.runs_by_id(run_ids, (*names, b.key_version), metrics).items()
+            run_id: self._facts(run) for run_id, run in self.runs_by_id(run_ids, fact_tags(self.tags), metrics).items()
         }
 
     def _facts(self, run: StoredRun) -> RunFacts:
@@ -606,6 +603,21 @@ class MlflowTracking:
             raise
         self.finish_run(run_id)
         return run_id
+
+
+def fact_tags(tags: TagsRegistry) -> tuple[str, ...]:
+    """The tags the check of a run reads (``RunFacts``): its grouping, its key and the parts the key hashes."""
+    b, g = tags.benchmark, tags.grouping
+    return (
+        g.study_key_hash,
+        g.trial_key_hash,
+        b.key,
+        b.config_hash,
+        b.champion_run_id,
+        b.data_fp,
+        b.eval_fp,
+        b.key_version,
+    )
 
 
 def warn_fallback(found: ExistingBenchmark, champion: Champion) -> None:
