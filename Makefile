@@ -10,7 +10,7 @@ EXAMPLE := .podium/example
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,torch,triton,demo,text,onnx]'
+	$(BIN)/python -m pip install -q -e '.[dev,torch,triton,demo,text,onnx,board]'
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 install: $(STAMP)

@@ -92,7 +92,10 @@ def committed_result(
     """A FINISHED benchmark run in MLflow and (when ``r``) its result event in the stream, as a worker commits.
     ``fast`` skips the benchmark.json artifact; ``stable`` adds the run's stability flag."""
     tags = result_tags(tracking, study, trial, champion_run, config_hash)
-    metrics = {"latency_batch_1_ms": latency} | ({} if stable is None else {"latency_batch_1_stable": float(stable)})
+    # the mean and the p50 a worker writes (selection ranks the p50 by default); equal here
+    metrics = {"latency_batch_1_ms": latency, "latency_batch_1_p50_ms": latency} | (
+        {} if stable is None else {"latency_batch_1_stable": float(stable)}
+    )
     if fast:
         run_id, _ = tracking.start_benchmark_run(tags)
         tracking.client.log_batch(run_id, metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()])
@@ -160,6 +163,21 @@ def bulk_results(
     ]
 
 
+def pipeline_config(folder: Path) -> Path:
+    """The shipped config files, with doubtful runs let into selection: pipeline tests measure tiny models in a
+    few short windows on a loaded host, so most runs come out unstable, and they test the plumbing, not the
+    rule that leaves such runs out (tests/unit/test_promotion.py does)."""
+    import shutil
+
+    shutil.copytree(REPO / "config", folder, dirs_exist_ok=True)
+    selection = folder / "best_model_selection.yaml"
+    text = selection.read_text()
+    if "include_unstable: false" not in text:
+        raise AssertionError(f"{selection}: no 'include_unstable: false' to override")
+    selection.write_text(text.replace("include_unstable: false", "include_unstable: true"))
+    return folder
+
+
 class Pipeline:
     """A real redis-server, real worker/aggregator processes started with ``start``, all stopped by PID."""
 
@@ -167,12 +185,13 @@ class Pipeline:
         self.tmp = tmp
         self.redis_args = redis_args
         self.redis_server = start_redis(tmp / "redis", extra=redis_args)
+        config_dir = pipeline_config(tmp / "config")
         extra = {f"PODIUM_{k.upper()}": str(v) for k, v in settings.items()}
         self.env = {
             **os.environ,
             "PODIUM_REDIS_URL": self.redis_server.url,
             "PODIUM_TRACKING_URI": store_uri,
-            "PODIUM_CONFIG_DIR": str(REPO / "config"),
+            "PODIUM_CONFIG_DIR": str(config_dir),
             "PODIUM_LOCK_TTL_MS": "3000",
             "PYTHONUNBUFFERED": "1",
             **extra,
@@ -182,7 +201,7 @@ class Pipeline:
             **{
                 "redis_url": self.redis_server.url,
                 "tracking_uri": store_uri,
-                "config_dir": REPO / "config",
+                "config_dir": config_dir,
                 "lock_ttl_ms": 3000,
                 **settings,
             },
@@ -217,11 +236,14 @@ class Pipeline:
             between()
         self.redis_server = start_redis(self.tmp / "redis", port=port, extra=self.redis_args)
 
-    def wait_workers(self, count: int, timeout: float = 60) -> None:
+    def wait_workers(self, count: int, timeout: float = 120) -> None:
+        """Until ``count`` workers answer a ping and their pool processes said they are ready (runtimes warm)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if len(self.app.control.ping(timeout=0.5) or []) >= count:
+            warm = sum(1 for _ in self.redis.scan_iter(match=keys.WORKER_PATTERN))
+            if warm >= count and len(self.app.control.ping(timeout=0.5) or []) >= count:
                 return
+            time.sleep(0.1)
         logs = "\n".join(p.log() for p in self.processes.values())
         pytest.fail(f"{count} workers did not answer within {timeout} s:\n{logs}")
 

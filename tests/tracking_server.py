@@ -54,6 +54,15 @@ class Postgres:
             timeout=60,
         )
         assert done.returncode == 0, done.stderr
+        self._default_experiment()
+
+    def _default_experiment(self) -> None:
+        """MLflow's Default experiment made again, as MLflow makes it when it opens a store: a store without it
+        is one still being created, which podium waits for instead of opening."""
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        store = SqlAlchemyStore(self.uri, tempfile.gettempdir())  # its constructor creates the experiment
+        store.engine.dispose()
 
     def stop(self) -> None:
         subprocess.run(

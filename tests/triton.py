@@ -51,7 +51,8 @@ def ensure_tritonserver() -> Path:
         if done.returncode != 0 or not found:
             unavailable(f"cannot download nvidia-pytriton=={PYTRITON_VERSION}: {done.stderr[-500:]}")
         with zipfile.ZipFile(found[0]) as wheel:
-            members = [m for m in wheel.namelist() if m.startswith("pytriton/tritonserver/")]
+            # the server and its shared libraries (found through its RPATH, $ORIGIN/../../../nvidia_pytriton.libs)
+            members = [m for m in wheel.namelist() if m.startswith(("pytriton/tritonserver/", "nvidia_pytriton.libs/"))]
             wheel.extractall(TRITON_HOME, members)
         stub = SERVER / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}"
         target = SERVER / "backends" / "python" / "triton_python_backend_stub"

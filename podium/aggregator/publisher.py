@@ -67,6 +67,8 @@ class Publisher:
         policy: str,
         aggregation: str,
         then_ack: Sequence[str] = (),
+        statistic: str = "",
+        label: str | None = None,
     ) -> BestModelUpdate:
         """Publish the next update of a study; with ``then_ack``, acknowledge those entries in the same round
         trip, after it (a step of one event then costs Redis two round trips: the read, and this)."""
@@ -83,10 +85,17 @@ class Publisher:
                 reason=reason,
                 best=best,
                 candidates=len(selection.candidates) if selection else 0,
-                unstable_candidates=sum(c.unstable for c in selection.candidates) if selection else 0,
+                unstable_candidates=(
+                    sum(c.unstable for c in (*selection.candidates, *selection.excluded)) if selection else 0
+                ),
                 policy=policy,
                 aggregation=aggregation,
+                statistic=statistic,
+                challenger=candidate_view(selection.challenger) if selection and selection.challenger else None,
+                excluded=len(selection.excluded) if selection else 0,
+                note=selection.note if selection else "",
                 published_at=time.time(),
+                label=label,
             )
             publish_keys = [
                 keys.sequence(study),

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from podium.core.config import SelectionConfig
-from podium.core.metric_names import batch_size_of
+from podium.core.figure import ranked_batch_size, statistic_name
 from podium.core.pareto import pareto_front
 from podium.core.selection import Candidate, Selection
 
@@ -35,12 +35,17 @@ def point_label(c: Candidate) -> str:
 
 def chart_title(sel: Selection, config: SelectionConfig, device: str | None) -> str:
     """The study, the batch size and the device measured on; then the config and how latency was aggregated."""
-    batch = batch_size_of(config.benchmark.latency_metric)
+    batch = ranked_batch_size(config.benchmark)
     return (
-        f"study {sel.study_key_hash[:12]} · batch {batch if batch is not None else '?'} · "
+        f"study {sel.study_key_hash[:12]} · batch {batch} · "
         f"{device or 'device unknown'}\nconfig {(sel.benchmark_config_hash or 'legacy')[:12]} · "
-        f"{config.selection.policy} · {config.benchmark.latency_aggregation} of {config.benchmark.latency_metric}"
+        f"{config.selection.policy} · {_figure(config)}"
     )
+
+
+def _figure(config: SelectionConfig) -> str:
+    """``p50 per run, median across runs``."""
+    return f"{statistic_name(config.benchmark)} per run, {config.benchmark.across_runs} across runs"
 
 
 def chart(sel: Selection, config: SelectionConfig, path: Path, device: str | None = None) -> int:
@@ -52,12 +57,13 @@ def chart(sel: Selection, config: SelectionConfig, path: Path, device: str | Non
     import matplotlib.pyplot as plt
 
     maximize = config.objective.direction == "maximize"
-    xs = [c.latency_ms for c in sel.candidates]
-    ys = [c.f1_score for c in sel.candidates]
+    everyone = (*sel.candidates, *sel.excluded)  # excluded ones are shown too (ringed when in doubt)
+    xs = [c.latency_ms for c in everyone]
+    ys = [c.f1_score for c in everyone]
     front = pareto_front(sel.candidates, maximize)
     fig, ax = plt.subplots(figsize=(9.5, 5), dpi=110)
     ax.scatter(xs, ys, s=28, color="#7f8c8d", label=f"candidates ({len(xs)})", zorder=2)
-    doubtful = [c for c in sel.candidates if c.unstable]
+    doubtful = [c for c in everyone if c.unstable]
     if doubtful:
         ax.scatter(
             [c.latency_ms for c in doubtful],
@@ -65,10 +71,10 @@ def chart(sel: Selection, config: SelectionConfig, path: Path, device: str | Non
             s=110,
             facecolors="none",
             edgecolors="#c0392b",
-            label=f"unstable: figure in doubt ({len(doubtful)})",
+            label=f"in doubt{'' if config.selection.include_unstable else ', not competing'} ({len(doubtful)})",
             zorder=5,
         )
-    for c in sel.candidates:
+    for c in everyone:
         ax.annotate(point_label(c), (c.latency_ms, c.f1_score), xytext=(4, 4), textcoords="offset points", fontsize=6)
     ax.plot(
         [c.latency_ms for c in front],
@@ -90,13 +96,10 @@ def chart(sel: Selection, config: SelectionConfig, path: Path, device: str | Non
     )
     if config.selection.policy == "tolerance":
         top = max(ys) if maximize else min(ys)
-        lo, hi = (
-            (top - config.selection.accuracy_tolerance, top)
-            if maximize
-            else (top, top + config.selection.accuracy_tolerance)
-        )
-        ax.axhspan(lo, hi, color="#f1c40f", alpha=0.2, label=f"tolerance ±{config.selection.accuracy_tolerance:g}")
-    ax.set_xlabel(f"latency ms ({config.benchmark.latency_aggregation} of {config.benchmark.latency_metric})")
+        tol = config.objective.tolerance
+        lo, hi = (top - tol, top) if maximize else (top, top + tol)
+        ax.axhspan(lo, hi, color="#f1c40f", alpha=0.2, label=f"tolerance ±{tol:g}")
+    ax.set_xlabel(f"latency ms ({_figure(config)})")
     ax.set_ylabel(config.objective.metric)
     ax.set_title(chart_title(sel, config, device), fontsize=9)
     ax.grid(alpha=0.3)
@@ -107,30 +110,50 @@ def chart(sel: Selection, config: SelectionConfig, path: Path, device: str | Non
     return len(xs)
 
 
-COLUMNS = ("rank", "trial", "backbone", "objective", "latency ms", "runs", "score", "artifact run")
-#: Marks an unstable candidate in the rank column; explained under each table that has one.
+COLUMNS = ("rank", "trial", "backbone", "objective", "latency ms", "figure", "p99 ms", "score", "doubt", "artifact run")
+#: Marks a candidate whose figure is in doubt in the rank column; explained under each table that has one.
 UNSTABLE_MARK = "⚠"
 UNSTABLE_NOTE = (
     f"{UNSTABLE_MARK} unstable: the representative run's windows never agreed, so its latency is in doubt "
-    "(its mean and p50 may differ widely); benchmark.exclude_unstable leaves such candidates out."
+    "(its mean and p50 may differ widely); contended: other processes took the host while it measured. Such "
+    "candidates are shown but do not compete unless selection.include_unstable (podium select --include-unstable)."
 )
-NUMERIC = {"objective", "latency ms", "runs", "score"}
+NUMERIC = {"objective", "latency ms", "p99 ms", "score"}
 
 
 def rows(sel: Selection) -> list[list[str]]:
+    """Competing candidates in rank order (★ the published best), then the excluded ones (rank ``-``)."""
+    ranked = [(str(i + 1), c) for i, c in enumerate(sel.candidates)]
+    return [_row(label, c, sel) for label, c in (*ranked, *(("-", c) for c in sel.excluded))]
+
+
+def _row(label: str, c: Candidate, sel: Selection) -> list[str]:
+    mark = (" ★" if c is sel.best else "") + (" ↑" if c is sel.challenger else "")
     return [
-        [
-            str(i + 1) + (" ★" if c is sel.best else "") + (f" {UNSTABLE_MARK}" if c.unstable else ""),
-            c.trial_key_hash[:12],
-            c.backbone or "-",
-            f"{c.f1_score:.4f}",
-            f"{c.latency_ms:.3f}",
-            str(c.benchmark_runs_count),
-            "-" if c.composite_score is None else f"{c.composite_score:.4f}",
-            c.artifact_run_id,
-        ]
-        for i, c in enumerate(sel.candidates)
+        label + mark + (f" {UNSTABLE_MARK}" if c.unstable else ""),
+        c.trial_key_hash[:12],
+        c.backbone or "-",
+        f"{c.f1_score:.4f}",
+        f"{c.latency_ms:.3f}",
+        c.latency_figure or "-",
+        "-" if c.p99_ms is None else f"{c.p99_ms:.3f}",
+        "-" if c.composite_score is None else f"{c.composite_score:.4f}",
+        c.excluded or c.doubt or "-",
+        c.artifact_run_id,
     ]
+
+
+def notes(sel: Selection) -> list[str]:
+    """What a reader of a table must know: a challenger within noise, candidates in doubt."""
+    out = []
+    if sel.challenger is not None:
+        out.append(
+            f"↑ {sel.note}: it ranks first, but its advantage over ★ is not beyond the noise "
+            "(selection.confidence, selection.min_improvement); the published best stays until it is."
+        )
+    if any(c.unstable for c in (*sel.candidates, *sel.excluded)):
+        out.append(UNSTABLE_NOTE)
+    return out
 
 
 def write(sel: Selection, config: SelectionConfig, out: Path, device: str | None = None) -> ReportFiles:
@@ -143,15 +166,15 @@ def write(sel: Selection, config: SelectionConfig, out: Path, device: str | None
     table += ["| " + " | ".join(r) + " |" for r in rows(sel)]
     md.write_text(
         f"# Selection: study {sel.study_key_hash}\n\nconfig `{sel.benchmark_config_hash}`, policy "
-        f"`{config.selection.policy}`, latency `{config.benchmark.latency_aggregation}`\n\n"
+        f"`{config.selection.policy}`, latency `{_figure(config)}`\n\n"
         + "\n".join(table)
-        + (f"\n\n{UNSTABLE_NOTE}" if any(c.unstable for c in sel.candidates) else "")
+        + "".join(f"\n\n{line}" for line in notes(sel))
         + f"\n\n![chart]({png.name})\n"
     )
     page = out / f"selection-{name}.html"
     cells = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in rows(sel))
     heads = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    note = f"<p>{html.escape(UNSTABLE_NOTE)}</p>" if any(c.unstable for c in sel.candidates) else ""
+    note = "".join(f"<p>{html.escape(line)}</p>" for line in notes(sel))
     page.write_text(
         f"<html><body><h1>Study {html.escape(sel.study_key_hash)}</h1><img src='{png.name}'>"
         f"<table border=1><tr>{heads}</tr>{cells}</table>{note}</body></html>"

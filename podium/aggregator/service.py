@@ -25,16 +25,18 @@ from podium.aggregator.publisher import Publisher
 from podium.core.aggregation import ScopeKey
 from podium.core.config import SelectionConfig
 from podium.core.decision import Decision, View, decide, view_of_update
+from podium.core.figure import statistic_name
 from podium.core.messages import BenchmarkResult, BestModelUpdate, MessageError, decode
 from podium.core.records import BenchmarkRecord
 from podium.core.selection import Selection
 from podium.core.state import SelectionState, folded_metrics
-from podium.core.verification import Clock, claim_problem, run_problem, trusted_start
+from podium.core.verification import DEFAULT_CLOCK, Clock, claim_problem, run_problem, trusted_start
 from podium.errors import TrackingError
 from podium.monitoring import prometheus
 from podium.streams import keys
 from podium.streams.dead_letters import dead_letter
 from podium.streams.lock import FencedLock, LockLost
+from podium.streams.policy import EvictionGuard
 from podium.tracking.tracker import MlflowTracking
 
 log = logging.getLogger(__name__)
@@ -49,8 +51,6 @@ CLAIM_EVERY_S = 5.0
 TRIAL_REFRESH_S = 5.0
 #: Runs remembered as verified (a replayed event of one of them needs no MLflow look-up).
 VERIFIED_MAX = 200_000
-#: Default clock bounds: 5 minutes of skew, benchmarks up to an hour.
-DEFAULT_CLOCK = Clock(max_skew_ms=300_000, max_benchmark_ms=3_600_000)
 
 
 @dataclass
@@ -75,6 +75,7 @@ class Aggregator:
         on_update: Callable[[BestModelUpdate], None] | None = None,
         on_new_best: Callable[[Selection], object] | None = None,
         clock: Clock = DEFAULT_CLOCK,
+        eviction: EvictionGuard | None = None,
     ):
         self.client = client
         self.tracking = tracking
@@ -88,7 +89,11 @@ class Aggregator:
         self.on_update = on_update
         self.on_new_best = on_new_best
         self.clock = clock
+        #: Re-reads Redis's eviction policy; while it evicts, no entry is read (intake stops)
+        self.eviction = eviction
         self.verified: dict[str, BenchmarkRecord] = {}
+        #: Each scope's readable name (None: none found), read once.
+        self.labels: dict[ScopeKey, str | None] = {}
         self._last_claim = 0.0
 
     # ------------------------------------------------------------------ start-up
@@ -104,7 +109,9 @@ class Aggregator:
         """MLflow is the source of truth: fold every FINISHED run in, then publish what changed."""
         self.state = SelectionState(self.config)
         ids = self.tracking.experiment_ids()
-        trials, benchmarks = self.tracking.load_trials(ids), self.tracking.load_benchmarks(ids)
+        seconds, micros = self.client.time()  # Redis's clock, which workers stamp their runs with
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        trials, benchmarks = self.tracking.load_trials(ids), self.tracking.load_benchmarks(ids, self.clock, now_ms)
         for trial in trials:
             self.state.apply_trial(trial)
         for bench in benchmarks:
@@ -259,6 +266,20 @@ class Aggregator:
         decision = decide(self.published.get(scope), selection)
         return None if decision is None else self._publish(scope, selection, decision)
 
+    def _label(self, scope: ScopeKey, selection: Selection | None) -> str | None:
+        """The scope's readable name, read from MLflow once per scope (what a scope measured never changes)."""
+        if scope in self.labels or selection is None:
+            return self.labels.get(scope)
+        from podium.tracking.labels import describe_selections
+
+        try:
+            found = describe_selections(self.tracking, [selection]).get((scope.study_key_hash, scope.config_hash))
+        except TrackingError as exc:  # a name only: never worth holding a publish up
+            log.warning("No label for study %s (%s).", scope.study_key_hash[:12], exc)
+            return None
+        self.labels[scope] = found.label if found else None
+        return self.labels[scope]
+
     def _publish(
         self, scope: ScopeKey, selection: Selection | None, decision: Decision, then_ack: Sequence[str] = ()
     ) -> BestModelUpdate:
@@ -270,8 +291,10 @@ class Aggregator:
             scope.config_hash,
             reason,
             self.config.selection.policy,
-            self.config.benchmark.latency_aggregation,
+            self.config.benchmark.across_runs,
             then_ack=then_ack,
+            statistic=statistic_name(self.config.benchmark),
+            label=self._label(scope, selection),
         )
         self.published[scope] = decision.view
         self.stats.published += 1
@@ -284,7 +307,7 @@ class Aggregator:
             (scope.config_hash or "legacy")[:12],
             reason,
             f"trial {best.trial_key_hash[:12]} objective {best.f1_score:.4f} latency {best.latency_ms:.3f} ms "
-            f"over {best.benchmark_runs_count} run(s)"
+            f"({best.latency_figure}){'; ' + update.note if update.note else ''}"
             if best
             else "none",
             update.candidates,
@@ -308,6 +331,9 @@ class Aggregator:
                 self._lead(leader)
                 while not stop.is_set():
                     leader.check()
+                    if self.eviction is not None and not self.eviction.allows():
+                        stop.wait(self.eviction.every_s)  # Redis evicts: read nothing until it stops
+                        continue
                     self.step()
             except LockLost as exc:  # the watchdog's, or LeadershipLost from a fenced publish or ack
                 self._drop(exc)

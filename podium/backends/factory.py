@@ -43,11 +43,11 @@ def make_backend(
             require_extra("onnxruntime", "onnx", "an ONNX model on the local backend")
             from podium.backends.onnx import OnnxBackend
 
-            return OnnxBackend(model_file, cfg.device, cfg.precision, declared or None)
+            return OnnxBackend(model_file, cfg.device, cfg.precision, declared or None, cfg.threads)
         require_extra("torch", "torch", "the local backend")
         from podium.backends.local import LocalBackend
 
-        return LocalBackend(model_file, cfg.device, cfg.precision, declared or None)
+        return LocalBackend(model_file, cfg.device, cfg.precision, declared or None, cfg.threads)
     if not url:
         raise BackendError(
             "the triton backend needs the server's address: set PODIUM_TRITON_URL=HOST:PORT (or "
@@ -68,11 +68,13 @@ def make_backend(
 
 def deployment(cfg: BenchmarkingSection, model_file: Path, name: str) -> Deployment:
     """What to upload for ``triton.deploy``: the config from the model's signature (an ONNX model's from its
-    graph), and the files."""
+    graph), and the files. A TorchScript model that declares no outputs (no signature, or none in it) is run once
+    on CPU to learn them (:mod:`podium.backends.outputs`), and the deployment notes what was derived."""
     from podium.backends.local import read_signature
     from podium.backends.triton import Deployment
     from podium.backends.triton_deploy import model_config, model_files
 
+    notes: tuple[str, ...] = ()
     if cfg.model_format == "onnx":
         require_extra("onnxruntime", "onnx", "deploying an ONNX model (its signature is read with onnxruntime)")
         from podium.backends.onnx import onnx_signature
@@ -80,16 +82,20 @@ def deployment(cfg: BenchmarkingSection, model_file: Path, name: str) -> Deploym
         signature: tuple[list[InputSpec], list[InputSpec]] | None = onnx_signature(model_file)
     else:
         signature = read_signature(model_file)
-    if signature is None:
-        raise BackendError(
-            f"{model_file} has no podium signature, so its Triton config cannot be written; save it with "
-            "podium.training.save_torchscript(module, path, inputs=[...], outputs=[...])"
+    inputs, outputs = signature or ([], [])
+    if not outputs and cfg.model_format != "onnx" and cfg.triton.deploy in ("libtorch", "python"):
+        require_extra("torch", "torch", "learning the outputs of a model that declares none (a dry run)")
+        from podium.backends.outputs import dry_run
+
+        declared = [InputSpec(i.name, i.datatype, tuple(i.shape), i.vocab_size) for i in cfg.inputs or []]
+        inputs, outputs, note = dry_run(
+            model_file, declared or None, cfg.batch_sizes, cfg.max_length, cfg.triton.deploy, cfg.seed
         )
-    inputs, outputs = signature
+        notes = (note,)
     t = cfg.triton
     config = model_config(
         name, t.deploy, inputs, outputs, t.max_batch_size or max(cfg.batch_sizes), t.instance_count, t.dynamic_batching
     )
     weights = model_file.with_name(f"{model_file.name}.data")  # an ONNX model's external data, by its name
     beside = {weights.name: weights.read_bytes()} if cfg.model_format == "onnx" and weights.is_file() else None
-    return Deployment(t.deploy, config, model_files(t.deploy, model_file.read_bytes(), beside=beside))
+    return Deployment(t.deploy, config, model_files(t.deploy, model_file.read_bytes(), beside=beside), notes)

@@ -22,6 +22,8 @@ import numpy as np
 
 from podium.backends.base import BackendError, HardwareInfo, InProcess, InputSpec, reason_of
 from podium.backends.hardware import cpu_model, nvidia_driver
+from podium.backends.host_cores import affinity
+from podium.backends.threads import apply_torch_threads
 
 SIGNATURE_FILE = "podium_signature.json"
 
@@ -173,9 +175,12 @@ class LocalBackend(InProcess):
         device: str | None = None,
         precision: str = "fp32",
         declared: list[InputSpec] | None = None,
+        threads: int = 1,
     ):
         import torch
 
+        #: The runtime's threads (``benchmarking.threads``), set in :meth:`prepare`, before each measurement.
+        self.threads = threads
         #: Inputs declared in ``benchmarking.inputs`` / ``podium bench --inputs``: they win over the model's.
         self.declared = declared
         self._torch = torch
@@ -193,6 +198,7 @@ class LocalBackend(InProcess):
                 f"{self.model_path} is an ONNX model: set benchmarking.model_format: onnx "
                 "(or podium bench --model-format onnx)"
             )
+        apply_torch_threads(self.threads)
         extra = {SIGNATURE_FILE: ""}
         try:
             with _torchscript_on_purpose():
@@ -249,8 +255,11 @@ class LocalBackend(InProcess):
         else:
             cpu = cpu_model()
             summary = f"{cpu} ({torch.get_num_threads()} threads) | torch {torch.__version__}"
-            details = {"kind": "cpu", "cpu": cpu, "threads": torch.get_num_threads()}
-        return HardwareInfo(summary, {**details, "torch": torch.__version__, "backend": "local"})
+            details = {"kind": "cpu", "cpu": cpu}
+        threads = {"threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads()}
+        return HardwareInfo(
+            summary, {**details, **threads, "affinity": affinity(), "torch": torch.__version__, "backend": "local"}
+        )
 
     def close(self) -> None:
         self.model = None

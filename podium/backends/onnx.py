@@ -15,6 +15,8 @@ import numpy as np
 
 from podium.backends.base import BackendError, HardwareInfo, InProcess, InputSpec, reason_of
 from podium.backends.hardware import cpu_model, nvidia_driver
+from podium.backends.host_cores import affinity
+from podium.backends.threads import set_thread_env
 
 #: onnxruntime element types -> podium (KServe V2) datatypes.
 DATATYPES = {
@@ -69,11 +71,14 @@ def embedding_sizes(path: Path) -> dict[str, int]:
     return sizes
 
 
-def _session(path: Path, providers: list[str]) -> Any:
+def _session(path: Path, providers: list[str], threads: int | None = None) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: its warnings about unused initializers are not the user's
+    if threads is not None:  # benchmarking.threads; inter-op only matters in its parallel mode, left sequential
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
     try:
         return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
@@ -101,8 +106,12 @@ class OnnxBackend(InProcess):
         device: str | None = None,
         precision: str = "fp32",
         declared: list[InputSpec] | None = None,
+        threads: int = 1,
     ):
         import onnxruntime as ort
+
+        #: The runtime's threads (``benchmarking.threads``): the session's intra-op threads.
+        self.threads = threads
 
         if precision != "fp32":
             raise BackendError(
@@ -127,7 +136,8 @@ class OnnxBackend(InProcess):
             raise BackendError(
                 f"{self.model_path} is a TorchScript archive, not ONNX: set benchmarking.model_format: torchscript"
             )
-        self.session = _session(self.model_path, self.providers)
+        set_thread_env(self.threads)
+        self.session = _session(self.model_path, self.providers, self.threads)
         if self.declared:
             return self.declared
         return _specs(self.session.get_inputs(), embedding_sizes(self.model_path), self.model_path)
@@ -150,7 +160,10 @@ class OnnxBackend(InProcess):
             cpu = cpu_model()
             summary = f"{cpu} | onnxruntime {version}"
             details = {"kind": "cpu", "cpu": cpu}
-        return HardwareInfo(summary, {**details, "onnxruntime": version, "backend": "local", "format": "onnx"})
+        threads = {"threads": self.threads, "affinity": affinity()}
+        return HardwareInfo(
+            summary, {**details, **threads, "onnxruntime": version, "backend": "local", "format": "onnx"}
+        )
 
     def close(self) -> None:
         self.session = None

@@ -28,6 +28,19 @@ class Deployment:
     deploy: str  # the format, e.g. libtorch or python
     config: dict[str, Any]
     files: dict[str, bytes]
+    #: What podium derived to write the config (e.g. outputs learned by a dry run): notes on the run.
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TritonEndpoint:
+    protocol: str
+    host_port: str  # host:port
+    model_name: str
+    model_version: str
+    #: HTTP: the server takes binary tensors (Triton's binary_tensor_data extension).
+    binary: bool
+    timeout_s: float
 
 
 def _host_port(url: str, protocol: str) -> str:
@@ -53,7 +66,7 @@ class TritonBackend:
         self.model_version = model_version
         self.timeout_s = timeout_s
         self.deployment = deployment
-        self._notes: list[str] = []
+        self._notes: list[str] = list(deployment.notes) if deployment else []
         self._loaded_by_us = False
         self._binary = False
         self._server: dict[str, Any] = {}
@@ -173,6 +186,22 @@ class TritonBackend:
 
         self._call(f"a first request to model {self.model_name!r}", lambda **_: call())
         return call
+
+    def endpoint(self) -> TritonEndpoint:
+        """Where and how the model is reached, for a client of its own (load levels); after ``prepare()``."""
+        return TritonEndpoint(
+            self.protocol,
+            _host_port(self.url, self.protocol),
+            self.model_name,
+            self.model_version,
+            self._binary,
+            self.timeout_s,
+        )
+
+    def count_answered(self, requests: int) -> None:
+        """Requests another client made to this model on this backend's behalf (load levels): ``stats()`` then
+        waits until the server counts them too."""
+        self._answered[0] += requests
 
     def stats(self, settle_s: float = 5.0) -> ServerStats | None:
         """The server's statistics once they count every request this backend has had answered (Triton

@@ -54,7 +54,10 @@ class TritonPythonModel:
             ]
             with torch.inference_mode():
                 out = self.model(*tensors)
-            outs = out if isinstance(out, (tuple, list)) else (out,)
+            if isinstance(out, dict):  # outputs by the model's own names
+                outs = [out[name] for name in self.outputs]
+            else:
+                outs = out if isinstance(out, (tuple, list)) else (out,)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             responses.append(

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from podium.cli.bench_cmd import bench
+from podium.cli.board_cmd import board
 from podium.cli.common import setup_logging
 from podium.cli.demo_cmd import demo
 from podium.cli.pipeline_cmds import aggregator, backfill, enqueue, forget, sweep_cmd, worker
@@ -44,6 +45,7 @@ app.command("status")(status)
 app.command("report")(report)
 app.command("sweep")(sweep_cmd)
 app.command("forget")(forget)
+app.command("board")(board)
 
 
 def main() -> None:

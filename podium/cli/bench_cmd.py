@@ -33,7 +33,7 @@ def bench(
         str | None, typer.Option(help="Model already in the server's repository (else the model is deployed)")
     ] = None,
     model_version: Annotated[str, typer.Option(help="Model version on the server (default: latest)")] = "",
-    config: Annotated[Path | None, typer.Option(help="benchmark.yaml [default config/benchmark.yaml]")] = None,
+    config: Annotated[Path | None, typer.Option(help="benchmark.yaml (default config/benchmark.yaml)")] = None,
     batch_sizes: Annotated[str | None, typer.Option(help="Override benchmarking.batch_sizes, e.g. 1,8,32")] = None,
     iterations: Annotated[int | None, typer.Option(help="Override benchmarking.iterations")] = None,
     device: Annotated[str | None, typer.Option(help="Override benchmarking.device (cpu|cuda)")] = None,
@@ -52,10 +52,19 @@ def bench(
         ModelFormat | None, typer.Option(help="Override benchmarking.model_format: torchscript or onnx")
     ] = None,
     artifact_path: Annotated[
-        str | None, typer.Option(help="Model path inside the run [default model/model.pt; .onnx for onnx]")
+        str | None, typer.Option(help="Model path inside the run (default model/model.pt; .onnx for onnx)")
+    ] = None,
+    concurrency: Annotated[
+        str | None, typer.Option(help="Load levels, closed loop: requests in flight, e.g. 1,2,4,8")
+    ] = None,
+    request_rate: Annotated[
+        str | None, typer.Option(help="Load levels, open loop: Poisson arrivals per second, e.g. 50,100")
+    ] = None,
+    sla_p99_ms: Annotated[
+        float | None, typer.Option(help="p99 budget (ms): report the highest load-level throughput meeting it")
     ] = None,
     log: Annotated[bool, typer.Option("--log/--no-log", help="Log the MLflow benchmark run")] = True,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI [env PODIUM_TRACKING_URI]")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (env PODIUM_TRACKING_URI)")] = None,
     out: Annotated[Path, typer.Option(help="Folder for benchmark.json")] = Path("."),
 ) -> None:
     """Measure a model's inference latency now: warm-up, windows until stable, percentiles per batch
@@ -86,6 +95,7 @@ def bench(
             padding=padding,
             model_format=model_format or format_of_path(model_uri or artifact_path),
         )
+        cfg = with_load(cfg, int_list(concurrency, "--concurrency"), rate_list(request_rate), sla_p99_ms)
         if run_id:
             from podium.core.records import ARTIFACT_PATHS
 
@@ -99,7 +109,11 @@ def bench(
         tracking = None
         if source.run_id is not None:
             tracking = MlflowTracking.from_settings(settings, tracking_uri=tracking_uri, create=False)
-        champion = tracking.champion(source.run_id) if (log and tracking and source.run_id) else None
+        champion = None
+        if run_id and tracking is not None:  # a run of podium's helpers, or a plain MLflow run adopted as it is
+            champion, source, cfg = _adopt(tracking, run_id, cfg, source, artifact_path, log, model_format)
+        elif log and tracking and source.run_id:
+            champion = tracking.champion(source.run_id)
         measured = _measure(
             cfg,
             source,
@@ -109,6 +123,7 @@ def bench(
             model_version,
             champion,
             worker=settings.worker_name or worker_name(),
+            write_back_on=settings.write_back,
         )
     if measured is None:
         return
@@ -117,6 +132,57 @@ def bench(
     path.write_text(json.dumps(measured.summary, indent=2))
     _print_table(measured, cfg)
     console.print(f"Wrote {path}")
+
+
+def rate_list(value: str | None) -> list[float] | None:
+    """``50,100`` as request rates, or one line (exit 2) naming the option."""
+    if value is None:
+        return None
+    try:
+        return [float(part) for part in value.split(",")]
+    except ValueError:
+        fail(f"--request-rate must be comma-separated requests per second such as 50,100, got {value!r}")
+
+
+def with_load(
+    cfg: BenchmarkConfig, concurrency: list[int] | None, rates: list[float] | None, sla_p99_ms: float | None
+) -> BenchmarkConfig:
+    """``cfg`` with the command line's load levels and p99 budget in ``benchmarking.load`` (validated there)."""
+    given = {"concurrency": concurrency, "request_rate": rates, "sla_p99_ms": sla_p99_ms}
+    if all(v is None for v in given.values()):
+        return cfg
+    load = cfg.benchmarking.load.model_dump() | {k: v for k, v in given.items() if v is not None}
+    return cfg.with_overrides(load=load)
+
+
+def _adopt(
+    tracking: MlflowTracking,
+    run_id: str,
+    cfg: BenchmarkConfig,
+    source: ModelSource,
+    artifact_path: str | None,
+    log: bool,
+    model_format: str | None,
+) -> tuple[Champion | None, ModelSource, BenchmarkConfig]:
+    """The champion (when logging), the model and the config of ``--run-id``: a plain MLflow run's model is
+    found where it is (a logged model, a .pt/.onnx artifact, ``model.artifact_path``)."""
+    from podium.cli.pipeline_cmds import objective_of
+    from podium.measurement.artifacts import ModelSource
+    from podium.settings.env import PodiumSettings
+    from podium.tracking.plain_runs import adopt
+
+    adopted = adopt(
+        tracking,
+        run_id,
+        objective_metric=objective_of(PodiumSettings()) if log else None,
+        artifact_path=artifact_path or cfg.model.artifact_path,
+        require_objective=log,
+    )
+    if adopted.plain and adopted.artifact_path:
+        source = ModelSource(adopted.champion.run_id, adopted.artifact_path, None)
+        if format_of_path(adopted.artifact_path) == "onnx" and not model_format:
+            cfg = cfg.with_overrides(model_format="onnx")
+    return (adopted.champion if log else None), source, cfg
 
 
 def _measure(
@@ -128,6 +194,7 @@ def _measure(
     model_version: str,
     champion: Champion | None,
     worker: str,
+    write_back_on: bool = True,
 ) -> Measured | None:
     from podium.core.run_tags import identity_for
     from podium.measurement.lifecycle import benchmark_champion
@@ -169,6 +236,19 @@ def _measure(
         )
         return None
     console.print(f"Logged MLflow run {outcome.run_id} (benchmark_key {outcome.benchmark_key[:16]}…)")
+    if outcome.measured is not None and write_back_on:
+        from podium.tracking.write_back import source_runs, write_back
+
+        write_back(
+            tracking,
+            source_runs(champion.run_id, champion.trial_key_hash),
+            outcome.measured.metrics,
+            cfg.benchmarking.batch_sizes,
+            benchmark_run_id=outcome.run_id,
+            benchmark_key=outcome.benchmark_key,
+            stability=outcome.measured.stability,
+            backend=cfg.benchmarking.backend,
+        )
     return outcome.measured
 
 
@@ -202,8 +282,33 @@ def _print_table(measured: Measured, cfg: BenchmarkConfig) -> None:
     if cfg.benchmarking.test_data is not None:
         for b, entry in measured.summary["batches"].items():
             console.print(f"batch {b}: {lengths_line(entry['lengths'])}")
+    if "load" in measured.summary:
+        _print_load(measured.summary["load"])
     for note in measured.summary["notes"]:
         console.print(f"[yellow]note:[/] {note}")
+
+
+def _print_load(load: dict) -> None:
+    table = Table(title=f"load levels (batch {load['batch_size']}, client {load['client']})")
+    cols = ("level", "items/s", "achieved/s", "p50", "p90", "p95", "p99", "queue", "compute", "overhead", "quality")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("level", "quality") else "right")
+    for name, lv in load["levels"].items():
+        server = lv.get("server") or {}
+        table.add_row(
+            name,
+            f"{lv['throughput_per_s']:.1f}",
+            f"{lv['achieved_per_s']:.1f}" if "achieved_per_s" in lv else "-",
+            *(f"{lv[k]:.3f}" for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms")),
+            *(f"{server[k]:.3f}" if k in server else "-" for k in ("queue_ms", "compute_ms", "client_overhead_ms")),
+            ", ".join(lv["flags"]) or "stable",
+        )
+    console.print(table)
+    sla = load.get("sla")
+    if sla:
+        where = sla["met_level"] or "no level"
+        towards = f", interpolated towards {sla['interpolated_towards']}" if sla["interpolated_towards"] else ""
+        console.print(f"throughput at p99 <= {sla['p99_ms']:g} ms: {sla['throughput_per_s']:.1f}/s ({where}{towards})")
 
 
 def lengths_line(profile: dict) -> str:

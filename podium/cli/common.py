@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from podium.errors import PodiumError
+
+if TYPE_CHECKING:
+    from podium.settings.env import PodiumSettings
 
 #: Exit codes shared by every command.
 EXIT_FAILED = 1
@@ -25,6 +29,25 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 #: Log lines written to a file or a pipe: one line each, never wrapped, easy to grep.
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+#: The same connection options on every command that connects (the environment variable is the default).
+TrackingUriOption = Annotated[
+    str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (env PODIUM_TRACKING_URI)")
+]
+RedisUrlOption = Annotated[str | None, typer.Option("--redis-url", help="Redis URL (env PODIUM_REDIS_URL)")]
+
+
+def settings_for(tracking_uri: str | None = None, redis_url: str | None = None) -> PodiumSettings:
+    """``PODIUM_*`` settings with the command line's connections on top. They are exported to the environment
+    too, so that the processes a command starts (a worker's pool processes) read the same ones."""
+    if tracking_uri:
+        os.environ["PODIUM_TRACKING_URI"] = tracking_uri
+    if redis_url:
+        os.environ["PODIUM_REDIS_URL"] = redis_url
+    from podium.settings.env import PodiumSettings
+
+    return PodiumSettings()
 
 
 def setup_logging(verbose: int) -> None:

@@ -13,7 +13,7 @@ from podium.cli.common import EXIT_NOTHING, console, needs_extra, podium_errors
 def report(
     study: Annotated[str | None, typer.Option(help="Only this study_key_hash (or a unique 6+ prefix)")] = None,
     out: Annotated[Path, typer.Option(help="Folder for the PNG, Markdown and HTML files")] = Path("podium-report"),
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI [env PODIUM_TRACKING_URI]")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (env PODIUM_TRACKING_URI)")] = None,
     config: Annotated[Path | None, typer.Option(help="best_model_selection.yaml")] = None,
     log: Annotated[bool, typer.Option("--log/--no-log", help="Log the files as a selection run in MLflow")] = True,
 ) -> None:

@@ -9,12 +9,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from podium.cli.common import console, fail, redis_or_fail
+from podium.cli.common import RedisUrlOption, console, fail, redis_or_fail
 
 
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout")] = False,
-    redis_url: Annotated[str | None, typer.Option(help="Redis URL [env PODIUM_REDIS_URL]")] = None,
+    redis_url: RedisUrlOption = None,
 ) -> None:
     """What podium is doing now (read from Redis)."""
     import redis
@@ -59,6 +59,54 @@ def _print_work(report: dict[str, Any]) -> None:
             str(r["heartbeat_age_s"]),
         )
     console.print(running)
+    _print_in_flight(report)
+    _print_workers(report)
+    _print_cores(report)
+
+
+def _print_in_flight(report: dict[str, Any]) -> None:
+    """Messages delivered and not yet acknowledged: running, waiting for a retry, or held by a dead worker
+    (requeued once its liveness key expires)."""
+    table = Table(title=f"In flight, unacknowledged ({len(report['in_flight'])})")
+    for col in ("request", "benchmark_key", "queue", "age s", "worker", "alive"):
+        table.add_column(col)
+    for m in report["in_flight"]:
+        alive = m.get("worker_alive")
+        table.add_row(
+            escape(m.get("request_id") or m.get("task_id") or "?"),
+            (m.get("benchmark_key") or "-")[:12],
+            escape(m.get("queue") or "-"),
+            "-" if m.get("age_s") is None else f"{m['age_s']:.0f}",
+            escape(m.get("worker") or "unknown"),
+            "-" if alive is None else ("yes" if alive else "[yellow]NO[/] (requeued soon)"),
+        )
+    console.print(table)
+
+
+def _print_workers(report: dict[str, Any]) -> None:
+    workers = Table(title=f"Ready worker processes ({len(report['workers'])})")
+    for col in ("worker", "ready for s", "warmed", "MLflow store"):
+        workers.add_column(col)
+    for w in report["workers"]:
+        age = report["at"] - float(w.get("ready_at") or report["at"])
+        workers.add_row(escape(w["name"]), f"{age:.0f}", escape(w.get("warmed", "-")), escape(w.get("store", "-")))
+    console.print(workers)
+
+
+def _print_cores(report: dict[str, Any]) -> None:
+    cores = Table(title="Cores per host (claimed by measurements running now)")
+    for col in ("host", "usable", "in use", "claims", "contended"):
+        cores.add_column(col)
+    for h in report["cores"]:
+        claims = ", ".join(f"{c['core']}: {c['worker']}" for c in h["claimed"])
+        cores.add_row(
+            escape(h["host"]),
+            h["usable"] or "-",
+            f"{len(h['claimed'])}/{h['usable_count']}",
+            escape(claims) or "-",
+            escape(", ".join(h["contended"])) or "-",
+        )
+    console.print(cores)
 
 
 def _print_health(report: dict[str, Any]) -> None:
@@ -86,11 +134,12 @@ def _print_health(report: dict[str, Any]) -> None:
 
 def _print_best(report: dict[str, Any]) -> None:
     best = Table(title="Current best per study and config")
-    for col in ("study", "config", "seq", "trial", "backbone", "objective", "latency ms"):
+    for col in ("label", "study", "config", "seq", "trial", "backbone", "objective", "latency ms"):
         best.add_column(col)
     for b in report["best"]:
         c = b["best"] or {}
         best.add_row(
+            b.get("label") or "-",
             b["study_key_hash"][:12],
             (b["benchmark_config_hash"] or "legacy")[:12],
             str(b["seq"]),

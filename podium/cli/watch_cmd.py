@@ -17,12 +17,26 @@ if TYPE_CHECKING:
 
 def render(rows: dict[tuple[str, str | None], BestModelUpdate]) -> Table:
     table = Table(title="podium: best model per study and benchmark config (live)")
-    columns = ("study", "config", "seq", "why", "trial", "backbone", "objective", "latency ms", "runs", "doubt", "at")
+    columns = (
+        "label",
+        "study",
+        "config",
+        "seq",
+        "why",
+        "trial",
+        "backbone",
+        "objective",
+        "latency ms",
+        "figure",
+        "doubt",
+        "at",
+    )
     for col in columns:
-        table.add_column(col, justify="right" if col in ("seq", "objective", "latency ms", "runs") else "left")
+        table.add_column(col, justify="right" if col in ("seq", "objective", "latency ms") else "left")
     for (study, config), u in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         b = u.best
         table.add_row(
+            u.label or "-",
             study[:10],
             (config or "legacy")[:10],
             str(u.seq),
@@ -31,23 +45,34 @@ def render(rows: dict[tuple[str, str | None], BestModelUpdate]) -> Table:
             (b.backbone or "-") if b else "-",
             f"{b.f1_score:.4f}" if b else "-",
             f"{b.latency_ms:.3f}" if b else "-",
-            str(b.benchmark_runs_count) if b else "-",
+            figure(u),
             doubt(u),
             time.strftime("%H:%M:%S", time.localtime(u.published_at)),
         )
     return table
 
 
+def figure(update: BestModelUpdate) -> str:
+    """What the latency is (``p50, median of 3 runs``), and a challenger within the noise of it."""
+    b = update.best
+    if b is None:
+        return "-"
+    text = b.latency_figure or f"{update.statistic or 'latency'}, {update.aggregation} of {b.benchmark_runs_count}"
+    return f"{text} · {update.note}" if update.note else text
+
+
 def doubt(update: BestModelUpdate) -> str:
-    """``unstable`` when the best's figure is in doubt, and how many candidates are."""
-    best = "unstable" if update.best is not None and update.best.unstable else ""
-    others = f"{update.unstable_candidates}/{update.candidates} unstable" if update.unstable_candidates else ""
+    """Why the best's figure is in doubt (``unstable``, ``contended ...``), and how many candidates are."""
+    b = update.best
+    best = (b.doubt or "unstable") if b is not None and b.unstable else ""
+    total = update.candidates + update.excluded
+    others = f"{update.unstable_candidates}/{total} unstable" if update.unstable_candidates else ""
     return " · ".join(p for p in (best, others) if p) or "-"
 
 
 def watch(
     study: Annotated[str | None, typer.Option(help="Only this study_key_hash (or a unique 6+ prefix)")] = None,
-    redis_url: Annotated[str | None, typer.Option(help="Redis URL [env PODIUM_REDIS_URL]")] = None,
+    redis_url: Annotated[str | None, typer.Option(help="Redis URL (env PODIUM_REDIS_URL)")] = None,
     exit_after: Annotated[float | None, typer.Option(help="Stop after this many seconds")] = None,
 ) -> None:
     """Follow best-model updates live (latest values first). Ctrl-C to stop."""

@@ -9,6 +9,7 @@ seeing results in another order, gives the same window. Aggregates never pick th
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -46,8 +47,14 @@ class Sample:
     start_time: int
     run_id: str
     latency_ms: float
-    #: False when the run's measurement windows never agreed (its figures are in doubt).
-    stable: bool = True
+    #: Why the run's figure is in doubt (``unstable``, ``contended ...``); ``""`` for a clean run.
+    doubt: str = ""
+    #: The run's p99 at the ranked batch size, when it has one (the ``constraint`` policy's limit reads it).
+    p99_ms: float | None = None
+
+    @property
+    def stable(self) -> bool:
+        return not self.doubt
 
 
 @dataclass(frozen=True)
@@ -76,18 +83,27 @@ class Aggregate:
     latency_ms: float
     representative: Sample  # the run whose figures stand for the group
     count: int
+    #: The runs' p99s aggregated the same way (None when any of them lacks one).
+    p99_ms: float | None = None
 
 
-def aggregate(window: Window, method: Aggregation) -> Aggregate:
-    """Latency of a group by ``latest`` (newest start), ``median`` or ``mean`` over its window."""
-    samples = window.samples
+def aggregate(window: Window | Sequence[Sample], method: Aggregation) -> Aggregate:
+    """Latency of a group by ``latest`` (newest start), ``median`` or ``mean`` over its window (or some of its
+    samples, oldest first)."""
+    samples = window.samples if isinstance(window, Window) else tuple(window)
     if not samples:
         raise ValueError("cannot aggregate an empty window")
+    tails = [s.p99_ms for s in samples]
     if method == "latest":
         newest = samples[-1]
-        return Aggregate(newest.latency_ms, newest, len(samples))
+        return Aggregate(newest.latency_ms, newest, len(samples), newest.p99_ms)
     values = [s.latency_ms for s in samples]
-    value = statistics.median(values) if method == "median" else statistics.fmean(values)
+    value = _combine(values, method)
     # The run closest to the aggregate stands for it; on a tie, the newest.
     representative = min(reversed(samples), key=lambda s: abs(s.latency_ms - value))
-    return Aggregate(value, representative, len(samples))
+    p99 = None if any(t is None for t in tails) else _combine([t for t in tails if t is not None], method)
+    return Aggregate(value, representative, len(samples), p99)
+
+
+def _combine(values: list[float], method: Aggregation) -> float:
+    return statistics.median(values) if method == "median" else statistics.fmean(values)

@@ -7,7 +7,9 @@ from typing import Literal
 
 RunMode = Literal["reuse_if_exists", "force_new"]
 Aggregation = Literal["latest", "median", "mean"]
-Policy = Literal["weighted", "tolerance"]
+Policy = Literal["constraint", "tolerance", "weighted"]
+#: The per-run latency figure selection ranks by (one number per benchmark run, before aggregation across runs).
+Statistic = Literal["p50", "p90", "p99", "mean"]
 Backend = Literal["local", "triton", "synthetic"]
 Protocol = Literal["http", "grpc"]
 Precision = Literal["fp32", "fp16", "bf16"]

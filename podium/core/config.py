@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -32,6 +33,7 @@ from podium.core.choices import (
     Precision,
     Protocol,
     RunMode,
+    Statistic,
 )
 from podium.core.safety import SafeName, SafeValue
 from podium.core.validation import parse_model
@@ -51,15 +53,21 @@ class RunSection(StrictModel):
 
 
 class StabilitySection(StrictModel):
-    """perf_analyzer-style stability: windows must agree before a result counts as stable."""
+    """perf_analyzer-style stability: windows (each the same requests in the same order) must agree before a
+    result counts as stable, and windows in which other processes took the CPU do not count."""
 
-    #: Give up after this many measurement windows and flag the result ``unstable``.
+    #: Give up after this many measurement windows (discarded ones included) and flag the result ``unstable``.
     max_windows: PositiveInt = 10
-    #: The last ``agree_windows`` windows must agree within this ratio (max/min) on p50 and throughput.
+    #: The last ``agree_windows`` windows must agree within this ratio (max/min) on p50, p99 and throughput.
     max_ratio: float = Field(default=1.10, gt=1.0)
     agree_windows: int = Field(default=3, ge=2)
-    #: A window whose coefficient of variation reaches this is noisy (pyperf flags 10 %).
+    #: Flag ``high_cv`` when repeats of the same request vary this much (pyperf: 10 %); a report, never a gate:
+    #: the spread of a mix of input lengths is the workload, not noise.
     max_cv: PositiveFloat = 0.10
+    #: A window in which other processes used more than this share of the usable cores' capacity is discarded
+    #: and measured again (within ``max_windows``); a result with no quiet windows is flagged ``contended``.
+    #: 0.10: a runtime using every core is slowed by up to 1 / (1 - share), so at most ~11 %.
+    max_contention: float = Field(default=0.10, gt=0.0, le=1.0)
 
 
 class TritonSection(StrictModel):
@@ -80,6 +88,47 @@ class TritonSection(StrictModel):
         if self.deploy == "none" and self.model_name is None:
             raise ValueError("deploy: none benchmarks a model already on the server: set triton.model_name")
         return self
+
+
+class LoadSection(StrictModel):
+    """Load levels measured after the serial batches (perf_analyzer's ``--concurrency-range`` and
+    ``--request-rate-range``): ``null`` lists measure none. Part of the config hash only when a level is set."""
+
+    #: Closed loop: this many requests in flight, each slot sending its next request when its last one returns.
+    concurrency: list[int] | None = None
+    #: Open loop: Poisson arrivals at this many requests per second (seeded by ``benchmarking.seed``).
+    request_rate: list[float] | None = None
+    #: The batch size of every load request.
+    batch_size: PositiveInt = 1
+    #: Open loop: at most this many requests in flight (threads); arrivals beyond it are sent late.
+    max_in_flight: PositiveInt = 64
+    #: The p99 budget (ms) of the headline figure: the highest throughput whose p99 meets it, interpolated
+    #: between levels (``throughput_at_sla_per_s``). In the config hash when set: a reused run's figure must be
+    #: for the same budget.
+    sla_p99_ms: PositiveFloat | None = None
+
+    @field_validator("concurrency")
+    @classmethod
+    def _positive_ints(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return None
+        if not value or any(isinstance(c, bool) or c < 1 for c in value):
+            raise ValueError(f"must be a non-empty list of positive integers, got {value}")
+        return sorted(set(value))
+
+    @field_validator("request_rate")
+    @classmethod
+    def _positive_rates(cls, value: list[float] | None) -> list[float] | None:
+        if value is None:
+            return None
+        if not value or any(isinstance(r, bool) or not r > 0 for r in value):
+            raise ValueError(f"must be a non-empty list of positive requests per second, got {value}")
+        return sorted(set(float(r) for r in value))
+
+    @property
+    def any(self) -> bool:
+        """Whether any load level is set."""
+        return bool(self.concurrency or self.request_rate)
 
 
 class InputDecl(StrictModel):
@@ -120,11 +169,20 @@ class BenchmarkingSection(StrictModel):
     synthetic_service_ms: NonNegativeFloat = 0.0
     #: The worker pool that measures (one Celery queue per target, e.g. ``cpu``, ``gpu-h200``).
     target: SafeValue = "cpu"
+    #: The runtime's threads (torch intra-op and inter-op, OMP/MKL, ONNX Runtime intra-op), set before each
+    #: measurement; a worker claims this many cores of its host for it. Part of the config hash.
+    threads: PositiveInt = 1
+    #: When the cores a measurement needs are claimed by other workers of the host: ``wait`` (retry later, like
+    #: a busy lock) or ``contended`` (measure now on cores shared with the others, the run flagged
+    #: ``contended``). Not part of the config hash; a contended run says so.
+    busy_cores: Literal["wait", "contended"] = "wait"
     precision: Precision = "fp32"
     #: Seconds before a request to an inference server is abandoned.
     request_timeout_s: PositiveFloat = 30.0
     stability: StabilitySection = Field(default_factory=StabilitySection)
     triton: TritonSection = Field(default_factory=TritonSection)
+    #: Load levels (closed and open loop) after the serial batches; none by default.
+    load: LoadSection = Field(default_factory=LoadSection)
     #: What the model artifact is: a TorchScript archive (``model/model.pt``) or an ONNX graph
     #: (``model/model.onnx``, ``pip install 'podium[onnx]'``); the default artifact path follows it.
     model_format: ModelFormat = "torchscript"
@@ -156,12 +214,21 @@ class OutputSection(StrictModel):
     filename: str = "benchmark.json"
 
 
+class ModelSection(StrictModel):
+    """Where the model of a run is, when podium should not look for it (a plain MLflow run)."""
+
+    #: An artifact path inside the run (e.g. ``checkpoints/model.onnx``); ``null``: the run's logged model,
+    #: else a .pt/.onnx file artifact, found by podium.
+    artifact_path: str | None = Field(default=None, max_length=512)
+
+
 class BenchmarkConfig(StrictModel):
     """``config/benchmark.yaml``."""
 
     run: RunSection = Field(default_factory=RunSection)
     benchmarking: BenchmarkingSection = Field(default_factory=BenchmarkingSection)
     output: OutputSection = Field(default_factory=OutputSection)
+    model: ModelSection = Field(default_factory=ModelSection)
 
     def with_overrides(self, **benchmarking: Any) -> BenchmarkConfig:
         """A copy with some ``benchmarking`` keys replaced (validated like the file)."""
@@ -176,12 +243,22 @@ class BenchmarkConfig(StrictModel):
 class ObjectiveSection(StrictModel):
     metric: str = "macro-f1"
     direction: Literal["maximize", "minimize"] = "maximize"
+    #: ``constraint`` and ``tolerance`` policies: objective values this close count as a tie, broken by latency
+    #: (``constraint``: the objective is read in steps of this size, so a tie never depends on who else competes).
+    tolerance: NonNegativeFloat = 0.01
 
 
 class ScoringSection(StrictModel):
+    """``weighted`` policy: score = f1_weight x objective / objective_scale - latency_weight x latency /
+    latency_scale_ms. Fixed scales, so a candidate's score never depends on who else competes."""
+
     f1_weight: NonNegativeFloat = 0.7
     latency_weight: NonNegativeFloat = 0.3
     normalize_weights: bool = True
+    #: One unit of the objective, in metric points (0.01: one point of F1 on a 0-1 scale).
+    objective_scale: PositiveFloat = 0.01
+    #: One unit of latency, in milliseconds.
+    latency_scale_ms: PositiveFloat = 1.0
 
     @model_validator(mode="after")
     def _some_weight(self) -> ScoringSection:
@@ -191,23 +268,51 @@ class ScoringSection(StrictModel):
 
 
 class BenchmarkSelectionSection(StrictModel):
-    required_metrics: list[str] = Field(default_factory=lambda: ["latency_batch_1_ms"])
-    latency_metric: str = "latency_batch_1_ms"
-    #: How several benchmark runs of one ``benchmark_key`` make one latency (never the best one).
-    latency_aggregation: Aggregation = "median"
+    #: A benchmark run lacking any of these (or the ranking figure's metric) is left out, with a warning.
+    required_metrics: list[str] = Field(default_factory=list)
+    #: The per-run figure: a percentile of the run's timed requests (nearest rank) or their mean.
+    statistic: Statistic = "p50"
+    #: The batch size whose figures are ranked (it must be among the benchmarked ``batch_sizes``).
+    batch_size: PositiveInt = 1
+    #: An explicit per-run metric instead of ``statistic`` at ``batch_size`` (files written before those keys).
+    latency_metric: str | None = None
+    #: How the newest ``window`` runs of one ``benchmark_key`` make one figure: ``latest``, ``median`` or
+    #: ``mean`` across runs (never the best run).
+    across_runs: Aggregation = Field(
+        default="median", validation_alias=AliasChoices("across_runs", "latency_aggregation")
+    )
     #: Rolling window: the newest ``window`` runs of a group are aggregated.
     window: PositiveInt = 10
-    #: Leave out candidates whose representative run is ``unstable`` (its windows never agreed); by default
-    #: they compete and are marked.
-    exclude_unstable: bool = False
+
+    @model_validator(mode="after")
+    def _one_way_to_name_the_figure(self) -> BenchmarkSelectionSection:
+        named = {"statistic", "batch_size"} & self.model_fields_set
+        if self.latency_metric is not None and named:
+            raise ValueError(
+                f"set either latency_metric ({self.latency_metric}) or {' and '.join(sorted(named))}, not both"
+            )
+        return self
+
+    @property
+    def latency_aggregation(self) -> Aggregation:
+        """The across-runs aggregation under its older name."""
+        return self.across_runs
 
 
 class SelectionSection(StrictModel):
-    policy: Policy = "weighted"
-    #: ``tolerance`` policy: candidates within this absolute distance of the top objective compete on latency.
-    accuracy_tolerance: NonNegativeFloat = 0.01
-    #: Candidates whose aggregated latency exceeds this are out (``null``: no limit).
+    #: ``constraint``: the best objective whose p99 meets ``max_latency_ms``, ties broken by latency;
+    #: ``tolerance``: the fastest within ``objective.tolerance`` of the top objective; ``weighted``: fixed-scale
+    #: score (``scoring``).
+    policy: Policy = "constraint"
+    #: ``constraint``: candidates whose p99 at the ranked batch size exceeds this are out; other policies: whose
+    #: ranked figure exceeds it (``null``: no limit).
     max_latency_ms: PositiveFloat | None = None
+    #: Let unstable or contended results compete (they are always shown, with their reason).
+    include_unstable: bool = False
+    #: A challenger replaces the published best only when, at this confidence, it is faster by at least
+    #: ``min_improvement`` (a one-sided t bound over both candidates' runs), or wins on the objective.
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    min_improvement: float = Field(default=0.03, ge=0.0, lt=1.0)
 
 
 class SelectionConfig(StrictModel):
@@ -218,8 +323,41 @@ class SelectionConfig(StrictModel):
     benchmark: BenchmarkSelectionSection = Field(default_factory=BenchmarkSelectionSection)
     selection: SelectionSection = Field(default_factory=SelectionSection)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _older_keys(cls, data: Any) -> Any:
+        """Files written before issue 27 keep working: ``benchmark.exclude_unstable: X`` is
+        ``selection.include_unstable: not X``; ``selection.accuracy_tolerance`` is ``objective.tolerance``."""
+        if not isinstance(data, dict):
+            return data
+        data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+        bench, sel = data.get("benchmark"), data.get("selection")
+        if isinstance(bench, dict) and isinstance(bench.get("exclude_unstable"), bool):
+            value = bench.pop("exclude_unstable")
+            if sel is None:
+                sel = data["selection"] = {}
+            if isinstance(sel, dict):
+                sel.setdefault("include_unstable", not value)
+        if isinstance(sel, dict) and "accuracy_tolerance" in sel:
+            value = sel.pop("accuracy_tolerance")
+            objective = data.get("objective")
+            if objective is None:
+                objective = data["objective"] = {}
+            if isinstance(objective, dict):
+                if "tolerance" in objective and objective["tolerance"] != value:
+                    raise ValueError(
+                        "selection.accuracy_tolerance is now objective.tolerance; the file sets both, differently"
+                    )
+                objective["tolerance"] = value
+        return data
+
     def with_aggregation(self, aggregation: Aggregation | None) -> SelectionConfig:
         if aggregation is None:
             return self
-        bench = self.benchmark.model_copy(update={"latency_aggregation": aggregation})
+        bench = self.benchmark.model_copy(update={"across_runs": aggregation})
         return self.model_copy(update={"benchmark": bench})
+
+    def with_include_unstable(self, include: bool | None) -> SelectionConfig:
+        if include is None:
+            return self
+        return self.model_copy(update={"selection": self.selection.model_copy(update={"include_unstable": include})})

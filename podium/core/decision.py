@@ -2,7 +2,9 @@
 what the selection says now (the aggregator's I/O shell only carries the decision out).
 
 What subscribers are shown of a scope is its :class:`View`: who is best, with which figures, among how
-many candidates. Any change of it is published, so the latest-value key never keeps a stale count.
+many candidates, and which challenger is within the noise of it. Any change of it is published, so the
+latest-value key never keeps a stale count. Whether a challenger replaces the best is decided by the selection
+state's replay of the evidence (:mod:`podium.core.state`); this only says how a change reads.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Literal
 from podium.core.messages import BestModelUpdate, CandidateView
 from podium.core.selection import Candidate, Selection
 
-Reason = Literal["first", "new_best", "figures_changed", "candidates_changed", "removed"]
+Reason = Literal["first", "new_best", "figures_changed", "within_noise", "candidates_changed", "removed"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,10 @@ class View:
     figures: tuple[float, float, int, bool]  # (objective, latency_ms, runs aggregated, unstable)
     candidates: int
     unstable_candidates: int = 0
+    #: The top-ranked candidate while its advantage over ``best`` is within the noise.
+    challenger: tuple[str, str] | None = None
+    #: Candidates shown but not competing (in doubt, over the latency limit).
+    excluded: int = 0
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,13 @@ def candidate_view(c: Candidate) -> CandidateView:
     return CandidateView(**{k: getattr(c, k) for k in CandidateView.model_fields})
 
 
-def _view(best: CandidateView | Candidate | None, candidates: int, unstable: int) -> View | None:
+def _view(
+    best: CandidateView | Candidate | None,
+    candidates: int,
+    unstable: int,
+    challenger: CandidateView | Candidate | None = None,
+    excluded: int = 0,
+) -> View | None:
     if best is None:
         return None
     return View(
@@ -44,18 +56,23 @@ def _view(best: CandidateView | Candidate | None, candidates: int, unstable: int
         (best.f1_score, best.latency_ms, best.benchmark_runs_count, best.unstable),
         candidates,
         unstable,
+        (challenger.trial_key_hash, challenger.benchmark_key) if challenger is not None else None,
+        excluded,
     )
 
 
 def view_of_selection(selection: Selection | None) -> View | None:
     if selection is None:
         return None
-    return _view(selection.best, len(selection.candidates), sum(c.unstable for c in selection.candidates))
+    doubtful = sum(c.unstable for c in (*selection.candidates, *selection.excluded))
+    return _view(selection.best, len(selection.candidates), doubtful, selection.challenger, len(selection.excluded))
 
 
 def view_of_update(update: BestModelUpdate | None) -> View | None:
     """The view a stored update gave its subscribers (None for no update, or for a ``removed`` one)."""
-    return _view(update.best, update.candidates, update.unstable_candidates) if update else None
+    if update is None:
+        return None
+    return _view(update.best, update.candidates, update.unstable_candidates, update.challenger, update.excluded)
 
 
 def decide(published: View | None, selection: Selection | None) -> Decision | None:
@@ -71,6 +88,8 @@ def decide(published: View | None, selection: Selection | None) -> Decision | No
         reason = "new_best"
     elif new.figures != published.figures:
         reason = "figures_changed"
+    elif new.challenger is not None and new.challenger != published.challenger:
+        reason = "within_noise"
     else:
         reason = "candidates_changed"
     return Decision(reason, new)

@@ -50,6 +50,8 @@ def measurement_settings(cfg: BenchmarkingSection, input_fingerprint: str) -> di
         "precision": cfg.precision,
         "input": input_fingerprint,
         "stability": cfg.stability.model_dump(),
+        # always (not only when off the default): runs measured before threads were set used every core
+        "threads": cfg.threads,
     }
     if cfg.model_format != "torchscript":  # only when not the default, so existing hashes never change
         settings["model_format"] = cfg.model_format
@@ -57,6 +59,8 @@ def measurement_settings(cfg: BenchmarkingSection, input_fingerprint: str) -> di
         settings["padding"] = cfg.padding
     if cfg.inputs:  # only when declared, so the hashes of configs without them never change
         settings["inputs"] = [i.model_dump() for i in cfg.inputs]
+    if cfg.load.any:  # only when a level is set, so the hashes of serial-only configs never change
+        settings["load"] = cfg.load.model_dump()
     if cfg.backend == "synthetic":
         settings["synthetic_service_ms"] = cfg.synthetic_service_ms
     if cfg.backend == "triton":  # where the server is (the worker's URL) is not part of it; what it runs is

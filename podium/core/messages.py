@@ -39,6 +39,15 @@ class Message(BaseModel):
         return text
 
 
+class StoreRef(Message):
+    """Which MLflow store a producer read its runs from: its URI (password hidden) and an identity that does not
+    depend on how the store is reached (``created-<ms>``: the store's Default experiment's creation time), so a
+    worker reaching the same server by another name still matches, and one on another store does not."""
+
+    uri: str = Field(max_length=1000)
+    id: str = Field(max_length=100)
+
+
 class BenchmarkRequest(Message):
     """Producer -> worker: benchmark this champion under this config."""
 
@@ -54,6 +63,8 @@ class BenchmarkRequest(Message):
     #: Fingerprint of the inputs (test data content hash or synthetic seed), fixed by the producer.
     input_fingerprint: str = Field(max_length=256)
     benchmark_key: Hex64
+    #: The producer's store; a worker on another store refuses the request (None: sent by older code, unchecked).
+    store: StoreRef | None = None
 
     @property
     def champion(self) -> Champion:
@@ -105,6 +116,7 @@ class BenchmarkResult(Message):
             self.benchmark_key,
             self.config_hash,
             dict(self.metrics),
+            stability=self.stability,
         )
 
 
@@ -121,8 +133,13 @@ class CandidateView(BaseModel):
     artifact_run_id: str
     backbone: str | None = None
     composite_score: float | None = None
-    #: The representative run's windows never agreed: its figure is in doubt.
+    #: The figure is in doubt (its runs were unstable or contended): ``doubt`` says why.
     unstable: bool = False
+    doubt: str | None = None
+    #: The p99 at the ranked batch size, aggregated across runs like ``latency_ms``.
+    p99_ms: float | None = None
+    #: What ``latency_ms`` is, e.g. ``"p50, median of 3 runs"``.
+    latency_figure: str = ""
 
 
 class BestModelUpdate(Message):
@@ -132,14 +149,27 @@ class BestModelUpdate(Message):
     study_key_hash: str
     benchmark_config_hash: str | None
     seq: int  # per study, strictly increasing
-    reason: Literal["first", "new_best", "figures_changed", "candidates_changed", "removed"]
+    #: ``within_noise``: the best stays; ``challenger`` ranks first but its advantage is within the noise.
+    reason: Literal["first", "new_best", "figures_changed", "within_noise", "candidates_changed", "removed"]
     best: CandidateView | None
+    #: Candidates competing (ranked).
     candidates: int
-    #: How many of the ranked candidates are unstable (the best included).
+    #: How many candidates' figures are in doubt (unstable or contended), competing or not.
     unstable_candidates: int = 0
     policy: str
+    #: How runs are combined (``latest`` / ``median`` / ``mean`` across runs); ``statistic`` is the per-run figure.
     aggregation: str
+    statistic: str = ""
+    #: The top-ranked candidate while its advantage over ``best`` is within the noise; None otherwise.
+    challenger: CandidateView | None = None
+    #: Candidates shown but not competing (in doubt, over the latency limit).
+    excluded: int = 0
+    #: One line for people, e.g. ``"challenger 1a2b3c4d5e6f within noise"``.
+    note: str = ""
     published_at: float
+    #: The scope's readable name next to its hashes (``tagger-study · local · torchscript · batch 1``); None when
+    #: not known (older aggregators).
+    label: str | None = Field(default=None, max_length=500)
 
 
 M = TypeVar("M", bound=Message)

@@ -46,6 +46,17 @@ def summary_metrics(s: LatencySummary, stable: bool) -> dict[str, float]:
     }
 
 
+def host_metrics(batch_size: int, host_share: float | None, noise_cv: float | None) -> dict[str, float]:
+    """The host load during the reported windows (others' share of the usable cores' capacity), and the spread
+    of repeats of the same request (noise, the input mix taken out); each only when measured."""
+    metrics = {}
+    if host_share is not None:
+        metrics[f"host_contention_batch_{batch_size}"] = host_share
+    if noise_cv is not None:
+        metrics[f"latency_batch_{batch_size}_noise_cv"] = noise_cv
+    return metrics
+
+
 def server_metrics(batch_size: int, queue_ms: float, compute_ms: float, overhead_ms: float) -> dict[str, float]:
     """Triton's own view per request (statistics extension), and what the client added on top of it."""
     return {
@@ -53,3 +64,23 @@ def server_metrics(batch_size: int, queue_ms: float, compute_ms: float, overhead
         f"server_compute_batch_{batch_size}_ms": compute_ms,
         f"client_overhead_batch_{batch_size}_ms": overhead_ms,
     }
+
+
+#: The headline figure of a load benchmark with ``benchmarking.load.sla_p99_ms`` set (higher is better).
+THROUGHPUT_AT_SLA = "throughput_at_sla_per_s"
+
+
+def load_level_name(concurrency: int | None = None, request_rate: float | None = None) -> str:
+    """A load level's name in metrics and ``benchmark.json``: ``c4`` (4 in flight) or ``r100`` (100 requests/s;
+    ``r12p5`` for 12.5)."""
+    if (concurrency is None) == (request_rate is None):
+        raise ValueError("a load level is a concurrency or a request rate, exactly one")
+    if concurrency is not None:
+        return f"c{concurrency}"
+    rate = float(request_rate)  # type: ignore[arg-type]
+    return f"r{int(rate)}" if rate.is_integer() else f"r{rate:g}".replace(".", "p")
+
+
+def load_metric(level: str, stat: str) -> str:
+    """``load_{level}_{stat}``, e.g. ``load_c4_throughput_per_s``, ``load_c4_p99_ms``, ``load_r100_achieved_per_s``."""
+    return f"load_{level}_{stat}"

@@ -1,14 +1,18 @@
 """Best-model policies over the candidates of one scope ``(study_key_hash, benchmark_config_hash)``.
 
-``weighted`` (default): objective and latency min-max normalised over the scope's candidates, latency
-inverted, combined with ``scoring.f1_weight`` / ``scoring.latency_weight``. ``tolerance``: highest
-objective; among candidates within ``accuracy_tolerance`` of the top, the lowest latency. Both drop
-candidates over ``max_latency_ms`` (and unstable ones under ``exclude_unstable``) and break ties by
-``trial_key_hash`` (then ``benchmark_key``).
+``constraint`` (default): the best objective among candidates whose p99 at the ranked batch size meets
+``selection.max_latency_ms``; the objective is read in steps of ``objective.tolerance`` and candidates on the
+same step are ranked by latency. ``weighted``: ``f1_weight x objective / objective_scale - latency_weight x
+latency / latency_scale_ms``, fixed scales. Both order candidates by a key of each candidate alone, so adding a
+candidate never changes the order of two others. ``tolerance``: highest objective; among candidates within
+``objective.tolerance`` of the top, the lowest latency (the band moves with the top, so a newcomer can reorder
+two others). All drop candidates over ``max_latency_ms`` and, unless ``selection.include_unstable``, those whose
+figure is in doubt; ties break by ``trial_key_hash`` (then ``benchmark_key``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -20,65 +24,151 @@ class Candidate:
     trial_key_hash: str
     benchmark_key: str
     f1_score: float  # the configured objective metric, whatever its name
-    latency_ms: float  # aggregated over the group's window
+    latency_ms: float  # the ranked per-run figure, aggregated across the group's runs
     benchmark_runs_count: int  # runs aggregated (the window)
     benchmark_run_id: str  # the representative run of the group
     trial_run_id: str
     artifact_run_id: str
     backbone: str | None
     composite_score: float | None = None
-    #: The representative run's windows never agreed: its figure is in doubt (mean and p50 may differ widely).
+    #: The figure is in doubt (the runs it stands on were unstable or contended): see ``doubt``.
     unstable: bool = False
+    #: Why the figure is in doubt (``unstable``, ``contended (...)``); None when its runs are clean.
+    doubt: str | None = None
+    #: The p99 at the ranked batch size, aggregated like ``latency_ms`` (None: its runs do not carry one).
+    p99_ms: float | None = None
+    #: What ``latency_ms`` is, e.g. ``"p50, median of 3 runs"``.
+    latency_figure: str = ""
+    #: Why it does not compete (in doubt, over the latency limit); None when it does.
+    excluded: str | None = None
 
 
 @dataclass(frozen=True)
 class Selection:
     study_key_hash: str
     benchmark_config_hash: str | None
-    best: Candidate
-    candidates: tuple[Candidate, ...]  # ranked, best first
+    best: Candidate  # the published best: the top one, or the incumbent while the top is within noise of it
+    candidates: tuple[Candidate, ...]  # competing, ranked by the policy, top first
+    #: Shown, not competing, each with its ``excluded`` reason.
+    excluded: tuple[Candidate, ...] = ()
+    #: The top-ranked candidate when it is not ``best``: its advantage is within the noise.
+    challenger: Candidate | None = None
+
+    @property
+    def note(self) -> str:
+        if self.challenger is None:
+            return ""
+        return f"challenger {self.challenger.trial_key_hash[:12]} within noise"
+
+
+def exclusion(c: Candidate, config: SelectionConfig) -> str | None:
+    """Why ``c`` may not compete, or None."""
+    sel = config.selection
+    if c.doubt and not sel.include_unstable:
+        return f"{c.doubt}: in doubt (selection.include_unstable lets it compete)"
+    limit = sel.max_latency_ms
+    if limit is None:
+        return None
+    if sel.policy == "constraint":
+        if c.p99_ms is None:
+            return f"no p99 figure to hold to max_latency_ms {limit:g}"
+        if c.p99_ms > limit:
+            return f"p99 {c.p99_ms:.3f} ms over max_latency_ms {limit:g}"
+        return None
+    if c.latency_ms > limit:
+        return f"{c.latency_ms:.3f} ms over max_latency_ms {limit:g}"
+    return None
+
+
+def split(candidates: Sequence[Candidate], config: SelectionConfig) -> tuple[list[Candidate], list[Candidate]]:
+    """(competing, ranked best first; excluded, each with its reason)."""
+    competing, out = [], []
+    for c in candidates:
+        reason = exclusion(c, config)
+        if reason is None:
+            competing.append(c)
+        else:
+            out.append(replace(c, excluded=reason))
+    return rank_eligible(competing, config), out
 
 
 def rank(candidates: Sequence[Candidate], config: SelectionConfig) -> list[Candidate]:
-    """Candidates of one scope, eligible ones only, best first (scored under ``weighted``). Unstable ones are
-    eligible unless ``benchmark.exclude_unstable``."""
-    limit, stable_only = config.selection.max_latency_ms, config.benchmark.exclude_unstable
-    eligible = [c for c in candidates if (limit is None or c.latency_ms <= limit) and not (stable_only and c.unstable)]
-    if not eligible:
+    """The competing candidates of one scope, best first (scored under ``weighted``)."""
+    return split(candidates, config)[0]
+
+
+def rank_eligible(candidates: Sequence[Candidate], config: SelectionConfig) -> list[Candidate]:
+    if not candidates:
         return []
-    if config.selection.policy == "weighted":
-        scored = _score_weighted(eligible, config)
-        return sorted(scored, key=lambda c: (-(c.composite_score or 0.0), c.trial_key_hash, c.benchmark_key))
-    return _rank_tolerance(eligible, config)
+    if config.selection.policy == "tolerance":
+        return _rank_tolerance(list(candidates), config)
+    scored = [scored_candidate(c, config) for c in candidates]
+    return sorted(scored, key=lambda c: sort_key(c, config))
 
 
-def _score_weighted(candidates: list[Candidate], config: SelectionConfig) -> list[Candidate]:
-    w_obj, w_lat = config.scoring.f1_weight, config.scoring.latency_weight
-    if config.scoring.normalize_weights:
+def top_of(competing: Sequence[Candidate], config: SelectionConfig) -> Candidate | None:
+    """The first of ``rank_eligible(competing)`` without sorting them all."""
+    if not competing:
+        return None
+    if config.selection.policy != "tolerance":
+        return min(competing, key=lambda c: sort_key(c, config))
+    tol, maximize = config.objective.tolerance, config.objective.direction == "maximize"
+    best = max(c.f1_score for c in competing) if maximize else min(c.f1_score for c in competing)
+    band = [c for c in competing if (c.f1_score >= best - tol if maximize else c.f1_score <= best + tol)]
+    sign = -1.0 if maximize else 1.0
+    return min(band, key=lambda c: (c.latency_ms, sign * c.f1_score, c.trial_key_hash, c.benchmark_key))
+
+
+def scored_candidate(c: Candidate, config: SelectionConfig) -> Candidate:
+    if config.selection.policy != "weighted":
+        return c
+    return replace(c, composite_score=weighted_score(c.f1_score, c.latency_ms, config))
+
+
+def weighted_score(objective: float, latency_ms: float, config: SelectionConfig) -> float:
+    s = config.scoring
+    w_obj, w_lat = s.f1_weight, s.latency_weight
+    if s.normalize_weights:
         total = w_obj + w_lat
         w_obj, w_lat = w_obj / total, w_lat / total
-    maximize = config.objective.direction == "maximize"
-    objectives = [c.f1_score for c in candidates]
-    latencies = [c.latency_ms for c in candidates]
-    out = []
-    for c in candidates:
-        obj = _unit(c.f1_score, objectives, higher_is_better=maximize)
-        lat = _unit(c.latency_ms, latencies, higher_is_better=False)
-        out.append(replace(c, composite_score=w_obj * obj + w_lat * lat))
-    return out
+    sign = 1.0 if config.objective.direction == "maximize" else -1.0
+    return w_obj * sign * objective / s.objective_scale - w_lat * latency_ms / s.latency_scale_ms
 
 
-def _unit(value: float, values: list[float], *, higher_is_better: bool) -> float:
-    """Min-max normalise to [0, 1], 1 being best; all-equal values all score 1."""
-    lo, hi = min(values), max(values)
-    if hi == lo:
-        return 1.0
-    norm = (value - lo) / (hi - lo)
-    return norm if higher_is_better else 1.0 - norm
+def objective_step(objective: float, config: SelectionConfig) -> float:
+    """The objective as ``constraint`` reads it: in steps of ``objective.tolerance``, better first (lower)."""
+    tol = config.objective.tolerance
+    sign = -1.0 if config.objective.direction == "maximize" else 1.0
+    if tol <= 0:
+        return sign * objective
+    # a small epsilon so 0.29 / 0.01 counts as step 29, not 28.999...
+    return sign * math.floor(objective / tol + 1e-9)
+
+
+def sort_key(c: Candidate, config: SelectionConfig) -> tuple[float, float, str, str]:
+    """``constraint`` and ``weighted``: a key of the candidate alone (lower ranks first)."""
+    if config.selection.policy == "weighted":
+        return (-weighted_score(c.f1_score, c.latency_ms, config), 0.0, c.trial_key_hash, c.benchmark_key)
+    return (objective_step(c.f1_score, config), c.latency_ms, c.trial_key_hash, c.benchmark_key)
+
+
+def prefers(a: Candidate, b: Candidate, competing: Sequence[Candidate], config: SelectionConfig) -> bool:
+    """``a`` ranks before ``b`` (for ``tolerance``, among ``competing``, where ``a`` stands in for its namesake)."""
+    if config.selection.policy != "tolerance":
+        return sort_key(a, config) < sort_key(b, config)
+    field = [a if _same(c, a) else c for c in competing]
+    if not any(_same(c, a) for c in field):
+        field.append(a)
+    order = [(c.trial_key_hash, c.benchmark_key) for c in _rank_tolerance(field, config)]
+    return order.index((a.trial_key_hash, a.benchmark_key)) < order.index((b.trial_key_hash, b.benchmark_key))
+
+
+def _same(x: Candidate, y: Candidate) -> bool:
+    return (x.trial_key_hash, x.benchmark_key) == (y.trial_key_hash, y.benchmark_key)
 
 
 def _rank_tolerance(candidates: list[Candidate], config: SelectionConfig) -> list[Candidate]:
-    tol = config.selection.accuracy_tolerance
+    tol = config.objective.tolerance
     if config.objective.direction == "maximize":
         top = max(c.f1_score for c in candidates)
 

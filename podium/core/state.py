@@ -4,20 +4,31 @@
 ``SelectionState.apply_benchmark`` / ``apply_trial`` take one record and say which scope changed;
 ``select(scope)`` ranks that scope. The batch path folds every record of a store into a fresh state
 (:func:`select_all`); the aggregator folds events as they arrive. Same records, same answer.
+
+The published best of a scope (its *incumbent*) is a function of the ordered evidence: the scope's runs are
+replayed in ``(start_time, run_id)`` order, and after each one the top-ranked candidate replaces the incumbent
+only when it beats it beyond the noise (:mod:`podium.core.promotion`), or when the incumbent no longer competes.
+A stream that receives runs in that order extends the replay by one step per run; a run older than one already
+replayed, or a changed trial, replays the scope from its first run. So ``podium select`` on a store and an
+aggregator that saw the same runs in any order name the same best.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
+import math
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
 from podium.core.aggregation import GroupKey, Sample, ScopeKey, Window, aggregate, group_key, scope_key
 from podium.core.config import SelectionConfig
-from podium.core.metric_names import stability_metric
+from podium.core.doubt import doubt_metrics, doubt_of
+from podium.core.figure import figure_label, ranked_batch_size, ranking_metric, tail_metric
+from podium.core.promotion import ratio_upper_bound
 from podium.core.records import BenchmarkRecord, TrialRecord
-from podium.core.selection import Candidate, Selection, rank
+from podium.core.selection import Candidate, Selection, exclusion, prefers, rank_eligible, sort_key, split, top_of
 from podium.core.verification import metrics_problem
 
 log = logging.getLogger(__name__)
@@ -44,6 +55,39 @@ class TrialSide:
 
 
 @dataclass
+class ScopeHistory:
+    """Every run of one scope in evidence order ``(start_time, run_id)``, and the replay of the published best
+    through the first ``done`` of them."""
+
+    order: list[tuple[int, str]] = field(default_factory=list)
+    entries: list[tuple[GroupKey, Sample]] = field(default_factory=list)
+    run_ids: set[str] = field(default_factory=set)
+    done: int = 0
+    #: The replay must start again from the first run (a changed trial changes every step's candidates).
+    stale: bool = False
+    #: The replay must start again from this run (one older than a run already replayed arrived).
+    redo_from: int | None = None
+    incumbent: GroupKey | None = None
+    #: The top-ranked competing group after ``done`` runs (kept for the policies ranked by a per-candidate key).
+    top: GroupKey | None = None
+    #: After each replayed run: (incumbent, top), so a late run replays from where it belongs, not from the start.
+    steps: list[tuple[GroupKey | None, GroupKey | None]] = field(default_factory=list)
+
+    def insert(self, gkey: GroupKey, sample: Sample) -> bool:
+        """Add a run; False for one already here (a replayed event)."""
+        if sample.run_id in self.run_ids:
+            return False
+        key = (sample.start_time, sample.run_id)
+        i = bisect.bisect(self.order, key)
+        self.order.insert(i, key)
+        self.entries.insert(i, (gkey, sample))
+        self.run_ids.add(sample.run_id)
+        if i < self.done:
+            self.redo_from = i if self.redo_from is None else min(self.redo_from, i)
+        return True
+
+
+@dataclass
 class SkipCounts:
     missing_metric: int = 0
     #: A folded metric that no measurement gives (negative, NaN, infinite): written by hand or forged.
@@ -58,28 +102,35 @@ class SelectionState:
     scope_groups: dict[ScopeKey, set[GroupKey]] = field(default_factory=lambda: defaultdict(set))
     trials: dict[TrialKey, TrialSide] = field(default_factory=lambda: defaultdict(TrialSide))
     skipped: SkipCounts = field(default_factory=SkipCounts)
+    histories: dict[ScopeKey, ScopeHistory] = field(default_factory=dict)
     #: Each group's candidate as last derived (None: it cannot be one), until its window or trial changes:
     #: selecting a scope after one event then derives one candidate, not all of them.
     _candidates: dict[GroupKey, Candidate | None] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         bench = self.config.benchmark
-        #: Read once, not per result: the metrics a run needs, its stability flag's name, and all it folds.
-        self._needed = tuple(sorted({bench.latency_metric, *bench.required_metrics}))
-        self._stability_flag = stability_metric(bench.latency_metric)
+        #: Read once, not per result: the metrics a run needs, the figures it gives, and all it folds.
+        self._metric = ranking_metric(bench)
+        self._tail = tail_metric(bench)
+        self._batch = ranked_batch_size(bench)
+        self._needed = tuple(sorted({self._metric, *bench.required_metrics}))
         self._folded = folded_metrics(self.config)
+        self._keyed = self.config.selection.policy != "tolerance"
+        self._labels: dict[int, str] = {}
 
     # ------------------------------------------------------------------ folding
 
     def apply_benchmark(self, record: BenchmarkRecord) -> ScopeKey | None:
         """Fold one benchmark result in; return its scope when the result changed anything."""
-        bench = self.config.benchmark
         metrics = record.metrics
         missing = [m for m in self._needed if metrics.get(m) is None]
         if missing:
             self.skipped.missing_metric += 1
             log.warning(
-                "Benchmark run %s lacks required metric(s) %s; it is left out of selection.", record.run_id, missing
+                "Benchmark run %s lacks required metric(s) %s; it is left out of selection (a store written without "
+                "percentiles can be ranked with benchmark.statistic: mean).",
+                record.run_id,
+                missing,
             )
             return None
         problem = metrics_problem(
@@ -90,53 +141,155 @@ class SelectionState:
             log.warning("%s; it is left out of selection.", problem)
             return None
         gkey, skey = group_key(record), scope_key(record)
-        window = self.windows.get(gkey) or Window(bench.window)
-        latency = float(metrics[bench.latency_metric])
-        # a run is in doubt only when it says so (runs without the flag, legacy ones, are taken as stable)
-        stable = self._stability_flag is None or metrics.get(self._stability_flag) != 0.0
-        updated = window.add(Sample(record.start_time, record.run_id, latency, stable))
-        if updated is window and gkey in self.windows:
+        tail = metrics.get(self._tail)
+        sample = Sample(
+            record.start_time,
+            record.run_id,
+            float(metrics[self._metric]),
+            doubt_of(metrics, record.stability, record.contended, self._batch),
+            None if tail is None else float(tail),
+        )
+        history = self.histories.setdefault(skey, ScopeHistory())
+        if not history.insert(gkey, sample):
             return None
-        self.windows[gkey] = updated
         self.group_scope[gkey] = skey
         self.scope_groups[skey].add(gkey)
-        self._candidates.pop(gkey, None)
         return skey
 
     def apply_trial(self, record: TrialRecord) -> list[ScopeKey]:
-        """Fold one trial/refit run in; return the scopes whose candidates it may change."""
+        """Fold one trial/refit run in; return the scopes whose candidates it may change (replayed afresh)."""
         tkey = (record.study_key_hash, record.trial_key_hash)
         if not self.trials[tkey].add(record):
             return []
         groups = [g for g in self.group_scope if (g.study_key_hash, g.trial_key_hash) == tkey]
-        for g in groups:
-            self._candidates.pop(g, None)
-        return sorted({self.group_scope[g] for g in groups}, key=_scope_order)
+        scopes = sorted({self.group_scope[g] for g in groups}, key=_scope_order)
+        for scope in scopes:
+            self.histories[scope].stale = True
+        return scopes
+
+    # ------------------------------------------------------------------ the replay
+
+    def _sync(self, scope: ScopeKey) -> ScopeHistory | None:
+        """Replay the scope's runs not yet replayed (all of them when the history is stale)."""
+        history = self.histories.get(scope)
+        if history is None:
+            return None
+        size = self.config.benchmark.window
+        if history.stale or history.redo_from is not None:
+            start = 0 if history.stale else history.redo_from or 0
+            for g in self.scope_groups.get(scope, ()):
+                self.windows.pop(g, None)
+                self._candidates.pop(g, None)
+            for gkey, sample in history.entries[:start]:  # the windows as they were before run ``start``
+                self.windows[gkey] = (self.windows.get(gkey) or Window(size)).add(sample)
+            del history.steps[start:]
+            history.incumbent, history.top = history.steps[-1] if history.steps else (None, None)
+            history.done, history.stale, history.redo_from = start, False, None
+        while history.done < len(history.entries):
+            gkey, sample = history.entries[history.done]
+            self.windows[gkey] = (self.windows.get(gkey) or Window(size)).add(sample)
+            self._candidates.pop(gkey, None)
+            history.done += 1
+            self._step(scope, history, gkey)
+            history.steps.append((history.incumbent, history.top))
+        return history
+
+    def _step(self, scope: ScopeKey, history: ScopeHistory, changed: GroupKey) -> None:
+        """After one run of ``changed``: the new top, and whether it replaces the incumbent."""
+        top = history.top = self._top(scope, history, changed)
+        incumbent = history.incumbent
+        if top is None or incumbent is None or top == incumbent:
+            history.incumbent = top
+            return
+        held = self._competing(incumbent)
+        if held is None:  # the incumbent no longer competes (in doubt, over the limit, its trial gone)
+            history.incumbent = top
+            return
+        challenger = self._competing(top)
+        if challenger is not None and self._beats(challenger, held, scope):
+            history.incumbent = top
+
+    def _top(self, scope: ScopeKey, history: ScopeHistory, changed: GroupKey) -> GroupKey | None:
+        current = history.top
+        if self._keyed and current is not None and current != changed:
+            # only ``changed``'s candidate moved, and the order is a key of each candidate alone
+            held, moved = self._competing(current), self._competing(changed)
+            if held is not None:
+                if moved is not None and sort_key(moved, self.config) < sort_key(held, self.config):
+                    return changed
+                return current
+        # order does not matter here: the policies' keys end in the tie-breaks
+        competing = [c for g in self.scope_groups.get(scope, ()) if (c := self._competing(g)) is not None]
+        top = top_of(competing, self.config)
+        return _gkey(top, scope) if top is not None else None
+
+    def _ranked(self, scope: ScopeKey) -> list[Candidate]:
+        competing = [c for c in self._all_candidates(scope) if exclusion(c, self.config) is None]
+        return rank_eligible(competing, self.config)
+
+    def _beats(self, challenger: Candidate, incumbent: Candidate, scope: ScopeKey) -> bool:
+        """The challenger still ranks first with its latency at the pessimistic end of the noise: the
+        incumbent's figure times the upper confidence bound on their ratio, less ``min_improvement``. Without an
+        estimate of the noise (one run each) it is credited with no speed advantage at all."""
+        sel = self.config.selection
+        bound = ratio_upper_bound(
+            self._figures(_gkey(incumbent, scope)), self._figures(_gkey(challenger, scope)), sel.confidence
+        )
+        credited = incumbent.latency_ms * (1.0 if math.isinf(bound) else bound)
+        pessimistic = replace(challenger, latency_ms=max(challenger.latency_ms, credited) / (1.0 - sel.min_improvement))
+        competing = self._ranked(scope) if not self._keyed else ()
+        return prefers(pessimistic, incumbent, competing, self.config)
+
+    def _figures(self, gkey: GroupKey) -> list[float]:
+        return [s.latency_ms for s in self._used(self.windows[gkey])]
+
+    def _used(self, window: Window) -> Sequence[Sample]:
+        """The runs a group's figure stands on: its clean ones, unless it has none or doubt is let in."""
+        if self.config.selection.include_unstable:
+            return window.samples
+        clean = [s for s in window.samples if not s.doubt]
+        return clean or window.samples
 
     # ------------------------------------------------------------------ reading
 
     def candidates(self, scope: ScopeKey) -> list[Candidate]:
-        out = []
-        for gkey in sorted(self.scope_groups.get(scope, ())):
-            if gkey in self._candidates:
-                candidate = self._candidates[gkey]
-            else:
-                candidate = self._candidates[gkey] = self._candidate(gkey)
-            if candidate is not None:
-                out.append(candidate)
-        return out
+        self._sync(scope)
+        return self._all_candidates(scope)
+
+    def _all_candidates(self, scope: ScopeKey) -> list[Candidate]:
+        return [c for g in sorted(self.scope_groups.get(scope, ())) if (c := self._candidate_of(g)) is not None]
+
+    def _candidate_of(self, gkey: GroupKey) -> Candidate | None:
+        if gkey in self._candidates:
+            return self._candidates[gkey]
+        candidate = self._candidates[gkey] = self._candidate(gkey)
+        return candidate
+
+    def _competing(self, gkey: GroupKey) -> Candidate | None:
+        candidate = self._candidate_of(gkey)
+        return candidate if candidate is not None and exclusion(candidate, self.config) is None else None
+
+    def _label(self, runs: int) -> str:
+        if runs not in self._labels:
+            self._labels[runs] = figure_label(self.config.benchmark, runs)
+        return self._labels[runs]
 
     def _candidate(self, gkey: GroupKey) -> Candidate | None:
-        """The group as a candidate: its window's aggregate with its trial's objective (None: no trial run, or
-        no objective)."""
+        """The group as a candidate: its window's aggregate with its trial's objective (None: no trial run, no
+        objective, or no run replayed yet)."""
         side = self.trials.get((gkey.study_key_hash, gkey.trial_key_hash))
         trial = side.trial if side else None
-        if side is None or trial is None:
+        window = self.windows.get(gkey)
+        if side is None or trial is None or window is None or not window.samples:
             return None
         objective = trial.objective if trial.objective is not None else _objective(side.refit)
         if objective is None:
             return None
-        agg = aggregate(self.windows[gkey], self.config.benchmark.latency_aggregation)
+        used = self._used(window)
+        agg = aggregate(used, self.config.benchmark.across_runs)
+        # clean runs stand for the group when it has any; else (or with doubt let in) its representative's doubt
+        in_doubt = self.config.selection.include_unstable or all(s.doubt for s in used)
+        doubt = agg.representative.doubt if in_doubt else ""
         artifact = side.refit or trial
         return Candidate(
             trial_key_hash=gkey.trial_key_hash,
@@ -148,14 +301,29 @@ class SelectionState:
             trial_run_id=trial.run_id,
             artifact_run_id=artifact.run_id,
             backbone=trial.backbone or (side.refit.backbone if side.refit else None),
-            unstable=not agg.representative.stable,
+            unstable=bool(doubt),
+            doubt=doubt or None,
+            p99_ms=agg.p99_ms,
+            latency_figure=self._label(agg.count),
         )
 
     def select(self, scope: ScopeKey) -> Selection | None:
-        ranked = rank(self.candidates(scope), self.config)
-        if not ranked:
+        history = self._sync(scope)
+        ranked, excluded = split(self._all_candidates(scope), self.config)
+        if not ranked or history is None:
             return None
-        return Selection(scope.study_key_hash, scope.config_hash, ranked[0], tuple(ranked))
+        by_key = {_gkey(c, scope): c for c in ranked}
+        best = by_key.get(history.incumbent) if history.incumbent is not None else None
+        if best is None:  # cannot happen after a replay; the ranking's top is the safe answer
+            best = ranked[0]
+        challenger = ranked[0] if ranked[0] is not best else None
+        return Selection(scope.study_key_hash, scope.config_hash, best, tuple(ranked), tuple(excluded), challenger)
+
+    def unselected(self, scope: ScopeKey) -> list[Candidate]:
+        """A scope with candidates but none competing (all in doubt or over the limit): they, with their reasons,
+        to be shown although there is no best (empty when the scope has a best, or no candidate)."""
+        ranked, excluded = split(self.candidates(scope), self.config)
+        return [] if ranked else excluded
 
     def unjoined_groups(self) -> int:
         """Benchmark groups that cannot become candidates: no trial run, or no objective metric."""
@@ -165,12 +333,21 @@ class SelectionState:
         return sorted(self.scope_groups, key=_scope_order)
 
 
+def _gkey(c: Candidate, scope: ScopeKey) -> GroupKey:
+    return GroupKey(scope.study_key_hash, c.trial_key_hash, c.benchmark_key)
+
+
 def folded_metrics(config: SelectionConfig) -> tuple[str, ...]:
-    """Every metric the fold reads of a benchmark run: the latency metric, the required ones and the latency's
-    stability flag. A reader may fetch only these."""
+    """Every metric the fold reads of a benchmark run: the ranked figure, the required ones, the p99 the
+    ``constraint`` policy limits and the flags that put a figure in doubt. A reader may fetch only these."""
     bench = config.benchmark
-    flag = stability_metric(bench.latency_metric)
-    return tuple(sorted({bench.latency_metric, *bench.required_metrics, *([flag] if flag else [])}))
+    names = {
+        ranking_metric(bench),
+        tail_metric(bench),
+        *bench.required_metrics,
+        *doubt_metrics(ranked_batch_size(bench)),
+    }
+    return tuple(sorted(names))
 
 
 def _objective(record: TrialRecord | None) -> float | None:

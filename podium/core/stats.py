@@ -73,13 +73,18 @@ def summarize(samples_ns: Sequence[int], batch_size: int, wall_ns: int | None = 
     )
 
 
+#: The window-level figures that must agree (perf_analyzer: latency and throughput; the tail too).
+AGREEING = ("p50_ms", "p99_ms", "throughput_per_s")
+
+
 def windows_agree(windows: Sequence[LatencySummary], rules: StabilitySection) -> bool:
-    """perf_analyzer's rule: the last ``agree_windows`` windows agree within ``max_ratio`` (max/min)
-    on p50 latency and on throughput."""
+    """perf_analyzer's rule: the last ``agree_windows`` windows agree within ``max_ratio`` (max/min) on p50
+    and p99 latency and on throughput. Each window sends the same requests in the same order, so what differs
+    between windows is the host, never the input mix; the spread within a window does not enter."""
     if len(windows) < rules.agree_windows:
         return False
     last = windows[-rules.agree_windows :]
-    return all(_ratio([getattr(w, attr) for w in last]) <= rules.max_ratio for attr in ("p50_ms", "throughput_per_s"))
+    return all(_ratio([getattr(w, attr) for w in last]) <= rules.max_ratio for attr in AGREEING)
 
 
 def _ratio(values: list[float]) -> float:
@@ -87,13 +92,51 @@ def _ratio(values: list[float]) -> float:
     return math.inf if lo <= 0 else hi / lo
 
 
-def quality_flags(summary: LatencySummary, stable: bool, rules: StabilitySection) -> list[str]:
-    """What a reader must know about a figure: unstable windows, high CV (pyperf), a p99 of few samples,
-    min or max far from the mean (pyperf: 50 %)."""
+@dataclass(frozen=True)
+class RepeatSpread:
+    """The spread of repeated identical requests: noise, with the input mix taken out."""
+
+    #: Pooled within-input standard deviation over the overall mean (None: no input was sent twice).
+    cv: float | None
+    #: Some request took under half or over 1.5 times the mean of the requests with its input (pyperf's rule).
+    outliers: bool
+
+
+def repeat_spread(samples_ns: Sequence[int], distinct: int) -> RepeatSpread:
+    """Sample ``j`` was input ``j % distinct``: the spread of each input's samples around its own mean."""
+    if not samples_ns or distinct < 1:
+        raise ValueError("repeat_spread needs samples and at least one distinct input")
+    groups = [samples_ns[i::distinct] for i in range(min(distinct, len(samples_ns)))]
+    means = [statistics.fmean(g) for g in groups]
+    squares = sum((s - m) ** 2 for g, m in zip(groups, means, strict=True) for s in g)
+    overall = statistics.fmean(samples_ns)
+    repeated = len(samples_ns) > len(groups)
+    cv = math.sqrt(squares / len(samples_ns)) / overall if repeated and overall > 0 else None
+    outliers = any(s < 0.5 * m or s > 1.5 * m for g, m in zip(groups, means, strict=True) if len(g) > 1 for s in g)
+    return RepeatSpread(cv, outliers)
+
+
+def quality_flags(
+    summary: LatencySummary,
+    stable: bool,
+    rules: StabilitySection,
+    spread: RepeatSpread | None = None,
+    contended: bool = False,
+) -> list[str]:
+    """What a reader must know about a figure: unstable windows, windows taken while others used the CPU,
+    high CV and outliers among repeats of the same request (pyperf: CV >= 10 %, a sample 50 % off the mean;
+    ``spread`` None: every request was the same), a p99 of few samples. The spread of a mix of input lengths is
+    reported (``cv``), never flagged: it is the workload, not noise."""
+    if spread is None:
+        mean = summary.mean_ms
+        outliers = mean > 0 and (summary.min_ms < 0.5 * mean or summary.max_ms > 1.5 * mean)
+        spread = RepeatSpread(summary.cv, outliers)
     flags = [] if stable else ["unstable"]
-    if summary.cv >= rules.max_cv:
+    if contended:
+        flags.append("contended")
+    if spread.cv is not None and spread.cv >= rules.max_cv:
         flags.append("high_cv")
-    if summary.mean_ms > 0 and (summary.min_ms < 0.5 * summary.mean_ms or summary.max_ms > 1.5 * summary.mean_ms):
+    if spread.outliers:
         flags.append("outliers")
     if summary.count < MIN_SAMPLES_FOR_P99:
         flags.append("p99_few_samples")

@@ -36,6 +36,8 @@ class BenchmarkTags(StrictModel):
     worker: SafeName = "code.benchmark.worker"
     fencing_token: SafeName = "code.benchmark.fencing_token"
     stability: SafeName = "code.benchmark.stability"
+    #: ``1`` / ``true``: other processes took the host while the run measured (its figure is in doubt).
+    contended: SafeName = "code.benchmark.contended"
     #: ``torchscript`` or ``onnx``: what the measured artifact was.
     model_format: SafeName = "code.benchmark.model_format"
     error: SafeName = "code.benchmark.error"

@@ -8,7 +8,10 @@ parts, its folded metrics finite and non-negative) are the batch path's too (``k
 loaded, ``metrics_problem`` in the fold): a restart never changes what is believed.
 
 Clocks: a start time far from the stream entry's own time (Redis's clock when the worker committed) is
-not believed; the entry's time is used instead, with a warning.
+not believed; the entry's time is used instead, with a warning. A run read from MLflow with no entry (a
+rebuild, ``podium select``, a report) goes through the same function (``stored_start``): a start after the
+reader's clock is placed at the run's commit, its end time when that can be believed, so a future-dated run
+pins ``latest`` on no path.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class RunFacts:
     data_fp: str | None
     eval_fp: str | None
     key_version: str | None
+    #: Why its tags cannot be used (``podium.core.records.refused_tag``); then ``record`` is None.
+    refused: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,8 @@ def run_problem(run_id: str, facts: RunFacts | None) -> str | None:
         return f"no run {run_id} in MLflow: the event names a run that was never logged (forged or from another store)"
     if facts.status != FINISHED:
         return f"run {run_id} is {facts.status} in MLflow, not FINISHED: its commit did not complete"
+    if facts.refused is not None:
+        return facts.refused
     record = facts.record
     if record is None:
         return f"run {run_id} in MLflow has no study/trial grouping tags: it is not a podium benchmark run"
@@ -131,7 +138,14 @@ class Clock:
     max_benchmark_ms: int
 
 
-def trusted_start(record: BenchmarkRecord, entry_ms: int, clock: Clock) -> tuple[BenchmarkRecord, str | None]:
+#: Default clock bounds (``PODIUM_MAX_CLOCK_SKEW_S``, ``PODIUM_MAX_BENCHMARK_S``): 5 minutes of skew, benchmarks
+#: up to an hour.
+DEFAULT_CLOCK = Clock(max_skew_ms=300_000, max_benchmark_ms=3_600_000)
+
+
+def trusted_start(
+    record: BenchmarkRecord, entry_ms: int, clock: Clock, commit: str = "its commit on Redis's clock"
+) -> tuple[BenchmarkRecord, str | None]:
     """The record with a start time that can be believed, and a warning when it had to be replaced."""
     earliest = entry_ms - clock.max_benchmark_ms - clock.max_skew_ms
     latest = entry_ms + clock.max_skew_ms
@@ -139,8 +153,22 @@ def trusted_start(record: BenchmarkRecord, entry_ms: int, clock: Clock) -> tuple
         return record, None
     offset_s = (record.start_time - entry_ms) / 1000
     warning = (
-        f"run {record.run_id} starts {offset_s:+.0f} s from its commit on Redis's clock (allowed "
+        f"run {record.run_id} starts {offset_s:+.0f} s from {commit} (allowed "
         f"{-(clock.max_benchmark_ms + clock.max_skew_ms) / 1000:.0f}..+{clock.max_skew_ms / 1000:.0f} s): "
         "the writer's clock is skewed; the commit time is used instead"
     )
     return replace(record, start_time=entry_ms), warning
+
+
+def stored_start(
+    record: BenchmarkRecord, end_ms: int | None, now_ms: int, clock: Clock
+) -> tuple[BenchmarkRecord, str | None]:
+    """``trusted_start`` for a run read from MLflow without its stream entry (a rebuild, ``podium select``, a
+    report). Without the entry only a start after the reader's clock ``now_ms`` (plus the skew) can be judged;
+    such a run is placed where the live check places it, at its commit: its end time (``end_ms``) when that
+    is not in the future too, else ``now_ms``. A start in the past is believed (a long queue looks the same)."""
+    if record.start_time <= now_ms + clock.max_skew_ms:
+        return record, None
+    if end_ms is not None and 0 < end_ms <= now_ms + clock.max_skew_ms:
+        return trusted_start(record, min(end_ms, now_ms), clock, "its end time")
+    return trusted_start(record, now_ms, clock, "the reader's clock (its end time is in the future too)")

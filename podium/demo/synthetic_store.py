@@ -123,6 +123,7 @@ def generate_store(tracking_uri: str, spec: StoreSpec, artifact_location: str | 
                     metrics |= {
                         f"latency_batch_{b}_ms": lat * (20.0 if unstable else 1.0),
                         f"latency_batch_{b}_p50_ms": lat * 0.98,
+                        f"latency_batch_{b}_p99_ms": lat * 1.6,
                         f"throughput_batch_{b}_per_s": 1000.0 * b / lat,
                         f"latency_batch_{b}_stable": 0.0 if unstable else 1.0,
                     }

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from mlflow.exceptions import MlflowException
 
 from podium.backends.test_data import TOKENIZER_FILE
+from podium.core.config import BenchmarkingSection
 from podium.core.records import DEFAULT_ARTIFACT_PATH
 from podium.core.safety import require_safe
 from podium.errors import PodiumError
@@ -53,8 +54,16 @@ def fetch(source: ModelSource, tracking: MlflowTracking | None, dest: Path) -> P
     if tracking is None or not source.run_id or not source.artifact_path:
         raise ModelNotFoundError("no model file and no MLflow run to download it from")
     try:
+        if source.artifact_path.startswith("models:/"):  # an MLflow 3 logged model of the run
+            from mlflow.artifacts import download_artifacts
+
+            folder = dest / "mlflow-model"
+            model_id = source.artifact_path.removeprefix("models:/").strip("/")
+            location = tracking.client.get_logged_model(model_id).artifact_location  # this store's, not a registry's
+            return Path(download_artifacts(artifact_uri=location, dst_path=str(folder), tracking_uri=tracking._uri()))
         model = Path(tracking.client.download_artifacts(source.run_id, source.artifact_path, str(dest)))
-        _fetch_companions(tracking, source.run_id, source.artifact_path, dest)
+        if not model.is_dir():
+            _fetch_companions(tracking, source.run_id, source.artifact_path, dest)
         return model
     except MlflowException as exc:
         raise ModelNotFoundError(
@@ -74,3 +83,24 @@ def _fetch_companions(tracking: MlflowTracking, run_id: str, artifact_path: str,
     for info in tracking.client.list_artifacts(run_id, folder.rstrip("/") or None):
         if info.path in wanted:  # lands beside the model: dest/<path>
             tracking.client.download_artifacts(run_id, info.path, str(dest))
+
+
+def fetch_model(
+    source: ModelSource, tracking: MlflowTracking | None, dest: Path, cfg: BenchmarkingSection
+) -> tuple[Path, str | None]:
+    """:func:`fetch`, and an MLflow model (a ``models:/`` URI or a run's model folder) made into the file the
+    backend loads: (the file, the note saying how it was made, None when measured as stored)."""
+    model = fetch(source, tracking, dest)
+    if not model.is_dir():
+        return model, None
+    from podium.measurement.mlflow_models import ConversionError, is_mlflow_model, materialize
+
+    if not is_mlflow_model(model):
+        raise ModelNotFoundError(
+            f"artifact {source.artifact_path!r} of run {source.run_id} is a folder without an MLmodel file; "
+            "set model.artifact_path (podium bench --artifact-path) to the model file inside it"
+        )
+    try:
+        return materialize(model, cfg, dest / "converted")
+    except ConversionError as exc:
+        raise ModelNotFoundError(f"run {source.run_id}: {exc}") from None

@@ -34,7 +34,8 @@ def length_profile(
 
 def latency_by_quartile(lengths: np.ndarray, latencies_ms: np.ndarray) -> list[dict[str, Any]]:
     """Requests grouped by length quartile (edges at the 25th/50th/75th percentile of their lengths; a length
-    on an edge falls in the lower group); empty groups are left out."""
+    on an edge falls in the lower group), with the p50 and the coefficient of variation of each; empty groups are
+    left out."""
     edges = np.percentile(lengths, [25, 50, 75])
     group = np.searchsorted(edges, lengths, side="left")
     out = []
@@ -47,6 +48,12 @@ def latency_by_quartile(lengths: np.ndarray, latencies_ms: np.ndarray) -> list[d
                     "tokens": [int(lengths[chosen].min()), int(lengths[chosen].max())],
                     "requests": int(chosen.sum()),
                     "p50_ms": float(np.median(latencies_ms[chosen])),
+                    "cv": _cv(latencies_ms[chosen]),
                 }
             )
     return out
+
+
+def _cv(latencies_ms: np.ndarray) -> float:
+    mean = float(latencies_ms.mean())
+    return float(latencies_ms.std()) / mean if mean > 0 else 0.0

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from podium.core.config import BenchmarkConfig
+from podium.core.existing import result_metrics
 from podium.core.identity import BenchmarkIdentity
+from podium.core.plain import CONVERSION_TAG, SOURCE_PLAIN, SOURCE_TAG, looks_like_run_id
 from podium.core.records import Champion
 from podium.core.run_tags import benchmark_run_tags, identity_for
 from podium.measurement.session import Measured
@@ -56,7 +58,8 @@ def benchmark_champion(
     machine's clock)."""
     identity = identity or identity_for(champion, config_hash_of(config))
     if config.run.mode == "reuse_if_exists":
-        found = tracking.benchmark_exists(identity, champion, legacy_epoch)
+        done_means = result_metrics(config.benchmarking.batch_sizes)  # a run with the key but no result: measure
+        found = tracking.benchmark_exists(identity, champion, legacy_epoch, done_means)
         if found is not None:
             log.info("Benchmark %s already done in run %s (via %s).", identity.key[:12], found.run_id, found.via)
             return Outcome("reused", identity.key, found.run_id, found.via)
@@ -71,6 +74,8 @@ def benchmark_champion(
         fencing_token=fencing_token,
     )
     tags[tracking.tags.benchmark.model_format] = cfg.model_format  # known now: written with the run, not after
+    if looks_like_run_id(champion.trial_key_hash):  # a plain MLflow run's trial: found again by this tag
+        tags[SOURCE_TAG] = SOURCE_PLAIN
     run_id, start_time = tracking.start_benchmark_run(
         tags, run_name=f"benchmark-{champion.trial_key_hash[:8]}", start_time=start_time
     )
@@ -79,6 +84,8 @@ def benchmark_champion(
         device_tags = {tracking.tags.benchmark.device: measured.device}
         if measured.stability:
             device_tags[tracking.tags.benchmark.stability] = measured.stability
+        if measured.summary.get("model_conversion"):  # an eager nn.Module traced or exported: said on the run
+            device_tags[CONVERSION_TAG] = str(measured.summary["model_conversion"])
         tracking.record_results(run_id, measured.metrics, measured.summary, config.output.filename, device_tags)
         if before_finish is not None:
             before_finish(run_id, start_time, measured)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,9 @@ from podium.backends.factory import make_backend
 from podium.backends.inputs import build_inputs, plan_batches
 from podium.backends.test_data import load_token_rows
 from podium.core.config import BenchmarkConfig
-from podium.core.metric_names import server_metrics, summary_metrics
-from podium.measurement.artifacts import ModelSource, fetch
+from podium.core.metric_names import host_metrics, server_metrics, summary_metrics
+from podium.measurement.artifacts import ModelSource, fetch_model
+from podium.measurement.cpu_load import Sampler, host_sampler
 from podium.measurement.lengths import length_profile
 from podium.measurement.loop import BatchMeasurement, Clock, Progress, measure_batch
 from podium.tracking.tracker import MlflowTracking
@@ -30,7 +30,7 @@ class Measured:
     metrics: Mapping[str, float]
     summary: Mapping[str, Any]
     device: str
-    #: Per batch size, e.g. ``b1:stable,b8:unstable``.
+    #: Per batch size, e.g. ``b1:stable,b8:unstable,b32:contended``.
     stability: str = ""
 
 
@@ -42,26 +42,40 @@ def run_measurement(
     clock: Clock = time.perf_counter_ns,
     config_hash: str | None = None,
     model_file: Path | None = None,
+    cpu: Callable[[], Sampler | None] = host_sampler,
 ) -> Measured:
-    """Measure every batch size, cycling through the planned requests (test data in a fixed order, or one
-    synthetic batch). ``model_file``: where a tokenizer stored with the model is looked for."""
+    """Measure every batch size, each window making whole passes over the planned requests (test data in a fixed
+    order, or one synthetic batch). ``model_file``: where a tokenizer stored with the model is looked for.
+    ``cpu`` builds the sampler of the contention check (None: the host load is not read)."""
     cfg = config.benchmarking
     specs = backend.prepare()
     rows = load_token_rows(cfg.test_data, cfg.tokenizer, model_file) if cfg.test_data else None
     metrics: dict[str, float] = {}
     per_batch: dict[str, Any] = {}
     stability = []
+    sampler = cpu()
+    # The model runs in this process only on the local backend: a server's work is others' to the readings, and a
+    # synthetic request is a sleep that a busy host does not slow.
+    in_process = cfg.backend == "local"
     for b in cfg.batch_sizes:
         plan = plan_batches(rows, b, cfg.max_length, cfg.padding, cfg.seed)
-        call = cycle([backend.bind(build_inputs(specs, b, p.width, p.rows, cfg.seed)) for p in plan])
+        calls = [backend.bind(build_inputs(specs, b, p.width, p.rows, cfg.seed)) for p in plan]
         snapshots: list[ServerStats | None] = []
         m = measure_batch(
-            call, b, cfg, clock, progress, on_measure_start=lambda taken=snapshots: taken.append(backend.stats())
+            calls,
+            b,
+            cfg,
+            clock,
+            progress,
+            on_measure_start=lambda taken=snapshots: taken.append(backend.stats()),
+            sampler=sampler,
+            discard_contended=in_process,
         )
         after = backend.stats()
         metrics |= summary_metrics(m.summary, m.stable)
+        metrics |= host_metrics(b, m.host.share if m.host else None, m.spread.cv if m.spread else None)
         lengths = (
-            length_profile(plan, m.samples_ns, m.first_used, cfg.padding)
+            length_profile(plan, m.samples_ns, 0, cfg.padding)
             if rows
             else {"padding": cfg.padding, "source": "synthetic", "max_tokens": cfg.max_length}
         )
@@ -72,7 +86,13 @@ def run_measurement(
             per_batch[str(b)]["server"] = dict(
                 zip(("queue_ms", "compute_ms", "client_overhead_ms"), server, strict=True)
             )
-        stability.append(f"b{b}:{'stable' if m.stable else 'unstable'}")
+        stability.append(f"b{b}:{'contended' if m.contended else 'stable' if m.stable else 'unstable'}")
+    levels = None
+    if cfg.load.any:  # load levels (issue 22): their own module; here only their metrics and summary join in
+        from podium.measurement.load_session import measure_levels
+
+        levels = measure_levels(backend, cfg, specs, rows)
+        metrics |= levels.metrics
     hardware = backend.describe()
     summary = {
         "schema_version": 1,
@@ -82,17 +102,25 @@ def run_measurement(
         "benchmark_config_hash": config_hash,
         "inputs": [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)} for s in specs],
         "batches": per_batch,
-        "notes": backend.notes() + _padding_notes(cfg.padding, rows),
+        "notes": backend.notes() + _padding_notes(cfg.padding, rows) + _load_notes(sampler, cfg.backend),
     }
+    if levels is not None:
+        summary["load"] = levels.summary
+        summary["notes"] += levels.notes
     return Measured(metrics, summary, hardware.summary, ",".join(stability))
 
 
-def cycle(calls: list[Callable[[], object]]) -> Callable[[], object]:
-    """One call that makes the given requests in turn: call ``k`` (from 0) is ``calls[k % len(calls)]``."""
-    if len(calls) == 1:
-        return calls[0]
-    following = itertools.cycle(calls).__next__
-    return lambda: following()()
+def _load_notes(sampler: Sampler | None, backend: str) -> list[str]:
+    if sampler is None:
+        return ["host load not read (no /proc/stat): windows taken while others used the CPU are not discarded"]
+    if backend == "triton":
+        return [
+            "host_contention counts the inference server's own work as others' (it runs outside podium's process): "
+            "recorded, not used to discard windows"
+        ]
+    if backend == "synthetic":
+        return ["host_contention recorded, not used to discard windows: a synthetic request is a sleep"]
+    return []
 
 
 def _padding_notes(padding: str, rows: list[list[int]] | None) -> list[str]:
@@ -102,11 +130,22 @@ def _padding_notes(padding: str, rows: list[list[int]] | None) -> list[str]:
 
 
 def _batch_entry(m: BatchMeasurement) -> dict[str, Any]:
+    windows = []
+    for w, load, discarded in zip(m.windows, m.contention, m.discarded, strict=True):
+        window = {"p50_ms": w.p50_ms, "p99_ms": w.p99_ms, "throughput_per_s": w.throughput_per_s, "cv": w.cv}
+        if load is not None:
+            window["host_contention"] = load.share
+        windows.append(window | ({"discarded": "contended"} if discarded else {}))
     return {
         **m.summary.as_dict(),
         "stable": m.stable,
+        "contended": m.contended,
         "flags": m.flags,
-        "windows": [{"p50_ms": w.p50_ms, "throughput_per_s": w.throughput_per_s, "cv": w.cv} for w in m.windows],
+        # the spread of repeats of the same request (the input mix taken out); ``cv`` above includes the mix
+        "noise_cv": m.spread.cv if m.spread else None,
+        "host_contention": m.host.share if m.host else None,
+        "window_requests": m.window_requests,
+        "windows": windows,
     }
 
 
@@ -142,7 +181,7 @@ def measure_model(
     on_server = model_name or cfg.triton.model_name
     needs_file = cfg.backend == "local" or (cfg.backend == "triton" and not on_server)
     with tempfile.TemporaryDirectory(prefix="podium-model-") as tmp:
-        model_file = fetch(source, tracking, Path(tmp)) if needs_file else None
+        model_file, conversion = fetch_model(source, tracking, Path(tmp), cfg) if needs_file else (None, None)
         name = deployment_name or f"podium-{(source.run_id or Path(str(model_file)).stem)[:24]}"
         backend = make_backend(
             cfg,
@@ -153,6 +192,20 @@ def measure_model(
             deployment_name=name,
         )
         try:
-            return run_measurement(backend, config, progress=progress, config_hash=config_hash, model_file=model_file)
+            measured = run_measurement(
+                backend, config, progress=progress, config_hash=config_hash, model_file=model_file
+            )
+            return with_conversion(measured, conversion)
         finally:
             backend.close()
+
+
+def with_conversion(measured: Measured, conversion: str | None) -> Measured:
+    """The measurement with how its model was made from the run's (a traced or exported nn.Module) noted in
+    ``benchmark.json`` (``notes`` and ``model_conversion``); the run's tag is written from the latter."""
+    if not conversion:
+        return measured
+    summary = dict(measured.summary)
+    summary["notes"] = [*summary.get("notes", []), f"model: {conversion}"]
+    summary["model_conversion"] = conversion
+    return replace(measured, summary=summary)

@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from celery import Celery
 from kombu.exceptions import OperationalError
@@ -13,7 +14,7 @@ from redis.exceptions import RedisError
 
 from podium.core.config import BenchmarkConfig
 from podium.core.identity import UNKNOWN_FINGERPRINT, benchmark_config_hash
-from podium.core.messages import BenchmarkRequest
+from podium.core.messages import BenchmarkRequest, StoreRef
 from podium.core.records import ARTIFACT_PATHS, Champion, format_of_path
 from podium.core.run_tags import identity_for
 from podium.errors import PodiumError
@@ -39,6 +40,7 @@ def build_request(
     config: BenchmarkConfig,
     *,
     artifact_path: str | None = None,
+    store: StoreRef | None = None,
 ) -> BenchmarkRequest:
     """The request for benchmarking ``champion`` under ``config``; the key comes from the one key function.
     ``artifact_path``: the model inside the champion run (default: ``model/model.pt``, or ``model/model.onnx``
@@ -64,6 +66,7 @@ def build_request(
         config=config,
         input_fingerprint=fingerprint,
         benchmark_key=identity.key,
+        store=store,
     )
     request.encode()  # size check before anything is sent
     return request
@@ -107,7 +110,7 @@ def send_request(app: Celery, request: BenchmarkRequest, retries: int = SEND_RET
 
 
 def enqueue_benchmark(
-    app: Celery, champion: Champion, config: BenchmarkConfig, *, retries: int = SEND_RETRIES, **request_options: str
+    app: Celery, champion: Champion, config: BenchmarkConfig, *, retries: int = SEND_RETRIES, **request_options: Any
 ) -> Enqueued:
     """Validate, key and send one request to its target's queue; raises before sending on bad input."""
     return send_request(app, build_request(champion, config, **request_options), retries)

@@ -26,11 +26,13 @@ from typing import Any, Literal
 from celery import Celery
 
 from podium.core.config import BenchmarkConfig
+from podium.core.plain import RunRefused
 from podium.core.records import CHAMPION_ATTR, RUN_ID_ATTR, Champion
 from podium.producers.enqueue import Enqueued, enqueue_benchmark
-from podium.settings.env import PodiumSettings
-from podium.settings.files import load_benchmark_config
+from podium.settings.env import PodiumSettings, absolute_sqlite_uri
+from podium.settings.files import load_benchmark_config, load_selection_config
 from podium.streams import keys
+from podium.tracking.plain_runs import adopt, optuna_trial_run
 from podium.tracking.tracker import MlflowTracking
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class BenchmarkHook:
         backoff_s: float = BACKOFF_S,
         clock: Callable[[], float] = time.monotonic,
         run_id_attr: str = RUN_ID_ATTR,
+        objective_metric: str | None = None,
     ):
         self.app = app
         self.config = config
@@ -74,6 +77,9 @@ class BenchmarkHook:
         self.run_id_attr = run_id_attr
         self.enqueued: list[Enqueued] = []
         self.missed: list[Missed] = []
+        #: Runs that cannot be benchmarked as they are (no model, no objective metric): not retried.
+        self.refused: list[Missed] = []
+        self.objective_metric = objective_metric
         self._unreported = 0
         self._retry_at = float("-inf")
 
@@ -88,10 +94,12 @@ class BenchmarkHook:
 
         settings = settings or PodiumSettings()
         uri = tracking_uri(settings)
+        objective = load_selection_config(None, settings.config_dir).objective.metric
+        options.setdefault("objective_metric", objective)
         return cls(
             create_app(settings),
             config or load_benchmark_config(None, settings.config_dir),
-            tracking=lambda: MlflowTracking.from_settings(settings, tracking_uri=uri),
+            tracking=lambda: MlflowTracking.from_settings(settings, objective, tracking_uri=uri),
             redis=lambda: connect(settings.redis_url, socket_timeout=TIMEOUT_S),
             **options,
         )
@@ -106,13 +114,36 @@ class BenchmarkHook:
             return self._optuna(*args)
         raise TypeError("call the hook with a run id, or pass it to study.optimize(callbacks=[hook])")
 
-    def enqueue(self, run_id: str, champion: Champion | None = None) -> Enqueued | None:
-        """Send the benchmark request of ``run_id`` (or of ``champion``); never raises unless ``on_error="raise"``."""
+    def enqueue(
+        self, run_id: str, champion: Champion | None = None, find_run: Callable[[], str] | None = None
+    ) -> Enqueued | None:
+        """Send the benchmark request of ``run_id`` (or of ``champion``; or of the run ``find_run`` looks up,
+        ``run_id`` then only names it); never raises unless ``on_error="raise"``. A run that cannot be
+        benchmarked (``RunRefused``) is refused in one line and never slows the calls after it."""
 
         def send() -> Enqueued:
-            chosen = champion or self._tracker().champion(run_id)
+            path = None
+            if champion is not None:
+                chosen = champion
+            else:  # a run written through podium's helpers, or a plain MLflow run adopted as it is
+                found = run_id if find_run is None else find_run()
+                adopted = adopt(
+                    self._tracker(),
+                    found,
+                    objective_metric=self.objective_metric,
+                    artifact_path=self.config.model.artifact_path,
+                )
+                chosen, path = adopted.champion, adopted.artifact_path
+            store = self._tracker().store_ref() if self._tracking is not None else None
             # no broker-level retries: a send either goes now or is a miss, never a late surprise
-            return enqueue_benchmark(self.app, chosen, self.config, retries=0 if self.on_error == "warn" else 3)
+            return enqueue_benchmark(
+                self.app,
+                chosen,
+                self.config,
+                retries=0 if self.on_error == "warn" else 3,
+                store=store,
+                artifact_path=path,
+            )
 
         if self.on_error == "raise":
             return self._sent(send())
@@ -121,6 +152,8 @@ class BenchmarkHook:
         done, value, error = _within(self.timeout_s, send)
         if not done:
             return self._miss(run_id, f"no answer within {self.timeout_s:g} s", failed=True)
+        if isinstance(error, RunRefused):  # the run's problem, not the service's: later calls go on at once
+            return self._refuse(run_id, error)
         if error is not None:
             return self._miss(run_id, f"{type(error).__name__}: {error}", failed=True)
         return self._sent(value)
@@ -133,7 +166,10 @@ class BenchmarkHook:
         if CHAMPION_ATTR in attrs:
             champion = Champion.from_dict(attrs[CHAMPION_ATTR])
             return self.enqueue(champion.run_id, champion)
-        run_id = attrs.get(self.run_id_attr)
+        run_id = attrs.get(self.run_id_attr) or getattr(trial, "system_attrs", {}).get(RUN_ID_ATTR)
+        if not run_id and self._tracking is not None:  # optuna_integration.MLflowCallback's run of this trial
+            study_name, number = getattr(study, "study_name", ""), trial.number
+            return self.enqueue(f"of trial {number}", find_run=lambda: self._callback_run(study_name, number))
         if not run_id:
             log.warning(
                 "Trial %s of study %s has no user attribute %r; open its runs with podium.training.trial_run / "
@@ -146,7 +182,22 @@ class BenchmarkHook:
             return None
         return self.enqueue(run_id)
 
+    def _callback_run(self, study_name: str, number: int) -> str:
+        run_id = optuna_trial_run(self._tracker(), study_name, number)
+        if run_id is None:
+            raise RunRefused(
+                f"trial {number} of study {study_name!r} has no FINISHED MLflow run (experiment {study_name!r}, "
+                f"tag number={number}); put podium's hook after MLflowCallback in callbacks=[...], or call "
+                f"trial.set_user_attr({self.run_id_attr!r}, run.info.run_id)"
+            )
+        return run_id
+
     # ------------------------------------------------------------------ outcomes
+
+    def _refuse(self, run_id: str, error: BaseException) -> None:
+        self.refused.append(Missed(run_id, str(error)))
+        log.warning("podium: not benchmarked: %s", error)
+        return None
 
     def _sent(self, enqueued: Enqueued) -> Enqueued:
         self.enqueued.append(enqueued)
@@ -205,7 +256,7 @@ def tracking_uri(settings: PodiumSettings) -> str:
     MLflow's active store), else MLflow's active tracking URI, the one the training code writes to."""
     import mlflow
 
-    active = mlflow.get_tracking_uri()
+    active = absolute_sqlite_uri(mlflow.get_tracking_uri())
     if "PODIUM_TRACKING_URI" not in os.environ:
         return active
     if settings.tracking_uri != active and not _warned.is_set():

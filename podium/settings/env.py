@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Where podium keeps its embedded state (sqlite MLflow store, demo artifacts).
@@ -28,8 +28,16 @@ class PodiumSettings(BaseSettings):
     worker_name: str | None = None
     #: The longest a benchmark may run, in seconds. Celery's visibility timeout must exceed it.
     max_benchmark_s: int = Field(default=3600, gt=0)
-    #: Celery/Redis visibility timeout: an unacked message older than this is redelivered.
-    visibility_timeout_s: int = Field(default=7200, gt=0)
+    #: Celery/Redis visibility timeout: an unacked message older than this is redelivered (unset: the longest
+    #: benchmark plus a margin, ``podium.broker.app.visibility_timeout``). A dead worker's messages come back
+    #: sooner: the reaper requeues them once its liveness key expires (``PODIUM_WORKER_LIVENESS_S``).
+    visibility_timeout_s: int | None = Field(default=None, gt=0)
+    #: A worker's main process renews its liveness key this often x3; when it stops (SIGKILL, host lost), the
+    #: other workers requeue the messages it held after this many seconds.
+    worker_liveness_s: float = Field(default=30.0, gt=0)
+    #: How long a request waits out an outage of the MLflow store or a full disk (retried with back-off, no
+    #: attempt counted) before such failures count as attempts.
+    store_outage_s: float = Field(default=600.0, ge=0)
     #: Benchmark lock TTL in ms (renewed by a watchdog every third of it).
     lock_ttl_ms: int = Field(default=30_000, ge=1000)
     #: Attempts at one request (crashes and failures) before it goes to the dead-letter stream.
@@ -56,6 +64,29 @@ class PodiumSettings(BaseSettings):
     #: Start even when Redis may evict keys (``maxmemory-policy`` other than ``noeviction``): the operator
     #: accepts that queued requests and podium's keys can vanish under memory pressure.
     accept_redis_eviction: bool = False
+    #: How often running workers and the aggregator read Redis's eviction policy again (one CONFIG GET), in
+    #: seconds: a change to an evicting policy stops their intake until it is undone (or accepted above).
+    redis_policy_check_s: float = Field(default=15.0, gt=0)
+    #: After a benchmark, write its headline figures (p50/p99 per batch size, stability, the benchmark run id)
+    #: back onto the run it measured as ``podium.*`` metrics and tags; false: leave training runs untouched.
+    write_back: bool = True
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _absolute_sqlite(cls, value: str) -> str:
+        """A relative sqlite path is resolved once, here, against the directory the process started in: the
+        resolved path is what every log line names and what a request carries."""
+        return absolute_sqlite_uri(value)
+
+
+def absolute_sqlite_uri(uri: str) -> str:
+    """``sqlite:///relative/mlflow.db`` with its path made absolute (any other URI unchanged)."""
+    if not uri.startswith("sqlite:///") or uri.startswith("sqlite:////"):
+        return uri
+    path, _, query = uri.removeprefix("sqlite:///").partition("?")
+    if not path or path == ":memory:":
+        return uri
+    return f"sqlite:///{Path(path).resolve()}" + (f"?{query}" if query else "")
 
 
 def redact_url(url: str) -> str:

@@ -42,6 +42,22 @@ def heartbeat(benchmark_key: str) -> str:
     return f"{PREFIX}:heartbeat:{require_safe(benchmark_key, 'benchmark_key')}"
 
 
+def cores(host: str) -> str:
+    """The core claims of one host's workers (a hash: core id -> claim, ``usable`` -> the host's cores)."""
+    return f"{PREFIX}:cores:{require_safe(host, 'host')}"
+
+
+CORES_PATTERN = f"{PREFIX}:cores:*"
+
+
+def intake_stopped(who: str) -> str:
+    """Set (with a TTL, refreshed) while a worker or the aggregator has stopped taking work: Redis evicts."""
+    return f"{PREFIX}:intake-stopped:{require_safe(who, 'process name')}"
+
+
+INTAKE_STOPPED_PATTERN = f"{PREFIX}:intake-stopped:*"
+
+
 def attempts(request_id: str) -> str:
     return f"{PREFIX}:attempts:{require_safe(request_id, 'request_id')}"
 
@@ -56,6 +72,12 @@ def best_channel(study_key_hash: str) -> str:
     return f"{PREFIX}:best:{require_safe(study_key_hash, 'study_key_hash')}"
 
 
+def worker(name: str) -> str:
+    """A worker process's ready heartbeat (what it warmed, its store): expires when the worker dies."""
+    return f"{PREFIX}:worker:{require_safe(name, 'worker name')}"
+
+
+WORKER_PATTERN = f"{PREFIX}:worker:*"
 BEST_CHANNEL_PATTERN = f"{PREFIX}:best:*"
 LOCK_PATTERN = f"{PREFIX}:lock:*"
 HEARTBEAT_PATTERN = f"{PREFIX}:heartbeat:*"
@@ -79,3 +101,28 @@ QUEUE_BINDING_PATTERN = f"{QUEUE_BINDING_PREFIX}{PREFIX}.*"
 def queue(target: str) -> str:
     """One Celery queue per target: ``podium.cpu``, ``podium.gpu-h200``."""
     return f"{PREFIX}.{require_safe(target, 'target')}"
+
+
+#: Messages a worker's main process holds unacknowledged: delivery tag -> who holds it (JSON), for the reaper.
+INFLIGHT = f"{PREFIX}:inflight"
+#: Kombu's Redis transport: unacknowledged messages (delivery tag -> message) and their delivery times.
+UNACKED = "unacked"
+UNACKED_INDEX = "unacked_index"
+#: Runs a worker's main process could not end itself (benchmark_key -> worker, reason): ended by the next task.
+ENDINGS = f"{PREFIX}:endings"
+
+
+def node(name: str) -> str:
+    """A worker main process's liveness key (renewed while it lives): the reaper requeues what a dead one held."""
+    return f"{PREFIX}:node:{require_safe(name, 'worker node')}"
+
+
+def hold(task_id: str) -> str:
+    """What the task ``task_id`` holds while it runs (its request, attempt, lock token): read by its main process
+    when the task ends outside podium's handling (hard time limit, lost process, shutdown)."""
+    return f"{PREFIX}:hold:{require_safe(task_id, 'task id')}"
+
+
+def outage(request_id: str) -> str:
+    """When a request first met an outage of the store (or a full disk), and how often it has waited since."""
+    return f"{PREFIX}:outage:{require_safe(request_id, 'request_id')}"

@@ -1,5 +1,5 @@
 """What is going on right now, read from Redis: queues, running benchmarks, stale locks, dead letters,
-the aggregator's lag, and the current best per study."""
+the aggregator's lag, the cores each host's workers hold, and the current best per study."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import redis
 
 from podium.core.messages import BestModelUpdate
 from podium.streams import keys
+from podium.streams.cores import host_usage
+from podium.streams.inflight import in_flight
 from podium.streams.policy import problems, read_policy
+from podium.streams.workers import ready_workers
 
 #: A lock whose benchmark has no heartbeat this fresh is reported stale.
 STALE_AFTER_S = 30.0
@@ -20,12 +23,14 @@ def collect(client: redis.Redis, dead_letters: int = 5, accept_eviction: bool = 
     now = time.time()
     policy = read_policy(client)
     refusal, warnings = problems(policy, accept_eviction)
+    stopped = _intake_stopped(client)
     running = _running(client, now)
     beating = {r["benchmark_key"] for r in running if r["heartbeat_age_s"] < STALE_AFTER_S}
     locks = _locks(client)
     return {
         "queues": _queues(client),
         "running": running,
+        "in_flight": in_flight(client, now),
         "locks": len(locks),
         "stale_locks": [lock for lock in locks if lock["benchmark_key"] not in beating],
         "dead_letters": {
@@ -37,15 +42,23 @@ def collect(client: redis.Redis, dead_letters: int = 5, accept_eviction: bool = 
         },
         "aggregator": _aggregator(client),
         "hook_missed": int(client.get(keys.HOOK_MISSED) or 0),
+        "cores": host_usage(client),
+        "workers": ready_workers(client),
         "best": _best(client),
         "redis": {
             "maxmemory_policy": policy.maxmemory_policy,
             "maxmemory": policy.maxmemory,
             "aof_enabled": policy.aof_enabled,
-            "problems": ([refusal] if refusal else []) + warnings,
+            "problems": ([refusal] if refusal else []) + warnings + [f"intake stopped: {s}" for s in stopped],
+            "intake_stopped": stopped,
         },
         "at": now,
     }
+
+
+def _intake_stopped(client: redis.Redis) -> list[str]:
+    """Workers and aggregators that stopped taking work (Redis evicts), each with why and since when."""
+    return sorted(v for v in (client.get(k) for k in client.scan_iter(match=keys.INTAKE_STOPPED_PATTERN)) if v)
 
 
 def _queues(client: redis.Redis) -> dict[str, int]:

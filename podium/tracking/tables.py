@@ -1,5 +1,5 @@
 """Runs read straight from an MLflow database (sqlite, PostgreSQL): the aggregator's per-batch check and the
-worker's existence check.
+worker's existence check (a run with the key counts only when it holds the result metrics).
 
 ``search_runs`` builds every run whole through MLflow's ORM: ~0.4-0.8 ms a run, most of what the aggregator
 spends on a live event. The check needs only a run's status, start time, tags and latest metrics: three indexed
@@ -146,25 +146,50 @@ class RunTables:
             for run_id, status, start_time, stage in rows
         }
 
-    def finished_run_tagged(self, key: str, value: str, experiment_ids: Sequence[str]) -> str | None:
-        """The newest active FINISHED run in these experiments whose tag ``key`` is ``value``, or None: what
-        ``search_runs`` with ``tags.key = 'value' and status = 'FINISHED'`` finds first, in one indexed query
-        (the (key, value) index podium adds to sqlite stores makes it a look-up)."""
+    def finished_run_tagged(
+        self, key: str, value: str, experiment_ids: Sequence[str], result_metrics: Sequence[str] = ()
+    ) -> str | None:
+        """The newest active FINISHED run in these experiments whose tag ``key`` is ``value`` and that holds
+        every one of ``result_metrics`` (not NaN), or None."""
+        return next(
+            (run for run, has in self.finished_runs_tagged(key, value, experiment_ids, result_metrics) if has), None
+        )
+
+    def finished_runs_tagged(
+        self,
+        key: str,
+        value: str,
+        experiment_ids: Sequence[str],
+        result_metrics: Sequence[str] = (),
+        limit: int = 20,
+    ) -> list[tuple[str, bool]]:
+        """The newest active FINISHED runs (at most ``limit``) in these experiments whose tag ``key`` is
+        ``value``, each with whether it holds every one of ``result_metrics`` (not NaN): what ``search_runs``
+        with ``tags.key = 'value' and status = 'FINISHED'`` finds first, in one indexed query (the (key, value)
+        index podium adds to sqlite stores makes it a look-up; each run's metrics are read by their primary
+        key)."""
         experiments = [int(e) for e in experiment_ids]
         if not experiments:
-            return None
+            return []
+        names = tuple(dict.fromkeys(result_metrics))
+        held = (
+            "(SELECT COUNT(*) FROM latest_metrics m WHERE m.run_uuid = r.run_uuid "
+            f"AND m.key IN ({self._marks(names)}) AND NOT m.is_nan)"
+            if names
+            else "0"
+        )
         (rows,) = self._fetch(
             [
                 (
-                    "SELECT r.run_uuid FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid "
+                    f"SELECT r.run_uuid, {held} FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid "
                     f"WHERE t.key = {self._mark} AND t.value = {self._mark} AND r.status = 'FINISHED' "
                     f"AND r.lifecycle_stage = 'active' AND r.experiment_id IN ({self._marks(experiments)}) "
-                    "ORDER BY r.start_time DESC, r.run_uuid LIMIT 1",
-                    (key, value, *experiments),
+                    f"ORDER BY r.start_time DESC, r.run_uuid LIMIT {int(limit)}",
+                    (*names, key, value, *experiments),
                 )
             ]
         )
-        return rows[0][0] if rows else None
+        return [(run_id, int(count) == len(names)) for run_id, count in rows]
 
     def close(self) -> None:
         self.engine.dispose()

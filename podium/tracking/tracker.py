@@ -22,17 +22,27 @@ from mlflow.entities import Metric, Run, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
-from podium.core.existing import BenchmarkIndex, ExistingBenchmark
+from podium.core.existing import (
+    BenchmarkIndex,
+    ExistingBenchmark,
+    Lookup,
+    holds_result,
+    pick_with_result,
+    result_metrics,
+)
 from podium.core.filters import all_of, run_id_in, status_is, tag_eq, tag_is_null
 from podium.core.identity import UNKNOWN_FINGERPRINT, BenchmarkIdentity
-from podium.core.records import BenchmarkRecord, Champion, TrialRecord
+from podium.core.messages import StoreRef
+from podium.core.plain import looks_like_run_id
+from podium.core.records import BenchmarkRecord, Champion, RefusedRun, Rule, TrialRecord, refused_tag
 from podium.core.safety import require_safe
 from podium.core.state import TrialSide
 from podium.core.tags import TagsRegistry
-from podium.core.verification import RunFacts, key_problem
+from podium.core.verification import DEFAULT_CLOCK, Clock, RunFacts, key_problem, stored_start
 from podium.errors import TrackingError
 from podium.settings.env import PodiumSettings, redact_url
 from podium.settings.files import load_tags
+from podium.tracking.readiness import sqlite_path, store_state
 from podium.tracking.sqlite import open_sqlite
 from podium.tracking.tables import RunTables, StoredRun
 
@@ -70,8 +80,16 @@ SCHEMES = (
     "file",
     "databricks",
 )
+#: MLflow's Default experiment: every store has it from its creation (its creation time names the store).
+DEFAULT_EXPERIMENT_ID = "0"
 #: Artifact locations remembered for runs not yet ended (a worker has one or two at a time).
 MAX_OPEN_RUNS = 256
+#: Refused runs remembered (each is warned about once per process, however often it is read again).
+MAX_REFUSED = 10_000
+#: FINISHED runs of one key read by the existence check (normally one; more only after force_new runs).
+KEY_RUNS_READ = 20
+#: What makes a run a result when the caller does not say (the default config measures batch size 1 only).
+DEFAULT_RESULT_METRICS = result_metrics([1])
 #: What a store can raise besides MlflowException: a locked or broken sqlite file, an unreachable server.
 STORE_ERRORS = (MlflowException, SQLAlchemyError, OSError)
 
@@ -83,6 +101,11 @@ def _why(exc: BaseException) -> str:
 
 class StoreUnavailable(TrackingError):
     """The store exists (or may) but cannot be opened right now: locked, or an I/O error."""
+
+
+class StoreNotReady(StoreUnavailable):
+    """The store does not exist yet, or is being created or migrated by someone else: podium waits for it and
+    never creates it (only ``podium demo``, which owns its store, does)."""
 
 
 class MlflowTracking:
@@ -110,6 +133,10 @@ class MlflowTracking:
         #: run id -> artifact URI of the benchmark runs this tracker created and has not ended yet: their
         #: benchmark.json goes straight to that location (MLflow's client would read the run back to learn it)
         self._artifact_uris: dict[str, str] = {}
+        self._store_ref: StoreRef | None = None
+        #: run id -> why it was skipped: runs whose tags break a rule (``podium.core.records.refused_tag``),
+        #: left out of every read and warned about once
+        self.refused: dict[str, RefusedRun] = {}
 
     @classmethod
     def connect(
@@ -119,9 +146,10 @@ class MlflowTracking:
         benchmark_experiment: str = "podium-benchmarks",
         objective_metric: str = "macro-f1",
         *,
-        create: bool = True,
+        create: bool = False,
     ) -> MlflowTracking:
-        """A tracker on ``tracking_uri``. A sqlite store is created when ``create``, else must exist."""
+        """A tracker on ``tracking_uri``. The store must exist and be complete (``StoreNotReady`` otherwise: wait
+        and try again); only with ``create`` (``podium demo``, which owns its store) is a sqlite store created."""
         scheme = tracking_uri.split(":", 1)[0] if ":" in tracking_uri else ""
         if scheme not in SCHEMES:
             raise TrackingError(
@@ -130,21 +158,24 @@ class MlflowTracking:
             )
         for name, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
-        if tracking_uri.startswith("sqlite:///"):
-            db = Path(tracking_uri.removeprefix("sqlite:///"))
-            if db.is_file() and db.stat().st_size == 0:
+        if create:
+            db = sqlite_path(tracking_uri)
+            if db is not None and db.is_file() and db.stat().st_size == 0:
                 raise TrackingError(
                     f"{db} is an empty file, not an MLflow store; remove it to let podium create a store there, "
                     "or point PODIUM_TRACKING_URI at the right file"
                 )
-            if not create and not db.is_file():
-                raise TrackingError(
-                    f"no MLflow store at {tracking_uri}: the file {db} does not exist; "
-                    "pass --tracking-uri (or set PODIUM_TRACKING_URI) to an existing store"
+        else:
+            state = store_state(tracking_uri)
+            if not state.ready:
+                raise StoreNotReady(
+                    f"no MLflow store at {redact_url(tracking_uri)} yet ({state.why}); podium never creates one "
+                    "(your training's first MLflow call does): point --tracking-uri or PODIUM_TRACKING_URI at the "
+                    "store your training writes to"
                 )
-            db.parent.mkdir(parents=True, exist_ok=True)
+        if tracking_uri.startswith("sqlite:///"):
             try:
-                client = open_sqlite(tracking_uri, db)
+                client = open_sqlite(tracking_uri, Path(tracking_uri.removeprefix("sqlite:///")))
             except STORE_ERRORS as exc:  # locked by another writer, a disk error: may pass, unlike a bad URI
                 raise StoreUnavailable(f"opening the MLflow store {tracking_uri} failed: {_why(exc)}") from exc
         else:
@@ -158,7 +189,7 @@ class MlflowTracking:
         objective_metric: str = "macro-f1",
         *,
         tracking_uri: str | None = None,
-        create: bool = True,
+        create: bool = False,
     ) -> MlflowTracking:
         """The tracker an entrypoint uses: ``settings``' store (or ``tracking_uri``), ``config/tags.yaml``,
         ``settings``' benchmark experiment."""
@@ -208,6 +239,15 @@ class MlflowTracking:
                 self._benchmark_experiment_id = self._get_or_create(self.benchmark_experiment)
         return self._benchmark_experiment_id
 
+    def find_benchmark_experiment(self) -> str | None:
+        """The benchmark experiment's id when it exists (remembered), else None; only reads (a worker's warm-up)."""
+        if self._benchmark_experiment_id is None:
+            with self._store(f"looking up the experiment {self.benchmark_experiment!r}"):
+                exp = self.client.get_experiment_by_name(self.benchmark_experiment)
+            if exp is not None:
+                self._benchmark_experiment_id = str(exp.experiment_id)
+        return self._benchmark_experiment_id
+
     def _get_or_create(self, name: str) -> str:
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
@@ -229,6 +269,14 @@ class MlflowTracking:
 
     def _uri(self) -> str:
         return str(self.client.tracking_uri)
+
+    def store_ref(self) -> StoreRef:
+        """This store's identity for requests (read once: the Default experiment's creation time)."""
+        if self._store_ref is None:
+            with self._store("reading the store's identity"):
+                created = self.client.get_experiment(DEFAULT_EXPERIMENT_ID).creation_time
+            self._store_ref = StoreRef(uri=self.uri, id=f"created-{created}")
+        return self._store_ref
 
     @property
     def uri(self) -> str:
@@ -267,11 +315,18 @@ class MlflowTracking:
             return iter(())
         return self.search(experiment_ids, all_of(tag_eq(self.tags.stage.key, stage), status_is("FINISHED")))
 
-    def load_benchmarks(self, experiment_ids: Sequence[str]) -> list[BenchmarkRecord]:
-        """Every FINISHED benchmark run of the experiments that carries the grouping tags."""
+    def load_benchmarks(
+        self, experiment_ids: Sequence[str], clock: Clock = DEFAULT_CLOCK, now_ms: int | None = None
+    ) -> list[BenchmarkRecord]:
+        """Every FINISHED benchmark run of the experiments that carries the grouping tags, none that breaks a
+        rule on its tags, each placed in time as the live aggregator places it (``stored_start``: a start
+        after ``now_ms``, default this machine's clock, is not believed)."""
         out = []
+        now_ms = _now_ms() if now_ms is None else now_ms
         for run in self._finished_stage(experiment_ids, self.tags.stage.benchmark):
             facts = self._facts(StoredRun.of(run))
+            if facts.refused is not None:
+                continue
             if facts.record is None:
                 log.warning(
                     "Benchmark run %s has no %s/%s tags; it cannot be grouped and is left out.",
@@ -283,18 +338,24 @@ class MlflowTracking:
             if (problem := key_problem(facts)) is not None:  # what the live check dead-letters
                 log.warning("%s; it is left out.", problem)
                 continue
-            out.append(facts.record)
+            record, warning = stored_start(facts.record, run.info.end_time, now_ms, clock)
+            if warning is not None:
+                log.warning("Benchmark %s.", warning)
+            out.append(record)
         return out
 
     def load_trials(self, experiment_ids: Sequence[str]) -> list[TrialRecord]:
-        """Every FINISHED trial and refit run, newest-per-trial resolution is left to the core."""
+        """Every FINISHED trial and refit run, newest-per-trial resolution is left to the core; and the plain
+        MLflow runs (no podium tags) that a benchmark run of these experiments measured."""
+        from podium.tracking.plain_runs import benchmarked_plain_trials
+
         out = []
         for stage, kind in ((self.tags.stage.hpo_trial, "trial"), (self.tags.stage.refit, "refit")):
             for run in self._finished_stage(experiment_ids, stage):
                 record = self.trial_record(run, kind)
                 if record is not None:
                     out.append(record)
-        return out
+        return out + benchmarked_plain_trials(self, experiment_ids)
 
     def load_trial(self, study: str, trial: str) -> list[TrialRecord]:
         """The FINISHED trial and refit runs of one trial (the aggregator's look-up for a new trial)."""
@@ -310,6 +371,10 @@ class MlflowTracking:
                 record = self.trial_record(run, kind)
                 if record is not None:
                     out.append(record)
+        if not out and looks_like_run_id(trial):  # a plain MLflow run: its trial_key_hash is its run id
+            from podium.tracking.plain_runs import plain_trial
+
+            return plain_trial(self, study, trial)
         return out
 
     def _grouping(self, run: Run | StoredRun) -> tuple[str, str] | None:
@@ -319,8 +384,36 @@ class MlflowTracking:
         trial = tags.get(self.tags.grouping.trial_key_hash)
         return (study, trial) if study and trial else None
 
+    def _refused(self, run_id: str, checks: Sequence[tuple[str, str | None, Rule]]) -> RefusedRun | None:
+        """The rule a run's tags break, warned about once per run; None when they meet every rule."""
+        refused = refused_tag(run_id, checks)
+        if refused is not None and run_id not in self.refused:
+            if len(self.refused) >= MAX_REFUSED:
+                self.refused.pop(next(iter(self.refused)))
+            self.refused[run_id] = refused
+            log.warning("%s.", refused)
+        return refused
+
+    def benchmark_refusal(self, run: StoredRun) -> RefusedRun | None:
+        """Why a benchmark run's tags cannot be used (filters, Redis keys, messages), or None."""
+        b, g, tags = self.tags.benchmark, self.tags.grouping, run.tags
+        rules: tuple[tuple[str, Rule], ...] = (
+            (g.study_key_hash, "safe"),
+            (g.trial_key_hash, "safe"),
+            (b.key, "safe"),  # hex when podium wrote it; what filters and Redis keys need, whoever did
+            (b.config_hash, "safe"),
+            (b.champion_run_id, "safe"),
+            (b.data_fp, "text"),
+            (b.eval_fp, "text"),
+        )
+        return self._refused(run.run_id, [(tag, tags.get(tag) or None, rule) for tag, rule in rules])
+
     def benchmark_record(self, run: Run | StoredRun) -> BenchmarkRecord | None:
+        """The record of a benchmark run; None when it lacks the grouping tags or its tags break a rule."""
         stored = run if isinstance(run, StoredRun) else StoredRun.of(run)
+        return None if self.benchmark_refusal(stored) is not None else self._benchmark_record(stored)
+
+    def _benchmark_record(self, stored: StoredRun) -> BenchmarkRecord | None:
         grouping = self._grouping(stored)
         if grouping is None:
             return None
@@ -333,11 +426,25 @@ class MlflowTracking:
             benchmark_key=stored.tags.get(self.tags.benchmark.key) or None,
             config_hash=stored.tags.get(self.tags.benchmark.config_hash) or None,
             metrics=dict(stored.metrics),
+            stability=stored.tags.get(self.tags.benchmark.stability) or "",
+            contended=stored.tags.get(self.tags.benchmark.contended) or "",
         )
 
+    def trial_refusal(self, run: Run) -> RefusedRun | None:
+        """Why a trial or refit run's tags cannot be used (filters, Redis keys, requests), or None."""
+        g, f, tags = self.tags.grouping, self.tags.fingerprint, run.data.tags
+        rules: tuple[tuple[str, Rule], ...] = (
+            (g.study_key_hash, "safe"),
+            (g.trial_key_hash, "safe"),
+            (f.data, "text"),
+            (f.eval, "text"),
+        )
+        return self._refused(run.info.run_id, [(tag, tags.get(tag) or None, rule) for tag, rule in rules])
+
     def trial_record(self, run: Run, kind: str) -> TrialRecord | None:
+        """The record of a trial or refit run; None when it lacks the grouping tags or its tags break a rule."""
         grouping = self._grouping(run)
-        if grouping is None:
+        if grouping is None or self.trial_refusal(run) is not None:
             return None
         study, trial = grouping
         tags = run.data.tags
@@ -388,10 +495,12 @@ class MlflowTracking:
                 raise TrackingError(f"run {run_id} not found in the MLflow store {self.uri}") from None
             raise
         record = self.trial_record(run, "refit")
+        if (refused := self.refused.get(run_id)) is not None:
+            raise TrackingError(f"run {run_id} cannot be benchmarked: its tag {refused.tag} {refused.problem}")
         if record is None:
             raise TrackingError(
                 f"run {run_id} has no {self.tags.grouping.study_key_hash} / {self.tags.grouping.trial_key_hash} "
-                "tags; tag it as DESIGN.md describes (podium.core.identity has helpers) before benchmarking it"
+                "tags; benchmark it with podium enqueue --run-id (plain MLflow runs are adopted as they are)"
             )
         return Champion(
             run_id=run_id,
@@ -404,11 +513,16 @@ class MlflowTracking:
     # ------------------------------------------------------------------ idempotency
 
     def benchmark_exists(
-        self, identity: BenchmarkIdentity, champion: Champion, legacy_epoch: int = 0
+        self,
+        identity: BenchmarkIdentity,
+        champion: Champion,
+        legacy_epoch: int = 0,
+        result_metrics: Sequence[str] = DEFAULT_RESULT_METRICS,
     ) -> ExistingBenchmark | None:
-        """PRIMARY: a FINISHED run tagged with the key (one indexed query). FALLBACK, only among runs without
-        that tag and only in a study that has any: a legacy run of the same trial (and config, when it says
-        one), with a warning that names the run.
+        """PRIMARY: a FINISHED run tagged with the key that holds ``result_metrics`` (one indexed query).
+        FALLBACK, only among runs without that tag and only in a study that has any: a legacy run of the same
+        trial (and config, when it says one) holding them, with a warning that names the run. A FINISHED run
+        that matches but holds no result is no answer: it is named in a warning, and the benchmark measured.
 
         Whether a study has legacy runs is learned once per (experiments, study) and remembered for
         ``LEGACY_TTL_S`` or until ``legacy_epoch`` changes (``podium backfill`` and the sweeper bump it), so
@@ -417,25 +531,38 @@ class MlflowTracking:
             self._legacy_epoch = legacy_epoch
             self._experiments = (-1e9, [])
         ids = self.recent_experiment_ids()
-        found_id = self._finished_run_tagged(ids, self.tags.benchmark.key, identity.key)
-        if found_id is not None:
-            return ExistingBenchmark(found_id, "benchmark_key")
-        if not self._study_has_legacy(ids, champion.study_key_hash, legacy_epoch):
-            return None
-        legacy = self._legacy_filter(champion.study_key_hash, champion.trial_key_hash)
-        records = [r for r in map(self.benchmark_record, self.search(ids, legacy)) if r]
-        found = BenchmarkIndex.build(records).find(identity, champion)
-        if found is not None:
-            warn_fallback(found, champion)
-        return found
+        keyed = self._finished_runs_tagged(ids, self.tags.benchmark.key, identity.key, result_metrics)
+        if keyed.found is not None:
+            return keyed.found
+        lookup = keyed
+        if self._study_has_legacy(ids, champion.study_key_hash, legacy_epoch):
+            legacy = self._legacy_filter(champion.study_key_hash, champion.trial_key_hash)
+            records = [r for r in map(self.benchmark_record, self.search(ids, legacy)) if r]
+            found = BenchmarkIndex.build(records).find(identity, champion, result_metrics)
+            lookup = Lookup(found.found, keyed.no_result + found.no_result)
+            if found.found is not None:
+                warn_fallback(found.found, champion)
+        warn_no_result(lookup, identity, result_metrics)
+        return lookup.found
 
-    def _finished_run_tagged(self, experiment_ids: Sequence[str], key: str, value: str) -> str | None:
+    def _finished_runs_tagged(
+        self, experiment_ids: Sequence[str], key: str, value: str, result_metrics: Sequence[str]
+    ) -> Lookup:
+        """The newest FINISHED run tagged ``key=value`` that holds ``result_metrics``, and those that do not."""
         if self.tables is not None:
             with self._store(f"looking up a FINISHED run tagged {key}={value[:12]}"):
-                return self.tables.finished_run_tagged(key, value, experiment_ids)
-        for run in self.search(experiment_ids, all_of(tag_eq(key, value), status_is("FINISHED")), page_size=1):
-            return run.info.run_id
-        return None
+                runs = self.tables.finished_runs_tagged(key, value, experiment_ids, result_metrics, KEY_RUNS_READ)
+            return pick_with_result(runs, "benchmark_key")
+        with self._store(f"looking up a FINISHED run tagged {key}={value[:12]}"):
+            page = self.client.search_runs(
+                experiment_ids=list(experiment_ids),
+                filter_string=all_of(tag_eq(key, value), status_is("FINISHED")),
+                run_view_type=ViewType.ACTIVE_ONLY,
+                max_results=KEY_RUNS_READ,
+            )
+        return pick_with_result(
+            ((run.info.run_id, holds_result(run.data.metrics, result_metrics)) for run in page), "benchmark_key"
+        )
 
     def _legacy_filter(self, study: str, trial: str | None = None) -> str:
         """FINISHED benchmark runs of a study (and trial) written without a ``benchmark_key`` tag."""
@@ -471,6 +598,22 @@ class MlflowTracking:
             with self._store("opening the run tables"):
                 self.tables.warm()
 
+    def warm_worker_reads(self) -> None:
+        """A worker's read paths connected and compiled before its first request, writing nothing: the existence
+        check and the legacy look-up for a key and study that have no runs, a run looked up by an id that does
+        not exist (MLflow's ORM compiles each query on first use: ~0.3 s of a first request)."""
+        nothing = "0" * 64
+        with self._store("warming the look-ups"):
+            ids = self.experiment_ids()
+            own = self.find_benchmark_experiment()
+            ids = ids if own is None or own in ids else [*ids, own]
+            if self.tables is not None:
+                self.tables.warm()
+                self.tables.finished_runs_tagged(self.tags.benchmark.key, nothing, ids, DEFAULT_RESULT_METRICS, 1)
+            self.client.search_runs(ids, self._legacy_filter(nothing), ViewType.ACTIVE_ONLY, max_results=1)
+            with contextlib.suppress(MlflowException):
+                self.client.get_run(nothing[:32])
+
     def runs_by_id(
         self, run_ids: Sequence[str], tags: Sequence[str] | None = None, metrics: Sequence[str] | None = None
     ) -> dict[str, StoredRun]:
@@ -505,13 +648,15 @@ class MlflowTracking:
 
     def _facts(self, run: StoredRun) -> RunFacts:
         b, tags = self.tags.benchmark, run.tags
+        refused = self.benchmark_refusal(run)
         return RunFacts(
             status=run.status,
-            record=self.benchmark_record(run),
+            record=None if refused is not None else self._benchmark_record(run),
             champion_run_id=tags.get(b.champion_run_id),
             data_fp=tags.get(b.data_fp),
             eval_fp=tags.get(b.eval_fp),
             key_version=tags.get(b.key_version),
+            refused=None if refused is None else str(refused),
         )
 
     def benchmark_index(self) -> BenchmarkIndex:
@@ -606,7 +751,8 @@ class MlflowTracking:
 
 
 def fact_tags(tags: TagsRegistry) -> tuple[str, ...]:
-    """The tags the check of a run reads (``RunFacts``): its grouping, its key and the parts the key hashes."""
+    """The tags the check of a run reads (``RunFacts``): its grouping, its key and the parts the key hashes; and
+    the flags that put its figure in doubt (selection reads them)."""
     b, g = tags.benchmark, tags.grouping
     return (
         g.study_key_hash,
@@ -617,6 +763,8 @@ def fact_tags(tags: TagsRegistry) -> tuple[str, ...]:
         b.data_fp,
         b.eval_fp,
         b.key_version,
+        b.stability,
+        b.contended,
     )
 
 
@@ -629,6 +777,18 @@ def warn_fallback(found: ExistingBenchmark, champion: Champion) -> None:
         champion.trial_key_hash,
         champion.study_key_hash,
     )
+
+
+def warn_no_result(lookup: Lookup, identity: BenchmarkIdentity, result_metrics: Sequence[str]) -> None:
+    """Name the FINISHED runs that matched a benchmark but hold no result, when nothing else answered."""
+    if lookup.found is None and lookup.no_result:
+        log.warning(
+            "Benchmark run(s) %s are FINISHED for benchmark_key %s but hold none or not all of its result "
+            "metrics (%s): done means a result, so they do not count and the benchmark is measured again.",
+            ", ".join(lookup.no_result),
+            identity.key[:16],
+            ", ".join(result_metrics),
+        )
 
 
 def _now_ms() -> int:

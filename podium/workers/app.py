@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from typing import Any
 
 from celery import Celery
@@ -19,9 +18,13 @@ from podium.streams import keys
 from podium.streams.connection import connect
 from podium.streams.dead_letters import dead_letter
 from podium.streams.policy import check_redis_policy
-from podium.workers.tasks import register, worker_deps
+from podium.workers.ready import ProcessStart
+from podium.workers.tasks import register
 
 log = logging.getLogger(__name__)
+
+#: How long a pool process may take from its fork to "up" (the runtimes' warm-up happens in between).
+WARM_UP_TIMEOUT_S = 180.0
 
 
 def check_worker_settings(settings: PodiumSettings) -> None:
@@ -94,21 +97,8 @@ def create_worker_app(settings: PodiumSettings) -> Celery:
             check_worker_redis(settings)
             verify_visibility_timeout(app)
 
-    def prepare() -> None:
-        try:
-            deps = worker_deps(app)
-            deps.redis.ping()  # redis-py connects on the first command: open the sockets now
-            app.backend.client.ping()
-            deps.tracking.benchmark_experiment_id()
-        except Exception as exc:
-            log.warning("Could not prepare this worker's connections at start (%s); the first task will retry.", exc)
-
-    def warm(**_: Any) -> None:
-        """In each worker process after the fork: MLflow and Redis connections made before the first task, on
-        a thread (process start never blocks on a slow store; a first task waits on the same lock). A failure
-        is not fatal: the task builds them again inside its retry and dead-letter path."""
-        threading.Thread(target=prepare, name="podium-warm", daemon=True).start()
-
     worker_init.connect(check_on_start, weak=False)
-    worker_process_init.connect(warm, weak=False)
+    worker_process_init.connect(ProcessStart(app, settings).run, weak=False)
+    # the warm-up runs before a pool process says it is up: give it longer than Celery's 4 s to do so
+    app.conf.worker_proc_alive_timeout = WARM_UP_TIMEOUT_S
     return app

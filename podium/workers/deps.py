@@ -12,6 +12,7 @@ from podium.settings.files import input_fingerprint
 from podium.streams.connection import connect
 from podium.tracking.tracker import MlflowTracking
 from podium.workers.execute import MeasureRequest, WorkerDeps
+from podium.workers.placement import CoreBudget
 
 #: A deployment's name on the server: unique to the benchmark_key, so workers sharing a server never collide.
 DEPLOYMENT_PREFIX = "podium-"
@@ -45,12 +46,16 @@ def request_measurer(tracking: MlflowTracking, triton_url: str | None) -> Measur
 
 def build_deps(settings: PodiumSettings) -> WorkerDeps:
     tracking = MlflowTracking.from_settings(settings)
+    client = connect(settings.redis_url)
+    worker = settings.worker_name or worker_name()
     return WorkerDeps(
-        redis=connect(settings.redis_url),
+        redis=client,
         tracking=tracking,
         measure=request_measurer(tracking, settings.triton_url),
-        worker=settings.worker_name or worker_name(),
+        worker=worker,
         lock_ttl_ms=settings.lock_ttl_ms,
         marker_ttl_s=int(settings.done_ttl_days * 24 * 3600),
         triton_url=settings.triton_url,
+        cores=CoreBudget.for_host(client, worker, ttl_ms=settings.lock_ttl_ms),  # a dead worker's cores: like its locks
+        write_back=settings.write_back,
     )

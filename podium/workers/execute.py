@@ -17,6 +17,7 @@ from typing import Literal
 import redis
 
 from podium.core.config import BenchmarkConfig
+from podium.core.cores import Placement
 from podium.core.messages import BenchmarkRequest, BenchmarkResult
 from podium.core.records import Champion
 from podium.measurement.lifecycle import Measured, benchmark_champion
@@ -34,6 +35,8 @@ from podium.streams.lock import (
     pending_run,
 )
 from podium.tracking.tracker import MlflowTracking
+from podium.tracking.write_back import source_runs, write_back
+from podium.workers.placement import CoreBudget, placed, record_placement, where_measured
 from podium.workers.sweeper import sweep
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,10 @@ class WorkerDeps:
     make_lock: Callable[[redis.Redis, str, int, int], FencedLock] = FencedLock.for_benchmark
     #: This worker's Triton (``PODIUM_TRITON_URL``); a triton request cannot be served without it.
     triton_url: str | None = None
+    #: The host's cores this worker claims for each measurement (None: measure unpinned, claiming nothing).
+    cores: CoreBudget | None = None
+    #: Write the headline figures back onto the measured run (``PODIUM_WRITE_BACK``).
+    write_back: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,12 @@ def refusal(request: BenchmarkRequest, deps: WorkerDeps) -> str | None:
         return (
             f"worker {deps.worker} has no Triton server (PODIUM_TRITON_URL is unset) for a backend: triton request; "
             f"start the workers of target {request.config.benchmarking.target!r} with --triton-url HOST:PORT"
+        )
+    if request.store is not None and (own := deps.tracking.store_ref()).id != request.store.id:
+        return (
+            f"request {request.request_id} was sent from the MLflow store {request.store.uri} ({request.store.id}) "
+            f"but worker {deps.worker} uses {own.uri} ({own.id}); set the same PODIUM_TRACKING_URI for the workers "
+            "and the training"
         )
     return None
 
@@ -100,7 +113,8 @@ def execute(request: BenchmarkRequest, deps: WorkerDeps) -> TaskOutcome:
             sweep(deps.tracking, deps.redis, key)
         if reuse and (done := committed_run(marker)):
             return TaskOutcome("reused", key, done, "done_marker")
-        return _run(request, deps, lock, beat)
+        with placed(deps.cores, request.config.benchmarking) as placement:  # CoresBusy: retried later
+            return _run(request, deps, lock, beat, placement)
     finally:
         beat.clear()
         lock.release()
@@ -115,7 +129,9 @@ def _end_uncommitted(deps: WorkerDeps, key: str, run_id: str) -> None:
     deps.redis.delete(keys.done(key))
 
 
-def _run(request: BenchmarkRequest, deps: WorkerDeps, lock: FencedLock, beat: Heartbeat) -> TaskOutcome:
+def _run(
+    request: BenchmarkRequest, deps: WorkerDeps, lock: FencedLock, beat: Heartbeat, placement: Placement | None = None
+) -> TaskOutcome:
     identity = request.identity
     cfg = request.config
 
@@ -125,7 +141,8 @@ def _run(request: BenchmarkRequest, deps: WorkerDeps, lock: FencedLock, beat: He
 
     def measure(config: BenchmarkConfig, champion: Champion) -> Measured:
         beat.beat("measuring", force=True)
-        return deps.measure(request, progress)
+        where = where_measured(placement)  # read while pinned
+        return record_placement(deps.measure(request, progress), placement, where)
 
     def prepare(run_id: str, start_time: int, measured: Measured) -> None:
         beat.beat("committing", force=True)
@@ -152,6 +169,17 @@ def _run(request: BenchmarkRequest, deps: WorkerDeps, lock: FencedLock, beat: He
             deps.tracking.fail_run(run_id, f"{type(exc).__name__}: {exc}")
             raise
         # any other failure (Redis away mid-commit): the marker says whether it went through; the run stays
+        if deps.write_back:  # committed: F1 and latency in one row of MLflow's compare view (never fails it)
+            write_back(
+                deps.tracking,
+                source_runs(request.champion_run_id, request.trial_key_hash),
+                measured.metrics,
+                cfg.benchmarking.batch_sizes,
+                benchmark_run_id=run_id,
+                benchmark_key=identity.key,
+                stability=measured.stability,
+                backend=cfg.benchmarking.backend,
+            )
 
     # run.mode is honoured inside benchmark_champion (the MLflow check, now under the lock)
     outcome = benchmark_champion(

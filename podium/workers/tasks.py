@@ -24,11 +24,18 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from podium.core.messages import BenchmarkRequest, MessageError, decode
+from podium.errors import TrackingError
 from podium.monitoring import prometheus
 from podium.streams import keys
 from podium.streams.dead_letters import dead_letter
 from podium.streams.lock import LockBusy, LockLost
+from podium.streams.policy import EvictionGuard
+from podium.workers.endings import install as install_endings
 from podium.workers.execute import WorkerDeps, execute, refusal
+from podium.workers.holds import hold, release_hold
+from podium.workers.outage import OutageBudget, outage_of
+from podium.workers.sweeper import end_recorded
+from podium.workers.warmup import runtimes_loaded
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,7 @@ PUBLISH_RETRY = {"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, 
 
 _deps_lock = threading.Lock()
 _deps: dict[int, WorkerDeps] = {}
+_guards: dict[int, EvictionGuard] = {}
 
 
 class RetryLater(Exception):
@@ -54,9 +62,24 @@ class RetryLater(Exception):
 
 
 def register(app: Celery) -> None:
-    @app.task(name=keys.BENCHMARK_TASK, bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
+    @app.task(
+        name=keys.BENCHMARK_TASK,
+        bind=True,
+        max_retries=None,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        acks_on_timeout=False,  # a hard time limit podium could not handle: requeued, never dropped
+        Request="podium.workers.endings:BenchmarkRequest",  # every other ending: podium.workers.endings
+    )
     def benchmark(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return run_task(self, args, kwargs, lambda: worker_deps(self.app))
+        before = runtimes_loaded()
+        try:
+            return run_task(self, args, kwargs, lambda: worker_deps(self.app))
+        finally:
+            if late := sorted(runtimes_loaded() - before):
+                log.warning("%s was imported inside a task: this worker's warm-up missed it.", ", ".join(late))
+
+    install_endings(app)
 
 
 def serve_metrics(**_: Any) -> None:
@@ -115,13 +138,15 @@ def _run_task(
         deps = make_deps()
     except Exception as exc:  # the store or Redis is away: nothing to count the attempt in yet, wait for them
         raise RetryLater(settings.retry_backoff_s, f"cannot build this worker's connections: {_error(exc)}") from exc
+    _wait_while_redis_evicts(task.app, deps, settings)
+    _end_recorded_runs(deps)
     payload: Any = args[0] if len(args) == 1 and not kwargs else {"args": list(args), "kwargs": kwargs}
     try:
         request = request_of(args, kwargs)
     except MessageError as exc:
         _park(deps, payload, str(exc), settings)
         return {"status": "rejected", "error": str(exc)}
-    refused = refusal(request, deps)
+    refused = _refusal(request, deps, settings)
     if refused is not None:
         _park(deps, payload, refused, settings)
         return {"status": "dead_letter", "benchmark_key": request.benchmark_key, "error": refused}
@@ -129,6 +154,8 @@ def _run_task(
     try:
         attempt = int(deps.redis.incr(counter))
         deps.redis.expire(counter, ATTEMPTS_TTL_S)
+        # what this attempt holds, for the main process should it end outside this code (time limit, lost, stop)
+        deps = hold(deps, task.request.id, request.request_id, request.benchmark_key, attempt, ATTEMPTS_TTL_S)
     except redis.RedisError as exc:
         raise RetryLater(settings.retry_backoff_s, f"cannot count the attempt: {_error(exc)}") from exc
     if attempt > settings.max_attempts:
@@ -137,14 +164,15 @@ def _run_task(
         return {"status": "dead_letter", "benchmark_key": request.benchmark_key, "error": error}
     try:
         outcome = execute(request, deps)
-    except LockBusy:
+    except LockBusy as busy:  # the key's lock, or the host's cores (CoresBusy)
         prometheus.LOCK_WAITS.inc()
         _uncount(deps, counter)  # waiting for another worker is not an attempt
-        raise RetryLater(random.uniform(*BUSY_RETRY_S), "the benchmark is locked by another worker") from None
+        raise RetryLater(random.uniform(*BUSY_RETRY_S), str(busy)) from None
     except LockLost as exc:
         log.warning("Request %s: %s; retrying.", request.request_id, exc)
         raise RetryLater(random.uniform(*BUSY_RETRY_S), str(exc)) from None
     except (Exception, SoftTimeLimitExceeded) as exc:
+        _wait_out_outage(deps, request, counter, exc, settings)  # the store or the disk failed: RetryLater
         error = _error(exc)
         if attempt >= settings.max_attempts:
             _park(deps, payload, f"attempt {attempt}/{settings.max_attempts}: {error}", settings)
@@ -160,8 +188,68 @@ def _run_task(
             delay,
         )
         raise RetryLater(delay, error) from None
+    finally:
+        release_hold(deps.redis, task.request.id)
     _forget(deps, counter)
+    _outage_over(deps, request)
     return outcome.as_dict()
+
+
+def _wait_out_outage(
+    deps: WorkerDeps, request: BenchmarkRequest, counter: str, exc: BaseException, settings: Any
+) -> None:
+    """An outage of the store or a full disk, within ``PODIUM_STORE_OUTAGE_S``: uncount the attempt and raise
+    ``RetryLater`` with back-off. Returns when the failure counts as an attempt (the model's own, or too long)."""
+    what = outage_of(exc)
+    if what is None:
+        return
+    try:
+        wait = OutageBudget(deps.redis, settings.store_outage_s, settings.retry_backoff_s).wait(request.request_id)
+    except redis.RedisError:
+        wait = settings.retry_backoff_s  # Redis is away too: wait, never count what nobody can record
+    if wait is None:
+        log.error(
+            "Request %s has waited out %s for over PODIUM_STORE_OUTAGE_S=%g s; its failures count as attempts now.",
+            request.request_id,
+            what,
+            settings.store_outage_s,
+        )
+        return
+    _uncount(deps, counter)
+    log.warning(
+        "Request %s: %s (%s); waiting %.1f s, not counted as an attempt.", request.request_id, what, _error(exc), wait
+    )
+    raise RetryLater(wait, f"{what}: {_error(exc)}") from None
+
+
+def _outage_over(deps: WorkerDeps, request: BenchmarkRequest) -> None:
+    try:
+        OutageBudget(deps.redis, 0, 0).clear(request.request_id)
+    except redis.RedisError as exc:  # it expires with its TTL
+        log.warning("Could not clear the outage record of request %s (%s).", request.request_id, exc)
+
+
+def _end_recorded_runs(deps: WorkerDeps) -> None:
+    """Runs whose task ended outside its code (time limit, lost process, stopped worker) are ended here, by the
+    next task of any worker, FAILED with the reason their worker's main process recorded."""
+    try:
+        if deps.redis.hlen(keys.ENDINGS):
+            end_recorded(deps.tracking, deps.redis)
+    except (redis.RedisError, TrackingError) as exc:  # the store or Redis is away: the next task tries again
+        log.warning("Could not end the runs recorded as abandoned yet (%s).", exc)
+
+
+def _wait_while_redis_evicts(app: Celery, deps: WorkerDeps, settings: Any) -> None:
+    """Before a request is taken: while Redis evicts (its policy changed since the worker started), the message
+    waits here, unacknowledged, and this process takes no other (``EvictionGuard``: one CONFIG GET at most
+    every ``PODIUM_REDIS_POLICY_CHECK_S``)."""
+    guard = _guards.get(id(app))
+    if guard is None:
+        who = f"podium worker {deps.worker}"
+        guard = EvictionGuard(deps.redis, who, settings.accept_redis_eviction, settings.redis_policy_check_s)
+        _guards[id(app)] = guard
+    while not guard.allows():
+        time.sleep(guard.every_s)
 
 
 def request_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> BenchmarkRequest:
@@ -174,6 +262,13 @@ def request_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> BenchmarkReques
     request = decode(BenchmarkRequest, args[0])
     request.verified_identity()
     return request
+
+
+def _refusal(request: BenchmarkRequest, deps: WorkerDeps, settings: Any) -> str | None:
+    try:
+        return refusal(request, deps)
+    except TrackingError as exc:  # the store could not say who it is: an outage, not the request's fault
+        raise RetryLater(settings.retry_backoff_s, f"cannot read this worker's store: {_error(exc)}") from exc
 
 
 def _park(deps: WorkerDeps, payload: Any, error: str, settings: Any) -> None:

@@ -46,6 +46,9 @@ def processes_of(home: Path) -> list[int]:
     return pids
 
 
+PODIUM_SELECT = [sys.executable, "-m", "podium", "select", "--json"]
+
+
 def test_demo_twice_second_run_reuses_everything(tmp_path: Path) -> None:
     home = tmp_path / "demo"
     first = demo(home)
@@ -58,7 +61,8 @@ def test_demo_twice_second_run_reuses_everything(tmp_path: Path) -> None:
     assert count(second.stdout, r"benchmarks reused \(same") == 3
     assert processes_of(home) == []
     select = subprocess.run(
-        [sys.executable, "-m", "podium", "select", "--json", "--tracking-uri", f"sqlite:///{home / 'mlflow.db'}"],
+        # as the demo selects: its results compete even when in doubt (a busy machine; podium.demo.run.DEMO_SELECTION)
+        [*PODIUM_SELECT, "--include-unstable", "--tracking-uri", f"sqlite:///{home / 'mlflow.db'}"],
         capture_output=True,
         text=True,
         timeout=120,

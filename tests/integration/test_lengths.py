@@ -96,8 +96,9 @@ def test_two_runs_of_one_config_time_identical_request_shapes(
     cfg = config(tmp_path, test_data=str(lengths_8_to_128), padding="longest", batch_sizes=[1, 4])
     first, first_shapes = measure(model, cfg)
     second, second_shapes = measure(model, cfg)
-    # warm-up and two windows per batch size (max_windows = agree_windows = 2: the count never varies)
-    assert first_shapes == second_shapes and len(first_shapes) == 2 * (3 + 2 * 20)
+    # warm-up and two windows per batch size (max_windows 2: the count never varies), each window whole passes
+    # over the planned batches: 64 of one sequence (batch 1), 31 of four (batch 4, 121 sequences)
+    assert first_shapes == second_shapes and len(first_shapes) == (3 + 2 * 64) + (3 + 2 * 31)
     assert {s[0] for s in first_shapes} == {1, 4}
     for b in ("1", "4"):
         a, z = first["batches"][b]["lengths"], second["batches"][b]["lengths"]

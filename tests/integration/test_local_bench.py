@@ -76,7 +76,9 @@ def test_bench_logs_once_then_reuses(store_uri: str, client: MlflowClient, tmp_p
     tags, metrics = run.data.tags, run.data.metrics
     assert tags["code.benchmark.champion_run_id"] == run_id and tags["code.benchmark.backend"] == "local"
     assert "torch 2.13.0" in tags["code.benchmark.device"]
-    assert set(tags["code.benchmark.stability"].split(",")) <= {"b1:stable", "b1:unstable", "b4:stable", "b4:unstable"}
+    verdicts = {f"b{b}:{v}" for b in (1, 4) for v in ("stable", "unstable", "contended")}
+    assert set(tags["code.benchmark.stability"].split(",")) <= verdicts
+    assert 0 <= metrics["host_contention_batch_1"] <= 1 and 0 <= metrics["host_contention_batch_4"] <= 1
     for b in (1, 4):
         assert metrics[f"latency_batch_{b}_p50_ms"] > 0 and metrics[f"latency_batch_{b}_samples"] >= 60
     summary = json.loads((tmp_path / "benchmark.json").read_text())
@@ -111,7 +113,7 @@ def test_not_a_model_fails_clearly_with_a_failed_run(store_uri: str, client: Mlf
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--run-id", "0" * 32], "run 00000000000000000000000000000000 not found"),
+        (["--run-id", "0" * 32], "run 00000000000000000000000000000000 is not in the MLflow store"),
         (["--model-uri", "/nope/model.pt", "--no-log"], "model file /nope/model.pt does not exist"),
         (["--model-uri", "/nope/model.pt"], "--log needs the model's MLflow run"),
         ([], "give the model"),

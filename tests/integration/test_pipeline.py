@@ -252,3 +252,39 @@ def test_status_json_reflects_a_running_benchmark(pipeline: Pipeline) -> None:
     )
     assert all(r["benchmark_key"] != sent.benchmark_key for r in final["running"])
     assert all(lock["benchmark_key"] != sent.benchmark_key for lock in final["stale_locks"])  # released
+
+
+def test_workers_are_warm_before_their_first_request(pipeline: Pipeline, store: str, tmp_path: Path) -> None:
+    """Each worker process announced itself ready with every runtime it serves warmed (torch, onnxruntime), and
+    no request had to import a runtime: the first new model costs what any later one does."""
+    ready = [pipeline.redis.hgetall(k) for k in pipeline.redis.scan_iter(match=keys.WORKER_PATTERN)]
+    assert len(ready) >= 2, ready
+    for worker in ready:
+        assert "torchscript (torch " in worker["warmed"] and "onnx (onnxruntime " in worker["warmed"], worker
+        assert "not warmed" not in worker["warmed"], worker
+        assert worker["store"] == store
+    tracking = MlflowTracking.connect(store, TagsRegistry())
+    sent = enqueue_benchmark(pipeline.app, tracking.champion(trained(store, tmp_path, "6" * 64, 0.4, 6)), config())
+    assert pipeline.app.AsyncResult(sent.task_id).get(timeout=180)["status"] == "measured"
+    for name in ("worker-1", "worker-2"):
+        whole_log = (pipeline.processes[name].folder / "server.log").read_text(errors="replace")
+        assert "imported inside a task" not in whole_log
+
+
+def test_a_request_from_another_store_is_refused_naming_both_stores(
+    pipeline: Pipeline, store: str, tmp_path: Path
+) -> None:
+    """Training on one store, workers on another: the request is dead-lettered at once with one line naming
+    both stores (it used to say "enqueued" and then fail in the wrong store)."""
+    other = f"sqlite:///{tmp_path / 'other' / 'mlflow.db'}"
+    MlflowClient(other).search_experiments()  # a second store, made by its own training
+    producer = MlflowTracking.connect(other, TagsRegistry())
+    champion = producer.champion(trained(other, tmp_path, "7" * 64, 0.4, 6))
+    sent = enqueue_benchmark(pipeline.app, champion, config(), store=producer.store_ref())
+    outcome = pipeline.app.AsyncResult(sent.task_id).get(timeout=180)
+    assert outcome["status"] == "dead_letter", outcome
+    assert other in outcome["error"] and store in outcome["error"] and "PODIUM_TRACKING_URI" in outcome["error"]
+    parked = [f for _, f in pipeline.redis.xrevrange(keys.DEAD_LETTERS_STREAM, count=20)]
+    assert any(sent.request_id in f["payload"] and other in f["error"] for f in parked)
+    status = json.loads(pipeline.run_cli("status", "--json"))
+    assert any(other in d.get("error", "") for d in status["dead_letters"]["latest"])

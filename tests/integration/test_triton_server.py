@@ -181,16 +181,6 @@ def test_a_deploy_on_a_server_without_its_backend_fails_clearly(
     assert name not in triton.loaded_models()
 
 
-def test_a_model_without_outputs_cannot_be_deployed(triton: TritonServer, tmp_path: Path) -> None:
-    from podium.backends.local import save_torchscript
-
-    bare = save_torchscript(
-        TinyTagger(8, 1), tmp_path / "m.pt", inputs=[{"name": "input_ids", "datatype": "INT64", "shape": [-1, -1]}]
-    )
-    with pytest.raises(BackendError, match="needs the model's outputs"):
-        make_backend(config().benchmarking, model_file=bare, url=triton.http, deployment_name="podium-x")
-
-
 def test_statistics_of_the_server_are_read_as_a_diff(triton: TritonServer) -> None:
     backend = TritonBackend(triton.http, "busy0")
     try:

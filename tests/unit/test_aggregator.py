@@ -198,7 +198,9 @@ def test_an_uncommitted_run_is_dead_lettered_and_a_skewed_start_replaced(
     assert final.best.latency_ms == 7.0  # the run two hours "ahead" does not pin `latest`
 
 
-def test_updates_mark_an_unstable_best_and_count_unstable_candidates(r, client: MlflowClient, tracking) -> None:
+def test_updates_leave_out_an_unstable_candidate_and_count_it(r, client: MlflowClient, tracking) -> None:
+    """T1 is better on the objective but its only run is unstable: shown (counted, excluded), not competing; once
+    clean runs of it arrive it wins on the objective."""
     trial_run(client, S, T1, 0.9)
     trial_run(client, S, T2, 0.8)
     agg = aggregator(r, tracking)
@@ -206,15 +208,34 @@ def test_updates_mark_an_unstable_best_and_count_unstable_candidates(r, client: 
     committed_result(tracking, r, S, T2, 50.0, champion_run="c2", stable=True)
     drain(agg)
     final = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
-    assert final.best.trial_key_hash == T1 and final.best.unstable and final.unstable_candidates == 1
+    assert final.best.trial_key_hash == T2 and not final.best.unstable
+    assert (final.candidates, final.excluded, final.unstable_candidates) == (1, 1, 1)
     ids = tracking.experiment_ids()
     selections, _ = select_all(tracking.load_benchmarks(ids), tracking.load_trials(ids), agg.config)
-    assert selections[0].best.unstable and final.best.benchmark_run_id == selections[0].best.benchmark_run_id
-    committed_result(tracking, r, S, T1, 5.0, champion_run="c1", stable=True)  # the median run now stable
+    assert selections[0].best.benchmark_run_id == final.best.benchmark_run_id
+    (out,) = selections[0].excluded
+    assert out.trial_key_hash == T1 and out.doubt == "unstable" and "in doubt" in (out.excluded or "")
+    committed_result(tracking, r, S, T1, 5.0, champion_run="c1", stable=True)  # clean runs of T1
     committed_result(tracking, r, S, T1, 5.0, champion_run="c1", stable=True)
     drain(agg)
     final = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
-    assert not final.best.unstable and final.unstable_candidates == 0
+    assert final.best.trial_key_hash == T1 and not final.best.unstable and final.unstable_candidates == 0
+    assert final.reason == "new_best" and final.best.latency_figure == "p50, median of 2 runs"
+
+
+def test_with_doubt_let_in_an_unstable_best_is_marked(r, client: MlflowClient, tracking) -> None:
+    trial_run(client, S, T1, 0.9)
+    trial_run(client, S, T2, 0.8)
+    cfg = parse_model(SelectionConfig, {"selection": {"include_unstable": True}}, "test")
+    agg = Aggregator(r, tracking, cfg, "agg-1")
+    agg.ensure_group()
+    agg.rebuild()
+    committed_result(tracking, r, S, T1, 5.0, champion_run="c1", stable=False)
+    committed_result(tracking, r, S, T2, 50.0, champion_run="c2", stable=True)
+    drain(agg)
+    final = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
+    assert final.best.trial_key_hash == T1 and final.best.unstable and final.unstable_candidates == 1
+    assert final.best.doubt == "unstable" and final.excluded == 0
 
 
 class CountingConnections(fakeredis.FakeRedis):
@@ -280,7 +301,7 @@ def test_a_run_the_live_check_refuses_is_refused_by_a_rebuild_and_by_podium_sele
         tags[tracking.tags.benchmark.key] = "ab" * 32  # well-formed, but not the hash of the run's parts
     latency = {"key": 1.0, "negative": -1000.0, "nan": float("nan")}[broken]
     run_id, start = tracking.start_benchmark_run(tags)
-    client.log_batch(run_id, metrics=[Metric("latency_batch_1_ms", latency, 0, 0)])
+    client.log_batch(run_id, metrics=[Metric("latency_batch_1_p50_ms", latency, 0, 0)])  # the ranked figure
     tracking.finish_run(run_id)
     event = result_event(run_id, start, S, T2, 1.0, "forged")
     if broken == "key":
@@ -298,3 +319,39 @@ def test_a_run_the_live_check_refuses_is_refused_by_a_rebuild_and_by_podium_sele
     ids = tracking.experiment_ids()
     (batch,), _ = select_all(tracking.load_benchmarks(ids), tracking.load_trials(ids), SelectionConfig())
     assert batch.best.trial_key_hash == T1 and [c.trial_key_hash for c in batch.candidates] == [T1]
+
+
+def test_a_challenger_within_noise_is_published_as_such_and_the_best_stays(r, client: MlflowClient, tracking) -> None:
+    """One slightly faster run of an equally good model: subscribers hear "challenger within noise", not a new
+    best; the champion hook is not called; ``podium select`` on the same runs says the same. A clearly faster
+    run of it then replaces the best."""
+    trial_run(client, S, T1, 0.9)
+    trial_run(client, S, T2, 0.9)
+    agg = aggregator(r, tracking)
+    new_bests = []
+    agg.on_new_best = new_bests.append
+    for latency in (10.0, 10.2, 9.9):
+        committed_result(tracking, r, S, T1, latency, champion_run="c1")
+        time.sleep(0.002)  # distinct MLflow start times
+    drain(agg)
+    committed_result(tracking, r, S, T2, 9.7, champion_run="c2")  # 3 % faster on one run, within T1's spread
+    drain(agg)
+    final = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
+    assert final.reason == "within_noise" and final.best.trial_key_hash == T1
+    assert final.challenger is not None and final.challenger.trial_key_hash == T2
+    assert final.note == f"challenger {T2[:12]} within noise" and final.statistic == "p50"
+    assert [s.best.trial_key_hash for s in new_bests] == [T1]  # the first publication only
+    assert not any(u.reason == "new_best" for u in history(r))
+    ids = tracking.experiment_ids()
+    (batch,), _ = select_all(tracking.load_benchmarks(ids), tracking.load_trials(ids), agg.config)
+    assert (batch.best.trial_key_hash, batch.challenger.trial_key_hash) == (T1, T2)
+    bests = []
+    for _ in range(5):  # re-measured: 20 % faster each time; its own first run (9.7) widens the interval
+        time.sleep(0.002)
+        committed_result(tracking, r, S, T2, 8.0, champion_run="c2")
+        drain(agg)
+        bests.append(BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG))).best.trial_key_hash)
+    assert bests == [T1, T1, T1, T1, T2]  # 4 runs at 8.0: still inside the 95 % bound; the 5th settles it
+    final = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
+    assert final.reason == "new_best" and final.challenger is None
+    assert [s.best.trial_key_hash for s in new_bests] == [T1, T2]

@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"tracking", "streams", "backends", "monitoring"},
     {"broker", "measurement"},
     {"producers", "workers", "aggregator"},
-    {"demo", "training"},
+    {"demo", "training", "board"},
     {"cli"},
     {"__init__", "__main__"},
 ]

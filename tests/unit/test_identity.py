@@ -44,6 +44,7 @@ SENSITIVE = {
     "backend": "triton",
     "precision": "fp16",
     "stability": StabilitySection(max_windows=4),
+    "threads": 4,
 }
 
 

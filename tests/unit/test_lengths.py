@@ -69,7 +69,9 @@ def test_latency_by_quartile_groups_by_length() -> None:
         ([64, 64], 4, 8.0),
     ]
     same = latency_by_quartile(np.array([5] * 6), np.arange(6.0))
-    assert same == [{"quartile": 1, "tokens": [5, 5], "requests": 6, "p50_ms": 2.5}]  # one length: one group
+    assert same == [
+        {"quartile": 1, "tokens": [5, 5], "requests": 6, "p50_ms": 2.5, "cv": pytest.approx(0.6831, abs=1e-4)}
+    ]  # one length: one group
 
 
 def test_length_profile_follows_requests_in_their_order() -> None:

@@ -1,0 +1,227 @@
+"""The board in a real browser (the distribution's Chromium, driven by Playwright; no browser download): a real
+`podium worker` (synthetic backend) and `podium aggregator` feed it through a real redis-server (append-only, so
+it can restart) and a real MLflow sqlite store. Every wait is on the page's state, with a deadline as a guard."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from podium.core.records import Champion
+from podium.core.tags import TagsRegistry
+from podium.producers.enqueue import enqueue_benchmark
+from podium.streams import keys
+from podium.tracking.tracker import MlflowTracking
+from tests.integration.board_fixtures import (
+    HOSTILE,
+    TOKEN,
+    BoardProcess,
+    select_json,
+    start_board,
+    trial_with,
+    url_with_token,
+)
+from tests.pipeline_helpers import Pipeline, committed_result, synthetic_config
+from tests.servers import unavailable, wait_until
+
+pytestmark = pytest.mark.server
+STUDY = "d0" * 32
+TRIAL_A, TRIAL_B = "a" * 64, "b" * 64
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+#: Guards on waits for the page's state (milliseconds): a worker measures, the aggregator publishes, MLflow is read.
+WAIT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        unavailable("chromium is not installed (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ModuleNotFoundError:
+        unavailable("playwright is not installed (pip install -e '.[dev]')")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, _migrated_db: Path) -> str:
+    folder = tmp_path_factory.mktemp("board-browser-store")
+    shutil.copy(_migrated_db, folder / "mlflow.db")
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory, store: str):
+    p = Pipeline(tmp_path_factory.mktemp("board-browser"), store, redis_args=["--appendonly", "yes"])
+    try:
+        p.start("worker", "worker", "--target", "cpu", "--loglevel", "WARNING")
+        p.start("aggregator", "aggregator")
+        p.wait_workers(1)
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.fixture(scope="module")
+def board(pipeline: Pipeline):
+    b = start_board(pipeline)
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    context.close()
+    assert errors == [], errors
+
+
+def measure(p: Pipeline, store: str, trial: str, f1: float, backbone: str, study_name: str) -> None:
+    """A trial run as training writes it, benchmarked by the real worker: its result reaches the aggregator."""
+    run_id = trial_with(store, STUDY, trial, f1, backbone, study_name)
+    sent = enqueue_benchmark(p.app, Champion(run_id, STUDY, trial, "d", "e"), synthetic_config(service_ms=1.0))
+    result = p.app.AsyncResult(sent.task_id).get(timeout=180)
+    assert result["status"] == "measured", result
+
+
+def published_seq(p: Pipeline) -> int:
+    return int(p.redis.get(keys.sequence(STUDY)) or 0)
+
+
+def stream_seqs(p: Pipeline) -> list[int]:
+    import json
+
+    return [
+        json.loads(f["data"])["seq"]
+        for _, f in p.redis.xrange(keys.BEST_UPDATES_STREAM)
+        if json.loads(f["data"])["study_key_hash"] == STUDY
+    ]
+
+
+def open_study(page, board: BoardProcess) -> None:
+    page.goto(url_with_token(board, f"/studies/{STUDY}"))
+    page.wait_for_selector('body[data-conn="live"]', timeout=WAIT_MS)
+
+
+def chart_points(page) -> list[tuple[str, float, float]]:
+    drawn = page.eval_on_selector_all(
+        "svg circle.point", "els => els.map(e => [e.dataset.trial, Number(e.dataset.x), Number(e.dataset.y)])"
+    )
+    return sorted(tuple(point) for point in drawn)
+
+
+def test_the_study_page_follows_a_new_best_and_its_chart_is_podium_select(
+    page, board: BoardProcess, pipeline: Pipeline, store: str
+) -> None:
+    measure(pipeline, store, TRIAL_A, 0.80, "net-a", "board-study")
+    assert wait_until(lambda: published_seq(pipeline) >= 1, 120), pipeline.processes["aggregator"].log()
+    open_study(page, board)
+    page.wait_for_selector(f'.scope .best[data-trial="{TRIAL_A}"]', timeout=WAIT_MS)
+    page.wait_for_selector(f'svg polygon.chosen[data-trial="{TRIAL_A}"]', timeout=WAIT_MS)
+    seen = page.evaluate("window.podiumBoard.lastSeq")
+
+    # a better trial is measured while the page is open: the new best reaches it, and the chart follows
+    measure(pipeline, store, TRIAL_B, 0.95, HOSTILE, HOSTILE)
+    page.wait_for_function(f"window.podiumBoard.lastSeq > {seen}", timeout=WAIT_MS)
+    page.wait_for_selector(f'.scope .best[data-trial="{TRIAL_B}"]', timeout=WAIT_MS)
+    page.wait_for_selector(f'svg polygon.chosen[data-trial="{TRIAL_B}"]', timeout=WAIT_MS)
+    page.wait_for_function("document.querySelectorAll('svg circle.point').length === 2", timeout=WAIT_MS)
+
+    (selection,) = select_json(pipeline, store, STUDY)
+    expected = sorted(
+        (c["trial_key_hash"], c["latency_ms"], c["f1_score"]) for c in selection["candidates"] + selection["excluded"]
+    )
+    assert chart_points(page) == expected
+    assert selection["best"]["trial_key_hash"] == TRIAL_B
+    history = page.eval_on_selector_all("table.history tr[data-seq]", "rows => rows.map(r => Number(r.dataset.seq))")
+    assert history == sorted(stream_seqs(pipeline), reverse=True)
+
+    # what MLflow holds is shown as text: no script ran, no element was made of it
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("script").count() == 1 and page.locator("main img").count() == 0
+    assert page.locator("td.backbone", has_text=HOSTILE).count() == 1
+    assert HOSTILE in page.locator("h1").inner_text()
+
+
+def test_a_redis_restart_shows_reconnecting_then_resumes_without_a_missed_seq(
+    page, board: BoardProcess, pipeline: Pipeline, store: str
+) -> None:
+    if published_seq(pipeline) == 0:
+        measure(pipeline, store, TRIAL_A, 0.80, "net-a", "board-study")
+        assert wait_until(lambda: published_seq(pipeline) >= 1, 120)
+    open_study(page, board)
+    first = page.evaluate("window.podiumBoard.lastSeq")
+    assert first == published_seq(pipeline)
+
+    pipeline.restart_redis(between=lambda: page.wait_for_selector('body[data-conn="reconnecting"]', timeout=WAIT_MS))
+    page.wait_for_selector('body[data-conn="live"]', timeout=WAIT_MS)
+
+    tracking = MlflowTracking.connect(store, TagsRegistry())
+    committed_result(tracking, pipeline.redis, STUDY, TRIAL_A, 3.0, champion_run="restart", fast=True)
+    page.wait_for_function(f"window.podiumBoard.lastSeq > {first}", timeout=WAIT_MS)
+    assert wait_until(lambda: published_seq(pipeline) > first, 60)
+    last = published_seq(pipeline)
+    page.wait_for_function(f"window.podiumBoard.lastSeq === {last}", timeout=WAIT_MS)
+    assert page.evaluate("window.podiumBoard.seqs") == [s for s in stream_seqs(pipeline) if s > first]
+    assert page.evaluate("window.podiumBoard.seqs") == list(range(first + 1, last + 1))
+
+
+def test_a_page_that_lost_the_board_gets_what_it_missed_when_the_board_is_back(
+    page, board: BoardProcess, pipeline: Pipeline, store: str
+) -> None:
+    if published_seq(pipeline) == 0:
+        measure(pipeline, store, TRIAL_A, 0.80, "net-a", "board-study")
+        assert wait_until(lambda: published_seq(pipeline) >= 1, 120)
+    open_study(page, board)
+    first = page.evaluate("window.podiumBoard.lastSeq")
+    board.stop()
+    page.wait_for_selector('body[data-conn="reconnecting"]', timeout=WAIT_MS)
+    tracking = MlflowTracking.connect(store, TagsRegistry())
+    committed_result(tracking, pipeline.redis, STUDY, TRIAL_A, 2.5, champion_run="away", fast=True)
+    assert wait_until(lambda: published_seq(pipeline) > first, 60), pipeline.processes["aggregator"].log()
+    missed = published_seq(pipeline)
+    back = start_board(pipeline, port=board.port, name="board-again")
+    board.process = back.process  # the module's fixture stops this one
+    page.wait_for_function(f"window.podiumBoard.lastSeq === {missed}", timeout=WAIT_MS)
+    page.wait_for_selector('body[data-conn="live"]', timeout=WAIT_MS)
+    assert page.evaluate("window.podiumBoard.seqs") == list(range(first + 1, missed + 1))
+
+
+def test_the_board_refuses_a_browser_without_the_token(browser, board: BoardProcess) -> None:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        response = page.goto(f"{board.url}/studies/{STUDY}")
+        assert response.status == 401
+        assert "token" in page.locator("body").inner_text()
+        response = page.goto(f"{board.url}/studies/{STUDY}?token=not-{TOKEN}")
+        assert response.status == 401
+    finally:
+        context.close()
+
+
+def test_the_workers_page_lists_the_ready_worker(page, board: BoardProcess, pipeline: Pipeline) -> None:
+    (name,) = [pipeline.redis.hget(k, "name") for k in pipeline.redis.scan_iter(match=keys.WORKER_PATTERN)]
+    page.goto(url_with_token(board, "/workers"))
+    page.wait_for_selector(f'td:text-is("{name}")', timeout=WAIT_MS)
+    assert page.locator("body").get_attribute("data-conn") == "live"

@@ -1,0 +1,110 @@
+"""Stability and contention on the real host: the /proc sampler against processes that burn CPU, and a real
+TorchScript model on variable-length texts through the whole measurement."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from podium.backends.local import LocalBackend
+from podium.backends.synthetic import SyntheticBackend
+from podium.core.config import BenchmarkConfig
+from podium.core.contention import CpuReading, window_contention
+from podium.core.validation import parse_model
+from podium.measurement.cpu_load import host_sampler
+from podium.measurement.session import run_measurement
+from tests.burners import Burners
+from tests.integration.test_lengths import texts, word_level_tokenizer
+from tests.servers import wait_until
+from tests.token_models import BertStyleTagger, traced
+
+#: 50 texts of 8-200 words, most of them short (spaced geometrically), as sentences are.
+WORD_COUNTS = [round(8 * 25 ** (i / 49)) for i in range(50)]
+
+
+def test_the_host_sampler_counts_what_another_process_burns() -> None:
+    sampler = host_sampler()
+    assert sampler is not None, "Linux gives /proc/stat and an affinity mask"
+    with Burners(1) as burner:
+        assert wait_until(lambda: burner.cpu_ns() > 0, 10)  # it runs
+        before, burned, t0 = sampler(), burner.cpu_ns(), time.perf_counter_ns()
+        assert wait_until(lambda: burner.cpu_ns() - burned >= 300_000_000, 30)  # an event: 0.3 s of its CPU
+        after, burned = sampler(), burner.cpu_ns() - burned
+        load = window_contention(before, after, time.perf_counter_ns() - t0)
+    # others' time holds at least what the burner used (anything else the host ran comes on top), to the ticks
+    slack = 2 * after.cores * after.tick_ns
+    assert load.others_ns >= burned - slack and load.share > 0
+    assert after.own_ns >= before.own_ns and after.cores >= 1
+
+
+def test_a_real_model_on_variable_length_texts_is_stable_in_five_windows(tmp_path: Path) -> None:
+    """Shipped stability rules; 50 texts of 8-200 words, padded to their own length. On a quiet host the
+    windows agree by the fifth; on a busy one the result must say so (contended, with the share) instead."""
+    import torch
+
+    torch.manual_seed(0)  # 192-wide dense layers: time grows with the number of tokens
+    model = traced(BertStyleTagger(vocab=100, width=192), tmp_path / "model" / "model.pt")
+    tokenizer = word_level_tokenizer(tmp_path / "tokenizer.json")
+    data = texts(tmp_path / "texts.jsonl", WORD_COUNTS)
+    settings = {"test_data": str(data), "tokenizer": str(tokenizer), "padding": "longest", "max_length": 256}
+    cfg = parse_model(BenchmarkConfig, {"benchmarking": settings}, "test")
+    assert cfg.benchmarking.stability == BenchmarkConfig().benchmarking.stability  # the shipped rules
+    backend = LocalBackend(model, "cpu")
+    try:
+        measured = run_measurement(backend, cfg, model_file=model)
+    finally:
+        backend.close()
+    batch = measured.summary["batches"]["1"]
+    assert batch["cv"] > 1  # the mix spreads requests widely: it never made a window noisy
+    assert batch["lengths"]["by_length_quartile"] and all("cv" in q for q in batch["lengths"]["by_length_quartile"])
+    assert batch["window_requests"] == 100 and json.dumps(batch)  # two passes over the 50 texts
+    host = measured.metrics["host_contention_batch_1"]
+    assert batch["host_contention"] == host
+    if batch["contended"]:
+        assert "contended" in batch["flags"] and measured.stability == "b1:contended"
+        pytest.skip(f"the host was busy: others took {host:.0%} of its cores during the least busy windows")
+    quiet = [w for w in batch["windows"] if "discarded" not in w]
+    assert batch["stable"] and len(quiet) <= 5, batch["windows"]
+    assert measured.stability == "b1:stable" and "high_cv" not in batch["flags"]
+
+
+class SteadyNeighbour:
+    """A sampler of a host where others keep ``share`` of 2 cores busy: podium's own CPU time is read for real,
+    the host's busy time is that plus the neighbour's, to the nanosecond."""
+
+    def __init__(self, share: float):
+        self.share = share
+        self.start = time.perf_counter_ns()
+
+    def __call__(self) -> CpuReading:
+        own = time.process_time_ns()
+        others = int(self.share * 2 * (time.perf_counter_ns() - self.start))
+        return CpuReading(host_busy_ns=own + others, own_ns=own, cores=2, tick_ns=1)
+
+
+def test_a_busy_host_flags_a_local_run_and_only_records_a_synthetic_one(tmp_path: Path) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    model = traced(BertStyleTagger(vocab=100), tmp_path / "model.pt")
+    base = {"iterations": 20, "warmup_iterations": 2, "max_length": 16, "stability": {"max_windows": 4}}
+    for backend, cfg in (
+        (LocalBackend(model, "cpu"), parse_model(BenchmarkConfig, {"benchmarking": base}, "test")),
+        (SyntheticBackend(1.0), parse_model(BenchmarkConfig, {"benchmarking": base | {"backend": "synthetic"}}, "t")),
+    ):
+        try:
+            measured = run_measurement(backend, cfg, model_file=model, cpu=lambda: SteadyNeighbour(0.6))
+        finally:
+            backend.close()
+        batch = measured.summary["batches"]["1"]
+        assert measured.metrics["host_contention_batch_1"] == pytest.approx(0.6, abs=0.02)
+        assert all(w["host_contention"] == pytest.approx(0.6, abs=0.02) for w in batch["windows"]), batch["windows"]
+        if cfg.benchmarking.backend == "local":
+            assert len(batch["windows"]) == 4 and all(w["discarded"] == "contended" for w in batch["windows"])
+            assert batch["contended"] and "contended" in batch["flags"] and measured.stability == "b1:contended"
+        else:
+            assert not any("discarded" in w for w in batch["windows"]) and not batch["contended"]
+            assert any("a synthetic request is a sleep" in note for note in measured.summary["notes"])
