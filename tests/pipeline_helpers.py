@@ -135,7 +135,7 @@ def result_event(
         trial_key_hash=trial,
         config_hash=config_hash,
         champion_run_id=champion_run,
-        metrics=metrics or {"latency_batch_1_ms": latency},
+        metrics=metrics or {"latency_batch_1_ms": latency, "latency_batch_1_p50_ms": latency},
         device="synthetic",
         worker="w",
         fencing_token=1,
@@ -152,7 +152,7 @@ def bulk_results(
             tracking.benchmark_experiment_id(),
             start_time + i,
             result_tags(tracking, study, trial, champion_run, CONFIG),
-            {"latency_batch_1_ms": latency},
+            {"latency_batch_1_ms": latency, "latency_batch_1_p50_ms": latency},  # the mean and p50 a worker writes
         )
         for i, (trial, latency, champion_run) in enumerate(runs)
     ]
@@ -321,6 +321,12 @@ def select_best(store: str, env: dict[str, str], study: str, config_hash: str | 
         if s["study_key_hash"] == study and config_hash in (None, s["benchmark_config_hash"])
     ]
     return selection
+
+
+def candidate_fields(selected: dict) -> dict:
+    """A candidate of `podium select --json` as the channel publishes it: without the weighted score and without
+    what select adds beside it (the trial's params and quality metric)."""
+    return {k: v for k, v in selected.items() if k not in {"composite_score", "params", "metrics"}}
 
 
 def wait_published(r: redis.Redis, study: str, config_hash: str, best: dict, timeout: float) -> BestModelUpdate | None:

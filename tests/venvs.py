@@ -18,7 +18,7 @@ from tests.servers import cached_venv, unavailable
 
 CACHE = Path(os.environ.get("PODIUM_VENV_CACHE", Path.home() / ".cache" / "podium" / "venvs"))
 #: The Dockerfile's install lines, with torch taken from the local wheel (no network to the PyTorch index).
-DOCKERFILE_INSTALL = (["torch==2.13.0"], [".[triton,onnx,text]"])
+DOCKERFILE_INSTALL = (["torch==2.13.0"], [".[torch,triton,onnx,text]"])
 BARE_INSTALL: tuple[list[str], ...] = (["."],)
 #: README's lines for ONNX models and for test data of texts, run as written, one after the other.
 ONNX_TEXT_INSTALL = ([".[onnx]"], [".[text]"])

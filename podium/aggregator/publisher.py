@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import redis
 
+from podium.core.channel import restored_counter
 from podium.core.decision import Reason, candidate_view
 from podium.core.messages import BestModelUpdate
 from podium.core.selection import Selection
@@ -21,15 +22,24 @@ from podium.streams.lock import LockLost
 #: History kept in ``podium:best-updates`` (approximate trim).
 HISTORY_MAXLEN = 100_000
 
-# KEYS: seq, latest, history, leader. ARGV: seq, payload, channel, maxlen, leader token ('' = no leader check).
+# KEYS: seq, latest, history, leader, channel's selection config.
+# ARGV: seq, payload, channel, maxlen, leader token ('' = no leader check), selection config hash ('' = none),
+# '1' to take the channel over.
+# Returns -1 (published), -2 (not the leader), the counter (a higher seq is needed), or the channel's config
+# hash as a string (another selection config owns the channel).
 _PUBLISH = """
 if ARGV[5] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[5] then return -2 end
+if ARGV[6] ~= '' and ARGV[7] ~= '1' then
+  local owner = redis.call('GET', KEYS[5])
+  if owner and owner ~= ARGV[6] then return owner end
+end
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) <= current then return current end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'data', ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[2])
+if ARGV[6] ~= '' then redis.call('SET', KEYS[5], ARGV[6]) end
 return -1
 """
 
@@ -45,14 +55,55 @@ class LeadershipLost(LockLost):
     """This aggregator is no longer the leader: what it holds must be dropped and rebuilt."""
 
 
+class ChannelRefused(Exception):
+    """Another selection config owns the study's channel (and this publish does not take it over)."""
+
+    def __init__(self, study: str, channel_hash: str):
+        super().__init__(f"study {study[:12]}'s channel belongs to selection config {channel_hash[:12]}")
+        self.study = study
+        self.channel_hash = channel_hash
+
+
 class Publisher:
-    def __init__(self, client: redis.Redis):
+    def __init__(self, client: redis.Redis, selection_config_hash: str = ""):
         self.client = client
+        #: Written with every update and checked against the channel's ('' = no check, for tools and tests).
+        self.selection_config_hash = selection_config_hash
         #: The leader lock's token while this aggregator leads (None: no leader check, for tools and tests).
         self.leader_token: str | None = None
         self._script = client.register_script(_PUBLISH)
         self._ack = client.register_script(_ACK)
         self._seq: dict[str, int] = {}  # last sequence used or seen per study (survives a Redis flush)
+
+    def channel_configs(self, studies: Sequence[str]) -> dict[str, str | None]:
+        """Each study's channel selection config hash (None: not known in Redis), one round trip."""
+        if not studies:
+            return {}
+        return dict(zip(studies, self.client.mget([keys.selection_config(s) for s in studies]), strict=True))
+
+    def known_seqs(self) -> dict[str, int]:
+        """The last sequence number this publisher used or saw, per study."""
+        return dict(self._seq)
+
+    def restore_sequences(self, studies: Sequence[str], known: dict[str, int]) -> dict[str, int]:
+        """Put back the sequence counters Redis lost (FLUSHALL, a fresh replica) of ``studies`` at the highest
+        number known (``known``, and what this publisher used), so the sequence goes on above every earlier
+        number. Returns the studies restored, with the number."""
+        if not studies:
+            return {}
+        counters = self.client.mget([keys.sequence(s) for s in studies])
+        todo = {}
+        for study, counter in zip(studies, counters, strict=True):
+            best = max(known.get(study, 0), self._seq.get(study, 0))
+            value = restored_counter(None if counter is None else int(counter), best)
+            if value is not None:
+                todo[study] = value
+        if not todo:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for study, value in todo.items():
+            pipe.set(keys.sequence(study), value, nx=True)
+        return {study: value for (study, value), done in zip(todo.items(), pipe.execute(), strict=True) if done}
 
     def last_published(self, study: str, config_hash: str | None) -> BestModelUpdate | None:
         raw = self.client.get(keys.best_latest(study, config_hash))
@@ -69,9 +120,13 @@ class Publisher:
         then_ack: Sequence[str] = (),
         statistic: str = "",
         label: str | None = None,
+        take_over: bool = False,
     ) -> BestModelUpdate:
         """Publish the next update of a study; with ``then_ack``, acknowledge those entries in the same round
-        trip, after it (a step of one event then costs Redis two round trips: the read, and this)."""
+        trip, after it (a step of one event then costs Redis two round trips: the read, and this).
+
+        Raises :class:`ChannelRefused` (the entries in ``then_ack`` acknowledged all the same) when another
+        selection config owns the study's channel, unless ``take_over``."""
         best = candidate_view(selection.best) if selection else None
         ack = list(then_ack)
         while True:
@@ -96,14 +151,24 @@ class Publisher:
                 note=selection.note if selection else "",
                 published_at=time.time(),
                 label=label,
+                selection_config_hash=self.selection_config_hash or None,
             )
             publish_keys = [
                 keys.sequence(study),
                 keys.best_latest(study, config_hash),
                 keys.BEST_UPDATES_STREAM,
                 keys.AGGREGATOR_LEADER,
+                keys.selection_config(study),
             ]
-            publish_args = [seq, update.encode(), keys.best_channel(study), HISTORY_MAXLEN, self.leader_token or ""]
+            publish_args = [
+                seq,
+                update.encode(),
+                keys.best_channel(study),
+                HISTORY_MAXLEN,
+                self.leader_token or "",
+                self.selection_config_hash,
+                "1" if take_over else "",
+            ]
             if ack:
                 pipe = self.client.pipeline(transaction=False)
                 self._script(keys=publish_keys, args=publish_args, client=pipe)
@@ -113,6 +178,8 @@ class Publisher:
                 ack = []  # done, whatever the publish says
             else:
                 result = self._script(keys=publish_keys, args=publish_args)
+            if isinstance(result, bytes | str):
+                raise ChannelRefused(study, result.decode() if isinstance(result, bytes) else result)
             if int(result) == -2:
                 raise LeadershipLost(f"publish of seq {seq} for study {study[:12]} refused: no longer the leader")
             if int(result) == -1:

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 
 import redis
 
-from podium.aggregator.publisher import Publisher
+from podium.aggregator.publisher import ChannelRefused, Publisher
 from podium.core.aggregation import ScopeKey
+from podium.core.channel import channel_rule, refusal, selection_config_hash
 from podium.core.config import SelectionConfig
-from podium.core.decision import Decision, View, decide, view_of_update
+from podium.core.decision import Decision, View, decide, view_of_selection, view_of_update
 from podium.core.figure import statistic_name
 from podium.core.messages import BenchmarkResult, BestModelUpdate, MessageError, decode
 from podium.core.records import BenchmarkRecord
@@ -49,6 +50,8 @@ CLAIM_IDLE_MS = 30_000
 CLAIM_EVERY_S = 5.0
 #: A trial unknown to the state is looked up in MLflow at most this often.
 TRIAL_REFRESH_S = 5.0
+#: A standby waits at most this long for a new history entry before it tries to lead again.
+FOLLOW_BLOCK_MS = 1000
 #: Runs remembered as verified (a replayed event of one of them needs no MLflow look-up).
 VERIFIED_MAX = 200_000
 
@@ -76,13 +79,19 @@ class Aggregator:
         on_new_best: Callable[[Selection], object] | None = None,
         clock: Clock = DEFAULT_CLOCK,
         eviction: EvictionGuard | None = None,
+        take_over: bool = False,
     ):
         self.client = client
         self.tracking = tracking
         self.config = config
         self.consumer = consumer
         self.state = SelectionState(config)
-        self.publisher = Publisher(client)
+        #: One selection config per study channel: this one's hash goes with every update; a study whose channel
+        #: another config owns is not published (``refused``: study -> the channel's hash) unless ``take_over``.
+        self.config_hash = selection_config_hash(config)
+        self.take_over = take_over
+        self.refused: dict[str, str] = {}
+        self.publisher = Publisher(client, self.config_hash)
         self.published: dict[ScopeKey, View | None] = {}
         self.trial_checked: dict[tuple[str, str], float] = {}
         self.stats = AggregatorStats()
@@ -95,6 +104,9 @@ class Aggregator:
         #: Each scope's readable name (None: none found), read once.
         self.labels: dict[ScopeKey, str | None] = {}
         self._last_claim = 0.0
+        #: The highest sequence number known per study, followed while standing by (``follow``).
+        self.known_seq: dict[str, int] = {}
+        self._history_cursor: str | None = None
 
     # ------------------------------------------------------------------ start-up
 
@@ -120,11 +132,25 @@ class Aggregator:
                 self._remember(bench)
         self.tracking.warm_lookups()
         self.published = {}
-        for scope in self.state.scopes():
-            self.published[scope] = view_of_update(
-                self.publisher.last_published(scope.study_key_hash, scope.config_hash)
+        restored = self.publisher.restore_sequences(sorted({b.study_key_hash for b in benchmarks}), self.known_seq)
+        if restored:
+            log.warning(
+                "Redis lost the sequence counter of %d study(ies) MLflow holds (%s): put back at the highest number "
+                "this aggregator knew, so their sequences go on (Redis lost its data?).",
+                len(restored),
+                ", ".join(f"{s[:12]} at {n}" for s, n in list(restored.items())[:5])
+                + (", ..." if len(restored) > 5 else ""),
             )
-            self.maybe_publish(scope)
+        scopes = self.state.scopes()
+        last = {scope: self.publisher.last_published(scope.study_key_hash, scope.config_hash) for scope in scopes}
+        taking_over = self._check_channels(scopes, last)
+        for scope in scopes:
+            self.published[scope] = view_of_update(last[scope])
+            if scope.study_key_hash in taking_over:
+                selection = self.state.select(scope)
+                self._publish(scope, selection, Decision("take_over", view_of_selection(selection)), take_over=True)
+            else:
+                self.maybe_publish(scope)
         log.info(
             "Rebuilt from MLflow %s: %d trial run(s), %d benchmark run(s), %d scope(s), %d group(s).",
             self.tracking.uri,
@@ -200,6 +226,31 @@ class Aggregator:
             self._publish(scope, selection, decision, then_ack=ack if i == len(due) - 1 else ())
         if not due:
             self.publisher.ack(ack)
+
+    def _check_channels(self, scopes: Sequence[ScopeKey], last: dict[ScopeKey, BestModelUpdate | None]) -> set[str]:
+        """Read each study channel's selection config (Redis's key; else the config its latest value names); log
+        one line per study another config owns. Returns the studies this aggregator takes over."""
+        studies = sorted({scope.study_key_hash for scope in scopes})
+        channels = self.publisher.channel_configs(studies)
+        for scope, update in last.items():  # the key lost (or written by an older podium): the snapshot says
+            if channels.get(scope.study_key_hash) is None and update is not None and update.selection_config_hash:
+                channels[scope.study_key_hash] = update.selection_config_hash
+        self.refused, taking_over = {}, set()
+        for study in studies:
+            channel = channels.get(study)
+            rule = channel_rule(channel, self.config_hash, self.take_over)
+            if rule == "refuse" and channel is not None:
+                self.refused[study] = channel
+                log.warning(refusal(study, channel, self.config_hash))
+            elif rule == "take_over" and channel is not None:
+                taking_over.add(study)
+                log.warning(
+                    "Study %s: taking its channel over (--take-over) from selection config %s to %s.",
+                    study[:12],
+                    channel[:12],
+                    self.config_hash[:12],
+                )
+        return taking_over
 
     def _remember(self, record: BenchmarkRecord) -> BenchmarkRecord:
         if len(self.verified) >= VERIFIED_MAX:
@@ -281,21 +332,36 @@ class Aggregator:
         return self.labels[scope]
 
     def _publish(
-        self, scope: ScopeKey, selection: Selection | None, decision: Decision, then_ack: Sequence[str] = ()
-    ) -> BestModelUpdate:
-        """Publish a decided update; with ``then_ack``, acknowledge those entries in the same round trip."""
+        self,
+        scope: ScopeKey,
+        selection: Selection | None,
+        decision: Decision,
+        then_ack: Sequence[str] = (),
+        take_over: bool = False,
+    ) -> BestModelUpdate | None:
+        """Publish a decided update; with ``then_ack``, acknowledge those entries in the same round trip. None:
+        another selection config owns the study's channel (the entries are acknowledged all the same)."""
         reason = decision.reason
-        update = self.publisher.publish(
-            selection,
-            scope.study_key_hash,
-            scope.config_hash,
-            reason,
-            self.config.selection.policy,
-            self.config.benchmark.across_runs,
-            then_ack=then_ack,
-            statistic=statistic_name(self.config.benchmark),
-            label=self._label(scope, selection),
-        )
+        if scope.study_key_hash in self.refused:
+            self.publisher.ack(then_ack)
+            return None
+        try:
+            update = self.publisher.publish(
+                selection,
+                scope.study_key_hash,
+                scope.config_hash,
+                reason,
+                self.config.selection.policy,
+                self.config.benchmark.across_runs,
+                then_ack=then_ack,
+                statistic=statistic_name(self.config.benchmark),
+                label=self._label(scope, selection),
+                take_over=take_over,
+            )
+        except ChannelRefused as exc:  # another leader's config took the channel meanwhile
+            self.refused[exc.study] = exc.channel_hash
+            log.warning(refusal(exc.study, exc.channel_hash, self.config_hash))
+            return None
         self.published[scope] = decision.view
         self.stats.published += 1
         prometheus.UPDATES.labels(reason).inc()
@@ -314,7 +380,7 @@ class Aggregator:
         )
         if self.on_update:
             self.on_update(update)
-        if self.on_new_best and selection is not None and reason in ("first", "new_best"):
+        if self.on_new_best and selection is not None and reason in ("first", "new_best", "take_over"):
             self.on_new_best(selection)
         return update
 
@@ -325,8 +391,8 @@ class Aggregator:
         while not stop.is_set():
             leader = FencedLock(self.client, keys.AGGREGATOR_LEADER, keys.AGGREGATOR_FENCE, leader_ttl_ms)
             try:
-                if leader.acquire() is None:
-                    stop.wait(leader_ttl_ms / 3000)
+                if leader.acquire() is None:  # stand by: follow the sequences until the next try
+                    self.follow(block_ms=min(leader_ttl_ms // 3, FOLLOW_BLOCK_MS))
                     continue
                 self._lead(leader)
                 while not stop.is_set():
@@ -346,6 +412,30 @@ class Aggregator:
             finally:
                 self.publisher.leader_token = None
                 leader.release()
+
+    def follow(self, block_ms: int | None = None) -> None:
+        """While standing by: remember the highest sequence number of each study (Redis's counters once, then the
+        history stream's new entries as they come, waiting up to ``block_ms`` for one), so that leading after
+        Redis lost its data continues above them."""
+        if self._history_cursor is None:
+            tip = self.client.xrevrange(keys.BEST_UPDATES_STREAM, count=1)
+            names = list(self.client.scan_iter(match=keys.SEQUENCE_PATTERN, count=1000))
+            for name, value in zip(names, self.client.mget(names) if names else [], strict=True):
+                if value is not None:
+                    self._know(name.removeprefix(keys.SEQUENCE_PATTERN[:-1]), int(value))
+            self._history_cursor = tip[0][0] if tip else "0-0"
+        read = self.client.xread({keys.BEST_UPDATES_STREAM: self._history_cursor}, count=BATCH, block=block_ms)
+        for entry_id, fields in (e for _, batch in (read or []) for e in batch):
+            self._history_cursor = entry_id
+            try:
+                update = decode(BestModelUpdate, fields.get("data", ""))
+            except MessageError:
+                continue
+            self._know(update.study_key_hash, update.seq)
+
+    def _know(self, study: str, seq: int) -> None:
+        if seq > self.known_seq.get(study, 0):
+            self.known_seq[study] = seq
 
     def _lead(self, leader: FencedLock) -> None:
         """Take the lead: publish and acknowledge under its token, rebuild from MLflow, recover pending entries."""

@@ -181,6 +181,9 @@ def _study(board: Board, study: str) -> dict[str, Any]:
         snap.documents.get(study, []),
         views.selection_config(snap.config),
         _selections_state(board),
+        snap.runs,
+        snap.sla_p99_ms,
+        board.mlflow_ui,
     )
     doc["feed"] = board.feed.state
     return doc

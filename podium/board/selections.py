@@ -2,7 +2,9 @@
 cache that a background thread reloads only when an update arrives (never per page, never on a timer).
 
 The tracker reads a store as a whole, so one reload serves every study that changed meanwhile; pages of those
-studies are told (``refreshed``) once it is done."""
+studies are told (``refreshed``) once it is done. Each reload also reads, in one more look-up, the candidates'
+benchmark runs (their load levels, for the latency-vs-throughput curves) and, when runs are linked to an MLflow
+UI, their trial runs (the experiment of each run)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,25 @@ RETRY_S = 5.0
 
 
 @dataclass(frozen=True)
+class RunSeen:
+    """What the board keeps of a candidate's run: its experiment (for links) and its load curve, if any."""
+
+    experiment_id: str
+    load: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What one read of the store gives."""
+
+    documents: dict[str, list[dict[str, Any]]]
+    config: SelectionConfig
+    runs: dict[str, RunSeen] = field(default_factory=dict)
+    #: benchmark config hash -> the p99 budget of its load levels (known for the board's own benchmark.yaml)
+    sla_p99_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """One load: each study's ``podium select --json`` documents (one per config), and the config it used."""
 
@@ -32,6 +53,8 @@ class Snapshot:
     loaded_at: float | None = None
     load_s: float | None = None
     error: str | None = None
+    runs: dict[str, RunSeen] = field(default_factory=dict)
+    sla_p99_ms: dict[str, float] = field(default_factory=dict)
 
 
 class MlflowSelections:
@@ -44,15 +67,18 @@ class MlflowSelections:
         config: Path | None = None,
         experiments: Sequence[str] | None = None,
         clock_ms: tuple[int, int] = (300_000, 3_600_000),
+        trial_runs: bool = False,
     ):
         self.tracking_uri = tracking_uri
+        #: read the trial runs too (their experiments, for links to the MLflow UI)
+        self.trial_runs = trial_runs
         self.config_dir = config_dir
         self.config_path = config
         self.experiments = list(experiments or [])
         self.clock_ms = clock_ms
         self._tracking: Any = None
 
-    def __call__(self) -> tuple[dict[str, list[dict[str, Any]]], SelectionConfig]:
+    def __call__(self) -> Loaded:
         from podium.core.verification import Clock
         from podium.settings.files import load_selection_config, load_tags
         from podium.tracking.selected import select_store
@@ -67,7 +93,38 @@ class MlflowSelections:
         documents: dict[str, list[dict[str, Any]]] = {}
         for doc in select_store(self._tracking, self.experiments, cfg, Clock(*self.clock_ms)).documents():
             documents.setdefault(doc["study_key_hash"], []).append(doc)
-        return documents, cfg
+        return Loaded(documents, cfg, self._runs(documents), self._sla())
+
+    def _runs(self, documents: dict[str, list[dict[str, Any]]]) -> dict[str, RunSeen]:
+        """Every candidate's benchmark run (and trial run, when linked), read in one look-up."""
+        from podium.board.load_curves import load_curve
+        from podium.tracking.labels import runs_named
+
+        wanted: set[str] = set()
+        for docs in documents.values():
+            for doc in docs:
+                for c in doc.get("candidates", []) + doc.get("excluded", []):
+                    wanted.add(c["benchmark_run_id"])
+                    if self.trial_runs:
+                        wanted.add(c["trial_run_id"])
+        if not wanted:
+            return {}
+        return {
+            run_id: RunSeen(str(run.info.experiment_id), load_curve(run.data.metrics))
+            for run_id, run in runs_named(self._tracking, wanted).items()
+        }
+
+    def _sla(self) -> dict[str, float]:
+        """The p99 budget of the board's own benchmark.yaml, for the scope measured with it."""
+        from podium.settings.files import config_hash_of, load_benchmark_config
+
+        try:
+            bench = load_benchmark_config(None, self.config_dir)
+            budget = bench.benchmarking.load.sla_p99_ms
+            return {} if budget is None else {config_hash_of(bench): budget}
+        except (PodiumError, OSError) as exc:
+            log.debug("No p99 budget from %s (%s).", self.config_dir, exc)
+            return {}
 
 
 class SelectionCache:
@@ -76,7 +133,7 @@ class SelectionCache:
 
     def __init__(
         self,
-        load: Callable[[], tuple[dict[str, list[dict[str, Any]]], SelectionConfig]],
+        load: Callable[[], Loaded],
         on_refreshed: Callable[[set[str] | None], None] | None = None,
     ):
         self._load = load
@@ -119,7 +176,7 @@ class SelectionCache:
                 asked, self._dirty = self._dirty, set()
             started = time.monotonic()
             try:
-                documents, cfg = self._load()
+                loaded = self._load()
             except (PodiumError, OSError) as exc:
                 log.warning("Could not read the selections from MLflow (%s); trying again in %.0f s.", exc, RETRY_S)
                 self.snapshot = Snapshot(
@@ -128,13 +185,22 @@ class SelectionCache:
                     self.snapshot.loaded_at,
                     self.snapshot.load_s,
                     str(exc),
+                    self.snapshot.runs,
+                    self.snapshot.sla_p99_ms,
                 )
                 with self._lock:
                     self._dirty = None if asked is None or self._dirty is None else self._dirty | asked
                 self._stop.wait(RETRY_S)
                 self._wake.set()
                 continue
-            self.snapshot = Snapshot(documents, cfg, time.time(), round(time.monotonic() - started, 3))
+            self.snapshot = Snapshot(
+                loaded.documents,
+                loaded.config,
+                time.time(),
+                round(time.monotonic() - started, 3),
+                runs=loaded.runs,
+                sla_p99_ms=loaded.sla_p99_ms,
+            )
             self.loaded.set()
             if self.on_refreshed is not None:
                 self.on_refreshed(asked)

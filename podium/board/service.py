@@ -23,8 +23,10 @@ class Board:
     cache: SelectionCache
     #: For page reads (status, workers, activity): short timeouts, so a page answers while Redis is away.
     reads: redis.Redis
-    #: ``podium:...`` keys come from here; MLflow run links are made against it when it is a web server.
+    #: ``podium:...`` keys come from here.
     tracking_uri: str
+    #: The MLflow UI that run links point at (None: the run ids are shown without links).
+    mlflow_ui: str | None = None
 
     def start(self) -> None:
         self.cache.start()
@@ -44,14 +46,18 @@ def build_board(
     config: Path | None = None,
     experiments: list[str] | None = None,
     clock_ms: tuple[int, int] = (300_000, 3_600_000),
+    mlflow_ui: str | None = None,
 ) -> Board:
+    """``mlflow_ui``: the MLflow UI to link runs to (an http(s) URL); None links none."""
     reads = redis.Redis.from_url(
         redis_url,
         decode_responses=True,
         socket_connect_timeout=READ_CONNECT_TIMEOUT_S,
         socket_timeout=READ_TIMEOUT_S,
     )
-    cache = SelectionCache(MlflowSelections(tracking_uri, config_dir, config, experiments, clock_ms))
+    cache = SelectionCache(
+        MlflowSelections(tracking_uri, config_dir, config, experiments, clock_ms, trial_runs=mlflow_ui is not None)
+    )
     feed = Feed(connect(redis_url), on_update=cache.invalidate)
 
     def refreshed(studies: set[str] | None) -> None:
@@ -61,4 +67,4 @@ def build_board(
             feed.broadcast(("refreshed", study), study)
 
     cache.on_refreshed = refreshed
-    return Board(feed, cache, reads, tracking_uri)
+    return Board(feed, cache, reads, tracking_uri, mlflow_ui)

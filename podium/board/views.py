@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from podium.board.load_curves import run_link
 from podium.core.config import SelectionConfig
 from podium.core.messages import BestModelUpdate
 
@@ -72,9 +73,14 @@ def study_document(
     documents: list[dict[str, Any]],
     cfg: Mapping[str, Any] | None,
     selections: Mapping[str, Any],
+    runs: Mapping[str, Any] | None = None,
+    sla_p99_ms: Mapping[str, float] | None = None,
+    mlflow_ui: str | None = None,
 ) -> dict[str, Any]:
-    """One study: per scope (benchmark config) its current update and its ``podium select --json`` selection,
-    the history of its updates, newest first, and the selection config."""
+    """One study: per scope (benchmark config) its current update, its ``podium select --json`` selection, the
+    load curves of its candidates and the links to their MLflow runs; the history of its updates, newest first,
+    and the selection config. ``runs``: run id -> :class:`~podium.board.selections.RunSeen`."""
+    runs = runs or {}
     updates = {u.benchmark_config_hash: u for u in latest}
     docs = {d.get("benchmark_config_hash"): d for d in documents}
     order = sorted(set(updates) | set(docs), key=lambda c: (c is None, c or ""))
@@ -87,6 +93,8 @@ def study_document(
                 "label": (update.label if update else None) or (doc or {}).get("label"),
                 "update": update.model_dump(mode="json") if update else None,
                 "selection": doc,
+                "load": load_section(doc, runs, (sla_p99_ms or {}).get(config or "")),
+                "links": run_links(doc, runs, mlflow_ui),
             }
         )
     labels = [d.get("study_label") for d in documents] + [s["label"] for s in scopes]
@@ -98,4 +106,35 @@ def study_document(
         "history": [u.model_dump(mode="json") for u in reversed(history[-HISTORY_SHOWN:])],
         "selection_config": cfg,
         "selections": dict(selections),
+        "mlflow_ui": mlflow_ui,
     }
+
+
+def _candidates(selection: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    return [] if selection is None else list(selection.get("candidates", [])) + list(selection.get("excluded", []))
+
+
+def load_section(selection: Mapping[str, Any] | None, runs: Mapping[str, Any], sla: float | None) -> dict[str, Any]:
+    """The latency-vs-throughput curve of each candidate whose benchmark run measured load levels (in the
+    selection's order), and the p99 budget when the board knows it."""
+    curves = []
+    for c in _candidates(selection):
+        seen = runs.get(c["benchmark_run_id"])
+        if seen is None or seen.load is None:
+            continue
+        ids = {k: c[k] for k in ("trial_key_hash", "benchmark_key", "benchmark_run_id")}
+        curves.append(ids | {"backbone": c.get("backbone")} | seen.load)
+    return {"sla_p99_ms": sla, "curves": curves}
+
+
+def run_links(selection: Mapping[str, Any] | None, runs: Mapping[str, Any], ui: str | None) -> dict[str, str]:
+    """Run id -> its page in the MLflow UI, for the candidates' benchmark and trial runs (none without a UI)."""
+    if ui is None:
+        return {}
+    out = {}
+    for c in _candidates(selection):
+        for key in ("benchmark_run_id", "trial_run_id"):
+            seen = runs.get(c[key])
+            if seen is not None:
+                out[c[key]] = run_link(ui, seen.experiment_id, c[key])
+    return out

@@ -28,6 +28,14 @@ def board(
     experiment: Annotated[
         list[str] | None, typer.Option("--experiment", "-e", help="Experiment name (repeatable); default: all active")
     ] = None,
+    mlflow_ui: Annotated[
+        str | None,
+        typer.Option(
+            "--mlflow-ui",
+            help="MLflow UI to link runs to, an http(s) URL (default: the tracking URI when it is one; "
+            "a sqlite store has none: run ids are shown without links)",
+        ),
+    ] = None,
 ) -> None:
     """Serve the board: studies, each study's best model with why, its history, candidates and Pareto chart,
     and the workers, updated live over Server-Sent Events. Read only: it never writes to Redis or MLflow.
@@ -38,8 +46,15 @@ def board(
 
         from podium.board.app import create_app
         from podium.board.service import build_board
+    from podium.board.load_curves import web_ui
     from podium.settings.env import redact_url
 
+    ui = web_ui(mlflow_ui or settings.tracking_uri)
+    if mlflow_ui and ui is None:
+        raise typer.BadParameter(
+            f"{mlflow_ui!r} is not an http(s) URL; give the MLflow UI's address, e.g. http://mlflow.internal:5000",
+            param_hint="--mlflow-ui",
+        )
     token = os.environ.get(TOKEN_ENV) or None
     board_parts = build_board(
         settings.redis_url,
@@ -48,12 +63,13 @@ def board(
         config,
         experiment,
         (int(settings.max_clock_skew_s * 1000), settings.max_benchmark_s * 1000),  # as the aggregator
+        ui,
     )
     app = create_app(board_parts, token)
     guard = "token required" if token else "no token: anyone who reaches it reads it"
     console.print(
         f"podium board on http://{host}:{port}/ (Redis {redact_url(settings.redis_url)}, MLflow "
-        f"{redact_url(settings.tracking_uri)}; {guard})",
+        f"{redact_url(settings.tracking_uri)}; {guard}; run links: {ui or 'none'})",
         highlight=False,
     )
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2, access_log=False)

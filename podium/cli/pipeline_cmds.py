@@ -92,6 +92,14 @@ def aggregator(
     config: Annotated[Path | None, typer.Option(help="best_model_selection.yaml")] = None,
     tracking_uri: TrackingUriOption = None,
     redis_url: RedisUrlOption = None,
+    take_over: Annotated[
+        bool,
+        typer.Option(
+            "--take-over",
+            help="Publish studies whose channel another selection config owns, switching them to this one "
+            "(each switch is published with reason take_over); without it such studies are left as they are",
+        ),
+    ] = False,
 ) -> None:
     """Consume benchmark results, keep rolling aggregates and publish the best model of each study."""
     import redis
@@ -141,6 +149,7 @@ def aggregator(
             eviction=EvictionGuard(
                 client, f"podium aggregator {consumer}", settings.accept_redis_eviction, settings.redis_policy_check_s
             ),
+            take_over=take_over,
         )
     from podium.monitoring import prometheus
 
@@ -225,12 +234,26 @@ def backfill(
     dry_run: Annotated[bool, typer.Option(help="Only list what is missing")] = False,
     tracking_uri: TrackingUriOption = None,
     redis_url: RedisUrlOption = None,
+    sent: Annotated[
+        bool,
+        typer.Option(
+            "--sent",
+            help="Instead: re-send the requests of the sent log (podium:sent, last 24 h) that no answer, queue or "
+            "worker accounts for (a queue that lost messages); a FLUSHALL takes the log too",
+        ),
+    ] = False,
+    sent_older_than: Annotated[
+        float, typer.Option(help="With --sent: only requests sent at least this many seconds ago")
+    ] = 60.0,
 ) -> None:
     """Enqueue a benchmark for every champion that has none under the current config (by benchmark_key).
     Champions that cannot be sent (their runs' tags break a rule) are listed; then the exit status is 1."""
     from podium.settings.files import load_benchmark_config
 
     settings = settings_for(tracking_uri, redis_url)
+    if sent:
+        _resend_lost(settings, sent_older_than)
+        return
     with podium_errors():
         from podium.broker.app import create_app
         from podium.producers.backfill import Refusal, filter_missing_benchmarks, send_missing
@@ -264,6 +287,35 @@ def backfill(
         )
     _print_sent(sent, store.uri)
     _exit_if_refused(refused + not_sent, sent=len(sent))
+
+
+def _resend_lost(settings: PodiumSettings, min_age_s: float) -> None:
+    """``backfill --sent``: re-send what the queue lost, from the producers' sent log."""
+    from podium.broker.app import create_app
+    from podium.producers.resend import resend_lost
+    from podium.streams import keys
+
+    client = redis_or_fail(settings.redis_url, "read the sent log")
+    with podium_errors():
+        report = resend_lost(client, create_app(settings), min_age_s)
+    console.print(
+        f"{report.noted} request(s) in {keys.SENT_STREAM} from the last 24 h: {report.accounted} answered, queued, "
+        f"in flight or sent less than {min_age_s:g} s ago; {len(report.sent)} lost and sent again.",
+        highlight=False,
+    )
+    if report.noted == 0:
+        console.print(
+            f"{keys.SENT_STREAM} is empty: nothing was sent in the last 24 h, or Redis lost it too (FLUSHALL, a "
+            "fresh replica); podium backfill (without --sent) re-sends every champion with no benchmark under "
+            "the current config.",
+            highlight=False,
+        )
+    if report.sent:
+        _print_sent(report.sent, "named in each request")
+    for entry_id, why in report.refused:
+        console.print(f"  entry {entry_id} not sent: {why}", highlight=False, markup=False)
+    if report.refused:
+        fail(f"{len(report.refused)} entry(ies) of {keys.SENT_STREAM} refused (listed above)", EXIT_FAILED)
 
 
 def _exit_if_refused(refused: list[Refusal], sent: int | None) -> None:

@@ -15,7 +15,7 @@ from typing import Literal
 from podium.core.messages import BestModelUpdate, CandidateView
 from podium.core.selection import Candidate, Selection
 
-Reason = Literal["first", "new_best", "figures_changed", "within_noise", "candidates_changed", "removed"]
+Reason = Literal["first", "new_best", "figures_changed", "within_noise", "candidates_changed", "removed", "take_over"]
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,10 @@ class BestModelUpdate(Message):
     benchmark_config_hash: str | None
     seq: int  # per study, strictly increasing
     #: ``within_noise``: the best stays; ``challenger`` ranks first but its advantage is within the noise.
-    reason: Literal["first", "new_best", "figures_changed", "within_noise", "candidates_changed", "removed"]
+    #: ``take_over``: an aggregator started with ``--take-over`` switched the channel to its selection config.
+    reason: Literal[
+        "first", "new_best", "figures_changed", "within_noise", "candidates_changed", "removed", "take_over"
+    ]
     best: CandidateView | None
     #: Candidates competing (ranked).
     candidates: int
@@ -170,6 +173,8 @@ class BestModelUpdate(Message):
     #: The scope's readable name next to its hashes (``tagger-study · local · torchscript · batch 1``); None when
     #: not known (older aggregators).
     label: str | None = Field(default=None, max_length=500)
+    #: The selection config the update was decided under (hex of its canonical JSON); None from older aggregators.
+    selection_config_hash: str | None = Field(default=None, max_length=64)
 
 
 M = TypeVar("M", bound=Message)

@@ -74,9 +74,9 @@ def _load_pytorch(folder: Path) -> Any:
             "version (mlflow.pytorch.log_model(..., code_paths=[...]))"
         ) from None
     module = getattr(model, "module", None)
-    if callable(module) and type(model).__name__ == "ExportedProgram":  # MLflow 3's pt2 format
+    if callable(module) and type(model).__name__ == "ExportedProgram":  # a program not yet made a module
         return module()
-    return model
+    return model  # MLflow 3's pt2 format loads as the program's module (a GraphModule), fixed in eval mode
 
 
 def convert(module: Any, cfg: BenchmarkingSection, dest: Path) -> tuple[Path, str]:
@@ -100,7 +100,7 @@ def convert(module: Any, cfg: BenchmarkingSection, dest: Path) -> tuple[Path, st
     specs = _input_specs(module, cfg)
     example = _example(specs, cfg)
     shown = ", ".join(f"{s.name} {s.datatype}[{TRACE_BATCH}x{cfg.max_length}]" for s in specs)
-    module.eval()
+    what = _to_eval(module)
     if cfg.model_format == "onnx":
         path = dest / "model.onnx"
         names = [s.name for s in specs]
@@ -119,10 +119,8 @@ def convert(module: Any, cfg: BenchmarkingSection, dest: Path) -> tuple[Path, st
                     verbose=False,
                 )
         except Exception as exc:
-            raise ConversionError(
-                f"cannot export the run's nn.Module to ONNX on inputs {shown}: {_first(exc)}"
-            ) from None
-        return path, f"eager nn.Module from the run's MLflow model exported to ONNX on inputs {shown}"
+            raise ConversionError(f"cannot export the run's {what} to ONNX on inputs {shown}: {_first(exc)}") from None
+        return path, f"{what} from the run's MLflow model exported to ONNX on inputs {shown}"
     path = dest / "model.pt"
     signature = {"inputs": [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)} for s in specs]}
     for entry, spec in zip(signature["inputs"], specs, strict=True):
@@ -136,10 +134,20 @@ def convert(module: Any, cfg: BenchmarkingSection, dest: Path) -> tuple[Path, st
         raise
     except Exception as exc:
         raise ConversionError(
-            f"cannot trace the run's nn.Module on inputs {shown}: {_first(exc)}; log a scripted or traced module "
+            f"cannot trace the run's {what} on inputs {shown}: {_first(exc)}; log a scripted or traced module "
             "instead (mlflow.pytorch.log_model(torch.jit.trace(model, example), ...))"
         ) from None
-    return path, f"eager nn.Module from the run's MLflow model traced to TorchScript on inputs {shown}"
+    return path, f"{what} from the run's MLflow model traced to TorchScript on inputs {shown}"
+
+
+def _to_eval(module: Any) -> str:
+    """Put ``module`` in eval mode; what it is, for the note: an eager module, or a ``torch.export`` program's
+    module (MLflow 3's pt2 format), whose mode was fixed at export and which refuses ``eval()``."""
+    try:
+        module.eval()
+    except NotImplementedError:
+        return "torch.export program (pt2)"
+    return "eager nn.Module"
 
 
 def _input_specs(module: Any, cfg: BenchmarkingSection) -> list[Any]:

@@ -25,6 +25,8 @@ from podium.streams import keys
 log = logging.getLogger(__name__)
 #: Set once this process has warned about a champion without fingerprints (once is enough).
 _unknown_warned = threading.Event()
+#: Set once this process has warned that it could not note a request in the sent log.
+_sent_log_warned = threading.Event()
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ def send_request(app: Celery, request: BenchmarkRequest, retries: int = SEND_RET
             f"cannot send benchmark request {request.request_id} ({request.benchmark_key[:12]}…) to the broker at "
             f"{redact_url(str(app.conf.broker_url))}: {why}; it was not enqueued, try again when Redis is back"
         ) from None
+    _note_sent(app, request, result.id, queue)
     log.info(
         "Enqueued benchmark %s of run %s on %s (task %s).",
         request.benchmark_key[:12],
@@ -107,6 +110,25 @@ def send_request(app: Celery, request: BenchmarkRequest, retries: int = SEND_RET
         result.id,
     )
     return Enqueued(request.benchmark_key, result.id, queue, request.request_id)
+
+
+def _note_sent(app: Celery, request: BenchmarkRequest, task_id: str, queue: str) -> None:
+    """Note the request in ``podium:sent`` (for ``podium backfill --sent``) through the result backend's Redis
+    pool; a failure costs only that note (one warning per process), never the send."""
+    from podium.streams.sent import note_sent
+
+    try:
+        note_sent(app.backend.client, task_id, request.benchmark_key, queue, request.encode())
+    except (RedisError, OSError, AttributeError) as exc:
+        if not _sent_log_warned.is_set():
+            _sent_log_warned.set()
+            log.warning(
+                "Sent request %s but could not note it in %s (%s): if its queue loses it, backfill --sent "
+                "cannot re-send it.",
+                request.request_id,
+                keys.SENT_STREAM,
+                exc,
+            )
 
 
 def enqueue_benchmark(

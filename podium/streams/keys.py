@@ -22,6 +22,11 @@ HOOK_MISSED = f"{PREFIX}:hooks:missed"
 #: Bumped whenever legacy benchmark runs (without ``benchmark_key``) may have appeared (``podium backfill``,
 #: ``podium sweep``): workers then ask MLflow again whether a study has any.
 LEGACY_EPOCH = f"{PREFIX}:legacy-epoch"
+#: Requests producers sent (task id, key, queue, the request), capped: ``podium backfill --sent`` re-sends those
+#: the queue lost. Lives in the same Redis as the queue: a FLUSHALL takes it too.
+SENT_STREAM = f"{PREFIX}:sent"
+#: Celery's result of a task (the answer: measured, reused, failed), kept ``result_expires`` (24 h).
+TASK_META_PREFIX = "celery-task-meta-"
 #: Celery task name of a benchmark request.
 BENCHMARK_TASK = f"{PREFIX}.benchmark"
 
@@ -91,6 +96,14 @@ def study_of_best(key: str) -> str:
 
 def sequence(study_key_hash: str) -> str:
     return f"{PREFIX}:seq:{require_safe(study_key_hash, 'study_key_hash')}"
+
+
+SEQUENCE_PATTERN = f"{PREFIX}:seq:*"
+
+
+def selection_config(study_key_hash: str) -> str:
+    """The hash of the selection config a study's channel is published under (written with each publish)."""
+    return f"{PREFIX}:selection-config:{require_safe(study_key_hash, 'study_key_hash')}"
 
 
 #: Kombu's binding key of each podium queue (how ``podium status`` finds the queues).

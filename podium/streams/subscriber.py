@@ -5,6 +5,11 @@ Pub/Sub is at-most-once and redis-py re-subscribes silently after a reconnect, s
 (re)subscribes itself, then catches up from the durable history stream ``podium:best-updates`` from
 where it last was, and drops every update whose per-study sequence number it has already yielded.
 
+A lower sequence number than the last one yielded is either a late copy (dropped) or a sign that Redis lost its
+data and an aggregator restarted the study's counter (an older podium restarted it at 1): the study's latest
+value (the snapshot) tells which. When the snapshot is below what was yielded, the follower logs one line and
+re-syncs: the study's sequence starts again from that update and the snapshot.
+
     for update in podium.subscribe(study_key_hash="..."):
         print(update.seq, update.reason, update.best.trial_key_hash, update.best.latency_ms)
 """
@@ -66,13 +71,34 @@ class _Follower:
         self.seen: dict[str, int] = {}
         self.history_id: str | None = None  # where the catch-up read stopped
 
-    def _fresh(self, update: BestModelUpdate) -> bool:
-        if self.study is not None and update.study_key_hash != self.study:
-            return False
-        if update.seq <= self.seen.get(update.study_key_hash, 0):
-            return False
-        self.seen[update.study_key_hash] = update.seq
-        return True
+    def _fresh(self, update: BestModelUpdate) -> list[BestModelUpdate]:
+        """What to yield for ``update``: itself when new; nothing for a copy; after a reset, itself and the
+        snapshot's newer values."""
+        study = update.study_key_hash
+        if self.study is not None and study != self.study:
+            return []
+        last = self.seen.get(study, 0)
+        if update.seq > last:
+            self.seen[study] = update.seq
+            return [update]
+        if update.seq == last:
+            return []
+        snapshot = self._latest_values(study)
+        if any(u.seq >= last for u in snapshot):
+            return []  # a late copy: Redis still holds what was yielded
+        log.warning(
+            "Study %s's sequence went back from %d to %d and its latest value is below %d too: Redis lost its "
+            "data; re-syncing from the latest value.",
+            study[:12],
+            last,
+            update.seq,
+            last,
+        )
+        self.seen[study] = update.seq
+        newer = sorted((u for u in snapshot if u.seq > update.seq), key=lambda u: u.seq)
+        if newer:
+            self.seen[study] = newer[-1].seq
+        return [update, *newer]
 
     def follow(self, stop: threading.Event, poll_s: float) -> Iterator[BestModelUpdate]:
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
@@ -82,7 +108,7 @@ class _Follower:
             else:
                 pubsub.subscribe(keys.best_channel(self.study))
             # Subscribed first, then caught up: nothing published in between can be missed.
-            yield from (u for u in self._catch_up() if self._fresh(u))
+            yield from (f for u in self._catch_up() for f in self._fresh(u))
             while not stop.is_set():
                 message = pubsub.get_message(timeout=poll_s)
                 if message is None or message.get("type") not in ("message", "pmessage"):
@@ -92,8 +118,7 @@ class _Follower:
                 except MessageError as exc:
                     log.warning("Ignored a malformed update on %s: %s", message.get("channel"), exc)
                     continue
-                if self._fresh(update):
-                    yield update
+                yield from self._fresh(update)
         finally:
             pubsub.close()
 
@@ -110,8 +135,9 @@ class _Follower:
             self.history_id = "0-0"
         return sorted(updates, key=lambda u: (u.study_key_hash, u.seq))
 
-    def _latest_values(self) -> list[BestModelUpdate]:
-        pattern = keys.BEST_LATEST_PATTERN if self.study is None else f"{keys.best_channel(self.study)}:*"
+    def _latest_values(self, study: str | None = None) -> list[BestModelUpdate]:
+        study = study or self.study
+        pattern = keys.BEST_LATEST_PATTERN if study is None else f"{keys.best_channel(study)}:*"
         names = list(self.client.scan_iter(match=pattern, count=1000))
         values = self.client.mget(names) if names else []
         return [u for u in (_parse(v) for v in values) if u is not None]

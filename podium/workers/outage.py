@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import redis
 
+from podium.backends.base import BackendError
 from podium.errors import TrackingError
 from podium.streams import keys
 
@@ -53,10 +54,13 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 def outage_of(exc: BaseException) -> str | None:
     """What infrastructure failure ``exc`` is (a short phrase), or None when it may be the request's own."""
+    chain = list(_chain(exc))
+    if any(isinstance(e, OSError) and e.errno in _FULL for e in chain):
+        return "a full disk"
+    if any(isinstance(e, BackendError) for e in chain):  # the inference server or the model: the request's own
+        return None
     store_error = False
-    for e in _chain(exc):
-        if isinstance(e, OSError) and e.errno in _FULL:
-            return "a full disk"
+    for e in chain:
         if isinstance(e, (ConnectionError, TimeoutError)):
             return "the MLflow store unreachable"
         name = type(e).__name__

@@ -32,6 +32,7 @@ from tests.doubles import StoreLockedAtCommit
 from tests.pipeline_helpers import (
     CONFIG,
     Pipeline,
+    candidate_fields,
     committed_result,
     runs_by_key,
     select_best,
@@ -69,9 +70,7 @@ def published_equals_select(p: Pipeline, store: str, config_hash: str, timeout: 
     latest = wait_published(p.redis, STUDY, config_hash, expected["best"], timeout=timeout)
     logs = "\n".join(f"--- {name}\n{proc.log()[-3000:]}" for name, proc in p.processes.items() if "agg" in name)
     assert latest is not None and latest.best is not None, logs
-    assert latest.best.model_dump(exclude={"composite_score"}) == {
-        k: v for k, v in expected["best"].items() if k != "composite_score"
-    }
+    assert latest.best.model_dump(exclude={"composite_score"}) == candidate_fields(expected["best"])
     return latest
 
 

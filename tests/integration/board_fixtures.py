@@ -33,11 +33,17 @@ class BoardProcess:
 
 
 def start_board(
-    p: Pipeline, token: str | None = TOKEN, port: int | None = None, redis_url: str | None = None, name: str = "board"
+    p: Pipeline,
+    token: str | None = TOKEN,
+    port: int | None = None,
+    redis_url: str | None = None,
+    name: str = "board",
+    extra: tuple[str, ...] = (),
 ) -> BoardProcess:
-    """``podium board`` as a process on a free port, with the pipeline's Redis and store, live once its feed is."""
+    """``podium board`` as a process on a free port, with the pipeline's Redis and store, live once its feed is;
+    ``extra``: more of its options."""
     port = port or free_port()
-    args = ["board", "--port", str(port)] + (["--redis-url", redis_url] if redis_url else [])
+    args = ["board", "--port", str(port), *extra] + (["--redis-url", redis_url] if redis_url else [])
     proc = p.start(name, *args, env={"PODIUM_BOARD_TOKEN": token} if token else {"PODIUM_BOARD_TOKEN": ""})
     board = BoardProcess(proc, f"http://127.0.0.1:{port}", port)
     wait_ready(proc, lambda: get_json(board, "/api/health")[1].get("feed") == "live", "podium board", 60)
@@ -121,6 +127,32 @@ def trial_with(store: str, study: str, trial: str, f1: float, backbone: str, stu
     )
     client.set_terminated(run.info.run_id)
     return run.info.run_id
+
+
+def with_load_levels(tracking, r, result, metrics: dict[str, float]) -> None:
+    """Give a committed benchmark run (``committed_result(..., r=None)``) load-level metrics, then send its
+    result event, so the aggregator's update (and the board's read that follows) sees them."""
+    from podium.streams import keys
+
+    if metrics:
+        tracking.client.log_batch(result.run_id, metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()])
+    r.xadd(keys.BENCHMARKS_STREAM, {"data": result.encode()})
+
+
+#: A load benchmark's metrics (closed loop c1, c4; open loop r100) with its throughput at a p99 budget.
+LOAD_METRICS = {
+    "load_c1_throughput_per_s": 180.0,
+    "load_c1_p50_ms": 5.0,
+    "load_c1_p99_ms": 7.5,
+    "load_c4_throughput_per_s": 600.0,
+    "load_c4_p50_ms": 6.0,
+    "load_c4_p99_ms": 11.0,
+    "load_r100_throughput_per_s": 99.0,
+    "load_r100_p50_ms": 5.1,
+    "load_r100_p99_ms": 6.9,
+    "load_r100_achieved_per_s": 99.5,
+    "throughput_at_sla_per_s": 480.0,
+}
 
 
 def select_json(p: Pipeline, store: str, study: str) -> list[dict]:

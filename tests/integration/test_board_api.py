@@ -9,11 +9,13 @@ import socket
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 
 from podium.core.tags import TagsRegistry
 from podium.streams import keys
 from podium.tracking.tracker import MlflowTracking
 from tests.integration.board_fixtures import (
+    LOAD_METRICS,
     TOKEN,
     EventStream,
     get_json,
@@ -21,6 +23,7 @@ from tests.integration.board_fixtures import (
     select_json,
     start_board,
     trial_with,
+    with_load_levels,
 )
 from tests.pipeline_helpers import CONFIG, Pipeline, committed_result
 from tests.servers import wait_until
@@ -48,9 +51,10 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, store: str):
         tracking = MlflowTracking.connect(store, TagsRegistry())
         for i, (trial, f1) in enumerate(TRIALS.items()):
             trial_with(store, STUDY, trial, f1, f"net-{i}")
-        # trial 1 first (the first best), then trial 2 (better on the objective: a new best)
+        # trial 1 first (the first best), then trial 2 (better on the objective: a new best; a load benchmark)
         for i, trial in enumerate(TRIALS, start=1):
-            committed_result(tracking, p.redis, STUDY, trial, 4.0 + i, champion_run=f"champion{i - 1}", fast=True)
+            result = committed_result(tracking, None, STUDY, trial, 4.0 + i, champion_run=f"champion{i - 1}", fast=True)
+            with_load_levels(tracking, p.redis, result, LOAD_METRICS if i == 2 else {})
             assert wait_until(lambda seq=i: _published_seq(p) >= seq, 120), p.processes["aggregator"].log()
         yield p
     finally:
@@ -117,6 +121,29 @@ def test_the_study_document_holds_exactly_what_podium_select_says(board, pipelin
     assert doc["seq"] == _published_seq(pipeline) == 2
     assert [u["seq"] for u in doc["history"]] == [2, 1]
     assert [u["reason"] for u in doc["history"]] == ["new_best", "first"]
+
+
+def test_a_load_benchmarks_curve_is_its_runs_metrics(board, store: str) -> None:
+    _, doc = get_json(board, f"/api/studies/{STUDY}")
+    (scope,) = doc["scopes"]
+    (curve,) = scope["load"]["curves"]  # trial 1's run measured no load level: no curve
+    assert curve["trial_key_hash"] == "2" * 64
+    assert curve["benchmark_run_id"] == scope["selection"]["best"]["benchmark_run_id"]
+    metrics = MlflowClient(store).get_run(curve["benchmark_run_id"]).data.metrics
+    points = {f"load_{p['level']}_{k}": p[k] for p in curve["levels"] for k in p if k.endswith(("_s", "_ms"))}
+    assert (
+        points
+        == {k: v for k, v in metrics.items() if k.startswith("load_")}
+        == {k: v for k, v in LOAD_METRICS.items() if k.startswith("load_")}
+    )
+    assert [(p["level"], p["mode"]) for p in curve["levels"]] == [
+        ("c1", "concurrency"),
+        ("c4", "concurrency"),
+        ("r100", "request_rate"),
+    ]
+    assert curve["throughput_at_sla_per_s"] == metrics["throughput_at_sla_per_s"]
+    # a sqlite store and no --mlflow-ui: no UI, so no links and no budget from this board's benchmark.yaml
+    assert (doc["mlflow_ui"], scope["links"], scope["load"]["sla_p99_ms"]) == (None, {}, None)
 
 
 def test_the_studies_document_summarizes_each_study(board) -> None:

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 
 from podium.core.records import Champion
 from podium.core.tags import TagsRegistry
@@ -16,19 +17,24 @@ from podium.streams import keys
 from podium.tracking.tracker import MlflowTracking
 from tests.integration.board_fixtures import (
     HOSTILE,
+    LOAD_METRICS,
     TOKEN,
     BoardProcess,
     select_json,
     start_board,
     trial_with,
     url_with_token,
+    with_load_levels,
 )
 from tests.pipeline_helpers import Pipeline, committed_result, synthetic_config
 from tests.servers import unavailable, wait_until
 
 pytestmark = pytest.mark.server
 STUDY = "d0" * 32
-TRIAL_A, TRIAL_B = "a" * 64, "b" * 64
+TRIAL_A, TRIAL_B, TRIAL_C = "a" * 64, "b" * 64, "c" * 64
+#: The MLflow UI the board links runs to (``--mlflow-ui``): its path is percent-encoded into each link.
+MLFLOW_UI = 'http://mlflow.test:5000/ui"><b id=x>'
+UI_BASE = "http://mlflow.test:5000/ui%22%3E%3Cb%20id=x%3E"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--no-sandbox",
@@ -80,7 +86,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, store: str):
 
 @pytest.fixture(scope="module")
 def board(pipeline: Pipeline):
-    b = start_board(pipeline)
+    b = start_board(pipeline, extra=("--mlflow-ui", MLFLOW_UI))
     yield b
     b.stop()
 
@@ -163,6 +169,29 @@ def test_the_study_page_follows_a_new_best_and_its_chart_is_podium_select(
     assert HOSTILE in page.locator("h1").inner_text()
 
 
+def test_the_load_curves_are_drawn_and_the_runs_link_to_the_mlflow_ui(
+    page, board: BoardProcess, pipeline: Pipeline, store: str
+) -> None:
+    trial_run = trial_with(store, STUDY, TRIAL_C, 0.70, "net-c")
+    tracking = MlflowTracking.connect(store, TagsRegistry())
+    result = committed_result(tracking, None, STUDY, TRIAL_C, 1.5, champion_run="loaded", fast=True)
+    with_load_levels(tracking, pipeline.redis, result, LOAD_METRICS)
+    open_study(page, board)
+    curve = f'svg.load polyline.curve.p99[data-run="{result.run_id}"]'
+    page.wait_for_selector(curve, timeout=WAIT_MS)
+    drawn = page.eval_on_selector_all(curve, "els => els.map(e => [e.dataset.mode, e.dataset.x, e.dataset.y])")
+    assert sorted(drawn) == [["concurrency", "180 600", "7.5 11"], ["request_rate", "99", "6.9"]]
+    assert page.locator("svg.load polyline.curve.p50").count() == 2
+    assert page.locator(f'svg.load polygon.at-sla[data-run="{result.run_id}"]').get_attribute("data-x") == "480"
+
+    experiment = MlflowClient(store).get_run(result.run_id).info.experiment_id
+    trial_experiment = MlflowClient(store).get_run(trial_run).info.experiment_id
+    links = dict(page.eval_on_selector_all("a.run-link", "as => as.map(a => [a.dataset.run, a.getAttribute('href')])"))
+    assert links[result.run_id] == f"{UI_BASE}/#/experiments/{experiment}/runs/{result.run_id}"
+    assert links[trial_run] == f"{UI_BASE}/#/experiments/{trial_experiment}/runs/{trial_run}"
+    assert page.locator("main b").count() == 0  # the address is an attribute, never markup
+
+
 def test_a_redis_restart_shows_reconnecting_then_resumes_without_a_missed_seq(
     page, board: BoardProcess, pipeline: Pipeline, store: str
 ) -> None:
@@ -200,7 +229,7 @@ def test_a_page_that_lost_the_board_gets_what_it_missed_when_the_board_is_back(
     committed_result(tracking, pipeline.redis, STUDY, TRIAL_A, 2.5, champion_run="away", fast=True)
     assert wait_until(lambda: published_seq(pipeline) > first, 60), pipeline.processes["aggregator"].log()
     missed = published_seq(pipeline)
-    back = start_board(pipeline, port=board.port, name="board-again")
+    back = start_board(pipeline, port=board.port, name="board-again", extra=("--mlflow-ui", MLFLOW_UI))
     board.process = back.process  # the module's fixture stops this one
     page.wait_for_function(f"window.podiumBoard.lastSeq === {missed}", timeout=WAIT_MS)
     page.wait_for_selector('body[data-conn="live"]', timeout=WAIT_MS)

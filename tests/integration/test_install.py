@@ -93,7 +93,7 @@ def test_the_onnx_and_text_extras_measure_an_onnx_model_on_texts_without_torch(t
 
 
 def test_the_dockerfile_install_runs_the_compose_services(tmp_path: Path, store_uri: str) -> None:
-    """Exactly what the image holds (torch + .[triton,onnx,text], no demo or dev extras): each compose service's command
+    """Exactly what the image holds (torch + .[torch,triton,onnx,text], no demo or dev extras): each compose service's command
     answers, and the worker and the aggregator start and serve against a real Redis and MLflow store."""
     import redis
 
@@ -102,7 +102,7 @@ def test_the_dockerfile_install_runs_the_compose_services(tmp_path: Path, store_
     from tests.servers import spawn, start_redis, wait_until
 
     image = venv_with("dockerfile", *DOCKERFILE_INSTALL)
-    assert all(has_module(image, m) for m in ("torch", "tritonclient", "onnxruntime", "tokenizers"))
+    assert all(has_module(image, m) for m in ("torch", "tritonclient", "onnxruntime", "tokenizers", "pandas"))
     assert not has_module(image, "optuna")
     for service, command in sorted(podium_services().items()):
         out = run(image, *command, "--help")

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from tests.triton import PYTRITON_VERSION, WHEEL, ensure_tritonserver
 
 MLFLOW_RECIPE = "### An MLflow tracking server on PostgreSQL"
 TRITON_RECIPE = "### Triton on a CPU, from the `nvidia-pytriton` wheel"
+ADOPT_RECIPE = "### Adopt an existing study"
 #: The user's shell with podium's venv activated: its bin/ first on PATH.
 VENV_BIN = Path(sys.executable).parent
 
@@ -266,3 +268,58 @@ def test_the_cpu_triton_recipe(tmp_path: Path) -> None:
     finally:
         if proc is not None:
             stop_group(proc.pid)  # tritonserver
+
+
+def test_the_adopt_recipes_snippet_is_the_tested_example() -> None:
+    """The recipe's Python is the excerpt of examples/plain_mlflow_study.py that tests/integration/test_plain_runs.py
+    runs (MLflowCallback and podium's hook in one study)."""
+    example = (REPO / "examples" / "plain_mlflow_study.py").read_text()
+    excerpt = example[example.index("# --8<-- [start:readme]\n") + 24 : example.index("    # --8<-- [end:readme]")]
+    text = (REPO / "README.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", text[text.index(ADOPT_RECIPE) :], re.S).group(1)
+    assert snippet.strip() == textwrap.dedent(excerpt).strip()
+
+
+@pytest.mark.server
+@pytest.mark.timeout(900)
+def test_the_adopt_an_existing_study_recipe(tmp_path: Path, sqlite_store_uri: str) -> None:
+    """An existing study's runs (plain mlflow and torch, no podium tag) in a sqlite store; the recipe, run in the
+    folder beside it, starts redis-server, a worker and an aggregator, backfills, waits and selects."""
+    from tests.integration.test_plain_runs import SMALL_BENCHMARK, train
+
+    if not shutil.which("redis-server"):
+        unavailable("redis-server is not installed (apt-get install -y redis-server)")
+    store = sqlite_store_uri
+    runs = train(store, tmp_path / "training", "bert-tagger", "--runs", "3")["model"]  # val_f1 0.70, 0.75, 0.80
+    # the user's own benchmark.yaml (the recipe writes only best_model_selection.yaml): short measurements
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "benchmark.yaml").write_text(SMALL_BENCHMARK)
+    (port,) = free_ports(1)
+    script = substituted(
+        bash_block(ADOPT_RECIPE), {"6379": str(port), "$PWD/mlflow.db": store.removeprefix("sqlite:///")}
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PODIUM_", "MLFLOW_"))}
+    env |= {"PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", "COLUMNS": "200"}  # a wide terminal
+    proc = None
+    try:
+        proc, output = run_block(script, tmp_path, env, timeout=800)
+        assert proc.returncode == 0, f"{output[-5000:]}\n--- worker.log:\n{tail(tmp_path / 'worker.log')}"
+        assert "3 benchmark request(s) enqueued" in output
+        assert "val_f1" in (tmp_path / "config" / "best_model_selection.yaml").read_text()
+        # select: the study by its label, the best by val_f1 (the 0.80 run), named by its backbone
+        selected = output[output.index("3 benchmark request(s) enqueued") :]
+        assert re.search(r"^bert-tagger · local · torchscript · batch 1 +study [0-9a-f]{12}", selected, re.M), selected
+        (best,) = [line for line in selected.splitlines() if "★" in line]
+        assert runs[-1][:12] in best and "tagger-24" in best and "0.8000" in best, selected
+        client = MlflowClient(store)
+        benchmarks = client.search_runs(
+            [e.experiment_id for e in client.search_experiments()], "tags.`code.stage` = 'benchmark'"
+        )
+        assert {b.data.tags["code.benchmark.champion_run_id"] for b in benchmarks} == set(runs)
+        for run_id in runs:  # the write-back: latency beside val_f1 in the run's own row
+            run = client.get_run(run_id)
+            assert "podium.latency_batch_1_p50_ms" in run.data.metrics and "val_f1" in run.data.metrics
+            assert run.data.tags["podium.benchmark_run_id"] in {b.info.run_id for b in benchmarks}
+    finally:
+        if proc is not None:
+            stop_group(proc.pid)  # redis-server, the worker, the aggregator

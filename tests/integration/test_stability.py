@@ -58,7 +58,8 @@ def test_a_real_model_on_variable_length_texts_is_stable_in_five_windows(tmp_pat
     finally:
         backend.close()
     batch = measured.summary["batches"]["1"]
-    assert batch["cv"] > 1  # the mix spreads requests widely: it never made a window noisy
+    # the mix spreads requests widely (far above max_cv, the gate that used to call every such window noisy)
+    assert batch["cv"] > 5 * cfg.benchmarking.stability.max_cv
     assert batch["lengths"]["by_length_quartile"] and all("cv" in q for q in batch["lengths"]["by_length_quartile"])
     assert batch["window_requests"] == 100 and json.dumps(batch)  # two passes over the 50 texts
     host = measured.metrics["host_contention_batch_1"]

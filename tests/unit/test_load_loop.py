@@ -16,7 +16,7 @@ CFG = BenchmarkingSection(iterations=20, warmup_iterations=4, stability={"max_wi
 @pytest.mark.parametrize("slots", [1, 3])
 def test_closed_loop_keeps_every_slot_in_flight(slots: int) -> None:
     # every request waits at a barrier of ``slots`` parties: it passes only when all slots are in flight at once
-    barrier = threading.Barrier(slots, timeout=1)
+    barrier = threading.Barrier(slots, timeout=5)  # a guard: on a loaded host a slot may wait for a core
     passed, broken = [], []
 
     def send() -> None:

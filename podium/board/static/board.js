@@ -214,6 +214,88 @@
       el("p", { class: "muted" }, `★ chosen · ring: challenger within noise · hollow: not competing · red ring: in doubt · line: Pareto front${limit ? " · dashed: limit" : ""}${onP99 ? " · whisker: p99" : ""}`));
   }
 
+  // ------------------------------------------------------------------ latency vs throughput (SVG)
+
+  const PALETTE = ["#1565c0", "#2e7d32", "#8e24aa", "#00838f", "#6d4c41", "#c2185b", "#546e7a", "#9e9d24"];
+
+  // Per candidate with load levels: p99 (solid) and p50 (dashed) against the throughput reached, one polyline
+  // per mode (closed loop cN, open loop rR); the p99 budget as a dashed line; ▲ its throughput at the budget.
+  function loadChart(load, sel) {
+    const W = 820, H = 380, L = 64, R = 20, T = 16, B = 44;
+    const sla = load.sla_p99_ms;
+    const curves = load.curves;
+    const xs = [0], ys = [0];
+    for (const c of curves) {
+      for (const p of c.levels) {
+        xs.push(p.throughput_per_s);
+        ys.push(p.p99_ms);
+        if (p.p50_ms !== null && p.p50_ms !== undefined) ys.push(p.p50_ms);
+      }
+      if (c.throughput_at_sla_per_s) xs.push(c.throughput_at_sla_per_s);
+    }
+    if (sla) ys.push(sla);
+    const [, x1] = domain(xs), [, y1] = domain(ys);
+    const x0 = 0, y0 = 0;
+    const x = (v) => L + ((v - x0) / (x1 - x0)) * (W - L - R);
+    const y = (v) => H - B - ((v - y0) / (y1 - y0)) * (H - T - B);
+    const svg = sv("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", class: "load", "data-curves": curves.length });
+    svg.append(sv("title", { text: "latency vs throughput" }));
+    svg.append(sv("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }));
+    svg.append(sv("line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B }));
+    for (const t of ticks(x0, x1, 6)) {
+      if (t > x1) continue;
+      svg.append(sv("line", { class: "axis", x1: x(t), y1: H - B, x2: x(t), y2: H - B + 4 }));
+      svg.append(sv("text", { x: x(t), y: H - B + 16, "text-anchor": "middle", text: +t.toPrecision(6) }));
+    }
+    for (const t of ticks(y0, y1, 5)) {
+      if (t > y1) continue;
+      svg.append(sv("line", { class: "axis", x1: L - 4, y1: y(t), x2: L, y2: y(t) }));
+      svg.append(sv("text", { x: L - 7, y: y(t) + 4, "text-anchor": "end", text: +t.toPrecision(6) }));
+    }
+    svg.append(sv("text", { x: (L + W - R) / 2, y: H - 8, "text-anchor": "middle", text: "throughput (requests/s)" }));
+    svg.append(sv("text", { x: 14, y: (T + H - B) / 2, transform: `rotate(-90 14 ${(T + H - B) / 2})`,
+      "text-anchor": "middle", text: "latency (ms): p99 solid, p50 dashed" }));
+    if (sla) {
+      svg.append(sv("line", { class: "sla", x1: L, y1: y(sla), x2: W - R, y2: y(sla), "data-limit": sla }));
+      svg.append(sv("text", { x: W - R - 4, y: y(sla) - 4, "text-anchor": "end", text: `p99 budget ${sla} ms` }));
+    }
+    const legend = [];
+    curves.forEach((c, i) => {
+      const chosen = same(c, sel && sel.best);
+      const color = chosen ? "#e67e00" : PALETTE[i % PALETTE.length];
+      const name = `${short(c.trial_key_hash)} ${c.backbone || ""}`;
+      for (const mode of ["concurrency", "request_rate"]) {
+        const pts = c.levels.filter((p) => p.mode === mode);
+        if (!pts.length) continue;
+        const common = { "data-run": c.benchmark_run_id, "data-trial": c.trial_key_hash, "data-mode": mode, stroke: color };
+        const p50 = pts.filter((p) => p.p50_ms !== null && p.p50_ms !== undefined);
+        if (p50.length) {
+          svg.append(sv("polyline", { ...common, class: "curve p50", points: p50.map((p) => `${x(p.throughput_per_s)},${y(p.p50_ms)}`).join(" ") }));
+        }
+        svg.append(sv("polyline", { ...common, class: "curve p99" + (chosen ? " chosen-curve" : ""),
+          "data-x": pts.map((p) => p.throughput_per_s).join(" "), "data-y": pts.map((p) => p.p99_ms).join(" "),
+          points: pts.map((p) => `${x(p.throughput_per_s)},${y(p.p99_ms)}`).join(" ") },
+          sv("title", { text: `${name} · ${mode === "concurrency" ? "closed loop" : "open loop"} · p99` })));
+        for (const p of pts) {
+          svg.append(sv("circle", { class: "level", cx: x(p.throughput_per_s), cy: y(p.p99_ms), r: 3, fill: color, "data-level": p.level },
+            sv("title", { text: `${name} · ${p.level}: ${num(p.throughput_per_s, 1)}/s · p50 ${num(p.p50_ms, 3)} ms · p99 ${num(p.p99_ms, 3)} ms` +
+              (p.achieved_per_s !== undefined ? ` · achieved ${num(p.achieved_per_s, 1)}/s` : "") })));
+        }
+      }
+      const t = c.throughput_at_sla_per_s;
+      if (t) {
+        const ty = sla ? y(sla) : H - B;
+        svg.append(sv("polygon", { class: "at-sla", fill: color, "data-run": c.benchmark_run_id, "data-x": t,
+          points: `${x(t)},${ty - 7} ${x(t) - 5},${ty + 2} ${x(t) + 5},${ty + 2}` },
+          sv("title", { text: `${name}: ${num(t, 1)} requests/s at the p99 budget` })));
+      }
+      if (legend.length < 12) legend.push(el("span", { class: "legend" }, el("span", { class: "swatch", style: `background:${color}` }), chosen ? "★ " + name : name));
+    });
+    return el("div", { class: "chart" }, svg,
+      el("p", { class: "muted" }, legend, curves.length > 12 ? ` … and ${curves.length - 12} more` : "",
+        ` · ▲ throughput at the p99 budget${sla ? "" : " (budget not in this board's benchmark.yaml)"}`));
+  }
+
   // ------------------------------------------------------------------ the study page
 
   function why(scope, cfg) {
@@ -245,7 +327,14 @@
       ` · ${b.benchmark_runs_count} run(s)`);
   }
 
-  function candidatesTable(sel, metric) {
+  // The run id, as a link to its MLflow page when the board knows the UI (only http(s) addresses are links).
+  function runCell(id, links) {
+    const href = links && links[id];
+    return el("td", { class: "mono" }, href && /^https?:\/\//.test(href)
+      ? el("a", { href, class: "run-link", target: "_blank", rel: "noopener noreferrer", "data-run": id }, id) : id);
+  }
+
+  function candidatesTable(sel, metric, links) {
     const rows = [];
     sel.candidates.concat(sel.excluded).forEach((c, i) => {
       const flags = [];
@@ -262,8 +351,8 @@
         el("td", { class: "num" }, num(c.p99_ms, 3)),
         el("td", { class: "num" }, c.benchmark_runs_count),
         el("td", null, flags, el("span", { class: "muted" }, c.latency_figure || "")),
-        el("td", { class: "mono" }, c.benchmark_run_id),
-        el("td", { class: "mono" }, c.trial_run_id)));
+        runCell(c.benchmark_run_id, links),
+        runCell(c.trial_run_id, links)));
     });
     return el("div", { class: "scroll" }, table(
       [["#", "num"], ["trial"], ["backbone"], [metric, "num"], ["latency ms", "num"], ["p99 ms", "num"], ["runs", "num"],
@@ -297,7 +386,9 @@
         liveParts(scope, cfg, metric),
         scope.selection ? [el("h3", null, "Quality vs latency"), paretoChart(scope.selection, cfg),
           el("h3", null, `Candidates (${scope.selection.candidates.length} competing, ${scope.selection.excluded.length} not)`),
-          candidatesTable(scope.selection, metric)] : el("p", { class: "muted" }, "Candidates not read from MLflow yet."))),
+          scope.load && scope.load.curves.length ? [el("h3", null, `Latency vs throughput (${scope.load.curves.length} with load levels)`),
+            loadChart(scope.load, scope.selection)] : null,
+          candidatesTable(scope.selection, metric, scope.links)] : el("p", { class: "muted" }, "Candidates not read from MLflow yet."))),
       el("h2", null, "History of changes"),
       el("div", { id: "history" }, historyTable(data.history)));
   }
