@@ -76,8 +76,11 @@ def main() -> None:
                 trained, podium_ok, why = one(tmp, server.url, args.workers)
                 failures["training"] += not trained
                 failures["podium"] += not podium_ok
-                print(f"rep {i + 1}/{args.reps}: training {'ok' if trained else 'FAILED'}, podium "
-                      f"{'ok' if podium_ok else 'FAILED'} {why}", flush=True)
+                print(
+                    f"rep {i + 1}/{args.reps}: training {'ok' if trained else 'FAILED'}, podium "
+                    f"{'ok' if podium_ok else 'FAILED'} {why}",
+                    flush=True,
+                )
         finally:
             server.stop()
     print(

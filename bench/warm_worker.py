@@ -3,7 +3,7 @@ costs. Per repetition: a fresh real `podium worker` (local backend) on a real re
 start -> "ready" timed; then 10 distinct TorchScript models (trial + refit runs written as training code
 writes them) benchmarked one after another, each timed from enqueue to the task's answer.
 
-    .venv/bin/python bench/warm_worker.py [--reps 3] [--models 10]
+    .venv/bin/python bench/warm_worker.py [--reps 3] [--models 10] [--width 8]
 
 Figures: start -> ready; the first model's time against the median of models 6-10 (goal <= 1.2x).
 """
@@ -25,6 +25,7 @@ from mlflow import MlflowClient
 from podium.core.config import BenchmarkConfig, BenchmarkingSection, StabilitySection
 from podium.core.tags import TagsRegistry
 from podium.producers.enqueue import enqueue_benchmark
+from podium.streams import keys
 from podium.tracking.tracker import MlflowTracking
 from tests.pipeline_helpers import Pipeline, trained
 from tests.servers import wait_until
@@ -41,12 +42,12 @@ def config() -> BenchmarkConfig:
     return BenchmarkConfig(benchmarking=section)
 
 
-def one(tmp: Path, models: int) -> tuple[float, list[float]]:
+def one(tmp: Path, models: int, width: int) -> tuple[float, list[float]]:
     store = f"sqlite:///{tmp / 'mlflow.db'}"
     MlflowClient(store).search_experiments()  # the training side's store
     # as any store after its first benchmark: podium's experiment exists (its creation is once per store)
     MlflowTracking.connect(store, TagsRegistry()).benchmark_experiment_id()
-    champions = [trained(store, tmp, f"{i + 1:x}" * 64, 0.5 + i / 100, width=8 + i) for i in range(models)]
+    champions = [trained(store, tmp, f"{i + 1:x}" * 64, 0.5 + i / 100, width=width + i) for i in range(models)]
     pipeline = Pipeline(tmp, store)
     try:
         t0 = time.monotonic()
@@ -56,6 +57,10 @@ def one(tmp: Path, models: int) -> tuple[float, list[float]]:
         ready_s = time.monotonic() - t0
         tracking = MlflowTracking.connect(store, TagsRegistry())
         cfg = config()
+        # the bench's own first answer (its result connection to Redis) is not the worker's: a request the worker
+        # refuses at once (not a task message podium can read) opens it before anything is timed
+        refused = pipeline.app.send_task(keys.BENCHMARK_TASK, args=[{"not": "a request"}], queue=keys.queue("cpu"))
+        assert refused.get(timeout=120)["status"] == "rejected"
         times = []
         for champion in champions:
             c = tracking.champion(champion)
@@ -76,12 +81,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--models", type=int, default=10)
+    parser.add_argument("--width", type=int, default=8, help="the models' width (8: tiny; 256: small)")
     args = parser.parse_args()
     load0 = os.getloadavg()[0]
     ratios = []
     for rep in range(args.reps):
         with tempfile.TemporaryDirectory(prefix="podium-warm-bench-") as tmp:
-            ready_s, times = one(Path(tmp), args.models)
+            ready_s, times = one(Path(tmp), args.models, args.width)
         later = statistics.median(times[5:10]) if len(times) >= 10 else statistics.median(times[1:])
         ratios.append(times[0] / later)
         print(
@@ -91,8 +97,8 @@ def main() -> None:
         )
     print(
         f"first / median(6-10): median {statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max "
-        f"{max(ratios):.2f}) over {args.reps} fresh workers; load average {load0:.1f} at start, "
-        f"{os.getloadavg()[0]:.1f} at end"
+        f"{max(ratios):.2f}) over {args.reps} fresh workers, models of width {args.width}; load average "
+        f"{load0:.1f} at start, {os.getloadavg()[0]:.1f} at end"
     )
 
 

@@ -23,6 +23,7 @@ import redis
 
 from podium.core.messages import BestModelUpdate, MessageError, decode
 from podium.streams import keys
+from podium.streams.subscriber import parse_update
 
 log = logging.getLogger(__name__)
 
@@ -130,15 +131,16 @@ class Feed:
     def _catch_up(self) -> list[BestModelUpdate]:
         if self._stream_id is None:
             entries = list(reversed(self.client.xrevrange(keys.BEST_UPDATES_STREAM, count=START_ENTRIES)))
-            updates = [u for u in (_parse(f.get("data")) for _, f in entries) if u is not None]
+            updates = [u for u in (parse_update(f.get("data")) for _, f in entries) if u is not None]
             names = list(self.client.scan_iter(match=keys.BEST_LATEST_PATTERN, count=1000))
-            updates += [u for u in (_parse(v) for v in (self.client.mget(names) if names else [])) if u is not None]
+            latest = self.client.mget(names) if names else []
+            updates += [u for u in map(parse_update, latest) if u is not None]
             self._stream_id = entries[-1][0] if entries else "0-0"
         else:
             updates = []
             while True:
                 entries = self.client.xrange(keys.BEST_UPDATES_STREAM, min=f"({self._stream_id}", count=PAGE)
-                updates += [u for u in (_parse(f.get("data")) for _, f in entries) if u is not None]
+                updates += [u for u in (parse_update(f.get("data")) for _, f in entries) if u is not None]
                 if not entries:
                     break
                 self._stream_id = entries[-1][0]
@@ -221,12 +223,3 @@ class Feed:
     def listeners(self) -> int:
         with self._lock:
             return len(self._listeners)
-
-
-def _parse(raw: str | None) -> BestModelUpdate | None:
-    if not raw:
-        return None
-    try:
-        return decode(BestModelUpdate, raw)
-    except MessageError:
-        return None

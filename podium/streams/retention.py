@@ -14,7 +14,8 @@ from podium.streams import keys
 
 
 def study_keys(client: redis.Redis, study: str) -> list[str]:
-    """The sequence counter and every latest-value key of one study that exist now."""
+    """The sequence counter, the channel's selection config and every latest-value key of one study that exist
+    now."""
     require_safe(study, "study_key_hash")
     found = [k for k in (keys.sequence(study), keys.selection_config(study)) if client.exists(k)]
     found += sorted(client.scan_iter(match=f"{keys.best_channel(study)}:*", count=1000))

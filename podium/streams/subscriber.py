@@ -128,7 +128,7 @@ class _Follower:
             updates = self._latest_values()
         else:
             entries = self.client.xrange(keys.BEST_UPDATES_STREAM, min=f"({self.history_id}")
-            updates = [u for u in (_parse(f.get("data")) for _, f in entries) if u is not None]
+            updates = [u for u in (parse_update(f.get("data")) for _, f in entries) if u is not None]
         if tip:
             self.history_id = tip[0][0]
         elif self.history_id is None:
@@ -140,7 +140,7 @@ class _Follower:
         pattern = keys.BEST_LATEST_PATTERN if study is None else f"{keys.best_channel(study)}:*"
         names = list(self.client.scan_iter(match=pattern, count=1000))
         values = self.client.mget(names) if names else []
-        return [u for u in (_parse(v) for v in values) if u is not None]
+        return [u for u in (parse_update(v) for v in values) if u is not None]
 
 
 def published_studies(client: redis.Redis) -> set[str]:
@@ -148,7 +148,8 @@ def published_studies(client: redis.Redis) -> set[str]:
     return {keys.study_of_best(k) for k in client.scan_iter(match=keys.BEST_LATEST_PATTERN, count=1000)}
 
 
-def _parse(raw: str | None) -> BestModelUpdate | None:
+def parse_update(raw: str | None) -> BestModelUpdate | None:
+    """A published update read back from Redis; None for nothing, or for what is not a valid update."""
     if not raw:
         return None
     try:

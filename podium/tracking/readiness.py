@@ -55,8 +55,8 @@ def schema_state(revision: str | None, has_default_experiment: bool, head: str) 
         return StoreState(False, "it has no MLflow schema yet (being created?)")
     if revision != head:
         return StoreState(
-            False, f"its schema is at revision {revision}, not MLflow's {head} (being migrated, or needs "
-            "`mlflow db upgrade`)"
+            False,
+            f"its schema is at revision {revision}, not MLflow's {head} (being migrated, or needs `mlflow db upgrade`)",
         )
     if not has_default_experiment:
         return StoreState(False, "its Default experiment is not created yet")

@@ -70,9 +70,7 @@ def test_podium_processes_opening_a_store_beside_the_first_training_write_never_
         failed = [text[-2000:] for code, text in results if code != 0]
         assert not failed, f"repeat {i}: {failed}"
         assert results[-1][1].strip().endswith("trained")
-        run = MlflowClient(uri).search_runs(
-            [MlflowClient(uri).get_experiment_by_name("training").experiment_id]
-        )[0]
+        run = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("training").experiment_id])[0]
         assert run.data.params == {"lr": "0.1"} and run.data.metrics == {"val_f1": 0.9}
 
 

@@ -36,13 +36,16 @@ def _write(tmp_path: Path, text: str) -> Path:
             "benchmark:\n  latency_aggregation: best\n",
             r"cfg.yaml: benchmark.latency_aggregation: .*'latest', 'median' or 'mean', got 'best'",
         ),
-        ("selection:\n  policy: fastest\n", r"selection.policy: .*'constraint', 'tolerance' or 'weighted', got 'fastest'"),
+        (
+            "selection:\n  policy: fastest\n",
+            r"selection.policy: .*'constraint', 'tolerance' or 'weighted', got 'fastest'",
+        ),
         ("scoring:\n  f1_weight: -1\n", r"scoring.f1_weight: .*greater than or equal to 0, got -1"),
         ("scoring:\n  f1_weight: 0\n  latency_weight: 0\n", r"cannot both be 0"),
         (
             "benchmark:\n  windw: 3\n",
             r"benchmark.windw: unknown key; allowed keys here: across_runs, batch_size, latency_metric, required_metrics, "
-                r"statistic, window",
+            r"statistic, window",
         ),
         ("- a\n- b\n", r"expected a mapping of keys at the top level, got list"),
         ("benchmark: [\n", r"not valid YAML \(line"),
