@@ -23,7 +23,9 @@ class View:
     """What a published update says of a scope (None stands for "no best")."""
 
     best: tuple[str, str]  # (trial_key_hash, benchmark_key)
-    figures: tuple[float, float, int, bool]  # (objective, latency_ms, runs aggregated, unstable)
+    #: Every other published field of the best (objective, latency, p99, runs aggregated, the run standing for
+    #: them, doubt...), in field order: a window that slides changes what subscribers read, so it is published.
+    figures: tuple[object, ...]
     candidates: int
     unstable_candidates: int = 0
     #: The top-ranked candidate while its advantage over ``best`` is within the noise.
@@ -51,9 +53,10 @@ def _view(
 ) -> View | None:
     if best is None:
         return None
+    shown = best if isinstance(best, CandidateView) else candidate_view(best)
     return View(
         (best.trial_key_hash, best.benchmark_key),
-        (best.f1_score, best.latency_ms, best.benchmark_runs_count, best.unstable),
+        tuple(v for k, v in shown.model_dump().items() if k not in ("trial_key_hash", "benchmark_key")),
         candidates,
         unstable,
         (challenger.trial_key_hash, challenger.benchmark_key) if challenger is not None else None,

@@ -46,6 +46,17 @@ def test_figures_changed(change: dict) -> None:
     assert decide(view_of_selection(sel(A)), sel(cand("1", **change))).reason == "figures_changed"
 
 
+@pytest.mark.parametrize(
+    "field", [{"p99_ms": 12.0}, {"benchmark_run_id": "other"}, {"unstable": True, "doubt": "contended"}]
+)
+def test_any_published_field_of_the_best_that_changes_is_published(field: dict) -> None:
+    """A window that slides can move the p99 or the run standing for the figure while the p50 stays: subscribers
+    would keep reading the old one (a live aggregator and `podium select` disagreed on the p99 so)."""
+    moved = Candidate(**{**A.__dict__, **field})
+    decision = decide(view_of_selection(sel(A)), sel(moved))
+    assert decision is not None and decision.reason == "figures_changed"
+
+
 def test_a_candidate_joining_without_changing_the_best_is_published() -> None:
     decision = decide(view_of_selection(sel(A)), sel(A, B))
     assert decision.reason == "candidates_changed" and decision.view.candidates == 2
