@@ -177,8 +177,9 @@ class SelectionCache:
             started = time.monotonic()
             try:
                 loaded = self._load()
-            except (PodiumError, OSError) as exc:
-                log.warning("Could not read the selections from MLflow (%s); trying again in %.0f s.", exc, RETRY_S)
+            except Exception as exc:  # the store away, locked, half-written: never the end of this thread
+                why = exc if isinstance(exc, (PodiumError, OSError)) else f"{type(exc).__name__}: {exc}"
+                log.warning("Could not read the selections from MLflow (%s); trying again in %.0f s.", why, RETRY_S)
                 self.snapshot = Snapshot(
                     self.snapshot.documents,
                     self.snapshot.config,

@@ -116,7 +116,9 @@ class Processes:
                 raise DemoError(f"{name} exited with {proc.returncode}; see {self.logs / (name + '.log')}")
 
     def stop_all(self) -> None:
-        """SIGTERM each process group (a worker and its pool processes), then SIGKILL what is left of it."""
+        """SIGTERM each process group (a worker and its pool processes), then SIGKILL what is left of it, and of
+        every process descended from them (one in a session of its own is in no group of ours)."""
+        descendants = _descendants({proc.pid for _, proc, _ in self.procs})
         for _, proc, _ in self.procs:
             _signal_group(proc, signal.SIGTERM)
         for _, proc, log in self.procs:
@@ -126,6 +128,25 @@ class Processes:
             if proc.poll() is None:
                 proc.wait(timeout=5)
             log.close()  # type: ignore[attr-defined]
+        for pid in descendants:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(roots: set[int]) -> set[int]:
+    """Every live process below ``roots`` (read from /proc; empty where there is none)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    found: set[int] = set()
+    frontier = set(roots)
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
