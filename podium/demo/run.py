@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,6 +150,24 @@ def _descendants(roots: set[int]) -> set[int]:
     return found
 
 
+@contextlib.contextmanager
+def _interrupt_after() -> Iterator[None]:
+    """Ctrl-C (SIGINT) held back until the block is done, then raised: every process it starts is recorded first,
+    so the demo's clean-up stops it (CI found an aggregator left running by a Ctrl-C mid-start)."""
+    held: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, _frame: held.append(signum))
+    except ValueError:  # not the main thread: nothing to hold back
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
+
+
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
     """Each process was started in its own session: its PID is its process group's."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -177,9 +196,10 @@ def run_demo(opts: DemoOptions, console: Console) -> DemoResult:
     stop = threading.Event()
     t0 = time.monotonic()
     try:
-        for i in range(opts.workers):
-            procs.start(f"worker-{i + 1}", "worker", "--target", "cpu", "--loglevel", "WARNING")
-        procs.start("aggregator", "aggregator")
+        with _interrupt_after():  # a Ctrl-C between a process's start and its record would leave it running
+            for i in range(opts.workers):
+                procs.start(f"worker-{i + 1}", "worker", "--target", "cpu", "--loglevel", "WARNING")
+            procs.start("aggregator", "aggregator")
         settings = PodiumSettings(redis_url=redis_server.url, tracking_uri=tracking_uri, config_dir=config_dir)
         app = create_app(settings)
         bench_cfg = parse_model(BenchmarkConfig, {"benchmarking": DEMO_BENCHMARK}, "demo")
