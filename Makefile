@@ -32,6 +32,7 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check podium tests bench examples
+	$(BIN)/mypy podium
 
 bench: install
 	$(BIN)/python bench/select_store.py

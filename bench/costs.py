@@ -9,7 +9,9 @@ A  bookkeeping per benchmark: podium's worker path (`execute`: done marker, fenc
    MLflow run with tags, metrics and benchmark.json, fenced prepare, FINISHED, fenced commit, release) on the
    zero-cost synthetic backend, alternating call by call (medians) with a tight hand-written baseline that
    writes the very same run (the same tags in create_run, metrics in one log_batch, the same benchmark.json
-   straight to the run's artifact location, set_terminated) and one XADD, and reads nothing back.
+   straight to the run's artifact location, set_terminated) and one XADD, and reads nothing back. With
+   --write-back on (the default, as PODIUM_WRITE_BACK) the champions are real trial runs and both paths write
+   the same headline back onto them; off: neither does.
 B  the existence check of a key that exists (hit) and of a new key (miss), at both store sizes.
 C  aggregator events/s on live events (each names a run just written to MLflow, so each batch is verified
    against MLflow), vs a bare XREADGROUP/XACK loop over the same entries, and vs the verifying floor: that loop
@@ -78,11 +80,13 @@ class Store:
     """One store size: a fresh copy of the cached store, podium's worker deps on it, and the baseline's copy
     of what podium writes for one benchmark."""
 
-    def __init__(self, name: str, tmp: Path, redis_url: str):
+    def __init__(self, name: str, tmp: Path, redis_url: str, write_back: bool = True, pool: int = 0):
         trials, per_trial = SIZES[name]
         self.name = name
         self.uri = cached_store(trials, per_trial, tmp / name)
-        self.settings = PodiumSettings(redis_url=redis_url, tracking_uri=self.uri, config_dir=REPO / "config")
+        self.settings = PodiumSettings(
+            redis_url=redis_url, tracking_uri=self.uri, config_dir=REPO / "config", write_back=write_back
+        )
         self.deps = build_deps(self.settings)
         self.tracking = self.deps.tracking
         self.client = self.tracking.client
@@ -90,6 +94,10 @@ class Store:
         self.config = parse_model(BenchmarkConfig, {"benchmarking": ZERO}, "bench")
         self.study = study_hash(0)
         self.count = 0
+        # the champions measured: real trial runs made before timing, so podium's write-back of the headline
+        # onto them is a real write (and the baseline makes the same one); past the pool, made-up ids
+        self.write_back = write_back
+        self.pool = [trial_run(self.client, self.study, trial_hash(0, i % 10), 0.8) for i in range(pool + 1)]
         first = self.podium_once()  # podium's own run is the template the baseline copies
         run = self.client.get_run(first)
         self.tags = dict(run.data.tags)
@@ -97,11 +105,17 @@ class Store:
         local = self.client.download_artifacts(first, self.config.output.filename, str(tmp / f"{name}-art"))
         self.summary = json.loads(Path(local).read_text())
         self.experiment = self.tracking.benchmark_experiment_id()
+        written = self.client.get_run(self.tags[self.tracking.tags.benchmark.champion_run_id]) if write_back else None
+        self.back_metrics = (
+            {k: v for k, v in written.data.metrics.items() if k.startswith("podium.")} if written else {}
+        )
+        self.back_tags = {k: v for k, v in written.data.tags.items() if k.startswith("podium.")} if written else {}
 
     def champion(self) -> Champion:
         self.count += 1
         trial = trial_hash(0, self.count % 10)
-        return Champion(f"{self.name}bench{self.count:024d}", self.study, trial, "data-v1", "eval-v1")
+        run_id = self.pool.pop() if self.pool else f"{self.name}bench{self.count:024d}"
+        return Champion(run_id, self.study, trial, "data-v1", "eval-v1")
 
     def podium_once(self) -> str:
         outcome = execute(build_request(self.champion(), self.config), self.deps)
@@ -126,6 +140,15 @@ class Store:
             get_artifact_repository(run.info.artifact_uri).log_artifact(str(local))
         self.client.set_terminated(run_id)
         self.redis.xadd("bench:baseline", {"data": json.dumps({"run_id": run_id})})
+        if self.write_back:  # the same headline onto the champion, as podium writes it back
+            from mlflow.entities import RunTag
+
+            champion = self.champion().run_id
+            self.client.log_batch(
+                champion,
+                metrics=[Metric(k, v, now, 0) for k, v in sorted(self.back_metrics.items())],
+                tags=[RunTag(k, v) for k, v in sorted(self.back_tags.items())],
+            )
         return run_id
 
 
@@ -362,7 +385,7 @@ def bench_select(tmp: Path, reps: int) -> dict[str, list[float]]:
 def print_bookkeeping(bookkeeping: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> None:
     print(
         f"A. Bookkeeping per benchmark, ms (median of {args.benchmarks} alternating benchmarks a path, "
-        f"x {args.reps} interleaved reps)\n"
+        f"x {args.reps} interleaved reps; write-back onto the champion {args.write_back} for both paths)\n"
     )
     print("| store | baseline (same writes + XADD) | podium worker path | ratio |\n| --- | ---: | ---: | ---: |")
     ratios = {}
@@ -425,6 +448,13 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--parts", default="ABCDE", help="which parts to run, e.g. A for the bookkeeping alone")
+    ap.add_argument(
+        "--write-back",
+        choices=("on", "off"),
+        default="on",
+        help="A: podium writes the headline back onto the champion's run (PODIUM_WRITE_BACK) and the baseline "
+        "makes the same write; off: neither does",
+    )
     args = ap.parse_args()
     parts = set(args.parts.upper())
     os.environ["TQDM_DISABLE"] = "1"  # MLflow's download progress bars
@@ -432,7 +462,8 @@ def main() -> None:
     server = start_redis(tmp / "redis")
     try:
         if parts & {"A", "B"}:
-            stores = {name: Store(name, tmp, server.url) for name in SIZES}
+            pool = 2 * args.reps * args.benchmarks + 2 if "A" in parts and args.write_back == "on" else 0
+            stores = {name: Store(name, tmp, server.url, args.write_back == "on", pool) for name in SIZES}
         if "A" in parts:
             print_bookkeeping(bench_bookkeeping(stores, args.reps, args.benchmarks), args)
         if "B" in parts:

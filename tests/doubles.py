@@ -24,3 +24,16 @@ class StoreLockedAtCommit(FencedLock):
     def prepare(self, run_id: str) -> None:
         super().prepare(run_id)
         type(self).store_lock()
+
+
+class ManualClock:
+    """A ``podium.core.clock.Clock`` that moves only when the test moves it."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

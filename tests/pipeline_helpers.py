@@ -88,17 +88,23 @@ def committed_result(
     config_hash: str = CONFIG,
     fast: bool = False,
     stable: bool | None = None,
+    start_time: int | None = None,
 ) -> BenchmarkResult:
     """A FINISHED benchmark run in MLflow and (when ``r``) its result event in the stream, as a worker commits.
-    ``fast`` skips the benchmark.json artifact; ``stable`` adds the run's stability flag."""
+    ``fast`` skips the benchmark.json artifact; ``stable`` adds the run's stability flag; ``start_time`` (epoch
+    ms, default now) orders runs whose order matters without waiting for the clock to move."""
     tags = result_tags(tracking, study, trial, champion_run, config_hash)
     # the mean and the p50 a worker writes (selection ranks the p50 by default); equal here
     metrics = {"latency_batch_1_ms": latency, "latency_batch_1_p50_ms": latency} | (
         {} if stable is None else {"latency_batch_1_stable": float(stable)}
     )
     if fast:
-        run_id, _ = tracking.start_benchmark_run(tags)
+        run_id, _ = tracking.start_benchmark_run(tags, start_time=start_time)
         tracking.client.log_batch(run_id, metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()])
+        tracking.finish_run(run_id)
+    elif start_time is not None:  # what log_benchmark_run does, at the given start time
+        run_id, _ = tracking.start_benchmark_run(tags, start_time=start_time)
+        tracking.record_results(run_id, metrics, {"latency": latency}, "benchmark.json")
         tracking.finish_run(run_id)
     else:
         run_id = tracking.log_benchmark_run(tags, metrics, {"latency": latency})

@@ -16,8 +16,8 @@ from podium.core.channel import restored_counter
 from podium.core.decision import Reason, candidate_view
 from podium.core.messages import BestModelUpdate
 from podium.core.selection import Selection
+from podium.errors import ChannelRefused, LeadershipLost
 from podium.streams import keys
-from podium.streams.lock import LockLost
 
 #: History kept in ``podium:best-updates`` (approximate trim).
 HISTORY_MAXLEN = 100_000
@@ -49,19 +49,6 @@ _ACK = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return -2 end
 return redis.call('XACK', KEYS[2], ARGV[2], unpack(ARGV, 3))
 """
-
-
-class LeadershipLost(LockLost):
-    """This aggregator is no longer the leader: what it holds must be dropped and rebuilt."""
-
-
-class ChannelRefused(Exception):
-    """Another selection config owns the study's channel (and this publish does not take it over)."""
-
-    def __init__(self, study: str, channel_hash: str):
-        super().__init__(f"study {study[:12]}'s channel belongs to selection config {channel_hash[:12]}")
-        self.study = study
-        self.channel_hash = channel_hash
 
 
 class Publisher:

@@ -21,22 +21,23 @@ from dataclasses import dataclass
 
 import redis
 
-from podium.aggregator.publisher import ChannelRefused, Publisher
+from podium.aggregator.publisher import Publisher
 from podium.core.aggregation import ScopeKey
 from podium.core.channel import channel_rule, refusal, selection_config_hash
+from podium.core.clock import Clock
 from podium.core.config import SelectionConfig
 from podium.core.decision import Decision, View, decide, view_of_selection, view_of_update
 from podium.core.figure import statistic_name
-from podium.core.messages import BenchmarkResult, BestModelUpdate, MessageError, decode
+from podium.core.messages import BenchmarkResult, BestModelUpdate, decode
 from podium.core.records import BenchmarkRecord
 from podium.core.selection import Selection
 from podium.core.state import SelectionState, folded_metrics
-from podium.core.verification import DEFAULT_CLOCK, Clock, claim_problem, run_problem, trusted_start
-from podium.errors import TrackingError
+from podium.core.verification import DEFAULT_SKEW, SkewBounds, claim_problem, run_problem, trusted_start
+from podium.errors import ChannelRefused, LockLost, MessageError, TrackingError
 from podium.monitoring import prometheus
 from podium.streams import keys
 from podium.streams.dead_letters import dead_letter
-from podium.streams.lock import FencedLock, LockLost
+from podium.streams.lock import FencedLock
 from podium.streams.policy import EvictionGuard
 from podium.tracking.tracker import MlflowTracking
 
@@ -77,7 +78,8 @@ class Aggregator:
         consumer: str,
         on_update: Callable[[BestModelUpdate], None] | None = None,
         on_new_best: Callable[[Selection], object] | None = None,
-        clock: Clock = DEFAULT_CLOCK,
+        skew: SkewBounds = DEFAULT_SKEW,
+        clock: Clock = time.monotonic,
         eviction: EvictionGuard | None = None,
         take_over: bool = False,
     ):
@@ -97,13 +99,15 @@ class Aggregator:
         self.stats = AggregatorStats()
         self.on_update = on_update
         self.on_new_best = on_new_best
+        self.skew = skew
+        #: Paces the claim of dead consumers' entries and the look-ups of a missing trial.
         self.clock = clock
         #: Re-reads Redis's eviction policy; while it evicts, no entry is read (intake stops)
         self.eviction = eviction
         self.verified: dict[str, BenchmarkRecord] = {}
         #: Each scope's readable name (None: none found), read once.
         self.labels: dict[ScopeKey, str | None] = {}
-        self._last_claim = 0.0
+        self._last_claim: float | None = None  # the first step claims
         #: The highest sequence number known per study, followed while standing by (``follow``).
         self.known_seq: dict[str, int] = {}
         self._history_cursor: str | None = None
@@ -123,7 +127,7 @@ class Aggregator:
         ids = self.tracking.experiment_ids()
         seconds, micros = self.client.time()  # Redis's clock, which workers stamp their runs with
         now_ms = int(seconds) * 1000 + int(micros) // 1000
-        trials, benchmarks = self.tracking.load_trials(ids), self.tracking.load_benchmarks(ids, self.clock, now_ms)
+        trials, benchmarks = self.tracking.load_trials(ids), self.tracking.load_benchmarks(ids, self.skew, now_ms)
         for trial in trials:
             self.state.apply_trial(trial)
         for bench in benchmarks:
@@ -165,8 +169,8 @@ class Aggregator:
     def step(self, block_ms: int = 1000) -> int:
         """Claim entries of dead consumers, read a batch, apply, acknowledge. Returns entries handled."""
         entries = []
-        if time.monotonic() - self._last_claim > CLAIM_EVERY_S:
-            self._last_claim = time.monotonic()
+        if self._last_claim is None or self.clock() - self._last_claim > CLAIM_EVERY_S:
+            self._last_claim = self.clock()
             claimed = self.client.xautoclaim(
                 keys.BENCHMARKS_STREAM,
                 keys.AGGREGATOR_GROUP,
@@ -285,7 +289,7 @@ class Aggregator:
     def apply_record(self, entry_id: str, result: BenchmarkResult, record: BenchmarkRecord) -> set[ScopeKey]:
         """Fold MLflow's record of a verified event's run in; return the scopes it changed."""
         entry_ms = int(entry_id.split("-")[0])
-        record, warning = trusted_start(record, entry_ms, self.clock)
+        record, warning = trusted_start(record, entry_ms, self.skew)
         if warning is not None:
             self.stats.skewed += 1
             prometheus.EVENTS.labels("clock_skew").inc()
@@ -303,8 +307,9 @@ class Aggregator:
         side = self.state.trials.get((study, trial))
         if side is not None and side.trial is not None:
             return set()
-        now = time.monotonic()
-        if now - self.trial_checked.get((study, trial), -1e9) < TRIAL_REFRESH_S:
+        now = self.clock()
+        checked = self.trial_checked.get((study, trial))
+        if checked is not None and now - checked < TRIAL_REFRESH_S:
             return set()
         self.trial_checked[(study, trial)] = now
         return {scope for record in self.tracking.load_trial(study, trial) for scope in self.state.apply_trial(record)}

@@ -8,14 +8,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from podium.errors import PodiumError
+from podium.errors import BackendError
 
 if TYPE_CHECKING:
     import numpy as np
-
-
-class BackendError(PodiumError):
-    """The model could not be loaded, filled, served or reached."""
 
 
 @dataclass(frozen=True)

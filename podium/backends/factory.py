@@ -6,8 +6,9 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from podium.backends.base import BackendError, InferenceBackend, InputSpec
+from podium.backends.base import InferenceBackend, InputSpec
 from podium.core.config import BenchmarkingSection
+from podium.errors import BackendError
 
 if TYPE_CHECKING:
     from podium.backends.triton import Deployment

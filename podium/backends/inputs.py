@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from podium.backends.base import BackendError, InputSpec
+from podium.backends.base import InputSpec
+from podium.errors import BackendError
 
 #: Token ids are drawn below this when the model's signature does not say its vocabulary size.
 DEFAULT_VOCAB = 1000

@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from podium.backends.base import BackendError, HardwareInfo, InProcess, InputSpec, reason_of
+from podium.backends.base import HardwareInfo, InProcess, InputSpec, reason_of
 from podium.backends.hardware import cpu_model, nvidia_driver
 from podium.backends.host_cores import affinity
 from podium.backends.threads import apply_torch_threads
+from podium.errors import BackendError
 
 SIGNATURE_FILE = "podium_signature.json"
 

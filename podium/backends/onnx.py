@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from podium.backends.base import BackendError, HardwareInfo, InProcess, InputSpec, reason_of
+from podium.backends.base import HardwareInfo, InProcess, InputSpec, reason_of
 from podium.backends.hardware import cpu_model, nvidia_driver
 from podium.backends.host_cores import affinity
 from podium.backends.threads import set_thread_env
+from podium.errors import BackendError
 
 #: onnxruntime element types -> podium (KServe V2) datatypes.
 DATATYPES = {
@@ -62,7 +63,7 @@ def embedding_sizes(path: Path) -> dict[str, int]:
     graph = onnx.load(str(path), load_external_data=False).graph
     tables = {t.name: list(t.dims) for t in graph.initializer}
     inputs = {i.name for i in graph.input}
-    sizes = {}
+    sizes: dict[str, int] = {}
     for node in graph.node:
         if node.op_type == "Gather" and len(node.input) == 2 and node.input[1] in inputs:
             dims = tables.get(node.input[0])

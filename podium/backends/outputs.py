@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from podium.backends.base import BackendError, InputSpec, reason_of
+from podium.backends.base import InputSpec, reason_of
+from podium.errors import BackendError
 
 #: A tensor's dtype (as torch and numpy name it) -> its KServe V2 datatype.
 DATATYPES = {

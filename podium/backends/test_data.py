@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from podium.backends.base import BackendError
+from podium.errors import BackendError
 
 TOKENIZER_FILE = "tokenizer.json"
 

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from podium.backends.base import BackendError, HardwareInfo, InputSpec, ServerStats
+from podium.backends.base import HardwareInfo, InputSpec, ServerStats
+from podium.errors import BackendError
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ class TritonEndpoint:
     timeout_s: float
 
 
-def _host_port(url: str, protocol: str) -> str:
+def host_port(url: str, protocol: str) -> str:
+    """``host:port`` of a server URL given with or without a scheme; one error line when either is missing."""
     parts = urlsplit(url if "://" in url else f"{protocol}://{url}")
     if not parts.hostname or not parts.port:
         raise BackendError(f"server URL {url!r} must name a host and a port, e.g. 127.0.0.1:8000")
@@ -75,7 +77,7 @@ class TritonBackend:
         #: request's statistics after releasing its response, so a reading waits until it counts them all.
         self._answered = [0]
         self._count_before: int | None = None
-        target = _host_port(url, protocol)
+        target = host_port(url, protocol)
         if protocol == "grpc":
             import tritonclient.grpc as client_mod
 
@@ -191,7 +193,7 @@ class TritonBackend:
         """Where and how the model is reached, for a client of its own (load levels); after ``prepare()``."""
         return TritonEndpoint(
             self.protocol,
-            _host_port(self.url, self.protocol),
+            host_port(self.url, self.protocol),
             self.model_name,
             self.model_version,
             self._binary,

@@ -89,6 +89,7 @@ def model_config(
     max_batch_size: int,
     instance_count: int = 1,
     dynamic_batching: bool = False,
+    max_queue_delay_us: int = 0,
 ) -> dict[str, Any]:
     """The JSON form ``load_model(config=...)`` takes. With ``max_batch_size > 0``, dims exclude the batch."""
     if deploy not in PLATFORMS:
@@ -113,8 +114,27 @@ def model_config(
         "instance_group": [{"kind": "KIND_AUTO", "count": instance_count}],
     }
     if dynamic_batching:
-        config["dynamic_batching"] = {}
+        config["dynamic_batching"] = _dynamic_batching(max_queue_delay_us)
     return config
+
+
+def _dynamic_batching(max_queue_delay_us: int) -> dict[str, Any]:
+    return {"max_queue_delay_microseconds": max_queue_delay_us} if max_queue_delay_us else {}
+
+
+def with_serving(
+    config: dict[str, Any], instance_count: int, max_batch_size: int, dynamic_batching: bool, max_queue_delay_us: int
+) -> dict[str, Any]:
+    """``config`` (of a batching model, ``max_batch_size > 0``) served another way: its instance count,
+    ``max_batch_size``, and dynamic batching with its queue delay (or none)."""
+    if config["max_batch_size"] < 1 or max_batch_size < 1:
+        raise BackendError(f"model {config['name']!r}: serving configs are for batching models (max_batch_size > 0)")
+    served = {k: v for k, v in config.items() if k != "dynamic_batching"}
+    served["max_batch_size"] = max_batch_size
+    served["instance_group"] = [{**config["instance_group"][0], "count": instance_count}]
+    if dynamic_batching:
+        served["dynamic_batching"] = _dynamic_batching(max_queue_delay_us)
+    return served
 
 
 def model_files(
@@ -140,5 +160,9 @@ def to_pbtxt(config: dict[str, Any]) -> str:
     group = config["instance_group"][0]
     lines.append(f"instance_group [{{ kind: {group['kind']} count: {group['count']} }}]")
     if "dynamic_batching" in config:
-        lines.append("dynamic_batching { }")
+        delay = config["dynamic_batching"].get("max_queue_delay_microseconds")
+        queue = f" max_queue_delay_microseconds: {delay}" if delay else ""
+        lines.append(f"dynamic_batching {{{queue} }}")
+    for key, value in config.get("parameters", {}).items():
+        lines.append(f'parameters: {{ key: "{key}" value: {{ string_value: "{value["string_value"]}" }} }}')
     return "\n".join(lines) + "\n"

@@ -130,7 +130,8 @@ class Channel(kombu_redis.Channel):
                 self.connection._deliver(payload, dest)
             return True
         finally:
-            self._in_poll = None
+            # kombu declares `_in_poll = False` but stores a connection or None in it (as here) itself
+            self._in_poll = None  # type: ignore[assignment]
             flush = getattr(self, "_flush_brpop_reauth", None)
             if flush is not None:
                 flush()

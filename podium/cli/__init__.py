@@ -15,6 +15,7 @@ from podium.cli.pipeline_cmds import aggregator, backfill, enqueue, forget, swee
 from podium.cli.report_cmd import report
 from podium.cli.select_cmd import select
 from podium.cli.status_cmd import status
+from podium.cli.tune_cmd import tune
 from podium.cli.watch_cmd import watch
 
 app = typer.Typer(
@@ -36,6 +37,7 @@ def _root(
 app.command("demo")(demo)
 app.command("select")(select)
 app.command("bench")(bench)
+app.command("tune")(tune)
 app.command("enqueue")(enqueue)
 app.command("backfill")(backfill)
 app.command("worker")(worker)

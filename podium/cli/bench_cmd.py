@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from podium.cli.adopt import adopt_run
 from podium.cli.common import console, fail, input_list, int_list, podium_errors
 from podium.core.choices import Backend, ModelFormat, Padding, Protocol
 from podium.core.records import format_of_path
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
     from podium.core.config import BenchmarkConfig
     from podium.core.records import Champion
@@ -111,7 +112,7 @@ def bench(
             tracking = MlflowTracking.from_settings(settings, tracking_uri=tracking_uri, create=False)
         champion = None
         if run_id and tracking is not None:  # a run of podium's helpers, or a plain MLflow run adopted as it is
-            champion, source, cfg = _adopt(tracking, run_id, cfg, source, artifact_path, log, model_format)
+            champion, source, cfg = adopt_run(tracking, run_id, cfg, source, artifact_path, log, model_format)
         elif log and tracking and source.run_id:
             champion = tracking.champion(source.run_id)
         measured = _measure(
@@ -155,36 +156,6 @@ def with_load(
     return cfg.with_overrides(load=load)
 
 
-def _adopt(
-    tracking: MlflowTracking,
-    run_id: str,
-    cfg: BenchmarkConfig,
-    source: ModelSource,
-    artifact_path: str | None,
-    log: bool,
-    model_format: str | None,
-) -> tuple[Champion | None, ModelSource, BenchmarkConfig]:
-    """The champion (when logging), the model and the config of ``--run-id``: a plain MLflow run's model is
-    found where it is (a logged model, a .pt/.onnx artifact, ``model.artifact_path``)."""
-    from podium.cli.pipeline_cmds import objective_of
-    from podium.measurement.artifacts import ModelSource
-    from podium.settings.env import PodiumSettings
-    from podium.tracking.plain_runs import adopt
-
-    adopted = adopt(
-        tracking,
-        run_id,
-        objective_metric=objective_of(PodiumSettings()) if log else None,
-        artifact_path=artifact_path or cfg.model.artifact_path,
-        require_objective=log,
-    )
-    if adopted.plain and adopted.artifact_path:
-        source = ModelSource(adopted.champion.run_id, adopted.artifact_path, None)
-        if format_of_path(adopted.artifact_path) == "onnx" and not model_format:
-            cfg = cfg.with_overrides(model_format="onnx")
-    return (adopted.champion if log else None), source, cfg
-
-
 def _measure(
     cfg: BenchmarkConfig,
     source: ModelSource,
@@ -205,7 +176,7 @@ def _measure(
 
     def measure(config: BenchmarkConfig, _champion: Champion | None = None) -> Measured:
         with _progress() as progress:
-            tasks: dict[tuple[int, str], int] = {}
+            tasks: dict[tuple[int, str], TaskID] = {}
 
             def update(batch: int, phase: str, done: int, total: int) -> None:
                 key = (batch, phase)

@@ -28,6 +28,7 @@ from podium.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from podium.core.selection import Selection
     from podium.producers.backfill import Refusal
     from podium.producers.enqueue import Enqueued
     from podium.settings.env import PodiumSettings
@@ -105,7 +106,7 @@ def aggregator(
     import redis
 
     from podium.aggregator.service import Aggregator
-    from podium.core.verification import Clock
+    from podium.core.verification import SkewBounds
     from podium.settings.env import redact_url
     from podium.settings.files import load_selection_config
     from podium.streams import keys
@@ -123,7 +124,8 @@ def aggregator(
         tracking = _wait_for_store(lambda: MlflowTracking.from_settings(settings, cfg.objective.metric), stop)
         if tracking is None:
             return
-        reporter, hooks = None, []
+        reporter = None
+        hooks: list[Callable[[Selection], object]] = []
         if settings.report_dir is not None:
             from podium.aggregator.report import NewBestReporter
 
@@ -145,7 +147,7 @@ def aggregator(
             cfg,
             consumer,
             on_new_best=lambda sel: [hook(sel) for hook in hooks],
-            clock=Clock(int(settings.max_clock_skew_s * 1000), settings.max_benchmark_s * 1000),
+            skew=SkewBounds(int(settings.max_clock_skew_s * 1000), settings.max_benchmark_s * 1000),
             eviction=EvictionGuard(
                 client, f"podium aggregator {consumer}", settings.accept_redis_eviction, settings.redis_policy_check_s
             ),
@@ -169,7 +171,7 @@ def aggregator(
 def _wait_for_store(open_store: Callable[[], MlflowTracking], stop: threading.Event) -> MlflowTracking | None:
     """Open the MLflow store, waiting while it is locked (as the aggregator waits for Redis); None when
     stopped meanwhile. Configuration errors (a bad URI, no store) are not waited for."""
-    from podium.tracking.tracker import StoreNotReady, StoreUnavailable
+    from podium.errors import StoreNotReady, StoreUnavailable
 
     waits = (1.0, 2.0, 5.0, 10.0, 30.0)
     attempt = 0
@@ -279,14 +281,14 @@ def backfill(
             return
         app = create_app(settings)
         store = tracking.store_ref()
-        sent, not_sent = send_missing(
+        enqueued, not_sent = send_missing(
             missing,
             lambda item: enqueue_benchmark(
                 app, item.champion, cfg, store=store, artifact_path=paths.get(item.champion.run_id)
             ),
         )
-    _print_sent(sent, store.uri)
-    _exit_if_refused(refused + not_sent, sent=len(sent))
+    _print_sent(enqueued, store.uri)
+    _exit_if_refused(refused + not_sent, sent=len(enqueued))
 
 
 def _resend_lost(settings: PodiumSettings, min_age_s: float) -> None:

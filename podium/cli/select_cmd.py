@@ -13,8 +13,9 @@ from podium.cli.common import EXIT_NOTHING, console, podium_errors
 from podium.core.choices import Aggregation
 
 if TYPE_CHECKING:
+    from podium.core.aggregation import ScopeKey
     from podium.core.config import SelectionConfig
-    from podium.core.selection import Selection
+    from podium.core.selection import Candidate, Selection
     from podium.core.state import SelectionState
 
 
@@ -42,7 +43,7 @@ def select(
     figure (p50 by default) combined across its runs (never the luckiest one); the best changes only on a
     difference beyond the noise. Exit 0: selected; 3: nothing to select; 2: bad input."""
     from podium.core.documents import candidate_document
-    from podium.core.verification import Clock
+    from podium.core.verification import SkewBounds
     from podium.settings.env import PodiumSettings
     from podium.settings.files import load_selection_config, load_tags
 
@@ -60,8 +61,8 @@ def select(
         tracking = MlflowTracking.connect(
             tracking_uri or settings.tracking_uri, registry, objective_metric=cfg.objective.metric, create=False
         )
-        clock = Clock(int(settings.max_clock_skew_s * 1000), settings.max_benchmark_s * 1000)  # as the aggregator
-        chosen = select_store(tracking, experiment, cfg, clock)  # with readable names, the trials' params, metric
+        skew = SkewBounds(int(settings.max_clock_skew_s * 1000), settings.max_benchmark_s * 1000)  # as the aggregator
+        chosen = select_store(tracking, experiment, cfg, skew)  # with readable names, the trials' params, metric
         selections, state, labels = chosen.selections, chosen.state, chosen.labels
     if as_json:
         docs = chosen.documents()
@@ -84,6 +85,13 @@ def select(
 
 def _scope(s: Selection) -> tuple[str, str | None]:
     return (s.study_key_hash, s.benchmark_config_hash)
+
+
+def _unselected(state: SelectionState | None) -> list[tuple[ScopeKey, list[Candidate]]]:
+    """Scopes with candidates but no best, each with its candidates (none without a state)."""
+    if state is None:
+        return []
+    return [(scope, state.unselected(scope)) for scope in state.scopes()]
 
 
 def _print_tables(
@@ -114,8 +122,8 @@ def _print_tables(
             console.print(line)
     if unjoined:
         console.print(f"[yellow]{unjoined} benchmark group(s) had no FINISHED trial run with the objective metric.")
-    for scope in state.scopes() if state is not None else ():
-        for c in state.unselected(scope):
+    for scope, unselected in _unselected(state):
+        for c in unselected:
             console.print(
                 f"study {scope.study_key_hash[:12]} config {(scope.config_hash or 'legacy')[:12]}: no best; "
                 f"trial {c.trial_key_hash[:12]} ({c.latency_ms:.3f} ms, {c.latency_figure}) "

@@ -7,7 +7,8 @@ from typing import Literal
 
 RunMode = Literal["reuse_if_exists", "force_new"]
 Aggregation = Literal["latest", "median", "mean"]
-Policy = Literal["constraint", "tolerance", "weighted"]
+#: ``throughput_at_sla`` ranks by a load benchmark's throughput at its p99 budget, highest first.
+Policy = Literal["constraint", "tolerance", "weighted", "throughput_at_sla"]
 #: The per-run latency figure selection ranks by (one number per benchmark run, before aggregation across runs).
 Statistic = Literal["p50", "p90", "p99", "mean"]
 Backend = Literal["local", "triton", "synthetic"]

@@ -35,6 +35,7 @@ from podium.core.choices import (
     RunMode,
     Statistic,
 )
+from podium.core.metric_names import THROUGHPUT_AT_SLA
 from podium.core.safety import SafeName, SafeValue
 from podium.core.validation import parse_model
 
@@ -302,7 +303,8 @@ class BenchmarkSelectionSection(StrictModel):
 class SelectionSection(StrictModel):
     #: ``constraint``: the best objective whose p99 meets ``max_latency_ms``, ties broken by latency;
     #: ``tolerance``: the fastest within ``objective.tolerance`` of the top objective; ``weighted``: fixed-scale
-    #: score (``scoring``).
+    #: score (``scoring``); ``throughput_at_sla``: as ``constraint``, ties broken by the load benchmark's
+    #: ``throughput_at_sla_per_s``, highest first (candidates without one are shown, not competing).
     policy: Policy = "constraint"
     #: ``constraint``: candidates whose p99 at the ranked batch size exceeds this are out; other policies: whose
     #: ranked figure exceeds it (``null``: no limit).
@@ -350,6 +352,29 @@ class SelectionConfig(StrictModel):
                     )
                 objective["tolerance"] = value
         return data
+
+    @model_validator(mode="after")
+    def _throughput_figure(self) -> SelectionConfig:
+        """``selection.policy: throughput_at_sla`` ranks by ``throughput_at_sla_per_s``; naming that metric as
+        ``benchmark.latency_metric`` (with no policy set) means that policy. A throughput is better higher, so no
+        other policy may rank by it."""
+        named = self.benchmark.latency_metric
+        policy_set = "policy" in self.selection.model_fields_set
+        if named == THROUGHPUT_AT_SLA and self.selection.policy != "throughput_at_sla":
+            if policy_set:
+                raise ValueError(
+                    f"benchmark.latency_metric {THROUGHPUT_AT_SLA} is better higher: set selection.policy: "
+                    f"throughput_at_sla (got {self.selection.policy})"
+                )
+            self.selection = self.selection.model_copy(update={"policy": "throughput_at_sla"})
+        if self.selection.policy == "throughput_at_sla":
+            if named not in (None, THROUGHPUT_AT_SLA):
+                raise ValueError(
+                    f"selection.policy throughput_at_sla ranks by {THROUGHPUT_AT_SLA}: drop benchmark.latency_metric "
+                    f"({named}) or set it to {THROUGHPUT_AT_SLA}"
+                )
+            self.benchmark = self.benchmark.model_copy(update={"latency_metric": THROUGHPUT_AT_SLA})
+        return self
 
     def with_aggregation(self, aggregation: Aggregation | None) -> SelectionConfig:
         if aggregation is None:

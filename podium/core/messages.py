@@ -7,24 +7,21 @@ consumer parks such payloads in the dead-letter stream.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from podium.core.config import BenchmarkConfig
 from podium.core.identity import BenchmarkIdentity, benchmark_config_hash
 from podium.core.records import DEFAULT_ARTIFACT_PATH, BenchmarkRecord, Champion
+from podium.core.run_tags import identity_for
 from podium.core.safety import Hex64, SafeValue, pattern_problem
 from podium.core.verification import EventClaim
-from podium.errors import PodiumError
+from podium.errors import MessageError as MessageError  # re-exported: board/feed.py imports it from here
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 #: A message larger than this is refused (a request carries a config, a result a few dozen metrics).
 MAX_MESSAGE_BYTES = 64 * 1024
-
-
-class MessageError(PodiumError, ValueError):
-    """A message is malformed, of an unknown schema version, or too large."""
 
 
 class Message(BaseModel):
@@ -74,7 +71,7 @@ class BenchmarkRequest(Message):
     def identity(self) -> BenchmarkIdentity:
         """Recomputed from the request's parts by the one key function; must equal ``benchmark_key``."""
         config_hash = benchmark_config_hash(self.config.benchmarking, self.input_fingerprint)
-        return BenchmarkIdentity(self.champion_run_id, self.data_fp, self.eval_fp, config_hash)
+        return identity_for(self.champion, config_hash)
 
     def verified_identity(self) -> BenchmarkIdentity:
         identity = self.identity
@@ -199,11 +196,16 @@ def _problems(exc: ValidationError) -> str:
     for e in errors:
         if e["type"] == "json_invalid":
             return f"not JSON ({e.get('ctx', {}).get('error', e['msg'])})"
-        if e["type"] == "model_type":
+        if e["type"] == "model_type" and not e["loc"]:  # the message itself; a field's is named below
             return f"expected a JSON object, got {type(e.get('input')).__name__}"
         if e["loc"] == ("schema_version",):
             return f"schema_version {e.get('input')!r} is not supported (this podium reads {SCHEMA_VERSION})"
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {_message(e)}" for e in errors[:5])
+    return "; ".join(f"{_where(e['loc'])}: {_message(e)}" for e in errors[:5])
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """A field's path; a key that is no plain name (sent by anyone) is quoted, so the line stays one line."""
+    return ".".join(p if isinstance(p, str) and p.isidentifier() else repr(p) for p in loc) or "(top)"
 
 
 def _message(error: Any) -> str:

@@ -29,7 +29,9 @@ def judge(run: RunningRun, current_fence: int | None, lock_held: bool, done_run_
     if done_run_id == run.run_id:
         return Verdict("finish", "committed under its fence; its worker stopped before marking it FINISHED")
     if run.fencing_token is None:
-        return Verdict("kill" if not lock_held else "leave", "orphaned: no fencing token and no lock held")
+        if lock_held:
+            return Verdict("leave", "no fencing token, and the key's lock is held: its worker may still be measuring")
+        return Verdict("kill", "orphaned: no fencing token and no lock held")
     if current_fence is not None and current_fence > run.fencing_token:
         return Verdict(
             "kill",

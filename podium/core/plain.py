@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from podium.core.identity import sha256_hex, study_key_hash
 from podium.core.records import Champion, TrialRecord
 from podium.core.tags import TagsRegistry
-from podium.errors import PodiumError
 
 #: The tag MLflow sets on a nested run, naming its parent.
 PARENT_TAG = "mlflow.parentRunId"
@@ -29,11 +28,6 @@ SOURCE_PLAIN = "plain"
 CONVERSION_TAG = "code.benchmark.conversion"
 #: A plain trial's ``trial_key_hash`` is its MLflow run id: 32 lowercase hex characters.
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
-
-
-class RunRefused(PodiumError):
-    """A run cannot be benchmarked as it is (no model, no objective metric, not FINISHED, unknown): the run's
-    problem, never the service's. The message is one line naming what is missing and what fixes it."""
 
 
 @dataclass(frozen=True)

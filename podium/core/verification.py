@@ -111,10 +111,12 @@ def claim_problem(claim: EventClaim, record: BenchmarkRecord) -> str | None:
 
 def recompute_key(facts: RunFacts) -> str | None:
     record = facts.record
-    parts = (facts.champion_run_id, facts.data_fp, facts.eval_fp, record.config_hash if record else None)
-    if any(p is None for p in parts) or not (facts.key_version or "").isdigit():
+    champion, data_fp, eval_fp = facts.champion_run_id, facts.data_fp, facts.eval_fp
+    config_hash = record.config_hash if record else None
+    if champion is None or data_fp is None or eval_fp is None or config_hash is None:
         return None
-    champion, data_fp, eval_fp, config_hash = parts
+    if not (facts.key_version or "").isdigit():
+        return None
     try:
         return build_benchmark_key(champion, data_fp, eval_fp, config_hash, int(facts.key_version or 0))
     except UnsafeValueError:
@@ -130,7 +132,7 @@ def metrics_problem(metrics: Mapping[str, float], where: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class Clock:
+class SkewBounds:
     """How far a run's start time may lie from the stream entry's time (Redis's clock at commit): at most
     ``max_skew_ms`` after it, and at most the longest benchmark plus the skew before it."""
 
@@ -138,37 +140,40 @@ class Clock:
     max_benchmark_ms: int
 
 
-#: Default clock bounds (``PODIUM_MAX_CLOCK_SKEW_S``, ``PODIUM_MAX_BENCHMARK_S``): 5 minutes of skew, benchmarks
-#: up to an hour.
-DEFAULT_CLOCK = Clock(max_skew_ms=300_000, max_benchmark_ms=3_600_000)
+#: Default bounds (``PODIUM_MAX_CLOCK_SKEW_S``, ``PODIUM_MAX_BENCHMARK_S``): 5 minutes of skew, benchmarks up to
+#: an hour.
+DEFAULT_SKEW = SkewBounds(max_skew_ms=300_000, max_benchmark_ms=3_600_000)
+#: The old names, until tracking/tracker.py and board/selections.py import the new ones (then remove these).
+Clock = SkewBounds
+DEFAULT_CLOCK = DEFAULT_SKEW
 
 
 def trusted_start(
-    record: BenchmarkRecord, entry_ms: int, clock: Clock, commit: str = "its commit on Redis's clock"
+    record: BenchmarkRecord, entry_ms: int, skew: SkewBounds, commit: str = "its commit on Redis's clock"
 ) -> tuple[BenchmarkRecord, str | None]:
     """The record with a start time that can be believed, and a warning when it had to be replaced."""
-    earliest = entry_ms - clock.max_benchmark_ms - clock.max_skew_ms
-    latest = entry_ms + clock.max_skew_ms
+    earliest = entry_ms - skew.max_benchmark_ms - skew.max_skew_ms
+    latest = entry_ms + skew.max_skew_ms
     if earliest <= record.start_time <= latest:
         return record, None
     offset_s = (record.start_time - entry_ms) / 1000
     warning = (
         f"run {record.run_id} starts {offset_s:+.0f} s from {commit} (allowed "
-        f"{-(clock.max_benchmark_ms + clock.max_skew_ms) / 1000:.0f}..+{clock.max_skew_ms / 1000:.0f} s): "
+        f"{-(skew.max_benchmark_ms + skew.max_skew_ms) / 1000:.0f}..+{skew.max_skew_ms / 1000:.0f} s): "
         "the writer's clock is skewed; the commit time is used instead"
     )
     return replace(record, start_time=entry_ms), warning
 
 
 def stored_start(
-    record: BenchmarkRecord, end_ms: int | None, now_ms: int, clock: Clock
+    record: BenchmarkRecord, end_ms: int | None, now_ms: int, skew: SkewBounds
 ) -> tuple[BenchmarkRecord, str | None]:
     """``trusted_start`` for a run read from MLflow without its stream entry (a rebuild, ``podium select``, a
     report). Without the entry only a start after the reader's clock ``now_ms`` (plus the skew) can be judged;
     such a run is placed where the live check places it, at its commit: its end time (``end_ms``) when that
     is not in the future too, else ``now_ms``. A start in the past is believed (a long queue looks the same)."""
-    if record.start_time <= now_ms + clock.max_skew_ms:
+    if record.start_time <= now_ms + skew.max_skew_ms:
         return record, None
-    if end_ms is not None and 0 < end_ms <= now_ms + clock.max_skew_ms:
-        return trusted_start(record, min(end_ms, now_ms), clock, "its end time")
-    return trusted_start(record, now_ms, clock, "the reader's clock (its end time is in the future too)")
+    if end_ms is not None and 0 < end_ms <= now_ms + skew.max_skew_ms:
+        return trusted_start(record, min(end_ms, now_ms), skew, "its end time")
+    return trusted_start(record, now_ms, skew, "the reader's clock (its end time is in the future too)")

@@ -33,7 +33,7 @@ from podium.core.tags import TagsRegistry
 from podium.core.validation import parse_model
 from podium.demo.study import DemoStudy, demo_study_hash
 from podium.demo.view import DemoState, Request, render
-from podium.errors import PodiumError
+from podium.errors import DemoError
 from podium.producers.hooks import BenchmarkHook
 from podium.settings.env import PodiumSettings
 from podium.streams import keys
@@ -76,10 +76,6 @@ class DemoResult:
     best: BestModelUpdate | None
     tracking_uri: str
     seconds: float
-
-
-class DemoError(PodiumError):
-    """The demo could not run to the end (a process died, or results did not arrive in time)."""
 
 
 def write_config(folder: Path) -> Path:

@@ -17,7 +17,10 @@ from podium.core.records import RUN_ID_ATTR
 from podium.demo.data import macro_f1, make_batch
 from podium.demo.model import TinyTagger, export
 
-SEARCH_SPACE = {"width": [16, 32, 64, 128], "depth": [1, 2, 3], "lr": [1e-3, 1e-2]}
+WIDTHS = [16, 32, 64, 128]
+DEPTHS = [1, 2, 3]
+LEARNING_RATES = [1e-3, 1e-2]
+SEARCH_SPACE = {"width": WIDTHS, "depth": DEPTHS, "lr": LEARNING_RATES}
 STUDY_NAME = "podium-demo-tagger"
 
 
@@ -77,11 +80,10 @@ class DemoStudy:
         return {r.data.tags["code.grouping.trial_key_hash"]: r.info.run_id for r in runs}
 
     def objective(self, trial: optuna.Trial) -> float:
-        params = {
-            "width": trial.suggest_categorical("width", SEARCH_SPACE["width"]),
-            "depth": trial.suggest_categorical("depth", SEARCH_SPACE["depth"]),
-            "lr": trial.suggest_categorical("lr", SEARCH_SPACE["lr"]),
-        }
+        width = trial.suggest_categorical("width", WIDTHS)
+        depth = trial.suggest_categorical("depth", DEPTHS)
+        lr = trial.suggest_categorical("lr", LEARNING_RATES)
+        params = {"width": width, "depth": depth, "lr": lr}
         t_hash = trial_key_hash(self.study_hash, {"number": trial.number, **params})
         done = self.existing_refits()
         if t_hash in done:
@@ -90,7 +92,7 @@ class DemoStudy:
             if self.on_trial:
                 self.on_trial(trial.number, params | {"resumed": True}, f1)
             return f1
-        model, f1 = train(params["width"], params["depth"], params["lr"], self.train_seconds, self.seed + trial.number)
+        model, f1 = train(width, depth, lr, self.train_seconds, self.seed + trial.number)
         backbone = f"tiny-w{params['width']}-d{params['depth']}"
         tags = {
             "code.grouping.study_key_hash": self.study_hash,

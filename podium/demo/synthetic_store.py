@@ -116,7 +116,7 @@ def generate_store(tracking_uri: str, spec: StoreSpec, artifact_location: str | 
                         t.benchmark.config_hash: config_hash,
                         t.benchmark.champion_run_id: champion,
                     }
-                metrics = {}
+                metrics: dict[str, float] = {}
                 unstable = i in spec.unstable_trials
                 for b in spec.batch_sizes:
                     lat = base * b**0.5 * rng.uniform(0.95, 1.10)

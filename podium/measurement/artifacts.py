@@ -12,12 +12,8 @@ from podium.backends.test_data import TOKENIZER_FILE
 from podium.core.config import BenchmarkingSection
 from podium.core.records import DEFAULT_ARTIFACT_PATH
 from podium.core.safety import require_safe
-from podium.errors import PodiumError
+from podium.errors import ModelNotFoundError
 from podium.tracking.tracker import MlflowTracking
-
-
-class ModelNotFoundError(PodiumError):
-    """The model artifact to benchmark could not be found or downloaded."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +89,8 @@ def fetch_model(
     model = fetch(source, tracking, dest)
     if not model.is_dir():
         return model, None
-    from podium.measurement.mlflow_models import ConversionError, is_mlflow_model, materialize
+    from podium.errors import ConversionError
+    from podium.measurement.mlflow_models import is_mlflow_model, materialize
 
     if not is_mlflow_model(model):
         raise ModelNotFoundError(

@@ -23,9 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from podium.backends.base import BackendError, InferenceBackend, ServerStats
+from podium.backends.base import InferenceBackend, ServerStats
 from podium.core.config import BenchmarkingSection
 from podium.core.stats import LatencySummary, quality_flags, summarize, windows_agree
+from podium.errors import BackendError
 from podium.measurement.load_clients import Sender
 
 #: How often the coordinating thread looks at the completions (s); the senders never wait on it.
@@ -176,6 +177,11 @@ class _Run:
         return [r for rs in self.records for r in rs]
 
 
+def _completed(run: _Run, target: int) -> Callable[[], bool]:
+    """True once ``target`` requests of the run have completed."""
+    return lambda: run.completed() >= target
+
+
 def poisson_gaps(rate: float, count: int, seed: int) -> list[int]:
     """``count`` exponential gaps (ns) at ``rate`` per second, scaled so that they last exactly ``count / rate``
     seconds: a window of them sends at the asked rate when nothing is late."""
@@ -232,7 +238,7 @@ def run_level(
         for w in range(rules.max_windows):
             if rate is None:
                 target = run.completed() + length
-                run.wait_for(lambda t=target: run.completed() >= t)
+                run.wait_for(_completed(run, target))
                 end = time.perf_counter_ns()
                 pending += run.collect()
                 got = [r for r in pending if r.done < end]

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from podium.backends.base import BackendError, InferenceBackend
+from podium.backends.base import InferenceBackend
 from podium.backends.triton import TritonBackend, TritonEndpoint
+from podium.errors import BackendError
 
 Sender = Callable[[], object]
 Inputs = Mapping[str, np.ndarray]

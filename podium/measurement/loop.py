@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from podium.core.clock import Timer
 from podium.core.config import BenchmarkingSection
 from podium.core.contention import Contention, combined, window_contention
 from podium.core.stats import LatencySummary, RepeatSpread, quality_flags, repeat_spread, summarize, windows_agree
 from podium.measurement.cpu_load import Sampler
 
-Clock = Callable[[], int]
 #: Progress callback: (batch_size, phase 'warmup'|'measure', done, total).
 Progress = Callable[[int, str, int, int], None]
 Request = Callable[[], object]
@@ -64,7 +64,7 @@ def measure_batch(
     requests: Request | Sequence[Request],
     batch_size: int,
     cfg: BenchmarkingSection,
-    clock: Clock = time.perf_counter_ns,
+    clock: Timer = time.perf_counter_ns,
     progress: Progress | None = None,
     on_measure_start: Callable[[], object] | None = None,
     sampler: Sampler | None = None,
@@ -130,7 +130,8 @@ def _result(
     if len(quiet) >= rules.agree_windows:
         kept = quiet[-rules.agree_windows :]
     else:
-        by_load = sorted(range(len(windows)), key=lambda i: windows[i].contention.share if windows[i].contention else 0)
+        shares = [w.contention.share if w.contention else 0.0 for w in windows]
+        by_load = sorted(range(len(windows)), key=lambda i: shares[i])
         kept = sorted(by_load[: rules.agree_windows])
     stable = windows_agree([windows[i].summary for i in kept], rules)  # contended windows may agree: flagged
     contended = any(windows[i].discarded for i in kept)

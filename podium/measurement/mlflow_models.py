@@ -18,16 +18,12 @@ from typing import Any
 import yaml
 
 from podium.core.config import BenchmarkingSection
-from podium.errors import PodiumError
+from podium.errors import ConversionError
 
 MLMODEL = "MLmodel"
 #: Batch size of the example inputs an eager module is traced or exported with (2: a batch of 1 may be
 #: specialised away by tracing).
 TRACE_BATCH = 2
-
-
-class ConversionError(PodiumError):
-    """An MLflow model could not be loaded or made into a file the backend measures."""
 
 
 def is_mlflow_model(path: Path) -> bool:
@@ -157,7 +153,7 @@ def _input_specs(module: Any, cfg: BenchmarkingSection) -> list[Any]:
     if cfg.inputs:
         return [InputSpec(i.name, i.datatype, tuple(i.shape), i.vocab_size) for i in cfg.inputs]
     try:
-        params = inspect.signature(module.forward).parameters.values()
+        params = list(inspect.signature(module.forward).parameters.values())
     except (TypeError, ValueError):
         params = []
     args = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]

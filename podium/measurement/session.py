@@ -14,12 +14,13 @@ from podium.backends.base import InferenceBackend, ServerStats
 from podium.backends.factory import make_backend
 from podium.backends.inputs import build_inputs, plan_batches
 from podium.backends.test_data import load_token_rows
+from podium.core.clock import Timer
 from podium.core.config import BenchmarkConfig
 from podium.core.metric_names import host_metrics, server_metrics, summary_metrics
 from podium.measurement.artifacts import ModelSource, fetch_model
 from podium.measurement.cpu_load import Sampler, host_sampler
 from podium.measurement.lengths import length_profile
-from podium.measurement.loop import BatchMeasurement, Clock, Progress, measure_batch
+from podium.measurement.loop import BatchMeasurement, Progress, measure_batch
 from podium.tracking.tracker import MlflowTracking
 
 
@@ -39,7 +40,7 @@ def run_measurement(
     config: BenchmarkConfig,
     *,
     progress: Progress | None = None,
-    clock: Clock = time.perf_counter_ns,
+    clock: Timer = time.perf_counter_ns,
     config_hash: str | None = None,
     model_file: Path | None = None,
     cpu: Callable[[], Sampler | None] = host_sampler,
@@ -67,7 +68,7 @@ def run_measurement(
             cfg,
             clock,
             progress,
-            on_measure_start=lambda taken=snapshots: taken.append(backend.stats()),
+            on_measure_start=_snapshot_into(snapshots, backend),
             sampler=sampler,
             discard_contended=in_process,
         )
@@ -94,7 +95,7 @@ def run_measurement(
         levels = measure_levels(backend, cfg, specs, rows)
         metrics |= levels.metrics
     hardware = backend.describe()
-    summary = {
+    summary: dict[str, Any] = {
         "schema_version": 1,
         "timestamp": datetime.now(UTC).isoformat(),
         "device": dict(hardware.details) | {"summary": hardware.summary},
@@ -147,6 +148,11 @@ def _batch_entry(m: BatchMeasurement) -> dict[str, Any]:
         "window_requests": m.window_requests,
         "windows": windows,
     }
+
+
+def _snapshot_into(taken: list[ServerStats | None], backend: InferenceBackend) -> Callable[[], None]:
+    """What runs as the measured windows begin: a snapshot of the server's (cumulative) statistics."""
+    return lambda: taken.append(backend.stats())
 
 
 def _server_breakdown(before: ServerStats | None, after: ServerStats | None, m: BatchMeasurement):

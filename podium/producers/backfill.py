@@ -14,8 +14,8 @@ from podium.core.existing import result_metrics
 from podium.core.identity import BenchmarkIdentity
 from podium.core.records import Champion, RefusedRun
 from podium.core.run_tags import identity_for
-from podium.errors import PodiumError
-from podium.producers.enqueue import BrokerUnavailable, Enqueued
+from podium.errors import BrokerUnavailable, PodiumError
+from podium.producers.enqueue import Enqueued
 from podium.settings.files import config_hash_of
 from podium.tracking.tracker import MlflowTracking, warn_fallback, warn_no_result
 

@@ -17,7 +17,7 @@ from podium.core.identity import UNKNOWN_FINGERPRINT, benchmark_config_hash
 from podium.core.messages import BenchmarkRequest, StoreRef
 from podium.core.records import ARTIFACT_PATHS, Champion, format_of_path
 from podium.core.run_tags import identity_for
-from podium.errors import PodiumError
+from podium.errors import BrokerUnavailable
 from podium.settings.env import redact_url
 from podium.settings.files import input_fingerprint
 from podium.streams import keys
@@ -72,10 +72,6 @@ def build_request(
     )
     request.encode()  # size check before anything is sent
     return request
-
-
-class BrokerUnavailable(PodiumError):
-    """The request could not be handed to the broker; it was not sent."""
 
 
 #: Broker connection retries of one send (kombu's retry policy); a hook sends with none.

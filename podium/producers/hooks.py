@@ -25,9 +25,10 @@ from typing import Any, Literal
 
 from celery import Celery
 
+from podium.core.clock import Clock
 from podium.core.config import BenchmarkConfig
-from podium.core.plain import RunRefused
 from podium.core.records import CHAMPION_ATTR, RUN_ID_ATTR, Champion
+from podium.errors import RunRefused
 from podium.producers.enqueue import Enqueued, enqueue_benchmark
 from podium.settings.env import PodiumSettings, absolute_sqlite_uri
 from podium.settings.files import load_benchmark_config, load_selection_config
@@ -62,7 +63,7 @@ class BenchmarkHook:
         on_error: Literal["warn", "raise"] = "warn",
         timeout_s: float = TIMEOUT_S,
         backoff_s: float = BACKOFF_S,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
         run_id_attr: str = RUN_ID_ATTR,
         objective_metric: str | None = None,
     ):
@@ -148,15 +149,18 @@ class BenchmarkHook:
         if self.on_error == "raise":
             return self._sent(send())
         if self.clock() < self._retry_at:
-            return self._miss(run_id, "the last request failed moments ago; not retrying until the back-off ends")
+            self._miss(run_id, "the last request failed moments ago; not retrying until the back-off ends")
+            return None
         done, value, error = _within(self.timeout_s, send)
         if not done:
-            return self._miss(run_id, f"no answer within {self.timeout_s:g} s", failed=True)
-        if isinstance(error, RunRefused):  # the run's problem, not the service's: later calls go on at once
-            return self._refuse(run_id, error)
-        if error is not None:
-            return self._miss(run_id, f"{type(error).__name__}: {error}", failed=True)
-        return self._sent(value)
+            self._miss(run_id, f"no answer within {self.timeout_s:g} s", failed=True)
+        elif isinstance(error, RunRefused):  # the run's problem, not the service's: later calls go on at once
+            self._refuse(run_id, error)
+        elif error is not None:
+            self._miss(run_id, f"{type(error).__name__}: {error}", failed=True)
+        else:
+            return self._sent(value)
+        return None
 
     def _optuna(self, study: Any, trial: Any) -> Enqueued | None:
         state = getattr(getattr(trial, "state", None), "name", "COMPLETE")
@@ -197,7 +201,6 @@ class BenchmarkHook:
     def _refuse(self, run_id: str, error: BaseException) -> None:
         self.refused.append(Missed(run_id, str(error)))
         log.warning("podium: not benchmarked: %s", error)
-        return None
 
     def _sent(self, enqueued: Enqueued) -> Enqueued:
         self.enqueued.append(enqueued)

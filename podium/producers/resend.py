@@ -9,8 +9,9 @@ import redis
 from celery import Celery
 
 from podium.core.lost import Sent, lost_requests
-from podium.core.messages import BenchmarkRequest, MessageError, decode
+from podium.core.messages import BenchmarkRequest, decode
 from podium.core.safety import require_safe
+from podium.errors import MessageError
 from podium.producers.enqueue import Enqueued, send_request
 from podium.streams import keys
 from podium.streams.sent import drop_sent, existing, read_sent, waiting_task_ids

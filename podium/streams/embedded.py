@@ -6,10 +6,12 @@ from __future__ import annotations
 import logging
 import shutil
 import socket
+import socketserver
 import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any, BinaryIO
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,8 @@ class LocalRedis:
         self.port = free_port()
         self.kind = ""
         self._proc: subprocess.Popen | None = None
-        self._server = None
-        self._log = None
+        self._server: socketserver.TCPServer | None = None
+        self._log: BinaryIO | None = None
 
     @property
     def url(self) -> str:
@@ -72,12 +74,10 @@ class LocalRedis:
         return self
 
     def _start_fake(self) -> None:
-        import socketserver
-
         from fakeredis import TcpFakeServer
 
         class NoDelayServer(TcpFakeServer):
-            def get_request(self):  # type: ignore[override]
+            def get_request(self) -> tuple[socket.socket, Any]:
                 conn, addr = super().get_request()
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 return conn, addr

@@ -21,7 +21,7 @@ import time
 
 import redis
 
-from podium.errors import PodiumError
+from podium.errors import LockError, LockLost
 from podium.streams import keys
 
 log = logging.getLogger(__name__)
@@ -87,18 +87,6 @@ def pending_run(marker: str | None) -> str | None:
     return None
 
 
-class LockError(PodiumError):
-    """A fenced lock could not be taken or was lost."""
-
-
-class LockBusy(LockError):
-    """Another holder has the lock right now."""
-
-
-class LockLost(LockError):
-    """The lock expired or was taken over; the work must not be committed."""
-
-
 class FencedLock:
     """``lock_key`` holds this holder's random token; ``fence_key`` counts acquisitions (the fencing token)."""
 
@@ -113,7 +101,7 @@ class FencedLock:
         self.client = client
         self.lock_key = lock_key
         self.fence_key = fence_key
-        self.key = lock_key.rsplit(":", 1)[-1]  # for logs: the benchmark key, or the lock's name
+        self.key = lock_key.rsplit(":", 1)[-1]  # the benchmark key (or the lock's name): its done marker, logs
         self.ttl_ms = ttl_ms
         self.marker_ttl_s = marker_ttl_s
         self.token = secrets.token_hex(16)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
 
+from podium.core.clock import Clock
 from podium.errors import ConfigError
 from podium.settings.env import redact_url
 from podium.streams import keys
@@ -120,7 +120,7 @@ class EvictionGuard:
         who: str,
         accept: bool,
         every_s: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
     ):
         self.client, self.who, self.accept, self.every_s, self.clock = client, who, accept, every_s, clock
         self.policy: str | None = None

@@ -22,9 +22,10 @@ from collections.abc import Iterator
 
 import redis
 
-from podium.core.messages import BestModelUpdate, MessageError, decode
+from podium.core.messages import BestModelUpdate, decode
 from podium.core.prefixes import resolve
 from podium.core.safety import require_safe
+from podium.errors import MessageError
 from podium.streams import keys
 from podium.streams.connection import connect
 

@@ -21,7 +21,6 @@ from podium.core.plain import (
     SOURCE_PLAIN,
     SOURCE_TAG,
     PlainRun,
-    RunRefused,
     is_podium_run,
     objective_problem,
     plain_champion,
@@ -30,7 +29,7 @@ from podium.core.plain import (
 )
 from podium.core.records import DEFAULT_ARTIFACT_PATH, Champion, TrialRecord
 from podium.core.safety import require_safe
-from podium.errors import TrackingError
+from podium.errors import RunRefused, TrackingError
 from podium.tracking.tracker import MlflowTracking
 
 log = logging.getLogger(__name__)

@@ -84,13 +84,13 @@ class RunTables:
         """Open the pool's connection now, so that the first look-up does not pay for it."""
         self.engine.raw_connection().close()
 
-    def _fetch(self, queries: Sequence[tuple[str, tuple[Any, ...]]]) -> list[list[tuple[Any, ...]]]:
+    def _fetch(self, queries: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Sequence[Any]]:
         """Rows of each query in turn (one connection, the driver's cursor: plain tuples, no SQLAlchemy rows,
         which cost as much as the reading itself)."""
         conn = self.engine.raw_connection()
         try:
             cursor = conn.cursor()
-            out = []
+            out: list[Sequence[Any]] = []
             for sql, params in queries:
                 cursor.execute(sql, params)
                 out.append(cursor.fetchall())

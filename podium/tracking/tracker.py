@@ -38,13 +38,14 @@ from podium.core.records import BenchmarkRecord, Champion, RefusedRun, Rule, Tri
 from podium.core.safety import require_safe
 from podium.core.state import TrialSide
 from podium.core.tags import TagsRegistry
-from podium.core.verification import DEFAULT_CLOCK, Clock, RunFacts, key_problem, stored_start
-from podium.errors import TrackingError
+from podium.core.verification import DEFAULT_SKEW, RunFacts, SkewBounds, key_problem, stored_start
+from podium.errors import StoreNotReady, StoreUnavailable, TrackingError
 from podium.settings.env import PodiumSettings, redact_url
 from podium.settings.files import load_tags
 from podium.tracking.readiness import sqlite_path, store_state
 from podium.tracking.sqlite import open_sqlite
 from podium.tracking.tables import RunTables, StoredRun
+from podium.tracking.warm_writes import warm_writes
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +98,6 @@ STORE_ERRORS = (MlflowException, SQLAlchemyError, OSError)
 def _why(exc: BaseException) -> str:
     text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     return str(text).strip().splitlines()[0][:500]
-
-
-class StoreUnavailable(TrackingError):
-    """The store exists (or may) but cannot be opened right now: locked, or an I/O error."""
-
-
-class StoreNotReady(StoreUnavailable):
-    """The store does not exist yet, or is being created or migrated by someone else: podium waits for it and
-    never creates it (only ``podium demo``, which owns its store, does)."""
 
 
 class MlflowTracking:
@@ -316,7 +308,7 @@ class MlflowTracking:
         return self.search(experiment_ids, all_of(tag_eq(self.tags.stage.key, stage), status_is("FINISHED")))
 
     def load_benchmarks(
-        self, experiment_ids: Sequence[str], clock: Clock = DEFAULT_CLOCK, now_ms: int | None = None
+        self, experiment_ids: Sequence[str], skew: SkewBounds = DEFAULT_SKEW, now_ms: int | None = None
     ) -> list[BenchmarkRecord]:
         """Every FINISHED benchmark run of the experiments that carries the grouping tags, none that breaks a
         rule on its tags, each placed in time as the live aggregator places it (``stored_start``: a start
@@ -338,7 +330,7 @@ class MlflowTracking:
             if (problem := key_problem(facts)) is not None:  # what the live check dead-letters
                 log.warning("%s; it is left out.", problem)
                 continue
-            record, warning = stored_start(facts.record, run.info.end_time, now_ms, clock)
+            record, warning = stored_start(facts.record, run.info.end_time, now_ms, skew)
             if warning is not None:
                 log.warning("Benchmark %s.", warning)
             out.append(record)
@@ -601,7 +593,8 @@ class MlflowTracking:
     def warm_worker_reads(self) -> None:
         """A worker's read paths connected and compiled before its first request, writing nothing: the existence
         check and the legacy look-up for a key and study that have no runs, a run looked up by an id that does
-        not exist (MLflow's ORM compiles each query on first use: ~0.3 s of a first request)."""
+        not exist (MLflow's ORM compiles each query on first use: ~0.3 s of a first request); then the writes of
+        one benchmark run, compiled and rolled back."""
         nothing = "0" * 64
         with self._store("warming the look-ups"):
             ids = self.experiment_ids()
@@ -613,6 +606,8 @@ class MlflowTracking:
             self.client.search_runs(ids, self._legacy_filter(nothing), ViewType.ACTIVE_ONLY, max_results=1)
             with contextlib.suppress(MlflowException):
                 self.client.get_run(nothing[:32])
+        # and the writes compiled in a transaction that is rolled back (see podium.tracking.warm_writes)
+        warm_writes(self.client, own if own is not None else DEFAULT_EXPERIMENT_ID)
 
     def runs_by_id(
         self, run_ids: Sequence[str], tags: Sequence[str] | None = None, metrics: Sequence[str] | None = None

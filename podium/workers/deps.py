@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from podium.core.messages import BenchmarkRequest, MessageError
+from podium.core.messages import BenchmarkRequest
+from podium.errors import MessageError
 from podium.measurement.artifacts import ModelSource
 from podium.measurement.lifecycle import Measured
 from podium.measurement.loop import Progress

@@ -20,20 +20,13 @@ from podium.core.config import BenchmarkConfig
 from podium.core.cores import Placement
 from podium.core.messages import BenchmarkRequest, BenchmarkResult
 from podium.core.records import Champion
+from podium.errors import LockBusy, LockLost
 from podium.measurement.lifecycle import Measured, benchmark_champion
 from podium.measurement.loop import Progress
 from podium.streams import keys
 from podium.streams.heartbeat import Heartbeat
 from podium.streams.legacy import read_epoch
-from podium.streams.lock import (
-    DEFAULT_MARKER_TTL_S,
-    DEFAULT_TTL_MS,
-    FencedLock,
-    LockBusy,
-    LockLost,
-    committed_run,
-    pending_run,
-)
+from podium.streams.lock import DEFAULT_MARKER_TTL_S, DEFAULT_TTL_MS, FencedLock, committed_run, pending_run
 from podium.tracking.tracker import MlflowTracking
 from podium.tracking.write_back import source_runs, write_back
 from podium.workers.placement import CoreBudget, placed, record_placement, where_measured

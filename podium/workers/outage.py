@@ -14,8 +14,7 @@ from collections.abc import Iterator
 
 import redis
 
-from podium.backends.base import BackendError
-from podium.errors import TrackingError
+from podium.errors import BackendError, TrackingError
 from podium.streams import keys
 
 #: Errors of the operating system that mean the machine, not the request, is in trouble.

@@ -21,15 +21,11 @@ from podium.backends.hardware import cpu_model
 from podium.backends.host_cores import affinity, host_cores, pin
 from podium.core.config import BenchmarkingSection
 from podium.core.cores import Placement, cores_needed, format_core_list, oversubscribed
+from podium.errors import CoresBusy
 from podium.measurement.session import Measured
 from podium.streams.cores import DEFAULT_CLAIM_TTL_MS, CoreClaims
-from podium.streams.lock import LockBusy
 
 log = logging.getLogger(__name__)
-
-
-class CoresBusy(LockBusy):
-    """The cores a measurement needs are claimed by other workers of this host: retry later."""
 
 
 @dataclass

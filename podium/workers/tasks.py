@@ -23,12 +23,11 @@ from celery import Celery, Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
-from podium.core.messages import BenchmarkRequest, MessageError, decode
-from podium.errors import TrackingError
+from podium.core.messages import BenchmarkRequest, decode
+from podium.errors import LockBusy, LockLost, MessageError, RetryLater, TrackingError
 from podium.monitoring import prometheus
 from podium.streams import keys
 from podium.streams.dead_letters import dead_letter
-from podium.streams.lock import LockBusy, LockLost
 from podium.streams.policy import EvictionGuard
 from podium.workers.endings import install as install_endings
 from podium.workers.execute import WorkerDeps, execute, refusal
@@ -43,7 +42,7 @@ log = logging.getLogger(__name__)
 ATTEMPTS_TTL_S = 7 * 24 * 3600
 #: A busy lock is retried after this many seconds (jittered), until the holder finishes.
 BUSY_RETRY_S = (0.5, 2.0)
-#: Waits between tries when the infrastructure (Redis, MLflow) fails, doubling up to the last.
+#: Waits between tries when the infrastructure (Redis, MLflow) fails, growing to the last, which then repeats.
 INFRA_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 #: How a retry is published: kombu reconnects this often before podium falls back to waiting in-process.
 PUBLISH_RETRY = {"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
@@ -51,14 +50,6 @@ PUBLISH_RETRY = {"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, 
 _deps_lock = threading.Lock()
 _deps: dict[int, WorkerDeps] = {}
 _guards: dict[int, EvictionGuard] = {}
-
-
-class RetryLater(Exception):
-    """Run this request again after ``countdown`` seconds."""
-
-    def __init__(self, countdown: float, why: str):
-        super().__init__(why)
-        self.countdown = countdown
 
 
 def register(app: Celery) -> None:
@@ -117,7 +108,7 @@ def run_task(
             try:
                 raise task.retry(countdown=later.countdown, retry=True, retry_policy=PUBLISH_RETRY) from None
             except Reject as exc:  # the retry could not be published: keep this message, wait here
-                wait = INFRA_RETRY_S[min(infra_failures, len(INFRA_RETRY_S) - 1)]
+                wait = max(INFRA_RETRY_S[min(infra_failures, len(INFRA_RETRY_S) - 1)], later.countdown)
                 infra_failures += 1
                 log.warning(
                     "Could not publish the retry of task %s (%s; it was: %s); keeping the message and trying "
@@ -127,7 +118,7 @@ def run_task(
                     later,
                     wait,
                 )
-                time.sleep(max(wait, later.countdown))
+                time.sleep(wait)
 
 
 def _run_task(

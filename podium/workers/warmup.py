@@ -10,6 +10,7 @@ the first request that needs it, which then fails with its own error as it alway
 from __future__ import annotations
 
 import base64
+import functools
 import importlib.util
 import logging
 import sys
@@ -57,7 +58,7 @@ def warm_runtimes(triton_url: str | None, protocol: str = "http", timeout_s: flo
     t0 = time.monotonic()
     warmed = Warmed()
     for module in REQUEST_PATH_MODULES:
-        _try(warmed, f"import {module}", lambda m=module: importlib.import_module(m) and None)
+        _try(warmed, f"import {module}", functools.partial(_import, module))
     steps: list[tuple[str, Callable[[], str]]] = []
     if importlib.util.find_spec("torch") is not None:
         steps.append(("torchscript", _warm_torchscript))
@@ -69,6 +70,10 @@ def warm_runtimes(triton_url: str | None, protocol: str = "http", timeout_s: flo
         _try(warmed, name, step)
     warmed.seconds = time.monotonic() - t0
     return warmed
+
+
+def _import(module: str) -> None:
+    importlib.import_module(module)
 
 
 def _try(warmed: Warmed, name: str, step: Callable[[], str | None]) -> None:

@@ -24,10 +24,10 @@ from podium.core.messages import BestModelUpdate
 from podium.core.records import Champion
 from podium.core.tags import TagsRegistry
 from podium.core.validation import parse_model
+from podium.errors import BrokerUnavailable, LockLost
 from podium.measurement.lifecycle import Measured
-from podium.producers.enqueue import BrokerUnavailable, build_request, enqueue_benchmark
+from podium.producers.enqueue import build_request, enqueue_benchmark
 from podium.streams import keys
-from podium.streams.lock import LockLost
 from podium.tracking.tracker import MlflowTracking
 from podium.workers.execute import WorkerDeps, execute
 from podium.workers.sweeper import sweep
@@ -86,7 +86,22 @@ def test_duplicates_under_load(pipeline: Pipeline, store: str) -> None:
 # ---------------------------------------------------------------- 2. workers killed mid-benchmark
 
 
+def _dead(pid: int) -> bool:
+    """Gone, or a zombie its parent has not reaped yet (signals reach it no more)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+#: Kills at most (two per benchmark key); the test stops killing sooner when every request has its answer.
+MAX_KILLS = 20
+
+
 def test_workers_killed_mid_benchmark(pipeline: Pipeline, store: str) -> None:
+    """Workers SIGKILLed at random points of benchmarks (up to MAX_KILLS, as many as land before every request
+    is answered: how many is the host's pace, not what is tested): every request still ends measured or reused,
+    every key has exactly one FINISHED run, and every run a kill left RUNNING is ended, none of them FINISHED."""
     for i in range(2):
         pipeline.start(f"worker-{i}", "worker", "--target", "cpu", "--loglevel", "WARNING")
     pipeline.wait_workers(2)
@@ -94,10 +109,9 @@ def test_workers_killed_mid_benchmark(pipeline: Pipeline, store: str) -> None:
     sent = [enqueue_benchmark(pipeline.app, champion(k, "x"), cfg) for k in range(14)]
     kills, per_key = 0, collections.Counter()
     rng = random.Random(7)
-    deadline = time.monotonic() + 240
-    while kills < 20 and time.monotonic() < deadline:
-        if all(pipeline.app.AsyncResult(s.task_id).ready() for s in sent):
-            break
+    hang_guard = time.monotonic() + 240  # not a pace to meet: a hang fails with what was seen, before the timeout
+    while kills < MAX_KILLS and not all(pipeline.app.AsyncResult(s.task_id).ready() for s in sent):
+        assert time.monotonic() < hang_guard, f"requests unanswered after {kills} kills: {per_key}"
         beats = [pipeline.redis.hgetall(k) for k in pipeline.redis.scan_iter("podium:heartbeat:*")]
         live = [
             b
@@ -127,8 +141,8 @@ def test_workers_killed_mid_benchmark(pipeline: Pipeline, store: str) -> None:
             continue
         kills += 1
         per_key[target["benchmark_key"]] += 1
-        time.sleep(0.3)
-    assert kills == 20, f"only {kills} kills landed"
+        assert wait_until(lambda pid=pid: _dead(pid), timeout=30), f"worker process {pid} survived SIGKILL"
+    assert kills > 0, "no benchmark was caught mid-way: nothing was tested (are the benchmarks far too short?)"
     results = wait_all(pipeline, [s.task_id for s in sent], timeout=300)
     assert {r["status"] for r in results} <= {"measured", "reused"}, results
     tracking = MlflowTracking.connect(store, TagsRegistry())
@@ -141,8 +155,9 @@ def test_workers_killed_mid_benchmark(pipeline: Pipeline, store: str) -> None:
         counts = runs[s.benchmark_key]
         assert counts["FINISHED"] == 1, counts
         assert set(counts) <= {"FINISHED", "FAILED", "KILLED"}, counts
+    # each kill left at most one run, now ended (none when it landed between benchmarks, before a run existed)
     ended = sum(runs[s.benchmark_key]["KILLED"] + runs[s.benchmark_key]["FAILED"] for s in sent)
-    assert 15 <= ended <= kills  # each kill mid-benchmark left one run, now ended (a few land before the run exists)
+    assert ended <= kills, (ended, kills)
     # locks of killed workers expire with their TTL; every other one was released
     assert wait_until(lambda: not list(pipeline.redis.scan_iter(keys.LOCK_PATTERN)), timeout=30)
 
@@ -186,9 +201,7 @@ def test_stalled_worker_loses_its_lock(tmp_path: Path, store: str) -> None:
         thread = threading.Thread(target=run_stalled)
         thread.start()
         assert stalled_started.wait(30)
-        deadline = time.monotonic() + 10
-        while r.exists(keys.lock(request.benchmark_key)) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        assert wait_until(lambda: not r.exists(keys.lock(request.benchmark_key)), timeout=10)  # its TTL ran out
         second = execute(request, WorkerDeps(r, tracking, quick_measure, "second-worker", lock_ttl_ms=5000))
         second_done.set()
         thread.join(30)
@@ -256,10 +269,7 @@ def test_redis_restarted_empty(pipeline: Pipeline, store: str, tmp_path: Path) -
     measured = pipeline.app.AsyncResult(first.task_id).get(timeout=120)
     assert measured["status"] == "measured"
     best_key = keys.best_latest(STUDY, build_request(champion(1), synthetic()).identity.config_hash)
-    deadline = time.monotonic() + 60
-    while not pipeline.redis.exists(best_key) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert pipeline.redis.exists(best_key)
+    assert wait_until(lambda: pipeline.redis.exists(best_key), timeout=60)
 
     port = pipeline.redis_server.port
     pipeline.redis_server.stop()  # gone, and back empty on the same port
@@ -267,10 +277,8 @@ def test_redis_restarted_empty(pipeline: Pipeline, store: str, tmp_path: Path) -
         enqueue_benchmark(pipeline.app, champion(2), synthetic())
     pipeline.redis_server = start_redis(tmp_path / "redis-again", port=port)
 
-    deadline = time.monotonic() + 90  # the aggregator reconnects and rebuilds from MLflow
-    while not pipeline.redis.exists(best_key) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert pipeline.redis.exists(best_key), "the aggregator did not rebuild after the restart"
+    # the aggregator reconnects and rebuilds from MLflow
+    assert wait_until(lambda: pipeline.redis.exists(best_key), timeout=90), "the aggregator did not rebuild"
     again = enqueue_benchmark(pipeline.app, champion(1), synthetic())  # a duplicate: MLflow still knows it
     result = pipeline.app.AsyncResult(again.task_id).get(timeout=120)
     assert (result["status"], result["via"], result["run_id"]) == ("reused", "benchmark_key", measured["run_id"])

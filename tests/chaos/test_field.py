@@ -21,9 +21,9 @@ from podium.core.config import BenchmarkConfig
 from podium.core.messages import BenchmarkResult, BestModelUpdate
 from podium.core.records import Champion
 from podium.core.tags import TagsRegistry
-from podium.errors import TrackingError
+from podium.errors import BrokerUnavailable, TrackingError
 from podium.measurement.lifecycle import Measured
-from podium.producers.enqueue import BrokerUnavailable, build_request, enqueue_benchmark
+from podium.producers.enqueue import build_request, enqueue_benchmark
 from podium.streams import keys
 from podium.streams.connection import connect
 from podium.tracking.tracker import MlflowTracking

@@ -192,6 +192,19 @@ def test_the_event_stream_replays_what_a_page_missed_in_order_then_follows(board
         resumed.close()
 
 
+def test_a_stream_whose_page_holds_candidates_read_before_the_boards_last_read_is_told_at_once(board) -> None:
+    # the page read its document, then the board read the candidates again, then the page's stream opened
+    _, doc = get_json(board, f"/api/studies/{STUDY}")
+    held = doc["selections"]["loaded_at"]
+    for loaded in (held - 1, ""):  # an older read, or one before any
+        stream = EventStream(board, f"?study={STUDY}&after={doc['seq']}&loaded={loaded}")
+        try:
+            assert stream.until("status")["state"] == "live"
+            assert stream.next()[:2] == ("refreshed", {"study_key_hash": STUDY})
+        finally:
+            stream.close()
+
+
 def test_a_study_stream_without_a_last_seq_is_refused_with_a_reason(board) -> None:
     status, doc = get_json(board, f"/api/events?study={STUDY}")
     assert status == 400 and "Last-Event-ID" in doc["error"]

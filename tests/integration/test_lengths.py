@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from podium.backends.base import BackendError
 from podium.backends.local import LocalBackend
 from podium.core.config import BenchmarkConfig
 from podium.core.validation import parse_model
+from podium.errors import BackendError
 from podium.measurement.session import run_measurement
 from tests.integration.test_local_bench import bench, benchmark_runs, log_model_run
 from tests.token_models import BertStyleTagger, traced

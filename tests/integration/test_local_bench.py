@@ -11,9 +11,10 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from podium.backends.base import BackendError, InputSpec
+from podium.backends.base import InputSpec
 from podium.backends.local import LocalBackend, save_torchscript
 from podium.demo.model import TinyTagger, export
+from podium.errors import BackendError
 from tests.token_models import BertStyleTagger, traced
 
 STUDY, TRIAL = "5" * 64, "7" * 64

@@ -95,9 +95,7 @@ def test_late_subscriber_and_plain_redis_subscriber(pipeline: Pipeline, store: s
     tracking = MlflowTracking.connect(store, TagsRegistry())
     first = enqueue_benchmark(pipeline.app, tracking.champion(trained(store, tmp_path, "2" * 64, 0.5, 8)), config())
     pipeline.app.AsyncResult(first.task_id).get(timeout=180)
-    deadline = time.monotonic() + 60
-    while not pipeline.redis.keys(f"{keys.best_channel(STUDY)}:*") and time.monotonic() < deadline:
-        time.sleep(0.2)
+    assert wait_until(lambda: pipeline.redis.keys(f"{keys.best_channel(STUDY)}:*"), timeout=60)
 
     before = {  # the current best per config when the late joiner joins
         u.benchmark_config_hash: u.seq
@@ -151,9 +149,7 @@ def test_malformed_requests_and_events_are_dead_lettered(pipeline: Pipeline) -> 
     )
     assert bad.get(timeout=60)["status"] == "rejected"
     pipeline.redis.xadd(keys.BENCHMARKS_STREAM, {"data": '{"schema_version": 1, "run_id": "x"}'})
-    deadline = time.monotonic() + 30
-    while pipeline.redis.xlen(keys.DEAD_LETTERS_STREAM) < before + 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    assert wait_until(lambda: pipeline.redis.xlen(keys.DEAD_LETTERS_STREAM) >= before + 2, timeout=30)
     entries = pipeline.redis.xrange(keys.DEAD_LETTERS_STREAM)[before:]
     assert {f["source"] for _, f in entries} == {"request", "result"}
     assert all("BenchmarkRequest" in f["error"] or "BenchmarkResult" in f["error"] for _, f in entries)

@@ -206,9 +206,9 @@ def test_a_plain_runs_identity_is_stable_and_explained(tmp_path: Path, sqlite_st
 def test_the_model_is_found_where_mlflow_users_put_it(tmp_path: Path, sqlite_store_uri: str) -> None:
     """A TorchScript file in a child (refit) run makes the child the champion of its parent trial; a file under
     a name podium does not guess is found through model.artifact_path, and refused in one line without it."""
-    from podium.core.plain import RunRefused
     from podium.core.tags import TagsRegistry
     from podium.demo.model import TinyTagger, export
+    from podium.errors import RunRefused
     from podium.tracking.plain_runs import adopt
 
     client = MlflowClient(sqlite_store_uri)

@@ -47,9 +47,29 @@ def test_the_subscribe_snippet_prints_the_current_best(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_the_layout_table_names_every_room() -> None:
-    text = (REPO / "README.md").read_text()
-    layout = text[text.index("## Layout") :]
-    rooms = sorted(p.name for p in (REPO / "podium").iterdir() if p.is_dir() and p.name != "__pycache__")
-    missing = [room for room in rooms if f"`{room}/`" not in layout]
-    assert missing == [], f"README's Layout does not describe {missing}"
+def layout_rooms(readme: str) -> list[str]:
+    """The rooms the Layout section's table names in its first column (`core/`, or `broker/`, `monitoring/`)."""
+    start = readme.index("## Layout")
+    end = readme.find("\n## ", start + 1)
+    section = readme[start : end if end != -1 else None]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return [room for row in rows for room in re.findall(r"`([a-z_]+)/`", row.split("|")[1])]
+
+
+def test_the_layout_table_names_every_room_and_no_other() -> None:
+    named = layout_rooms((REPO / "README.md").read_text())
+    rooms = sorted(p.name for p in (REPO / "podium").iterdir() if (p / "__init__.py").is_file())
+    assert len(named) == len(set(named)), f"README's Layout names a room twice: {named}"
+    assert sorted(named) == rooms, (
+        f"README's Layout table does not describe {sorted(set(rooms) - set(named))} and names rooms that do not "
+        f"exist: {sorted(set(named) - set(rooms))}"
+    )
+
+
+def test_the_layout_check_reads_only_the_tables_first_column() -> None:
+    """A room mentioned in a description, or after the Layout section, is not a room the table describes."""
+    readme = (
+        "## Layout\n\n| room | holds |\n| --- | --- |\n| `core/` | pure; see `board/` |\n"
+        "| `broker/`, `monitoring/` | the app |\n\n## Later\n\n| `cli/` | commands |\n"
+    )
+    assert layout_rooms(readme) == ["core", "broker", "monitoring"]

@@ -13,8 +13,9 @@ import pytest
 from mlflow import MlflowClient
 
 from podium.core.tags import TagsRegistry
+from podium.errors import StoreNotReady
 from podium.tracking.readiness import schema_state, store_state
-from podium.tracking.tracker import MlflowTracking, StoreNotReady
+from podium.tracking.tracker import MlflowTracking
 from tests.pipeline_helpers import Pipeline
 from tests.servers import wait_until
 
@@ -34,7 +35,8 @@ print("trained")
 OPENER = """
 import sys, time
 from podium.core.tags import TagsRegistry
-from podium.tracking.tracker import MlflowTracking, StoreNotReady
+from podium.errors import StoreNotReady
+from podium.tracking.tracker import MlflowTracking
 deadline = time.monotonic() + 120
 while True:
     try:

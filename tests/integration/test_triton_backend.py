@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from podium.backends.base import BackendError
 from podium.backends.factory import make_backend
 from podium.backends.inputs import build_inputs
 from podium.backends.triton import TritonBackend
 from podium.core.config import BenchmarkConfig
 from podium.core.validation import parse_model
 from podium.demo.model import TinyTagger, export
+from podium.errors import BackendError
 from podium.measurement.loop import measure_batch
 from podium.measurement.session import run_measurement
 from tests.servers import MLServer, free_port, start_mlserver, wait_until

@@ -89,7 +89,7 @@ def test_open_loop_sends_at_the_asked_rate(triton: TritonServer, protocol: str) 
 def test_a_request_the_server_refuses_fails_the_level_in_one_line(triton: TritonServer, protocol: str) -> None:
     import numpy as np
 
-    from podium.backends.base import BackendError
+    from podium.errors import BackendError
     from podium.measurement.load_clients import slot_senders
 
     backend = TritonBackend(triton.url(protocol), MODEL, protocol=protocol)

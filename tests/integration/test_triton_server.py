@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from podium.backends.base import BackendError, InputSpec
+from podium.backends.base import InputSpec
 from podium.backends.factory import make_backend
 from podium.backends.inputs import build_inputs
 from podium.backends.triton import TritonBackend
 from podium.core.config import BenchmarkConfig
 from podium.core.validation import parse_model
 from podium.demo.model import TinyTagger, export
+from podium.errors import BackendError
 from podium.measurement.session import run_measurement
 from tests.triton import TritonServer, busy_model, logged_waits, start_triton
 

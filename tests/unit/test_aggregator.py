@@ -8,16 +8,24 @@ import fakeredis
 import pytest
 from mlflow import MlflowClient
 
-from podium.aggregator.service import Aggregator
+from podium.aggregator.service import TRIAL_REFRESH_S, Aggregator
 from podium.core.config import SelectionConfig
+from podium.core.decision import candidate_view
 from podium.core.messages import BestModelUpdate
 from podium.core.state import select_all
 from podium.core.validation import parse_model
 from podium.streams import keys
 from podium.tracking.tracker import MlflowTracking
+from tests.doubles import ManualClock
 from tests.pipeline_helpers import CONFIG, committed_result, trial_run
 
 S, T1, T2 = "s" * 64, "1" * 64, "2" * 64
+
+
+def starts(n: int) -> list[int]:
+    """``n`` distinct, increasing MLflow start times (epoch ms) of runs measured a minute ago, a second apart."""
+    first = int(time.time() * 1000) - 60_000
+    return [first + 1000 * i for i in range(n)]
 
 
 @pytest.fixture
@@ -25,9 +33,11 @@ def r():
     return fakeredis.FakeRedis(decode_responses=True)
 
 
-def aggregator(r, tracking: MlflowTracking, aggregation: str = "median", name: str = "agg-1") -> Aggregator:
+def aggregator(
+    r, tracking: MlflowTracking, aggregation: str = "median", name: str = "agg-1", clock: ManualClock | None = None
+) -> Aggregator:
     cfg = parse_model(SelectionConfig, {"benchmark": {"latency_aggregation": aggregation}}, "test")
-    agg = Aggregator(r, tracking, cfg, name)
+    agg = Aggregator(r, tracking, cfg, name, clock=clock or ManualClock())
     agg.ensure_group()
     agg.rebuild()
     return agg
@@ -48,9 +58,8 @@ def test_200_150_210_through_the_stream(
 ) -> None:
     trial_run(client, S, T1, 0.9)
     agg = aggregator(r, tracking, aggregation)
-    for latency in (200.0, 150.0, 210.0):
-        committed_result(tracking, r, S, T1, latency)
-        time.sleep(0.002)  # distinct MLflow start times
+    for latency, start in zip((200.0, 150.0, 210.0), starts(3), strict=True):
+        committed_result(tracking, r, S, T1, latency, start_time=start)
     drain(agg)
     updates = history(r)
     assert [u.seq for u in updates] == list(range(1, len(updates) + 1))
@@ -83,37 +92,59 @@ def test_replays_and_malformed_entries(r, client: MlflowClient, tracking: Mlflow
 def test_equals_podium_select_and_restart_counts_nothing_twice(
     r, client: MlflowClient, tracking: MlflowTracking
 ) -> None:
+    """A restarted aggregator rebuilds from MLflow what the first one had applied: it publishes nothing, every
+    result delivered again is a replay (no group counts a run twice), a new result is counted once, and what it
+    publishes is what ``podium select`` says of the same runs, field for field."""
     trial_run(client, S, T1, 0.90)
     trial_run(client, S, T2, 0.88)
     agg = aggregator(r, tracking)
-    for t, lat in ((T1, 30.0), (T2, 12.0), (T1, 31.0), (T2, 11.0), (T1, 29.0)):
-        committed_result(tracking, r, S, t, lat, champion_run=f"champion-{t[:4]}")
-    agg.step(block_ms=10)  # everything read and applied
-    published_before = len(history(r))
+    times = starts(6)
+    sent = [
+        committed_result(tracking, r, S, t, lat, champion_run=f"champion-{t[:4]}", start_time=start)
+        for (t, lat), start in zip(((T1, 30.0), (T2, 12.0), (T1, 31.0), (T2, 11.0), (T1, 29.0)), times, strict=False)
+    ]
+    drain(agg)
+    before = history(r)
+    assert before[-1].best.trial_key_hash == T1 and before[-1].best.benchmark_runs_count == 3
 
-    restarted = aggregator(r, tracking, name="agg-2")  # rebuilt from MLflow: nothing changed, nothing published
-    r.xadd(keys.BENCHMARKS_STREAM, {"data": committed_result(tracking, None, S, T2, 11.0).encode()})
+    restarted = aggregator(r, tracking, name="agg-2")
+    assert restarted.stats.published == 0 and history(r) == before  # rebuilt the same: nothing to say
+    for result in sent:  # every result delivered again (a producer's retry, a replayed stream)
+        r.xadd(keys.BENCHMARKS_STREAM, {"data": result.encode()})
     drain(restarted)
+    assert (restarted.stats.replays, restarted.stats.published) == (5, 0) and history(r) == before
+
+    new = committed_result(tracking, None, S, T1, 32.0, champion_run=f"champion-{T1[:4]}", start_time=times[5])
+    r.xadd(keys.BENCHMARKS_STREAM, {"data": new.encode()})
+    r.xadd(keys.BENCHMARKS_STREAM, {"data": new.encode()})  # and delivered twice
+    drain(restarted)
+    (update,) = history(r)[len(before) :]
+    assert update.seq == before[-1].seq + 1 and update.reason == "figures_changed"
+    assert update.best.benchmark_runs_count == 4  # T1's four runs, each once
+
     ids = tracking.experiment_ids()
     (batch,), _ = select_all(tracking.load_benchmarks(ids), tracking.load_trials(ids), SelectionConfig())
     latest = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
-    assert latest.best.trial_key_hash == batch.best.trial_key_hash
-    assert latest.best.latency_ms == batch.best.latency_ms and latest.best.benchmark_runs_count == 3
-    seqs = [u.seq for u in history(r)]
-    assert seqs == sorted(set(seqs)) and len(seqs) >= published_before
+    assert latest == update
+    assert latest.best == candidate_view(batch.best) and latest.candidates == len(batch.candidates) == 2
 
 
 def test_a_result_before_its_trial_is_joined_when_the_trial_appears(r, client: MlflowClient, tracking) -> None:
-    agg = aggregator(r, tracking)
+    clock = ManualClock()
+    agg = aggregator(r, tracking, clock=clock)
     committed_result(tracking, r, S, T1, 5.0)
     drain(agg)
     assert history(r) == []  # no trial run yet: no candidate
     trial_run(client, S, T1, 0.7)
-    agg.trial_checked.clear()
+    clock.advance(TRIAL_REFRESH_S / 2)
     committed_result(tracking, r, S, T1, 6.0)
     drain(agg)
-    (update,) = history(r)  # the trial joined and the new result arrived in one batch: one update, both in it
-    assert (update.reason, update.best.benchmark_runs_count, update.best.f1_score) == ("first", 2, 0.7)
+    assert history(r) == []  # a missing trial is looked up again only after TRIAL_REFRESH_S
+    clock.advance(TRIAL_REFRESH_S / 2)
+    committed_result(tracking, r, S, T1, 7.0)
+    drain(agg)
+    (update,) = history(r)  # the trial joined and the new result arrived in one batch: one update, all in it
+    assert (update.reason, update.best.benchmark_runs_count, update.best.f1_score) == ("first", 3, 0.7)
 
 
 def test_new_best_reporter_is_rate_limited_and_writes_files(r, client: MlflowClient, tracking, tmp_path) -> None:
@@ -266,12 +297,11 @@ def test_a_step_of_one_event_is_two_round_trips_and_acknowledges_after_publishin
     a step that publishes nothing (a replay) still acknowledges."""
     r = CountingConnections(decode_responses=True)
     trial_run(client, S, T1, 0.9)
-    agg = aggregator(r, tracking)
-    result = committed_result(tracking, r, S, T1, 10.0)
+    agg = aggregator(r, tracking)  # its clock stands still: only its first step claims dead consumers' entries
+    first, second = starts(2)
+    result = committed_result(tracking, r, S, T1, 10.0, start_time=first)
     agg.step(block_ms=10)  # the first publish of a study reads Redis's sequence once
-    time.sleep(0.002)  # distinct MLflow start times
-    committed_result(tracking, r, S, T1, 20.0)  # in MLflow, and its event in the stream
-    agg._last_claim = time.monotonic()  # no claim of dead consumers' entries in this step
+    committed_result(tracking, r, S, T1, 20.0, start_time=second)  # in MLflow, and its event in the stream
     before = CountingConnections.round_trips
     assert agg.step(block_ms=10) == 1
     assert CountingConnections.round_trips - before == 2
@@ -330,11 +360,13 @@ def test_a_challenger_within_noise_is_published_as_such_and_the_best_stays(r, cl
     agg = aggregator(r, tracking)
     new_bests = []
     agg.on_new_best = new_bests.append
+    start = iter(starts(9))
     for latency in (10.0, 10.2, 9.9):
-        committed_result(tracking, r, S, T1, latency, champion_run="c1")
-        time.sleep(0.002)  # distinct MLflow start times
+        committed_result(tracking, r, S, T1, latency, champion_run="c1", start_time=next(start))
     drain(agg)
-    committed_result(tracking, r, S, T2, 9.7, champion_run="c2")  # 3 % faster on one run, within T1's spread
+    committed_result(
+        tracking, r, S, T2, 9.7, champion_run="c2", start_time=next(start)
+    )  # 3 % faster on one run, within T1's spread
     drain(agg)
     final = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
     assert final.reason == "within_noise" and final.best.trial_key_hash == T1
@@ -347,8 +379,7 @@ def test_a_challenger_within_noise_is_published_as_such_and_the_best_stays(r, cl
     assert (batch.best.trial_key_hash, batch.challenger.trial_key_hash) == (T1, T2)
     bests = []
     for _ in range(5):  # re-measured: 20 % faster each time; its own first run (9.7) widens the interval
-        time.sleep(0.002)
-        committed_result(tracking, r, S, T2, 8.0, champion_run="c2")
+        committed_result(tracking, r, S, T2, 8.0, champion_run="c2", start_time=next(start))
         drain(agg)
         bests.append(BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG))).best.trial_key_hash)
     assert bests == [T1, T1, T1, T1, T2]  # 4 runs at 8.0: still inside the 95 % bound; the 5th settles it

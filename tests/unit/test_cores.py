@@ -26,9 +26,10 @@ from podium.core.cores import (
     usable_cores,
 )
 from podium.core.validation import parse_model
+from podium.errors import CoresBusy
 from podium.measurement.session import Measured
 from podium.streams.cores import CoreClaims, host_usage
-from podium.workers.placement import CoreBudget, CoresBusy, record_placement
+from podium.workers.placement import CoreBudget, record_placement
 from tests.servers import start_redis, wait_until
 
 # ---------------------------------------------------------------- parsing (pure)

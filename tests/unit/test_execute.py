@@ -6,13 +6,14 @@ import fakeredis
 import pytest
 
 from podium.core.config import BenchmarkConfig
-from podium.core.messages import BenchmarkRequest, BenchmarkResult, MessageError, decode
+from podium.core.messages import BenchmarkRequest, BenchmarkResult, decode
 from podium.core.records import Champion
 from podium.core.validation import parse_model
+from podium.errors import LockBusy, LockLost, MessageError
 from podium.measurement.lifecycle import Measured
 from podium.producers.enqueue import build_request
 from podium.streams import keys
-from podium.streams.lock import FencedLock, LockBusy, LockLost
+from podium.streams.lock import FencedLock
 from podium.tracking.tracker import MlflowTracking
 from podium.workers.execute import WorkerDeps, execute
 from tests.doubles import StalledLock

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from podium.backends.base import BackendError, InputSpec
+from podium.backends.base import InputSpec
 from podium.backends.inputs import build_inputs
 from podium.backends.test_data import load_token_rows
 from podium.backends.triton_deploy import PYTHON_MODEL, model_config, model_files, to_pbtxt
+from podium.errors import BackendError
 
 IDS = InputSpec("input_ids", "INT64", (-1, -1), vocab_size=50)
 

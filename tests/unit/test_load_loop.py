@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from podium.backends.base import BackendError
 from podium.core.config import BenchmarkingSection
+from podium.errors import BackendError
 from podium.measurement.load import poisson_gaps, run_level
 
 CFG = BenchmarkingSection(iterations=20, warmup_iterations=4, stability={"max_windows": 3})

@@ -7,8 +7,9 @@ import fakeredis
 import pytest
 import redis
 
+from podium.errors import LockLost
 from podium.streams import keys
-from podium.streams.lock import FencedLock, LockLost
+from podium.streams.lock import FencedLock
 from tests.servers import start_redis, wait_until
 
 KEY = "a" * 64

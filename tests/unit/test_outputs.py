@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from podium.backends.base import BackendError, InputSpec
+from podium.backends.base import InputSpec
 from podium.backends.factory import deployment, make_backend
 from podium.backends.local import save_torchscript
 from podium.backends.outputs import (
@@ -28,6 +28,7 @@ from podium.backends.outputs import (
 from podium.backends.triton_deploy import to_pbtxt
 from podium.core.config import BenchmarkConfig
 from podium.core.validation import parse_model
+from podium.errors import BackendError
 from tests.token_models import BertStyleTagger, traced
 
 IDS = InputSpec("input_ids", "INT64", (-1, -1))

@@ -22,7 +22,8 @@ from podium.core.plain import (
     study_label,
 )
 from podium.core.tags import TagsRegistry
-from podium.measurement.mlflow_models import ConversionError, convert
+from podium.errors import ConversionError
+from podium.measurement.mlflow_models import convert
 
 TAGS = TagsRegistry()
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from podium.backends.base import BackendError
 from podium.backends.inputs import build_inputs
 from podium.backends.local import LocalBackend, save_torchscript
+from podium.errors import BackendError
 
 INPUTS = [{"name": "input_ids", "datatype": "INT64", "shape": [-1, -1], "vocab_size": 50}]
 

@@ -11,12 +11,12 @@ import pytest
 from podium.core.existing import BenchmarkIndex, holds_result, pick_with_result, result_metrics
 from podium.core.identity import BenchmarkIdentity
 from podium.core.records import BenchmarkRecord, Champion, refused_tag
-from podium.core.verification import Clock, stored_start, trusted_start
+from podium.core.verification import SkewBounds, stored_start, trusted_start
 from podium.streams import keys
 from podium.streams.policy import EvictionGuard
 from tests.servers import start_redis
 
-CLOCK = Clock(max_skew_ms=300_000, max_benchmark_ms=3_600_000)
+CLOCK = SkewBounds(max_skew_ms=300_000, max_benchmark_ms=3_600_000)
 NOW = 1_800_000_000_000
 DAY_MS = 86_400_000
 
@@ -176,8 +176,9 @@ def test_accepted_eviction_warns_and_never_stops(redis_client, caplog) -> None:
 
 def test_send_missing_sends_the_others_and_lists_the_refused() -> None:
     from podium.core.messages import BenchmarkRequest
+    from podium.errors import BrokerUnavailable
     from podium.producers.backfill import PendingBenchmark, send_missing
-    from podium.producers.enqueue import BrokerUnavailable, Enqueued
+    from podium.producers.enqueue import Enqueued
 
     def pending(run: str) -> PendingBenchmark:
         return PendingBenchmark(Champion(run, "s", "t", "d", "e"), BenchmarkIdentity(run, "d", "e", "c" * 64))

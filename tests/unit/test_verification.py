@@ -10,9 +10,9 @@ from podium.broker.transport import envelope_problem
 from podium.core.identity import build_benchmark_key
 from podium.core.records import BenchmarkRecord
 from podium.core.verification import (
-    Clock,
     EventClaim,
     RunFacts,
+    SkewBounds,
     claim_problem,
     key_problem,
     metrics_problem,
@@ -72,7 +72,7 @@ def test_metrics_must_be_finite_and_non_negative(value: float) -> None:
     assert metrics_problem({"m": 0.0, "x": 1e9}, "run r") is None
 
 
-CLOCK = Clock(max_skew_ms=300_000, max_benchmark_ms=3_600_000)
+CLOCK = SkewBounds(max_skew_ms=300_000, max_benchmark_ms=3_600_000)
 
 
 @pytest.mark.parametrize(

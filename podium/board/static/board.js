@@ -438,7 +438,13 @@
     state.lastSeq = state.data.seq;
     document.body.dataset.seq = state.lastSeq;
     let opened = 0;
-    live(() => ({ study: state.data.study_key_hash, after: state.lastSeq }), {
+    // loaded: when the candidates shown were read (a re-read that ends before the stream listens is told at once)
+    const params = () => ({
+      study: state.data.study_key_hash,
+      after: state.lastSeq,
+      loaded: state.data.selections.loaded_at ?? "",
+    });
+    live(params, {
       update(u) {
         if (u.seq <= state.lastSeq) return; // seen already
         state.seqs.push(u.seq);

@@ -1,0 +1,267 @@
+"""``podium tune``'s measuring side: each serving config of one model deployed to Triton under a name of its own,
+measured at the load levels, unloaded; the search (:mod:`podium.core.tuning`) decides which configs and the
+winner. With a tracker, one MLflow parent run holds the search (its table as ``tune.json``, the winner's
+``config.pbtxt``) and each config is a child run (tags naming the config, the load metrics, the memory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from podium.backends.triton import Deployment, TritonBackend
+from podium.backends.triton_deploy import to_pbtxt, with_serving
+from podium.core.config import BenchmarkingSection
+from podium.core.metric_names import THROUGHPUT_AT_SLA
+from podium.core.tuning import Search, SearchSpace, ServingConfig, Trial, search
+from podium.errors import BackendError, TuningError
+from podium.measurement.load_session import measure_levels
+from podium.measurement.server_memory import ServerMemory
+
+if TYPE_CHECKING:
+    from podium.tracking.tracker import MlflowTracking
+
+#: Memory metrics of a config (MiB): the server's processes after the levels, what loading the model added to
+#: them, and the GPU memory they hold (NVML only).
+HOST_RSS = "memory_host_rss_mb"
+MODEL_RSS = "memory_model_rss_mb"
+GPU_MEMORY = "memory_gpu_mb"
+#: ``code.stage`` of tune runs: never read as benchmarks by selection.
+TUNE_STAGE = "tune"
+TAG = "code.tune."
+#: How long an unloaded config may take to leave the server before the next one is loaded (s).
+UNLOAD_WAIT_S = 60.0
+
+
+@dataclass(frozen=True)
+class TuneTarget:
+    """Where the configs are measured, and the model's own deployment (the config it was written with, its
+    files), which each serving config rewrites."""
+
+    url: str
+    protocol: str
+    timeout_s: float
+    base: Deployment
+    memory: ServerMemory | None = None
+
+
+@dataclass
+class ConfigOutcome:
+    trial: Trial
+    config: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    device: str = ""
+    run_id: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        sla = self.summary.get("sla") or {}
+        return {
+            "label": self.trial.config.label,
+            **self.trial.config.as_dict(),
+            "throughput_at_sla_per_s": self.trial.throughput_at_sla,
+            "met_level": sla.get("met_level"),
+            "error": self.trial.error,
+            "seconds": round(self.seconds, 3),
+            "run_id": self.run_id,
+            **{k: self.metrics[k] for k in (HOST_RSS, MODEL_RSS, GPU_MEMORY) if k in self.metrics},
+        }
+
+
+@dataclass
+class TuneOutcome:
+    search: Search
+    outcomes: list[ConfigOutcome]
+    #: ``config.pbtxt`` of the winner, under the model's own name: ready to put in a model repository.
+    winner_pbtxt: str
+    table: dict[str, Any]
+    parent_run_id: str | None = None
+
+
+def deployment_for(base: Deployment, serving: ServingConfig, name: str) -> Deployment:
+    """``base`` served as ``serving`` under ``name``."""
+    config = with_serving(
+        base.config | {"name": name},
+        serving.instance_count,
+        serving.max_batch_size,
+        serving.dynamic_batching,
+        serving.max_queue_delay_us,
+    )
+    return replace(base, config=config)
+
+
+def measure_config(target: TuneTarget, serving: ServingConfig, cfg: BenchmarkingSection) -> ConfigOutcome:
+    """Deploy ``serving`` (a name of its own: never a reload of the previous config), run the load levels, unload
+    and wait until the server has let it go. A config the server refuses or that fails its levels is a failed
+    trial, not an error of the search."""
+    name = f"{target.base.config['name']}-{serving.label}"
+    deployment = deployment_for(target.base, serving, name)
+    memory = target.memory
+    started = time.monotonic()
+    before = memory.host_rss_mb() if memory else None
+    running = memory.processes() if memory else set()
+    backend = TritonBackend(target.url, name, "", target.protocol, target.timeout_s, deployment)
+    outcome = ConfigOutcome(Trial(serving, None), deployment.config)
+    try:
+        specs = backend.prepare()
+        levels = measure_levels(backend, cfg, specs)
+        sla = levels.summary.get("sla") or {}
+        outcome.trial = Trial(serving, sla.get("throughput_per_s") if sla.get("met_level") else None)
+        outcome.metrics = dict(levels.metrics)
+        if memory is not None and before is not None:
+            after = memory.host_rss_mb()
+            outcome.metrics |= {HOST_RSS: after, MODEL_RSS: after - before}
+            gpu = memory.gpu_mb()
+            if gpu is not None:
+                outcome.metrics[GPU_MEMORY] = gpu
+        outcome.device = backend.describe().summary
+        outcome.summary = dict(levels.summary) | {"notes": backend.notes() + levels.notes}
+    except BackendError as exc:
+        outcome.trial = Trial(serving, None, error=str(exc))
+        outcome.summary = {"error": str(exc), "notes": backend.notes()}
+    finally:
+        backend.close()
+        left = wait_unloaded(target.url, target.protocol, name, target.timeout_s)
+        if memory is not None:  # and its instances' processes gone: the next config's memory starts clean
+            left = memory.wait_for_exit(running, UNLOAD_WAIT_S) and left
+        if not left:
+            outcome.summary.setdefault("notes", []).append(
+                f"{name} was still loaded {UNLOAD_WAIT_S:g} s after its unload: the next config's memory may count it"
+            )
+    outcome.summary["serving_config"] = serving.as_dict() | {"label": serving.label}
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def wait_unloaded(url: str, protocol: str, name: str, timeout_s: float, wait_s: float = UNLOAD_WAIT_S) -> bool:
+    """Wait until the server lists ``name`` among its loaded models no more (Triton unloads in the background,
+    after the requests in flight); False when it still does after ``wait_s``."""
+    from podium.backends.triton import host_port
+
+    target = host_port(url, protocol)
+    if protocol == "grpc":
+        import tritonclient.grpc as mod
+
+        client = mod.InferenceServerClient(url=target)
+    else:
+        import tritonclient.http as mod
+
+        client = mod.InferenceServerClient(url=target, connection_timeout=timeout_s, network_timeout=timeout_s)
+    deadline, pause = time.monotonic() + wait_s, 0.01
+    try:
+        while True:
+            try:
+                stats = client.get_inference_statistics()
+            except Exception:  # a server without statistics: nothing to wait on
+                return True
+            if not isinstance(stats, dict):
+                from google.protobuf.json_format import MessageToDict
+
+                stats = MessageToDict(stats, preserving_proto_field_name=True)
+            if name not in {m.get("name") for m in stats.get("model_stats", [])}:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+
+
+class TuneRuns:
+    """The MLflow side of a search: the parent run, one child run per config."""
+
+    def __init__(self, tracking: MlflowTracking, tags: dict[str, str], run_name: str):
+        self.tracking = tracking
+        self.stage = tracking.tags.stage.key
+        self.tags = tags
+        self.parent, _ = tracking.start_benchmark_run({self.stage: TUNE_STAGE, **tags}, run_name=run_name)
+
+    def child(self, outcome: ConfigOutcome) -> str:
+        serving = outcome.trial.config
+        tags = {
+            self.stage: TUNE_STAGE,
+            "mlflow.parentRunId": self.parent,
+            **self.tags,
+            f"{TAG}config": serving.label,
+            **{f"{TAG}{k}": str(v).lower() for k, v in serving.as_dict().items()},
+        }
+        if outcome.device:
+            tags[f"{TAG}device"] = outcome.device
+        run_id, _ = self.tracking.start_benchmark_run(tags, run_name=serving.label)
+        summary = outcome.summary | {"triton_config": outcome.config}
+        self.tracking.record_results(run_id, outcome.metrics, summary, "tune_config.json")
+        if outcome.trial.error:
+            self.tracking.fail_run(run_id, outcome.trial.error)
+        else:
+            self.tracking.finish_run(run_id)
+        return run_id
+
+    def finish(self, result: TuneOutcome) -> None:
+        winner = next(o for o in result.outcomes if o.trial.config == result.search.winner.config)
+        metrics = {THROUGHPUT_AT_SLA: winner.trial.throughput_at_sla or 0.0, "configs_measured": len(result.outcomes)}
+        metrics |= {k: v for k, v in winner.metrics.items() if k.startswith("memory_")}
+        tags = {f"{TAG}winner": winner.trial.config.label, f"{TAG}winner_run_id": winner.run_id or ""}
+        self.tracking.record_results(self.parent, metrics, result.table, "tune.json", extra_tags=tags)
+        self.tracking.client.log_text(self.parent, result.winner_pbtxt, "config.pbtxt")
+        self.tracking.finish_run(self.parent)
+
+    def fail(self, reason: str) -> None:
+        self.tracking.fail_run(self.parent, reason)
+
+
+def tune(
+    target: TuneTarget,
+    cfg: BenchmarkingSection,
+    space: SearchSpace,
+    mode: str,
+    *,
+    runs: TuneRuns | None = None,
+    on_start: Callable[[int, ServingConfig], None] = lambda i, s: None,
+    on_done: Callable[[int, ConfigOutcome], None] = lambda i, o: None,
+) -> TuneOutcome:
+    """Search ``space`` in ``mode`` at the load levels and the p99 budget of ``cfg.load``."""
+    sla = cfg.load.sla_p99_ms
+    if sla is None:
+        raise TuningError("podium tune ranks configs by throughput at a p99 budget: pass --sla-p99-ms")
+    if not cfg.load.any:
+        raise TuningError("podium tune measures load levels: pass --concurrency (e.g. 1,2,4,8) or --request-rate")
+    space.check_batch(cfg.load.batch_size)
+    outcomes: list[ConfigOutcome] = []
+
+    def measure(serving: ServingConfig) -> Trial:
+        on_start(len(outcomes) + 1, serving)
+        outcome = measure_config(target, serving, cfg)
+        if runs is not None:
+            outcome.run_id = runs.child(outcome)
+        outcomes.append(outcome)
+        on_done(len(outcomes), outcome)
+        return outcome.trial
+
+    try:
+        found = search(space, mode, measure, sla)
+        winner = next(o for o in outcomes if o.trial.config == found.winner.config)
+        pbtxt = to_pbtxt(winner.config | {"name": target.base.config["name"]})
+        table = {
+            "mode": mode,
+            "sla_p99_ms": sla,
+            "load": cfg.load.model_dump(),
+            "grid_size": len(space.configs()),
+            "measured": len(outcomes),
+            "winner": winner.trial.config.label,
+            "configs": [o.row() for o in outcomes],
+        }
+        result = TuneOutcome(found, outcomes, pbtxt, table)
+        if runs is not None:
+            runs.finish(result)
+            result.parent_run_id = runs.parent
+        return result
+    except BaseException as exc:
+        if runs is not None:
+            runs.fail(f"{type(exc).__name__}: {exc}")
+        raise
