@@ -37,10 +37,12 @@ import redis
 
 from podium.aggregator.publisher import Publisher
 from podium.core.config import SelectionConfig
+from podium.core.decision import Channel, update_of
 from podium.core.state import select_all
 from podium.core.tags import TagsRegistry
 from podium.demo.synthetic_store import StoreSpec, generate_store, sqlite_uri
 from podium.streams.embedded import free_port, redis_server_command
+from podium.testing import Unfenced
 from podium.tracking.tracker import MlflowTracking
 
 REPO = Path(__file__).resolve().parent.parent
@@ -156,10 +158,12 @@ def main() -> None:
         env=env,
         start_new_session=True,
     )
-    publisher = Publisher(r)
+    publisher = Publisher(r, Unfenced(r))
     streams: list[Events] = []
     try:
-        publisher.publish(selection, study, config_hash, "first", cfg.selection.policy, cfg.benchmark.across_runs)
+        publisher.publish(
+            update_of("first", selection, Channel(study, config_hash, cfg.selection.policy, cfg.benchmark.across_runs))
+        )
         assert wait(lambda: _health(bport).get("selections", {}).get("loaded_at") is not None, 600), (
             work / "board.log"
         ).read_text()
@@ -180,7 +184,11 @@ def main() -> None:
         for _ in range(args.updates):
             before = time.perf_counter()
             update = publisher.publish(
-                selection, study, config_hash, "figures_changed", cfg.selection.policy, cfg.benchmark.across_runs
+                update_of(
+                    "figures_changed",
+                    selection,
+                    Channel(study, config_hash, cfg.selection.policy, cfg.benchmark.across_runs),
+                )
             )
             assert wait(lambda u=update: u.seq in events.updates, 30)
             sse.append((events.updates[update.seq] - before) * 1000)
@@ -203,7 +211,11 @@ def main() -> None:
         for _ in range(5):
             before = time.perf_counter()
             update = publisher.publish(
-                selection, study, config_hash, "figures_changed", cfg.selection.policy, cfg.benchmark.across_runs
+                update_of(
+                    "figures_changed",
+                    selection,
+                    Channel(study, config_hash, cfg.selection.policy, cfg.benchmark.across_runs),
+                )
             )
             assert wait(lambda u=update: all(u.seq in s.updates for s in streams), 60)
             fan.append((max(s.updates[update.seq] for s in streams) - before) * 1000)
@@ -278,12 +290,11 @@ def _browser_latency(port, study, publisher, selection, cfg, count) -> list[floa
         for _ in range(count):
             before = time.perf_counter()
             update = publisher.publish(
-                selection,
-                study,
-                selection.benchmark_config_hash,
-                "figures_changed",
-                cfg.selection.policy,
-                cfg.benchmark.across_runs,
+                update_of(
+                    "figures_changed",
+                    selection,
+                    Channel(study, selection.benchmark_config_hash, cfg.selection.policy, cfg.benchmark.across_runs),
+                )
             )
             page.wait_for_function(f"window.podiumBoard.lastSeq >= {update.seq}", polling="raf", timeout=60_000)
             out.append((time.perf_counter() - before) * 1000)

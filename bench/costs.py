@@ -51,6 +51,7 @@ from podium.producers.enqueue import build_request
 from podium.settings.env import PodiumSettings
 from podium.streams import keys
 from podium.streams.subscriber import subscribe
+from podium.testing import Unfenced
 from podium.tracking.tracker import MlflowTracking, fact_tags
 from podium.workers.deps import build_deps
 from podium.workers.execute import execute
@@ -280,7 +281,7 @@ def bench_aggregator(tmp: Path, r: redis.Redis, events: int, reps: int) -> dict[
     (live: none verified before)."""
     uri, tracking, study, trials = study_store(tmp, "agg", 99)
     db = Path(uri.split("///", 1)[1])
-    agg = Aggregator(r, tracking, SelectionConfig(), "bench")
+    agg = Aggregator(r, tracking, SelectionConfig(), "bench", leadership=Unfenced(r))
     agg.ensure_group()
     agg.rebuild()  # before the runs exist: every event below is live, verified against MLflow
     out: dict[str, list[float]] = {"bare": [], "verifying": [], "podium": [], "lookup_share": []}

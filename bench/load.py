@@ -63,7 +63,10 @@ def ensure_perf_analyzer() -> Path:
     return binary
 
 
-def perf_analyzer(binary: Path, url: str, protocol: str, model: str, level: tuple[str, float], args) -> dict:
+def perf_analyzer(
+    binary: Path, url: str, protocol: str, model: str, level: tuple[str, float], args, extra: tuple[str, ...] = ()
+) -> dict:
+    """perf_analyzer at one level; ``extra``: more of its options (e.g. ``--input-data zero`` for token ids)."""
     kind, value = level
     out = Path(tempfile.mkstemp(suffix=".csv")[1])
     cmd = [
@@ -86,6 +89,7 @@ def perf_analyzer(binary: Path, url: str, protocol: str, model: str, level: tupl
         "10",
         "-f",
         str(out),
+        *extra,
     ]
     if kind == "c":
         cmd += ["--concurrency-range", f"{int(value)}:{int(value)}"]
@@ -177,19 +181,40 @@ def main() -> None:
             for model in models:
                 backend = TritonBackend(server.url(protocol), model, protocol=protocol)
                 try:
-                    for level in levels:
-                        ours_runs, theirs_runs = [], []
-                        for _ in range(args.rounds):  # interleaved: both see the same host, in turn
-                            ours_runs.append(podium_level(backend, level, args))
-                            url = server.url(protocol)
-                            theirs_runs.append(perf_analyzer(binary, url, protocol, model, level, args))
-                        ours, theirs = median_of(ours_runs), median_of(theirs_runs)
-                        rows.append((protocol, model, level, ours, theirs))
-                        print(protocol, model, level, ours, theirs, file=sys.stderr, flush=True)
+                    rows += compare_levels(backend, binary, server.url(protocol), protocol, model, levels, args)
                 finally:
                     backend.close()
     finally:
         server.stop()
+    print_table(rows, load_before, args)
+
+
+def compare_levels(
+    backend: TritonBackend,
+    binary: Path,
+    url: str,
+    protocol: str,
+    model: str,
+    levels: list[tuple[str, float]],
+    args,
+    extra: tuple[str, ...] = (),
+) -> list[tuple]:
+    """Per level, podium's level then perf_analyzer's on the same model, ``args.rounds`` times interleaved (both see
+    the same host, in turn); the medians, as rows of :func:`print_table`."""
+    rows = []
+    for level in levels:
+        ours_runs, theirs_runs = [], []
+        for _ in range(args.rounds):
+            ours_runs.append(podium_level(backend, level, args))
+            theirs_runs.append(perf_analyzer(binary, url, protocol, model, level, args, extra))
+        ours, theirs = median_of(ours_runs), median_of(theirs_runs)
+        rows.append((protocol, model, level, ours, theirs))
+        print(protocol, model, level, ours, theirs, file=sys.stderr, flush=True)
+    return rows
+
+
+def print_table(rows: list, load_before: list[str], args) -> None:
+    """The host line and the side-by-side table (BENCHMARKS.md's shape)."""
     load_after = Path("/proc/loadavg").read_text().split()[:3]
     print(
         f"{os.cpu_count()} cores; /proc/loadavg before {' '.join(load_before)}, after {' '.join(load_after)}; "

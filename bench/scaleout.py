@@ -50,7 +50,7 @@ def plain(folder: Path) -> None:
     import torch
 
     from podium.backends.inputs import build_inputs
-    from podium.backends.local import read_signature
+    from podium.backends.torchscript import read_signature
 
     torch.set_num_threads(1)
     models = sorted(folder.glob("*/model.pt"))

@@ -26,6 +26,7 @@ from podium.demo.model import TinyTagger, export
 from podium.settings.env import PodiumSettings
 from podium.streams import keys
 from podium.streams.subscriber import subscribe
+from podium.testing import MemoryRunStore
 from podium.tracking.tracker import MlflowTracking
 from tests.bulk_store import RunRow, write_runs
 from tests.conftest import REPO
@@ -79,7 +80,7 @@ def trial_run(client: MlflowClient, study: str, trial: str, f1: float, stage: st
 
 
 def committed_result(
-    tracking: MlflowTracking,
+    tracking: MlflowTracking | MemoryRunStore,
     r: redis.Redis | None,
     study: str,
     trial: str,
@@ -89,33 +90,34 @@ def committed_result(
     fast: bool = False,
     stable: bool | None = None,
     start_time: int | None = None,
+    extra_metrics: dict[str, float] | None = None,
 ) -> BenchmarkResult:
     """A FINISHED benchmark run in MLflow and (when ``r``) its result event in the stream, as a worker commits.
     ``fast`` skips the benchmark.json artifact; ``stable`` adds the run's stability flag; ``start_time`` (epoch
-    ms, default now) orders runs whose order matters without waiting for the clock to move."""
+    ms, default now) orders runs whose order matters without waiting for the clock to move; ``extra_metrics``
+    (e.g. a load benchmark's ``throughput_at_sla_per_s``) are logged beside the latencies."""
     tags = result_tags(tracking, study, trial, champion_run, config_hash)
     # the mean and the p50 a worker writes (selection ranks the p50 by default); equal here
-    metrics = {"latency_batch_1_ms": latency, "latency_batch_1_p50_ms": latency} | (
-        {} if stable is None else {"latency_batch_1_stable": float(stable)}
+    metrics = (
+        {"latency_batch_1_ms": latency, "latency_batch_1_p50_ms": latency}
+        | ({} if stable is None else {"latency_batch_1_stable": float(stable)})
+        | (extra_metrics or {})
     )
-    if fast:
-        run_id, _ = tracking.start_benchmark_run(tags, start_time=start_time)
+    run_id, start = tracking.start_benchmark_run(tags, start_time=start_time)
+    if fast and isinstance(tracking, MlflowTracking):
         tracking.client.log_batch(run_id, metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()])
-        tracking.finish_run(run_id)
-    elif start_time is not None:  # what log_benchmark_run does, at the given start time
-        run_id, _ = tracking.start_benchmark_run(tags, start_time=start_time)
+    else:  # what a worker writes, through the store port (MLflow, or podium.testing's MemoryRunStore)
         tracking.record_results(run_id, metrics, {"latency": latency}, "benchmark.json")
-        tracking.finish_run(run_id)
-    else:
-        run_id = tracking.log_benchmark_run(tags, metrics, {"latency": latency})
-    run = tracking.client.get_run(run_id)
-    result = result_event(run_id, run.info.start_time, study, trial, latency, champion_run, config_hash, metrics)
+    tracking.finish_run(run_id)
+    result = result_event(run_id, start, study, trial, latency, champion_run, config_hash, metrics)
     if r is not None:
         r.xadd(keys.BENCHMARKS_STREAM, {"data": result.encode()})
     return result
 
 
-def result_tags(tracking: MlflowTracking, study: str, trial: str, champion_run: str, config_hash: str) -> dict:
+def result_tags(
+    tracking: MlflowTracking | MemoryRunStore, study: str, trial: str, champion_run: str, config_hash: str
+) -> dict:
     """The tags a worker gives the benchmark run of ``champion_run`` under ``config_hash``."""
     champion = Champion(champion_run, study, trial, "d", "e")
     identity = BenchmarkIdentity(champion_run, "d", "e", config_hash)

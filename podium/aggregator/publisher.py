@@ -3,7 +3,10 @@ live channel; and acknowledge applied entries, under the same leader check.
 
 Both scripts first check that the leader key still holds this aggregator's token: an aggregator frozen past
 its lease (a GC pause, SIGSTOP, a partition) that resumes with a batch already delivered to it can neither
-publish its stale view nor acknowledge entries the new leader is responsible for."""
+publish its stale view nor acknowledge entries the new leader is responsible for.
+
+What an update says is decided in the core (:func:`podium.core.decision.decide`); this only numbers it, stamps
+the time and writes it."""
 
 from __future__ import annotations
 
@@ -12,10 +15,9 @@ from collections.abc import Sequence
 
 import redis
 
+from podium.aggregator.leadership import Leader
 from podium.core.channel import restored_counter
-from podium.core.decision import Reason, candidate_view
 from podium.core.messages import BestModelUpdate
-from podium.core.selection import Selection
 from podium.errors import ChannelRefused, LeadershipLost
 from podium.streams import keys
 
@@ -52,12 +54,10 @@ return redis.call('XACK', KEYS[2], ARGV[2], unpack(ARGV, 3))
 
 
 class Publisher:
-    def __init__(self, client: redis.Redis, selection_config_hash: str = ""):
+    def __init__(self, client: redis.Redis, leader: Leader):
         self.client = client
-        #: Written with every update and checked against the channel's ('' = no check, for tools and tests).
-        self.selection_config_hash = selection_config_hash
-        #: The leader lock's token while this aggregator leads (None: no leader check, for tools and tests).
-        self.leader_token: str | None = None
+        #: Whose token the leader key must hold for a publish or an acknowledgement to go through.
+        self.leader = leader
         self._script = client.register_script(_PUBLISH)
         self._ack = client.register_script(_ACK)
         self._seq: dict[str, int] = {}  # last sequence used or seen per study (survives a Redis flush)
@@ -97,49 +97,21 @@ class Publisher:
         return BestModelUpdate.model_validate_json(raw) if raw else None
 
     def publish(
-        self,
-        selection: Selection | None,
-        study: str,
-        config_hash: str | None,
-        reason: Reason,
-        policy: str,
-        aggregation: str,
-        then_ack: Sequence[str] = (),
-        statistic: str = "",
-        label: str | None = None,
-        take_over: bool = False,
+        self, decided: BestModelUpdate, then_ack: Sequence[str] = (), take_over: bool = False
     ) -> BestModelUpdate:
-        """Publish the next update of a study; with ``then_ack``, acknowledge those entries in the same round
-        trip, after it (a step of one event then costs Redis two round trips: the read, and this).
+        """Publish a decided update as the next of its study (numbered, stamped with the time); with
+        ``then_ack``, acknowledge those entries in the same round trip, after it (a step of one event then costs
+        Redis two round trips: the read, and this). Returns the update as published.
 
-        Raises :class:`ChannelRefused` (the entries in ``then_ack`` acknowledged all the same) when another
-        selection config owns the study's channel, unless ``take_over``."""
-        best = candidate_view(selection.best) if selection else None
+        The update's selection config owns the study's channel once published; raises :class:`ChannelRefused`
+        (the entries in ``then_ack`` acknowledged all the same) when another one owns it, unless ``take_over``."""
+        study, config_hash = decided.study_key_hash, decided.benchmark_config_hash
         ack = list(then_ack)
         while True:
             # Redis's counter is read once per study; after that the script says when another took a number
             known = self._seq.get(study)
             seq = (known if known is not None else int(self.client.get(keys.sequence(study)) or 0)) + 1
-            update = BestModelUpdate(
-                study_key_hash=study,
-                benchmark_config_hash=config_hash,
-                seq=seq,
-                reason=reason,
-                best=best,
-                candidates=len(selection.candidates) if selection else 0,
-                unstable_candidates=(
-                    sum(c.unstable for c in (*selection.candidates, *selection.excluded)) if selection else 0
-                ),
-                policy=policy,
-                aggregation=aggregation,
-                statistic=statistic,
-                challenger=candidate_view(selection.challenger) if selection and selection.challenger else None,
-                excluded=len(selection.excluded) if selection else 0,
-                note=selection.note if selection else "",
-                published_at=time.time(),
-                label=label,
-                selection_config_hash=self.selection_config_hash or None,
-            )
+            update = decided.model_copy(update={"seq": seq, "published_at": time.time()})
             publish_keys = [
                 keys.sequence(study),
                 keys.best_latest(study, config_hash),
@@ -152,8 +124,8 @@ class Publisher:
                 update.encode(),
                 keys.best_channel(study),
                 HISTORY_MAXLEN,
-                self.leader_token or "",
-                self.selection_config_hash,
+                self.leader.token,
+                decided.selection_config_hash or "",
                 "1" if take_over else "",
             ]
             if ack:
@@ -183,7 +155,7 @@ class Publisher:
     def _ack_script(self, entry_ids: Sequence[str], client: redis.client.Pipeline | None = None) -> object:
         return self._ack(
             keys=[keys.AGGREGATOR_LEADER, keys.BENCHMARKS_STREAM],
-            args=[self.leader_token or "", keys.AGGREGATOR_GROUP, *entry_ids],
+            args=[self.leader.token, keys.AGGREGATOR_GROUP, *entry_ids],
             client=client,
         )
 

@@ -21,17 +21,19 @@ from dataclasses import dataclass
 
 import redis
 
+from podium.aggregator.leadership import Leadership
 from podium.aggregator.publisher import Publisher
 from podium.core.aggregation import ScopeKey
 from podium.core.channel import channel_rule, refusal, selection_config_hash
 from podium.core.clock import Clock
 from podium.core.config import SelectionConfig
-from podium.core.decision import Decision, View, decide, view_of_selection, view_of_update
+from podium.core.decision import Channel, Decision, View, decide, take_over, view_of_update
 from podium.core.figure import statistic_name
 from podium.core.messages import BenchmarkResult, BestModelUpdate, decode
 from podium.core.records import BenchmarkRecord
 from podium.core.selection import Selection
 from podium.core.state import SelectionState, folded_metrics
+from podium.core.store import RunReads
 from podium.core.verification import DEFAULT_SKEW, SkewBounds, claim_problem, run_problem, trusted_start
 from podium.errors import ChannelRefused, LockLost, MessageError, TrackingError
 from podium.monitoring import prometheus
@@ -39,7 +41,6 @@ from podium.streams import keys
 from podium.streams.dead_letters import dead_letter
 from podium.streams.lock import FencedLock
 from podium.streams.policy import EvictionGuard
-from podium.tracking.tracker import MlflowTracking
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class Aggregator:
     def __init__(
         self,
         client: redis.Redis,
-        tracking: MlflowTracking,
+        tracking: RunReads,
         config: SelectionConfig,
         consumer: str,
         on_update: Callable[[BestModelUpdate], None] | None = None,
@@ -82,6 +83,7 @@ class Aggregator:
         clock: Clock = time.monotonic,
         eviction: EvictionGuard | None = None,
         take_over: bool = False,
+        leadership: Leadership | None = None,
     ):
         self.client = client
         self.tracking = tracking
@@ -93,7 +95,9 @@ class Aggregator:
         self.config_hash = selection_config_hash(config)
         self.take_over = take_over
         self.refused: dict[str, str] = {}
-        self.publisher = Publisher(client, self.config_hash)
+        #: The leader lock: publishes and acknowledgements go through only under its token.
+        self.leadership = leadership or Leadership(client)
+        self.publisher = Publisher(client, self.leadership)
         self.published: dict[ScopeKey, View | None] = {}
         self.trial_checked: dict[tuple[str, str], float] = {}
         self.stats = AggregatorStats()
@@ -148,13 +152,15 @@ class Aggregator:
         scopes = self.state.scopes()
         last = {scope: self.publisher.last_published(scope.study_key_hash, scope.config_hash) for scope in scopes}
         taking_over = self._check_channels(scopes, last)
+        selections = {scope: self.state.select(scope) for scope in scopes}
+        self._read_labels(selections)
         for scope in scopes:
             self.published[scope] = view_of_update(last[scope])
-            if scope.study_key_hash in taking_over:
-                selection = self.state.select(scope)
-                self._publish(scope, selection, Decision("take_over", view_of_selection(selection)), take_over=True)
-            else:
-                self.maybe_publish(scope)
+            selection, channel = selections[scope], self._channel(scope)
+            claim = scope.study_key_hash in taking_over
+            decision = take_over(selection, channel) if claim else decide(self.published[scope], selection, channel)
+            if decision is not None:
+                self._publish(scope, selection, decision, take_over=claim)
         log.info(
             "Rebuilt from MLflow %s: %d trial run(s), %d benchmark run(s), %d scope(s), %d group(s).",
             self.tracking.uri,
@@ -221,10 +227,15 @@ class Aggregator:
             prometheus.EVENTS.labels("replay").inc(self.stats.replays - replays_before)
             self.stats.last_lag_ms = max(0.0, time.time() * 1000 - int(decoded[-1][0].split("-")[0]))
             prometheus.LAG.set(self.stats.last_lag_ms / 1000)
+        selections = {
+            scope: self.state.select(scope)
+            for scope in sorted(changed, key=lambda s: (s.study_key_hash, s.config_hash or ""))
+        }
+        self._read_labels(selections)
         due = [
             (scope, selection, decision)
-            for scope in sorted(changed, key=lambda s: (s.study_key_hash, s.config_hash or ""))
-            if (decision := decide(self.published.get(scope), selection := self.state.select(scope))) is not None
+            for scope, selection in selections.items()
+            if (decision := decide(self.published.get(scope), selection, self._channel(scope))) is not None
         ]
         for i, (scope, selection, decision) in enumerate(due):
             self._publish(scope, selection, decision, then_ack=ack if i == len(due) - 1 else ())
@@ -319,22 +330,36 @@ class Aggregator:
     def maybe_publish(self, scope: ScopeKey) -> BestModelUpdate | None:
         """Publish the scope's selection if it changed what subscribers know."""
         selection = self.state.select(scope)
-        decision = decide(self.published.get(scope), selection)
+        self._read_labels({scope: selection})
+        decision = decide(self.published.get(scope), selection, self._channel(scope))
         return None if decision is None else self._publish(scope, selection, decision)
 
-    def _label(self, scope: ScopeKey, selection: Selection | None) -> str | None:
-        """The scope's readable name, read from MLflow once per scope (what a scope measured never changes)."""
-        if scope in self.labels or selection is None:
-            return self.labels.get(scope)
-        from podium.tracking.labels import describe_selections
+    def _channel(self, scope: ScopeKey) -> Channel:
+        """What this aggregator's updates of ``scope`` say besides its selection."""
+        return Channel(
+            scope.study_key_hash,
+            scope.config_hash,
+            self.config.selection.policy,
+            self.config.benchmark.across_runs,
+            statistic_name(self.config.benchmark),
+            self.labels.get(scope),
+            self.config_hash or None,
+        )
 
+    def _read_labels(self, selections: dict[ScopeKey, Selection | None]) -> None:
+        """Read the readable names of scopes not yet named, in one MLflow look-up; each scope's once (what a
+        scope measured never changes). A scope with no selection yet is left for later."""
+        todo = {scope: s for scope, s in selections.items() if scope not in self.labels and s is not None}
+        if not todo:
+            return
         try:
-            found = describe_selections(self.tracking, [selection]).get((scope.study_key_hash, scope.config_hash))
+            found = self.tracking.describe_selections(todo.values())
         except TrackingError as exc:  # a name only: never worth holding a publish up
-            log.warning("No label for study %s (%s).", scope.study_key_hash[:12], exc)
-            return None
-        self.labels[scope] = found.label if found else None
-        return self.labels[scope]
+            log.warning("No label for %d scope(s) (%s).", len(todo), exc)
+            return
+        for scope in todo:
+            named = found.get((scope.study_key_hash, scope.config_hash))
+            self.labels[scope] = named.label if named else None
 
     def _publish(
         self,
@@ -344,25 +369,14 @@ class Aggregator:
         then_ack: Sequence[str] = (),
         take_over: bool = False,
     ) -> BestModelUpdate | None:
-        """Publish a decided update; with ``then_ack``, acknowledge those entries in the same round trip. None:
+        """Write a decided update; with ``then_ack``, acknowledge those entries in the same round trip. None:
         another selection config owns the study's channel (the entries are acknowledged all the same)."""
         reason = decision.reason
         if scope.study_key_hash in self.refused:
             self.publisher.ack(then_ack)
             return None
         try:
-            update = self.publisher.publish(
-                selection,
-                scope.study_key_hash,
-                scope.config_hash,
-                reason,
-                self.config.selection.policy,
-                self.config.benchmark.across_runs,
-                then_ack=then_ack,
-                statistic=statistic_name(self.config.benchmark),
-                label=self._label(scope, selection),
-                take_over=take_over,
-            )
+            update = self.publisher.publish(decision.update, then_ack=then_ack, take_over=take_over)
         except ChannelRefused as exc:  # another leader's config took the channel meanwhile
             self.refused[exc.study] = exc.channel_hash
             log.warning(refusal(exc.study, exc.channel_hash, self.config_hash))
@@ -394,7 +408,7 @@ class Aggregator:
     def run(self, stop: threading.Event, leader_ttl_ms: int = 15_000) -> None:
         """Lead (one aggregator at a time), rebuild, consume until ``stop``; reconnect on Redis errors."""
         while not stop.is_set():
-            leader = FencedLock(self.client, keys.AGGREGATOR_LEADER, keys.AGGREGATOR_FENCE, leader_ttl_ms)
+            leader = self.leadership.candidate(leader_ttl_ms)
             try:
                 if leader.acquire() is None:  # stand by: follow the sequences until the next try
                     self.follow(block_ms=min(leader_ttl_ms // 3, FOLLOW_BLOCK_MS))
@@ -415,7 +429,7 @@ class Aggregator:
                 log.warning("MLflow error in the aggregator (%s); unacknowledged events wait, retrying.", exc)
                 stop.wait(1.0)
             finally:
-                self.publisher.leader_token = None
+                self.leadership.step_down()
                 leader.release()
 
     def follow(self, block_ms: int | None = None) -> None:
@@ -444,8 +458,7 @@ class Aggregator:
 
     def _lead(self, leader: FencedLock) -> None:
         """Take the lead: publish and acknowledge under its token, rebuild from MLflow, recover pending entries."""
-        leader.start_watchdog()
-        self.publisher.leader_token = leader.token
+        self.leadership.lead(leader)
         self.stats.leads += 1
         prometheus.LEADERSHIP.labels("acquired").inc()
         log.info("Leading as %s (fencing token %s); rebuilding from MLflow.", self.consumer, leader.fencing_token)

@@ -1,17 +1,42 @@
 """The inference-backend port: prepare a model, describe its inputs, bind a batch, run it, describe the
-hardware, tear down. Implementations: ``local`` (in-process: TorchScript with torch, ONNX with onnxruntime) and
-``triton`` (KServe V2)."""
+hardware, tear down. Implementations, one module each, registered in :mod:`podium.core.backend_registry`:
+``local`` (in-process, by the model's format: TorchScript with torch, ONNX with onnxruntime), ``triton`` (KServe
+V2) and ``synthetic``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from podium.errors import BackendError
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from podium.core.config import BenchmarkingSection
+
+
+@dataclass(frozen=True)
+class RuntimeRequest:
+    """What a backend's runtime is built from (its registered ``runtime`` callable takes this)."""
+
+    cfg: BenchmarkingSection
+    #: The model file, when the backend needs one (``BackendSpec.model_file``).
+    model_file: Path | None = None
+    #: The inference server (the worker's ``PODIUM_TRITON_URL`` or ``podium bench --url``).
+    url: str | None = None
+    #: A model already on the server (``--model-name``); None: ``triton.model_name`` or the file deployed.
+    model_name: str | None = None
+    model_version: str = ""
+    #: The name a deployed model gets (unique to the benchmark key).
+    deployment_name: str = "podium-model"
+
+    def declared_inputs(self) -> list[InputSpec] | None:
+        """The inputs ``benchmarking.inputs`` declares (they win over the model's own), or None."""
+        declared = [InputSpec(i.name, i.datatype, tuple(i.shape), i.vocab_size) for i in self.cfg.inputs or []]
+        return declared or None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""``local`` backend for ONNX models: onnxruntime in this process, on CPU or CUDA (``pip install 'podium[onnx]'``).
+"""ONNX, the ``onnx`` model format: its signature, its export from torch, and its runtime in this process for the
+``local`` backend: onnxruntime, on CPU or CUDA (``pip install 'podium[onnx]'``).
 
 The inputs and outputs come from the graph itself (names, element types, dynamic dims as -1); token id inputs
 stay below the vocabulary when an embedding table (a ``Gather`` over an initializer) says its size, which is
@@ -17,7 +18,7 @@ from podium.backends.base import HardwareInfo, InProcess, InputSpec, reason_of
 from podium.backends.hardware import cpu_model, nvidia_driver
 from podium.backends.host_cores import affinity
 from podium.backends.threads import set_thread_env
-from podium.errors import BackendError
+from podium.errors import BackendError, ConversionError
 
 #: onnxruntime element types -> podium (KServe V2) datatypes.
 DATATYPES = {
@@ -168,3 +169,40 @@ class OnnxBackend(InProcess):
 
     def close(self) -> None:
         self.session = None
+
+
+def from_torch(
+    module: Any, specs: list[InputSpec], example: tuple[Any, ...], dest: Path, what: str, shown: str
+) -> tuple[Path, str]:
+    """An eager torch module exported to ONNX under ``dest`` on ``example`` (its inputs ``specs``, batch and
+    sequence dimensions dynamic), and the note saying so; a TorchScript module is refused (it stays TorchScript).
+    ``what`` names the module, ``shown`` its example inputs."""
+    import warnings
+
+    import torch
+
+    from podium.backends.torchscript import first_line
+
+    if isinstance(module, torch.jit.ScriptModule):
+        raise ConversionError(
+            "the run's model is a TorchScript module; measure it with benchmarking.model_format: torchscript"
+        )
+    path = dest / "model.onnx"
+    names = [s.name for s in specs]
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    try:
+        with warnings.catch_warnings():  # the exporter's own deprecation and rename notices
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                example,
+                str(path),
+                input_names=names,
+                output_names=["output"],
+                dynamic_shapes={n: {0: batch, 1: sequence} for n in names},
+                external_data=False,
+                verbose=False,
+            )
+    except Exception as exc:
+        raise ConversionError(f"cannot export the run's {what} to ONNX on inputs {shown}: {first_line(exc)}") from None
+    return path, f"{what} from the run's MLflow model exported to ONNX on inputs {shown}"

@@ -182,9 +182,9 @@ def dry_run(
     import torch
 
     from podium.backends.inputs import build_inputs
-    from podium.backends.local import LocalBackend
+    from podium.backends.torchscript import TorchScriptBackend
 
-    local = LocalBackend(model_file, "cpu", "fp32", declared)
+    local = TorchScriptBackend(model_file, "cpu", "fp32", declared)
     try:
         inputs = [InputSpec(s.name, s.datatype, s.shape) for s in local.prepare()]
         model = local.model

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from podium.backends.base import HardwareInfo, InputSpec, ServerStats
+from podium.backends.base import HardwareInfo, InputSpec, RuntimeRequest, ServerStats
 
 
 class SyntheticBackend:
@@ -39,3 +39,8 @@ class SyntheticBackend:
 
     def close(self) -> None:
         pass
+
+
+def open_synthetic(request: RuntimeRequest) -> SyntheticBackend:
+    """The ``synthetic`` backend's runtime: ``synthetic_service_ms`` per request, no model."""
+    return SyntheticBackend(request.cfg.synthetic_service_ms)

@@ -13,13 +13,18 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from podium.backends.base import HardwareInfo, InputSpec, ServerStats
+from podium.backends.base import HardwareInfo, InputSpec, RuntimeRequest, ServerStats
+from podium.core.backend_registry import format_spec
 from podium.errors import BackendError
+
+if TYPE_CHECKING:
+    from podium.core.config import BenchmarkingSection
 
 
 @dataclass(frozen=True)
@@ -280,3 +285,47 @@ def _reason(exc: Exception) -> str:
     msg = getattr(exc, "message", None)
     text = msg() if callable(msg) else str(exc)
     return (text or type(exc).__name__).strip().splitlines()[0][:300]
+
+
+def open_triton(request: RuntimeRequest) -> TritonBackend:
+    """The ``triton`` backend's runtime: the model named ``request.model_name`` (or ``triton.model_name``) on
+    the server, else the model file uploaded as ``triton.deploy`` under ``request.deployment_name``."""
+    cfg, url = request.cfg, str(request.url)
+    name = request.model_name or cfg.triton.model_name
+    if name is not None:  # a model already on the server
+        return TritonBackend(url, name, request.model_version, cfg.protocol, cfg.request_timeout_s)
+    if request.model_file is None:
+        raise BackendError(f"deploying to Triton as {cfg.triton.deploy} needs the model file (--run-id or --model-uri)")
+    upload = deployment(cfg, request.model_file, request.deployment_name)
+    return TritonBackend(url, request.deployment_name, "", cfg.protocol, cfg.request_timeout_s, upload)
+
+
+def deployment(cfg: BenchmarkingSection, model_file: Path, name: str) -> Deployment:
+    """What to upload for ``triton.deploy``: the config from the signature the model's format reads, and the
+    files (with weights the format keeps beside the model). A model that declares no outputs, for a deploy whose
+    config needs them, is run once on CPU to learn them (:mod:`podium.backends.outputs`), and the deployment
+    notes what was derived."""
+    from podium.backends.factory import require_extra, resolve
+    from podium.backends.triton_deploy import model_config, model_files
+
+    fmt = format_spec(cfg.model_format)
+    t = cfg.triton
+    if fmt.signature_requires is not None:
+        module, extra = fmt.signature_requires
+        require_extra(module, extra, f"deploying a {fmt.label} model (its signature is read with {module})")
+    signature: tuple[list[InputSpec], list[InputSpec]] | None = resolve(fmt.signature)(model_file)
+    inputs, outputs = signature or ([], [])
+    notes: tuple[str, ...] = ()
+    if not outputs and t.deploy in fmt.outputs_by_dry_run:
+        require_extra("torch", "torch", "learning the outputs of a model that declares none (a dry run)")
+        from podium.backends.outputs import dry_run
+
+        declared = RuntimeRequest(cfg).declared_inputs()
+        inputs, outputs, note = dry_run(model_file, declared, cfg.batch_sizes, cfg.max_length, t.deploy, cfg.seed)
+        notes = (note,)
+    config = model_config(
+        name, t.deploy, inputs, outputs, t.max_batch_size or max(cfg.batch_sizes), t.instance_count, t.dynamic_batching
+    )
+    weights = model_file.with_name(f"{model_file.name}{fmt.weights_suffix}") if fmt.weights_suffix else None
+    beside = {weights.name: weights.read_bytes()} if weights is not None and weights.is_file() else None
+    return Deployment(t.deploy, config, model_files(t.deploy, model_file.read_bytes(), beside=beside), notes)

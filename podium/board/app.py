@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 
 from podium.board import activity, views
 from podium.board.auth import TokenGate
+from podium.board.selections import Snapshot
 from podium.board.service import Board
 from podium.core.messages import BestModelUpdate
 from podium.core.prefixes import resolve
@@ -74,7 +75,11 @@ def _page(name: str):
 async def health(request: Request) -> Response:
     board: Board = request.app.state.board
     return JSONResponse(
-        {"feed": board.feed.state, "selections": _selections_state(board), "listeners": board.feed.listeners()}
+        {
+            "feed": board.feed.state,
+            "selections": _selections_state(board.cache.snapshot),
+            "listeners": board.feed.listeners(),
+        }
     )
 
 
@@ -111,16 +116,25 @@ async def events(request: Request) -> Response:
         except PodiumError as exc:
             return JSONResponse({"error": str(exc)}, status_code=404)
     after = _after(request)
+    held = request.query_params.get("loaded")
     if after is None and study_key is not None:
         return JSONResponse(
             {"error": "a study's event stream needs the last seq seen: ?after=SEQ or the Last-Event-ID header"},
             status_code=400,
         )
     return StreamingResponse(
-        _stream(board, request, study_key, after),
+        _stream(board, request, study_key, after, held),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+def _loaded_at(raw: str) -> float | None:
+    """``?loaded=``'s time (a document's ``selections.loaded_at``); None for empty (read before any load)."""
+    try:
+        return float(raw) if raw not in ("", "null") else None
+    except ValueError:
+        return None
 
 
 def _after(request: Request) -> int | None:
@@ -143,8 +157,7 @@ def _resolve(board: Board, prefix: str) -> str:
     return study
 
 
-def _selections_state(board: Board) -> dict[str, Any]:
-    snap = board.cache.snapshot
+def _selections_state(snap: Snapshot) -> dict[str, Any]:
     return {"loaded_at": snap.loaded_at, "load_s": snap.load_s, "error": snap.error}
 
 
@@ -168,7 +181,7 @@ def _studies(board: Board) -> dict[str, Any]:
         for s in known
     ]
     rows.sort(key=lambda r: -(r["last_change"] or 0))
-    return {"studies": rows, "feed": board.feed.state, "redis_error": problem, "selections": _selections_state(board)}
+    return {"studies": rows, "feed": board.feed.state, "redis_error": problem, "selections": _selections_state(snap)}
 
 
 def _study(board: Board, study: str) -> dict[str, Any]:
@@ -180,7 +193,7 @@ def _study(board: Board, study: str) -> dict[str, Any]:
         board.feed.history(study),
         snap.documents.get(study, []),
         views.selection_config(snap.config),
-        _selections_state(board),
+        _selections_state(snap),  # the same snapshot as the candidates: a page compares it on ?loaded=
         snap.runs,
         snap.sla_p99_ms,
         board.mlflow_ui,
@@ -207,10 +220,18 @@ def _update_event(update: BestModelUpdate, with_id: bool) -> str:
     return _event("update", update.model_dump(mode="json"), update.seq if with_id else None)
 
 
-async def _stream(board: Board, request: Request, study: str | None, after: int | None) -> AsyncIterator[str]:
+async def _stream(
+    board: Board, request: Request, study: str | None, after: int | None, held: str | None = None
+) -> AsyncIterator[str]:
     """A page's events: ``status`` (the feed live or reconnecting), ``update`` (a BestModelUpdate; on a study's
     stream with ``id:`` = its seq), ``refreshed`` (the study's candidates were read again), ``reset`` (updates
-    it missed are no longer kept: load the study again)."""
+    it missed are no longer kept: load the study again).
+
+    ``held``: ``?loaded=``, the ``selections.loaded_at`` of the document the page read before it opened this stream
+    (None: not sent, nothing compared). A re-read that ended in between sent its ``refreshed`` before this listener
+    was there: the page is told now instead. The snapshot is looked at after the listener is added, and a re-read
+    sets its snapshot before it tells the listeners, so every re-read reaches the page one way or the other (at
+    worst both: one more read of the document)."""
     listener, backlog, lost = board.feed.listen(asyncio.get_running_loop(), study, after)
     try:
         yield f"retry: {RETRY_MS}\n\n"
@@ -219,6 +240,8 @@ async def _stream(board: Board, request: Request, study: str | None, after: int 
             yield _event("reset", {"study_key_hash": study})
         for update in backlog:
             yield _update_event(update, study is not None)
+        if not lost and held is not None and _loaded_at(held) != board.cache.snapshot.loaded_at:
+            yield _event("refreshed", {"study_key_hash": study})
         while True:
             try:
                 kind, data = await asyncio.wait_for(listener.queue.get(), timeout=KEEPALIVE_S)

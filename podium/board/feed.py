@@ -1,11 +1,11 @@
 """The board's one Redis subscription, shared by every open page.
 
-It follows ``podium:best:*`` with ``podium.subscribe``'s rules (subscribe first, then catch up from the durable
+It follows ``podium:best:*`` with ``podium.subscribe``'s follower (subscribe first, then catch up from the durable
 stream ``podium:best-updates`` from where it last was, drop every update whose per-study sequence number it has
-already taken), and keeps each study's recent history in memory. A page that connects, or reconnects with the
-last sequence number it saw, gets the updates it missed from that history and then the live ones, in order,
-under one lock: none missed, none twice. Listeners are asyncio queues fed from this thread; the feed reads
-Redis and never writes to it.
+already taken; at start it also reads the stream's newest entries), and keeps each study's recent history in
+memory. A page that connects, or reconnects with the last sequence number it saw, gets the updates it missed from
+that history and then the live ones, in order, under one lock: none missed, none twice. Listeners are asyncio
+queues fed from this thread; the feed reads Redis and never writes to it.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from typing import Any
 
 import redis
 
-from podium.core.messages import BestModelUpdate, MessageError, decode
-from podium.streams import keys
-from podium.streams.subscriber import parse_update
+from podium.core.messages import BestModelUpdate
+from podium.streams.subscriber import Follower
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +30,6 @@ log = logging.getLogger(__name__)
 HISTORY_PER_STUDY = 500
 #: Entries of ``podium:best-updates`` read at start (newest first); the latest value of every scope is read too.
 START_ENTRIES = 20_000
-#: Entries per read while catching up.
-PAGE = 1000
 #: Delay between reconnect attempts (doubling up to the maximum), as ``podium.subscribe``.
 RECONNECT_S = (0.2, 5.0)
 #: How long one wait for a Pub/Sub message lasts before the stop flag is looked at again.
@@ -71,7 +68,7 @@ class Feed:
         self._latest: dict[tuple[str, str | None], BestModelUpdate] = {}
         self._seen: dict[str, int] = {}
         self._listeners: set[Listener] = set()
-        self._stream_id: str | None = None  # where the last catch-up read stopped
+        self._follower = Follower(client, None, history=START_ENTRIES)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.caught_up = threading.Event()
@@ -106,45 +103,13 @@ class Feed:
             delay = RECONNECT_S[0]
 
     def _follow(self) -> None:
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        try:
-            pubsub.psubscribe(keys.BEST_CHANNEL_PATTERN)
-            # Subscribed first, then caught up: nothing published in between can be missed.
-            for update in self._catch_up():
+        with contextlib.closing(self._follower.follow(self._stop, POLL_S, caught_up=self._live)) as updates:
+            for update in updates:
                 self._take(update)
-            self.caught_up.set()
-            self._set_state(LIVE)
-            while not self._stop.is_set():
-                message = pubsub.get_message(timeout=POLL_S)
-                if message is None or message.get("type") != "pmessage":
-                    continue
-                try:
-                    update = decode(BestModelUpdate, message["data"])
-                except MessageError as exc:
-                    log.warning("Ignored a malformed update on %s: %s", message.get("channel"), exc)
-                    continue
-                self._take(update)
-        finally:
-            with contextlib.suppress(redis.RedisError):
-                pubsub.close()
 
-    def _catch_up(self) -> list[BestModelUpdate]:
-        if self._stream_id is None:
-            entries = list(reversed(self.client.xrevrange(keys.BEST_UPDATES_STREAM, count=START_ENTRIES)))
-            updates = [u for u in (parse_update(f.get("data")) for _, f in entries) if u is not None]
-            names = list(self.client.scan_iter(match=keys.BEST_LATEST_PATTERN, count=1000))
-            latest = self.client.mget(names) if names else []
-            updates += [u for u in map(parse_update, latest) if u is not None]
-            self._stream_id = entries[-1][0] if entries else "0-0"
-        else:
-            updates = []
-            while True:
-                entries = self.client.xrange(keys.BEST_UPDATES_STREAM, min=f"({self._stream_id}", count=PAGE)
-                updates += [u for u in (parse_update(f.get("data")) for _, f in entries) if u is not None]
-                if not entries:
-                    break
-                self._stream_id = entries[-1][0]
-        return sorted(updates, key=lambda u: (u.study_key_hash, u.seq))
+    def _live(self) -> None:
+        self.caught_up.set()
+        self._set_state(LIVE)
 
     def _take(self, update: BestModelUpdate) -> None:
         """Keep ``update`` and send it to its listeners, unless its study already had this seq or a later one."""

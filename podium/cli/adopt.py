@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from podium.core.records import format_of_path
+from podium.core.backend_registry import format_of_path
 
 if TYPE_CHECKING:
     from podium.core.config import BenchmarkConfig
@@ -39,6 +39,6 @@ def adopt_run(
     )
     if adopted.plain and adopted.artifact_path:
         source = ModelSource(adopted.champion.run_id, adopted.artifact_path, None)
-        if format_of_path(adopted.artifact_path) == "onnx" and not model_format:
-            cfg = cfg.with_overrides(model_format="onnx")
+        if (named := format_of_path(adopted.artifact_path)) is not None and not model_format:
+            cfg = cfg.with_overrides(model_format=named)
     return (adopted.champion if log else None), source, cfg

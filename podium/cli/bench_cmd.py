@@ -11,8 +11,8 @@ from rich.table import Table
 
 from podium.cli.adopt import adopt_run
 from podium.cli.common import console, fail, input_list, int_list, podium_errors
-from podium.core.choices import Backend, ModelFormat, Padding, Protocol
-from podium.core.records import format_of_path
+from podium.core.backend_registry import BACKENDS, FORMATS, format_of_path
+from podium.core.choices import Padding, Protocol
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 def bench(
     run_id: Annotated[str | None, typer.Option(help="MLflow run holding the model (refit or trial run)")] = None,
     model_uri: Annotated[str | None, typer.Option(help="runs:/<run_id>/<path>, file:///path or a path")] = None,
-    backend: Annotated[Backend | None, typer.Option(help="Override benchmarking.backend")] = None,
+    backend: Annotated[
+        str | None, typer.Option(help=f"Override benchmarking.backend: {', '.join(BACKENDS)}")
+    ] = None,
     url: Annotated[str | None, typer.Option(help="Triton/KServe V2 server, e.g. 127.0.0.1:8000 (gRPC :8001)")] = None,
     protocol: Annotated[Protocol | None, typer.Option(help="Override benchmarking.protocol")] = None,
     model_name: Annotated[
@@ -50,7 +52,7 @@ def bench(
         Padding | None, typer.Option(help="Override benchmarking.padding: max_length or longest (per batch)")
     ] = None,
     model_format: Annotated[
-        ModelFormat | None, typer.Option(help="Override benchmarking.model_format: torchscript or onnx")
+        str | None, typer.Option(help=f"Override benchmarking.model_format: {' or '.join(FORMATS)}")
     ] = None,
     artifact_path: Annotated[
         str | None, typer.Option(help="Model path inside the run (default model/model.pt; .onnx for onnx)")
@@ -73,7 +75,8 @@ def bench(
     benchmark_key is reused (run.mode)."""
     if run_id is not None and model_uri is not None:
         fail("give one of --run-id and --model-uri, not both")
-    on_server = model_name is not None and (backend or "") != "local"
+    spec = BACKENDS.get(backend or "")  # None: the config's backend (or an unknown name, refused below)
+    on_server = model_name is not None and (spec is None or spec.model_file != "always")
     if run_id is None and model_uri is None and not on_server:
         fail("give the model: --run-id RUN or --model-uri URI (or --model-name for a model already on a server)")
     from podium.settings.env import PodiumSettings, worker_name

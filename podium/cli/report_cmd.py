@@ -17,7 +17,9 @@ def report(
     config: Annotated[Path | None, typer.Option(help="best_model_selection.yaml")] = None,
     log: Annotated[bool, typer.Option("--log/--no-log", help="Log the files as a selection run in MLflow")] = True,
 ) -> None:
-    """Chart (candidates, Pareto front, chosen model, tolerance band) and table of each selection."""
+    """Chart (candidates, Pareto front, chosen model, tolerance band) and table of each selection; beside it, where
+    the candidates were measured at load levels, p99 against throughput per level (the p99 budget, the chosen
+    model marked)."""
     from podium.core.prefixes import resolve
     from podium.core.safety import require_safe
     from podium.core.state import select_all
@@ -26,7 +28,7 @@ def report(
 
     settings = PodiumSettings()
     with podium_errors():
-        from podium.aggregator.report import device_of, log_to_mlflow, write
+        from podium.aggregator.report import device_of, log_to_mlflow, run_metrics_of, write
         from podium.tracking.tracker import MlflowTracking
 
         if study:
@@ -40,9 +42,12 @@ def report(
             selections = [s for s in selections if s.study_key_hash == chosen]
         for sel in selections:
             with needs_extra("demo", "podium report (charts with matplotlib)"):
-                files = write(sel, cfg, out, device_of(tracking, sel))
+                files = write(sel, cfg, out, device_of(tracking, sel), run_metrics_of(tracking, sel))
             run = log_to_mlflow(tracking, sel, files) if log else None
-            console.print(f"{files.chart}  ({files.points} candidates)" + (f"  logged in run {run}" if run else ""))
+            drawn = f", {files.load_chart} ({len(files.load['curves'])} load curves)" if files.load else ""
+            console.print(
+                f"{files.chart}  ({files.points} candidates{drawn})" + (f"  logged in run {run}" if run else "")
+            )
     if not selections:
         console.print("Nothing to report: no selection could be made.")
         raise typer.Exit(EXIT_NOTHING)

@@ -94,6 +94,14 @@ def _unselected(state: SelectionState | None) -> list[tuple[ScopeKey, list[Candi
     return [(scope, state.unselected(scope)) for scope in state.scopes()]
 
 
+def _shown(c: Candidate, cfg: SelectionConfig) -> str:
+    """The candidate's figure with its unit: ``4.210 ms``, or ``312.5/s`` (``-`` without one) under
+    ``throughput_at_sla``."""
+    if cfg.selection.policy != "throughput_at_sla":
+        return f"{c.latency_ms:.3f} ms"
+    return "-" if c.throughput_at_sla_per_s is None else f"{c.throughput_at_sla_per_s:.1f}/s"
+
+
 def _print_tables(
     selections: list[Selection],
     cfg: SelectionConfig,
@@ -101,7 +109,7 @@ def _print_tables(
     labels: dict | None = None,
     state: SelectionState | None = None,
 ) -> None:
-    from podium.aggregator.report import COLUMNS, NUMERIC, notes, rows
+    from podium.aggregator.report import NUMERIC, columns, notes, rows
     from podium.core.figure import statistic_name
 
     if not selections:
@@ -113,9 +121,9 @@ def _print_tables(
         named = f"{label}  " if label else ""
         title = f"{named}study {s.study_key_hash[:12]}  config {config}  ({cfg.selection.policy}; {figure})"
         table = Table(title=title)
-        for col in COLUMNS:
+        for col in columns(cfg):
             table.add_column(col, justify="right" if col in NUMERIC else "left")
-        for row in rows(s):
+        for row in rows(s, cfg):
             table.add_row(*row)
         console.print(table)
         for line in notes(s):
@@ -126,7 +134,7 @@ def _print_tables(
         for c in unselected:
             console.print(
                 f"study {scope.study_key_hash[:12]} config {(scope.config_hash or 'legacy')[:12]}: no best; "
-                f"trial {c.trial_key_hash[:12]} ({c.latency_ms:.3f} ms, {c.latency_figure}) "
+                f"trial {c.trial_key_hash[:12]} ({_shown(c, cfg)}, {c.latency_figure}) "
                 f"does not compete: {c.excluded}",
                 markup=False,
             )

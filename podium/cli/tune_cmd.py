@@ -13,8 +13,8 @@ from rich.table import Table
 from podium.cli.adopt import adopt_run
 from podium.cli.bench_cmd import rate_list, with_load
 from podium.cli.common import console, fail, input_list, int_list, podium_errors
+from podium.core.backend_registry import format_of_path
 from podium.core.choices import Protocol
-from podium.core.records import format_of_path
 
 if TYPE_CHECKING:
     from podium.core.config import BenchmarkConfig
@@ -90,8 +90,7 @@ def tune(
     if not url:
         fail("podium tune needs the Triton server: pass --url HOST:PORT or set PODIUM_TRITON_URL")
     with podium_errors():
-        from podium.backends.factory import deployment
-        from podium.backends.triton import host_port
+        from podium.backends.triton import deployment, host_port
         from podium.core.tuning import SearchSpace
         from podium.measurement.artifacts import fetch_model
         from podium.measurement.server_memory import find_server

@@ -51,6 +51,8 @@ class Sample:
     doubt: str = ""
     #: The run's p99 at the ranked batch size, when it has one (the ``constraint`` policy's limit reads it).
     p99_ms: float | None = None
+    #: False for a run without the ranked figure, kept only to be shown (``throughput_at_sla``: no load benchmark).
+    has_figure: bool = True
 
     @property
     def stable(self) -> bool:

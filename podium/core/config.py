@@ -23,11 +23,10 @@ from pydantic import (
     model_validator,
 )
 
+from podium.core.backend_registry import backend_spec, deploy_mismatch, format_spec
 from podium.core.choices import (
     Aggregation,
-    Backend,
     Deploy,
-    ModelFormat,
     Padding,
     Policy,
     Precision,
@@ -35,7 +34,6 @@ from podium.core.choices import (
     RunMode,
     Statistic,
 )
-from podium.core.metric_names import THROUGHPUT_AT_SLA
 from podium.core.safety import SafeName, SafeValue
 from podium.core.validation import parse_model
 
@@ -164,7 +162,8 @@ class BenchmarkingSection(StrictModel):
     #: longest sequence, as a serving tokenizer pads (needs ``test_data`` to vary).
     padding: Padding = "max_length"
     seed: int = 0
-    backend: Backend = "local"
+    #: Where the model runs, a backend of :mod:`podium.core.backend_registry`: ``local``, ``triton``, ``synthetic``.
+    backend: str = "local"
     protocol: Protocol = "http"
     #: ``synthetic`` backend only: the fixed service time of each request (pipeline smoke tests, benches).
     synthetic_service_ms: NonNegativeFloat = 0.0
@@ -186,21 +185,29 @@ class BenchmarkingSection(StrictModel):
     load: LoadSection = Field(default_factory=LoadSection)
     #: What the model artifact is: a TorchScript archive (``model/model.pt``) or an ONNX graph
     #: (``model/model.onnx``, ``pip install 'podium[onnx]'``); the default artifact path follows it.
-    model_format: ModelFormat = "torchscript"
+    model_format: str = "torchscript"
     #: The model's inputs, for a model podium cannot describe itself (no signature, unknown argument names);
     #: ``null``: from the model's signature or its argument names (local), or the server's metadata (triton).
     inputs: list[InputDecl] | None = None
 
+    @field_validator("backend")
+    @classmethod
+    def _registered_backend(cls, value: str) -> str:
+        return backend_spec(value).name  # ValueError naming the registered ones
+
+    @field_validator("model_format")
+    @classmethod
+    def _registered_format(cls, value: str) -> str:
+        return format_spec(value).name
+
     @model_validator(mode="after")
-    def _format_fits_deploy(self) -> BenchmarkingSection:
-        if self.backend != "triton" or self.triton.deploy == "none":
-            return self
-        if self.model_format == "onnx" and self.triton.deploy != "onnx":
-            raise ValueError(
-                f"an ONNX model cannot be deployed as triton.deploy: {self.triton.deploy}; use triton.deploy: onnx"
-            )
-        if self.model_format == "torchscript" and self.triton.deploy == "onnx":
-            raise ValueError("triton.deploy: onnx deploys ONNX models: set model_format: onnx")
+    def _format_fits_backend(self) -> BenchmarkingSection:
+        backend = backend_spec(self.backend)
+        if backend.formats and self.model_format not in backend.formats:
+            runs = " or ".join(backend.formats)
+            raise ValueError(f"backend: {self.backend} runs {runs} models, not model_format: {self.model_format}")
+        if backend.deploys and (why := deploy_mismatch(self.model_format, self.triton.deploy)):
+            raise ValueError(why)
         return self
 
     @field_validator("batch_sizes")
@@ -287,7 +294,11 @@ class BenchmarkSelectionSection(StrictModel):
 
     @model_validator(mode="after")
     def _one_way_to_name_the_figure(self) -> BenchmarkSelectionSection:
+        from podium.core.metric_names import THROUGHPUT_AT_SLA
+
         named = {"statistic", "batch_size"} & self.model_fields_set
+        if self.latency_metric == THROUGHPUT_AT_SLA:  # no batch size of its own: the serial one is still read
+            named.discard("batch_size")
         if self.latency_metric is not None and named:
             raise ValueError(
                 f"set either latency_metric ({self.latency_metric}) or {' and '.join(sorted(named))}, not both"
@@ -353,28 +364,40 @@ class SelectionConfig(StrictModel):
                 objective["tolerance"] = value
         return data
 
-    @model_validator(mode="after")
-    def _throughput_figure(self) -> SelectionConfig:
+    @model_validator(mode="before")
+    @classmethod
+    def _throughput_figure(cls, data: Any) -> Any:
         """``selection.policy: throughput_at_sla`` ranks by ``throughput_at_sla_per_s``; naming that metric as
         ``benchmark.latency_metric`` (with no policy set) means that policy. A throughput is better higher, so no
         other policy may rank by it."""
-        named = self.benchmark.latency_metric
-        policy_set = "policy" in self.selection.model_fields_set
-        if named == THROUGHPUT_AT_SLA and self.selection.policy != "throughput_at_sla":
-            if policy_set:
-                raise ValueError(
-                    f"benchmark.latency_metric {THROUGHPUT_AT_SLA} is better higher: set selection.policy: "
-                    f"throughput_at_sla (got {self.selection.policy})"
-                )
-            self.selection = self.selection.model_copy(update={"policy": "throughput_at_sla"})
-        if self.selection.policy == "throughput_at_sla":
-            if named not in (None, THROUGHPUT_AT_SLA):
-                raise ValueError(
-                    f"selection.policy throughput_at_sla ranks by {THROUGHPUT_AT_SLA}: drop benchmark.latency_metric "
-                    f"({named}) or set it to {THROUGHPUT_AT_SLA}"
-                )
-            self.benchmark = self.benchmark.model_copy(update={"latency_metric": THROUGHPUT_AT_SLA})
-        return self
+        from podium.core.metric_names import THROUGHPUT_AT_SLA  # it imports this module's stats, which import us
+
+        if not isinstance(data, dict):
+            return data
+        bench, sel = (
+            v.model_dump(exclude_unset=True) if isinstance(v, BaseModel) else dict(v) if isinstance(v, dict) else v
+            for v in (data.get("benchmark") or {}, data.get("selection") or {})
+        )
+        if not isinstance(bench, dict) or not isinstance(sel, dict):
+            return data
+        named, policy = bench.get("latency_metric"), sel.get("policy")
+        if named == THROUGHPUT_AT_SLA and policy is None:
+            policy = sel["policy"] = "throughput_at_sla"
+        if named == THROUGHPUT_AT_SLA and policy != "throughput_at_sla":
+            raise ValueError(
+                f"benchmark.latency_metric {THROUGHPUT_AT_SLA} is better higher: set selection.policy: "
+                f"throughput_at_sla (got {policy})"
+            )
+        if policy != "throughput_at_sla":
+            return data
+        if named not in (None, THROUGHPUT_AT_SLA):
+            raise ValueError(
+                f"selection.policy throughput_at_sla ranks by {THROUGHPUT_AT_SLA}: drop benchmark.latency_metric "
+                f"({named}) or set it to {THROUGHPUT_AT_SLA}"
+            )
+        bench["latency_metric"] = THROUGHPUT_AT_SLA
+        # the ranked batch size (held to max_latency_ms, read for doubt) may still be named beside it
+        return {**data, "benchmark": bench, "selection": sel}
 
     def with_aggregation(self, aggregation: Aggregation | None) -> SelectionConfig:
         if aggregation is None:

@@ -1,5 +1,6 @@
-"""Whether a scope's published best must change, and why: a pure function of what was published last and
-what the selection says now (the aggregator's I/O shell only carries the decision out).
+"""Whether a scope's published best must change, why, and the update that says so: a pure function of what
+was published last and what the selection says now (the aggregator's I/O shell only writes the update, giving
+it the study's next sequence number and the time it was written).
 
 What subscribers are shown of a scope is its :class:`View`: who is best, with which figures, among how
 many candidates, and which challenger is within the noise of it. Any change of it is published, so the
@@ -35,9 +36,26 @@ class View:
 
 
 @dataclass(frozen=True)
+class Channel:
+    """What every update of a scope says besides its selection: the scope, how it was selected, its name."""
+
+    study_key_hash: str
+    config_hash: str | None
+    policy: str
+    aggregation: str
+    statistic: str = ""
+    #: The scope's readable name (None: not known).
+    label: str | None = None
+    #: The selection config the update is decided under (None: not said).
+    selection_config_hash: str | None = None
+
+
+@dataclass(frozen=True)
 class Decision:
     reason: Reason
     view: View | None
+    #: What is published: ``seq`` and ``published_at`` are 0 until the writer gives them.
+    update: BestModelUpdate
 
 
 def candidate_view(c: Candidate) -> CandidateView:
@@ -78,8 +96,35 @@ def view_of_update(update: BestModelUpdate | None) -> View | None:
     return _view(update.best, update.candidates, update.unstable_candidates, update.challenger, update.excluded)
 
 
-def decide(published: View | None, selection: Selection | None) -> Decision | None:
-    """``None`` when subscribers already see this selection; else the update to publish and its reason."""
+def update_of(reason: Reason, selection: Selection | None, channel: Channel) -> BestModelUpdate:
+    """The update saying ``selection`` (None: the scope has no best any more) on ``channel``, unnumbered."""
+    return BestModelUpdate(
+        study_key_hash=channel.study_key_hash,
+        benchmark_config_hash=channel.config_hash,
+        seq=0,
+        reason=reason,
+        best=candidate_view(selection.best) if selection else None,
+        candidates=len(selection.candidates) if selection else 0,
+        unstable_candidates=sum(c.unstable for c in (*selection.candidates, *selection.excluded)) if selection else 0,
+        policy=channel.policy,
+        aggregation=channel.aggregation,
+        statistic=channel.statistic,
+        challenger=candidate_view(selection.challenger) if selection and selection.challenger else None,
+        excluded=len(selection.excluded) if selection else 0,
+        note=selection.note if selection else "",
+        published_at=0.0,
+        label=channel.label,
+        selection_config_hash=channel.selection_config_hash,
+    )
+
+
+def take_over(selection: Selection | None, channel: Channel) -> Decision:
+    """The update with which an aggregator started with ``--take-over`` claims a study's channel."""
+    return Decision("take_over", view_of_selection(selection), update_of("take_over", selection, channel))
+
+
+def decide(published: View | None, selection: Selection | None, channel: Channel) -> Decision | None:
+    """``None`` when subscribers already see this selection; else the update to publish, with its reason."""
     new = view_of_selection(selection)
     if new == published:
         return None
@@ -95,4 +140,4 @@ def decide(published: View | None, selection: Selection | None) -> Decision | No
         reason = "within_noise"
     else:
         reason = "candidates_changed"
-    return Decision(reason, new)
+    return Decision(reason, new, update_of(reason, selection, channel))

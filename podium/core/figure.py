@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from podium.core.config import BenchmarkSelectionSection
-from podium.core.metric_names import batch_size_of, latency_metric
+from podium.core.metric_names import THROUGHPUT_AT_SLA, batch_size_of, latency_metric
 
 _STAT = re.compile(r"^latency_batch_\d+_(p\d+)_ms$")
 _MEAN = re.compile(r"^latency_batch_\d+_ms$")
@@ -25,8 +25,11 @@ def ranking_metric(bench: BenchmarkSelectionSection) -> str:
 
 
 def statistic_name(bench: BenchmarkSelectionSection) -> str:
-    """``p50``, ``p99``, ``mean``; for an explicit metric of another shape, the metric's own name."""
+    """``p50``, ``p99``, ``mean``, ``throughput_at_sla``; for an explicit metric of another shape, the metric's own
+    name."""
     metric = ranking_metric(bench)
+    if metric == THROUGHPUT_AT_SLA:
+        return "throughput_at_sla"
     if (match := _STAT.match(metric)) is not None:
         return match.group(1)
     return "mean" if _MEAN.match(metric) else metric
@@ -51,11 +54,14 @@ def figure_label(bench: BenchmarkSelectionSection, runs: int) -> str:
 
 
 def describe(bench: BenchmarkSelectionSection) -> dict[str, object]:
-    """The figure as ``podium select --json`` and the channel name it."""
-    return {
+    """The figure as ``podium select --json`` and the channel name it (a throughput says it is better higher)."""
+    described: dict[str, object] = {
         "statistic": statistic_name(bench),
         "batch_size": ranked_batch_size(bench),
         "metric": ranking_metric(bench),
         "across_runs": bench.across_runs,
         "window": bench.window,
     }
+    if ranking_metric(bench) == THROUGHPUT_AT_SLA:
+        described |= {"unit": "per_s", "higher_is_better": True}
+    return described

@@ -14,11 +14,16 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from pydantic import BaseModel
+
+from podium.core.backend_registry import backend_spec
 from podium.core.config import BenchmarkingSection
 from podium.core.safety import require_hex64, require_safe
 
 #: Bump when the key's recipe changes; old keys then stop matching (on purpose).
 KEY_VERSION = 1
+#: The model format whose configs leave ``model_format`` out of the hash (it was the only one at first).
+DEFAULT_FORMAT = "torchscript"
 #: Fingerprint used when the training side did not record one.
 UNKNOWN_FINGERPRINT = "unknown"
 
@@ -37,7 +42,9 @@ def sha256_hex(value: Any) -> str:
 
 
 def measurement_settings(cfg: BenchmarkingSection, input_fingerprint: str) -> dict[str, Any]:
-    """Every setting that can change a measured number. Cosmetic ones (output file name) are left out."""
+    """Every setting that can change a measured number. Cosmetic ones (output file name) are left out. What a
+    backend adds (its protocol, its own settings) its registry entry says."""
+    backend = backend_spec(cfg.backend)
     settings = {
         "batch_sizes": sorted(set(cfg.batch_sizes)),
         "max_length": cfg.max_length,
@@ -46,14 +53,14 @@ def measurement_settings(cfg: BenchmarkingSection, input_fingerprint: str) -> di
         "device": cfg.device or "auto",
         "target": cfg.target,
         "backend": cfg.backend,
-        "protocol": cfg.protocol if cfg.backend == "triton" else None,
+        "protocol": cfg.protocol if backend.server else None,
         "precision": cfg.precision,
         "input": input_fingerprint,
         "stability": cfg.stability.model_dump(),
         # always (not only when off the default): runs measured before threads were set used every core
         "threads": cfg.threads,
     }
-    if cfg.model_format != "torchscript":  # only when not the default, so existing hashes never change
+    if cfg.model_format != DEFAULT_FORMAT:  # only when not the default, so existing hashes never change
         settings["model_format"] = cfg.model_format
     if cfg.padding != "max_length":  # only when not the default, so existing hashes never change
         settings["padding"] = cfg.padding
@@ -61,12 +68,13 @@ def measurement_settings(cfg: BenchmarkingSection, input_fingerprint: str) -> di
         settings["inputs"] = [i.model_dump() for i in cfg.inputs]
     if cfg.load.any:  # only when a level is set, so the hashes of serial-only configs never change
         settings["load"] = cfg.load.model_dump()
-    if cfg.backend == "synthetic":
-        settings["synthetic_service_ms"] = cfg.synthetic_service_ms
-    if cfg.backend == "triton":  # where the server is (the worker's URL) is not part of it; what it runs is
-        triton = cfg.triton.model_dump()
-        triton["max_batch_size"] = triton["max_batch_size"] or max(cfg.batch_sizes)
-        settings["triton"] = triton
+    for name in backend.hashed_settings:  # where a server is (the worker's URL) is not part of it; what it runs is
+        value = getattr(cfg, name)
+        if isinstance(value, BaseModel):
+            value = value.model_dump()
+            if "max_batch_size" in value:  # null: the largest batch size, as deployed; both spellings hash alike
+                value["max_batch_size"] = value["max_batch_size"] or max(cfg.batch_sizes)
+        settings[name] = value
     return settings
 
 

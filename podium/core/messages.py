@@ -137,6 +137,8 @@ class CandidateView(BaseModel):
     p99_ms: float | None = None
     #: What ``latency_ms`` is, e.g. ``"p50, median of 3 runs"``.
     latency_figure: str = ""
+    #: ``throughput_at_sla`` policy: the ranked figure (also in ``latency_ms``) under its own name, per second.
+    throughput_at_sla_per_s: float | None = None
 
 
 class BestModelUpdate(Message):

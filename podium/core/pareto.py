@@ -7,12 +7,15 @@ from collections.abc import Sequence
 from podium.core.selection import Candidate
 
 
-def pareto_front(candidates: Sequence[Candidate], maximize: bool = True) -> list[Candidate]:
-    """Candidates not dominated on (objective, latency); sorted by latency."""
+def pareto_front(
+    candidates: Sequence[Candidate], maximize: bool = True, figure_higher: bool = False
+) -> list[Candidate]:
+    """Candidates not dominated on (objective, ranked figure: a latency, or with ``figure_higher`` a throughput);
+    sorted by the figure."""
 
     def better_or_equal(a: Candidate, b: Candidate) -> bool:
         obj = a.f1_score >= b.f1_score if maximize else a.f1_score <= b.f1_score
-        return obj and a.latency_ms <= b.latency_ms
+        return obj and (a.latency_ms >= b.latency_ms if figure_higher else a.latency_ms <= b.latency_ms)
 
     front = [
         c

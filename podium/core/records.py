@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from podium.core.backend_registry import FORMATS
 from podium.core.safety import HEX64, SAFE_VALUE, require_hex64, require_safe
 from podium.errors import UnsafeValueError
 
@@ -15,12 +16,7 @@ RUN_ID_ATTR = "mlflow_run_id"
 #: Where training code puts the TorchScript model inside the refit (or trial) run.
 DEFAULT_ARTIFACT_PATH = "model/model.pt"
 #: Where a training script logs the model, per ``benchmarking.model_format``.
-ARTIFACT_PATHS = {"torchscript": DEFAULT_ARTIFACT_PATH, "onnx": "model/model.onnx"}
-
-
-def format_of_path(path: str | None) -> str | None:
-    """``onnx`` for a model path ending in .onnx (whatever the config says, such a file is ONNX), else None."""
-    return "onnx" if path is not None and path.lower().endswith(".onnx") else None
+ARTIFACT_PATHS = {f.name: f.artifact_path for f in FORMATS.values()}
 
 
 #: Where podium's training helpers record the whole champion, so the hook needs no MLflow look-up.

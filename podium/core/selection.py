@@ -4,7 +4,10 @@
 ``selection.max_latency_ms``; the objective is read in steps of ``objective.tolerance`` and candidates on the
 same step are ranked by latency. ``weighted``: ``f1_weight x objective / objective_scale - latency_weight x
 latency / latency_scale_ms``, fixed scales. Both order candidates by a key of each candidate alone, so adding a
-candidate never changes the order of two others. ``tolerance``: highest objective; among candidates within
+candidate never changes the order of two others. ``throughput_at_sla``: as ``constraint``, but candidates on one
+objective step are ranked by their load benchmark's throughput at its p99 budget, highest first (the figure, held
+in ``latency_ms``, is then better higher); a candidate whose runs have no such figure, or whose figure is 0 (no
+load level met the budget), is shown but does not compete. ``tolerance``: highest objective; among candidates within
 ``objective.tolerance`` of the top, the lowest latency (the band moves with the top, so a newcomer can reorder
 two others). All drop candidates over ``max_latency_ms`` and, unless ``selection.include_unstable``, those whose
 figure is in doubt; ties break by ``trial_key_hash`` (then ``benchmark_key``).
@@ -41,6 +44,9 @@ class Candidate:
     latency_figure: str = ""
     #: Why it does not compete (in doubt, over the latency limit); None when it does.
     excluded: str | None = None
+    #: ``throughput_at_sla`` policy: the ranked figure (also ``latency_ms``) under its own name; None when the
+    #: candidate's runs hold no load benchmark with a p99 budget (or under another policy).
+    throughput_at_sla_per_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -64,12 +70,17 @@ class Selection:
 def exclusion(c: Candidate, config: SelectionConfig) -> str | None:
     """Why ``c`` may not compete, or None."""
     sel = config.selection
+    if sel.policy == "throughput_at_sla":
+        if c.throughput_at_sla_per_s is None:
+            return "no load benchmark with a p99 budget (benchmarking.load levels and load.sla_p99_ms)"
+        if c.throughput_at_sla_per_s <= 0:
+            return "no load level met the p99 budget: throughput_at_sla_per_s 0"
     if c.doubt and not sel.include_unstable:
         return f"{c.doubt}: in doubt (selection.include_unstable lets it compete)"
     limit = sel.max_latency_ms
     if limit is None:
         return None
-    if sel.policy == "constraint":
+    if sel.policy in ("constraint", "throughput_at_sla"):
         if c.p99_ms is None:
             return f"no p99 figure to hold to max_latency_ms {limit:g}"
         if c.p99_ms > limit:
@@ -145,10 +156,17 @@ def objective_step(objective: float, config: SelectionConfig) -> float:
     return sign * math.floor(objective / tol + 1e-9)
 
 
+def higher_is_better(config: SelectionConfig) -> bool:
+    """The ranked figure is a throughput (``throughput_at_sla``), not a latency."""
+    return config.selection.policy == "throughput_at_sla"
+
+
 def sort_key(c: Candidate, config: SelectionConfig) -> tuple[float, float, str, str]:
-    """``constraint`` and ``weighted``: a key of the candidate alone (lower ranks first)."""
+    """``constraint``, ``weighted`` and ``throughput_at_sla``: a key of the candidate alone (lower ranks first)."""
     if config.selection.policy == "weighted":
         return (-weighted_score(c.f1_score, c.latency_ms, config), 0.0, c.trial_key_hash, c.benchmark_key)
+    if config.selection.policy == "throughput_at_sla":
+        return (objective_step(c.f1_score, config), -c.latency_ms, c.trial_key_hash, c.benchmark_key)
     return (objective_step(c.f1_score, config), c.latency_ms, c.trial_key_hash, c.benchmark_key)
 
 

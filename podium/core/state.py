@@ -28,7 +28,17 @@ from podium.core.doubt import doubt_metrics, doubt_of
 from podium.core.figure import figure_label, ranked_batch_size, ranking_metric, tail_metric
 from podium.core.promotion import ratio_upper_bound
 from podium.core.records import BenchmarkRecord, TrialRecord
-from podium.core.selection import Candidate, Selection, exclusion, prefers, rank_eligible, sort_key, split, top_of
+from podium.core.selection import (
+    Candidate,
+    Selection,
+    exclusion,
+    higher_is_better,
+    prefers,
+    rank_eligible,
+    sort_key,
+    split,
+    top_of,
+)
 from podium.core.verification import metrics_problem
 
 log = logging.getLogger(__name__)
@@ -113,7 +123,10 @@ class SelectionState:
         self._metric = ranking_metric(bench)
         self._tail = tail_metric(bench)
         self._batch = ranked_batch_size(bench)
-        self._needed = tuple(sorted({self._metric, *bench.required_metrics}))
+        #: ``throughput_at_sla``: a run without the figure (no load benchmark) is kept, to be shown with why it
+        #: does not compete; other figures are required.
+        self._higher = higher_is_better(self.config)
+        self._needed = tuple(sorted({*([] if self._higher else [self._metric]), *bench.required_metrics}))
         self._folded = folded_metrics(self.config)
         self._keyed = self.config.selection.policy != "tolerance"
         self._labels: dict[int, str] = {}
@@ -141,13 +154,14 @@ class SelectionState:
             log.warning("%s; it is left out of selection.", problem)
             return None
         gkey, skey = group_key(record), scope_key(record)
-        tail = metrics.get(self._tail)
+        tail, figure = metrics.get(self._tail), metrics.get(self._metric)
         sample = Sample(
             record.start_time,
             record.run_id,
-            float(metrics[self._metric]),
+            0.0 if figure is None else float(figure),
             doubt_of(metrics, record.stability, record.contended, self._batch),
             None if tail is None else float(tail),
+            figure is not None,
         )
         history = self.histories.setdefault(skey, ScopeHistory())
         if not history.insert(gkey, sample):
@@ -232,11 +246,19 @@ class SelectionState:
         incumbent's figure times the upper confidence bound on their ratio, less ``min_improvement``. Without an
         estimate of the noise (one run each) it is credited with no speed advantage at all."""
         sel = self.config.selection
-        bound = ratio_upper_bound(
-            self._figures(_gkey(incumbent, scope)), self._figures(_gkey(challenger, scope)), sel.confidence
-        )
-        credited = incumbent.latency_ms * (1.0 if math.isinf(bound) else bound)
-        pessimistic = replace(challenger, latency_ms=max(challenger.latency_ms, credited) / (1.0 - sel.min_improvement))
+        held, new = self._figures(_gkey(incumbent, scope)), self._figures(_gkey(challenger, scope))
+        if self._higher:  # a throughput: the same test on the time per inference, its inverse
+            if min(held + new, default=0.0) <= 0:
+                held, new = [], []
+            held, new = [1.0 / v for v in held], [1.0 / v for v in new]
+        bound = ratio_upper_bound(held, new, sel.confidence)
+        if self._higher:
+            credited = incumbent.latency_ms / (1.0 if math.isinf(bound) else bound)
+            figure = min(challenger.latency_ms, credited) * (1.0 - sel.min_improvement)
+        else:
+            credited = incumbent.latency_ms * (1.0 if math.isinf(bound) else bound)
+            figure = max(challenger.latency_ms, credited) / (1.0 - sel.min_improvement)
+        pessimistic = replace(challenger, latency_ms=figure)
         competing = self._ranked(scope) if not self._keyed else ()
         return prefers(pessimistic, incumbent, competing, self.config)
 
@@ -245,10 +267,13 @@ class SelectionState:
 
     def _used(self, window: Window) -> Sequence[Sample]:
         """The runs a group's figure stands on: its clean ones, unless it has none or doubt is let in."""
+        samples = window.samples
+        if self._higher:  # runs with the figure stand for the group when it has any
+            samples = tuple(s for s in samples if s.has_figure) or samples
         if self.config.selection.include_unstable:
-            return window.samples
-        clean = [s for s in window.samples if not s.doubt]
-        return clean or window.samples
+            return samples
+        clean = [s for s in samples if not s.doubt]
+        return clean or samples
 
     # ------------------------------------------------------------------ reading
 
@@ -305,6 +330,7 @@ class SelectionState:
             doubt=doubt or None,
             p99_ms=agg.p99_ms,
             latency_figure=self._label(agg.count),
+            throughput_at_sla_per_s=agg.latency_ms if self._higher and used[0].has_figure else None,
         )
 
     def select(self, scope: ScopeKey) -> Selection | None:

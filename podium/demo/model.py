@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from podium.backends.local import save_torchscript
+from podium.backends.torchscript import save_scripted, torchscript_on_purpose
 
 VOCAB = 1000
 NUM_LABELS = 5
@@ -33,9 +33,10 @@ class TinyTagger(nn.Module):
 def export(model: nn.Module, path: Path, vocab: int = VOCAB, num_labels: int = NUM_LABELS) -> Path:
     """Save as TorchScript with its signature (token ids in, per-token logits out)."""
     model.eval()
-    return save_torchscript(
-        model,
-        path,
-        inputs=[{"name": "input_ids", "datatype": "INT64", "shape": [-1, -1], "vocab_size": vocab}],
-        outputs=[{"name": "logits", "datatype": "FP32", "shape": [-1, -1, num_labels]}],
-    )
+    with torchscript_on_purpose():
+        scripted = torch.jit.script(model)
+    signature = {
+        "inputs": [{"name": "input_ids", "datatype": "INT64", "shape": [-1, -1], "vocab_size": vocab}],
+        "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, -1, num_labels]}],
+    }
+    return save_scripted(scripted, path, signature)

@@ -8,11 +8,11 @@ from urllib.parse import urlsplit
 
 from mlflow.exceptions import MlflowException
 
-from podium.backends.test_data import TOKENIZER_FILE
 from podium.core.config import BenchmarkingSection
 from podium.core.records import DEFAULT_ARTIFACT_PATH
 from podium.core.safety import require_safe
 from podium.errors import ModelNotFoundError
+from podium.measurement.input_data import TOKENIZER_FILE
 from podium.tracking.tracker import MlflowTracking
 
 

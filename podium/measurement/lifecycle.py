@@ -1,10 +1,14 @@
-"""Benchmark one champion, honouring ``run.mode`` and the idempotency check: the plain function behind
-``podium bench`` and the Celery task (which adds the lock and the fenced commit around it)."""
+"""Benchmark one champion, honouring ``run.mode`` and the idempotency check, as steps: the existing run,
+start the run, (measure), record the results, finish; a failure before FINISHED ends the run FAILED.
+
+``benchmark_champion`` is those steps in a row (``podium bench``); the Celery task calls them itself, with the
+fenced prepare before FINISHED and the fenced commit after it (:func:`podium.workers.execute.execute`)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -14,18 +18,14 @@ from podium.core.identity import BenchmarkIdentity
 from podium.core.plain import CONVERSION_TAG, SOURCE_PLAIN, SOURCE_TAG, looks_like_run_id
 from podium.core.records import Champion
 from podium.core.run_tags import benchmark_run_tags, identity_for
+from podium.core.store import BenchmarkRuns
 from podium.measurement.session import Measured
 from podium.settings.files import config_hash_of
-from podium.tracking.tracker import MlflowTracking
 
 log = logging.getLogger(__name__)
 
 
 Measure = Callable[[BenchmarkConfig, Champion], Measured]
-#: Runs after results are recorded and before the run is marked FINISHED (the worker's fenced prepare).
-BeforeFinish = Callable[[str, int, Measured], None]
-#: Runs after the run is marked FINISHED (the worker's fenced commit).
-AfterFinish = Callable[[str, int, Measured], None]
 
 
 @dataclass(frozen=True)
@@ -37,32 +37,37 @@ class Outcome:
     measured: Measured | None = None
 
 
-def benchmark_champion(
+def existing_run(
     champion: Champion,
     config: BenchmarkConfig,
-    tracking: MlflowTracking,
-    measure: Measure,
+    tracking: BenchmarkRuns,
+    identity: BenchmarkIdentity,
+    legacy_epoch: int = 0,
+) -> Outcome | None:
+    """The FINISHED benchmark of the same key as a ``reused`` outcome (``run.mode: reuse_if_exists``), or None:
+    measure (none found, or ``force_new``)."""
+    if config.run.mode != "reuse_if_exists":
+        return None
+    done_means = result_metrics(config.benchmarking.batch_sizes)  # a run with the key but no result: measure
+    found = tracking.benchmark_exists(identity, champion, legacy_epoch, done_means)
+    if found is None:
+        return None
+    log.info("Benchmark %s already done in run %s (via %s).", identity.key[:12], found.run_id, found.via)
+    return Outcome("reused", identity.key, found.run_id, found.via)
+
+
+def start_run(
+    champion: Champion,
+    config: BenchmarkConfig,
+    tracking: BenchmarkRuns,
+    identity: BenchmarkIdentity,
     *,
     worker: str,
-    identity: BenchmarkIdentity | None = None,
     fencing_token: int | None = None,
-    before_finish: BeforeFinish | None = None,
-    after_finish: AfterFinish | None = None,
     start_time: int | None = None,
-    legacy_epoch: int = 0,
-) -> Outcome:
-    """Reuse a FINISHED benchmark of the same key (unless ``force_new``), else measure and log one.
-
-    Any failure up to FINISHED, ``before_finish`` refusing included, ends the run FAILED with the reason as
-    a tag; ``after_finish`` handles its own failures. ``start_time`` (epoch ms) stamps the run (default: this
-    machine's clock)."""
-    identity = identity or identity_for(champion, config_hash_of(config))
-    if config.run.mode == "reuse_if_exists":
-        done_means = result_metrics(config.benchmarking.batch_sizes)  # a run with the key but no result: measure
-        found = tracking.benchmark_exists(identity, champion, legacy_epoch, done_means)
-        if found is not None:
-            log.info("Benchmark %s already done in run %s (via %s).", identity.key[:12], found.run_id, found.via)
-            return Outcome("reused", identity.key, found.run_id, found.via)
+) -> tuple[str, int]:
+    """Create the benchmark run (RUNNING) with every tag known before measuring; returns its id and start time
+    (``start_time``, epoch ms, stamps it; default: this machine's clock)."""
     cfg = config.benchmarking
     tags = benchmark_run_tags(
         tracking.tags,
@@ -76,23 +81,54 @@ def benchmark_champion(
     tags[tracking.tags.benchmark.model_format] = cfg.model_format  # known now: written with the run, not after
     if looks_like_run_id(champion.trial_key_hash):  # a plain MLflow run's trial: found again by this tag
         tags[SOURCE_TAG] = SOURCE_PLAIN
-    run_id, start_time = tracking.start_benchmark_run(
+    return tracking.start_benchmark_run(
         tags, run_name=f"benchmark-{champion.trial_key_hash[:8]}", start_time=start_time
     )
+
+
+def record(tracking: BenchmarkRuns, run_id: str, config: BenchmarkConfig, measured: Measured) -> None:
+    """Log the results on the run: metrics, ``benchmark.json``, and the tags only measuring tells."""
+    device_tags = {tracking.tags.benchmark.device: measured.device}
+    if measured.stability:
+        device_tags[tracking.tags.benchmark.stability] = measured.stability
+    if measured.summary.get("model_conversion"):  # an eager nn.Module traced or exported: said on the run
+        device_tags[CONVERSION_TAG] = str(measured.summary["model_conversion"])
+    tracking.record_results(run_id, measured.metrics, measured.summary, config.output.filename, device_tags)
+
+
+@contextmanager
+def failing_run(tracking: BenchmarkRuns, run_id: str) -> Iterator[None]:
+    """Any failure inside ends the run FAILED, with the reason as a tag, and is raised: the steps from start
+    to FINISHED run inside it (a run is never left RUNNING by a failure this process sees)."""
     try:
-        measured = measure(config, champion)
-        device_tags = {tracking.tags.benchmark.device: measured.device}
-        if measured.stability:
-            device_tags[tracking.tags.benchmark.stability] = measured.stability
-        if measured.summary.get("model_conversion"):  # an eager nn.Module traced or exported: said on the run
-            device_tags[CONVERSION_TAG] = str(measured.summary["model_conversion"])
-        tracking.record_results(run_id, measured.metrics, measured.summary, config.output.filename, device_tags)
-        if before_finish is not None:
-            before_finish(run_id, start_time, measured)
-        tracking.finish_run(run_id)
+        yield
     except BaseException as exc:
         tracking.fail_run(run_id, f"{type(exc).__name__}: {exc}")
         raise
-    if after_finish is not None:  # the caller's commit; what its failure means to the run is its call
-        after_finish(run_id, start_time, measured)
+
+
+def benchmark_champion(
+    champion: Champion,
+    config: BenchmarkConfig,
+    tracking: BenchmarkRuns,
+    measure: Measure,
+    *,
+    worker: str,
+    identity: BenchmarkIdentity | None = None,
+    fencing_token: int | None = None,
+    start_time: int | None = None,
+    legacy_epoch: int = 0,
+) -> Outcome:
+    """Reuse a FINISHED benchmark of the same key (unless ``force_new``), else measure and log one: the steps
+    above in a row. Any failure up to FINISHED ends the run FAILED with the reason as a tag."""
+    identity = identity or identity_for(champion, config_hash_of(config))
+    if (found := existing_run(champion, config, tracking, identity, legacy_epoch)) is not None:
+        return found
+    run_id, _ = start_run(
+        champion, config, tracking, identity, worker=worker, fencing_token=fencing_token, start_time=start_time
+    )
+    with failing_run(tracking, run_id):
+        measured = measure(config, champion)
+        record(tracking, run_id, config, measured)
+        tracking.finish_run(run_id)
     return Outcome("measured", identity.key, run_id, measured=measured)

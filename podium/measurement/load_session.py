@@ -10,7 +10,7 @@ from typing import Any
 from podium.backends.base import InferenceBackend, InputSpec
 from podium.backends.inputs import build_inputs, plan_batches
 from podium.core.config import BenchmarkingSection
-from podium.core.metric_names import THROUGHPUT_AT_SLA, load_level_name, load_metric
+from podium.core.metric_names import LOAD_SLA, THROUGHPUT_AT_SLA, load_level_name, load_metric
 from podium.core.sla import LoadPoint, best_at_sla
 from podium.measurement.load import LevelResult, level_snapshots, run_level
 from podium.measurement.load_clients import slot_senders
@@ -94,6 +94,7 @@ def summarize_levels(
         ]
         found = best_at_sla(curves, sla_p99_ms)
         metrics[THROUGHPUT_AT_SLA] = found.throughput_per_s if found else 0.0
+        metrics[LOAD_SLA] = sla_p99_ms
         summary["sla"] = {
             "p99_ms": sla_p99_ms,
             "throughput_per_s": found.throughput_per_s if found else 0.0,

@@ -10,13 +10,12 @@ the benchmark run (``benchmark.json`` notes and the ``code.benchmark.conversion`
 from __future__ import annotations
 
 import inspect
-import json
-import warnings
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from podium.core.backend_registry import FORMATS, format_spec
 from podium.core.config import BenchmarkingSection
 from podium.errors import ConversionError
 
@@ -37,14 +36,15 @@ def materialize(folder: Path, cfg: BenchmarkingSection, dest: Path) -> tuple[Pat
         flavors = (yaml.safe_load((folder / MLMODEL).read_text()) or {}).get("flavors") or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConversionError(f"{folder / MLMODEL} is not a readable MLflow model description: {exc}") from None
-    if "onnx" in flavors:
-        onnx_file = folder / str(flavors["onnx"].get("data", "model.onnx"))
-        if cfg.model_format != "onnx":
-            raise ConversionError(
-                "the run's model is an MLflow ONNX model; set benchmarking.model_format: onnx (podium bench "
-                "--model-format onnx) to measure it"
-            )
-        return onnx_file, "MLflow onnx model measured as logged"
+    for fmt in FORMATS.values():  # a flavor that holds a format's own file: measured as logged
+        if fmt.mlflow_flavor is not None and fmt.mlflow_flavor in flavors:
+            if cfg.model_format != fmt.name:
+                raise ConversionError(
+                    f"the run's model is an MLflow {fmt.mlflow_flavor} model; set benchmarking.model_format: "
+                    f"{fmt.name} (podium bench --model-format {fmt.name}) to measure it"
+                )
+            data = str(flavors[fmt.mlflow_flavor].get("data", f"model{fmt.suffix}"))
+            return folder / data, f"MLflow {fmt.mlflow_flavor} model measured as logged"
     if "pytorch" not in flavors:
         raise ConversionError(
             f"the run's MLflow model has flavors {', '.join(sorted(flavors)) or 'none'}; podium measures pytorch "
@@ -76,64 +76,26 @@ def _load_pytorch(folder: Path) -> Any:
 
 
 def convert(module: Any, cfg: BenchmarkingSection, dest: Path) -> tuple[Path, str]:
-    """``module`` saved for ``cfg.model_format``: TorchScript (scripted/traced kept, eager traced) or ONNX."""
+    """``module`` saved in ``cfg.model_format`` by the format's own ``from_torch`` (TorchScript: scripted or
+    traced kept, eager traced; ONNX: eager exported)."""
     import torch
 
-    from podium.backends.local import SIGNATURE_FILE, _torchscript_on_purpose
+    from podium.backends.factory import resolve
 
+    fmt = format_spec(cfg.model_format)
+    if fmt.from_torch is None:
+        raise ConversionError(f"podium cannot save the run's MLflow pytorch model as {fmt.label}; log it as such")
     dest.mkdir(parents=True, exist_ok=True)
+    save = resolve(fmt.from_torch)
     if isinstance(module, torch.jit.ScriptModule):
-        if cfg.model_format == "onnx":
-            raise ConversionError(
-                "the run's model is a TorchScript module; measure it with benchmarking.model_format: torchscript"
-            )
-        path = dest / "model.pt"
-        with _torchscript_on_purpose():
-            torch.jit.save(module, str(path))
-        return path, "MLflow pytorch model (a TorchScript module) saved as TorchScript as it is"
+        return save(module, [], (), dest, "TorchScript module", "")
     if not isinstance(module, torch.nn.Module):
         raise ConversionError(f"the run's MLflow pytorch model is a {type(module).__name__}, not a torch module")
     specs = _input_specs(module, cfg)
     example = _example(specs, cfg)
     shown = ", ".join(f"{s.name} {s.datatype}[{TRACE_BATCH}x{cfg.max_length}]" for s in specs)
     what = _to_eval(module)
-    if cfg.model_format == "onnx":
-        path = dest / "model.onnx"
-        names = [s.name for s in specs]
-        batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-        try:
-            with warnings.catch_warnings():  # the exporter's own deprecation and rename notices
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    module,
-                    example,
-                    str(path),
-                    input_names=names,
-                    output_names=["output"],
-                    dynamic_shapes={n: {0: batch, 1: sequence} for n in names},
-                    external_data=False,
-                    verbose=False,
-                )
-        except Exception as exc:
-            raise ConversionError(f"cannot export the run's {what} to ONNX on inputs {shown}: {_first(exc)}") from None
-        return path, f"{what} from the run's MLflow model exported to ONNX on inputs {shown}"
-    path = dest / "model.pt"
-    signature = {"inputs": [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)} for s in specs]}
-    for entry, spec in zip(signature["inputs"], specs, strict=True):
-        if spec.vocab_size:
-            entry["vocab_size"] = spec.vocab_size
-    try:
-        with _torchscript_on_purpose(), torch.no_grad():
-            traced = torch.jit.trace(module, example)
-            torch.jit.save(traced, str(path), _extra_files={SIGNATURE_FILE: json.dumps(signature)})
-    except ConversionError:
-        raise
-    except Exception as exc:
-        raise ConversionError(
-            f"cannot trace the run's {what} on inputs {shown}: {_first(exc)}; log a scripted or traced module "
-            "instead (mlflow.pytorch.log_model(torch.jit.trace(model, example), ...))"
-        ) from None
-    return path, f"{what} from the run's MLflow model traced to TorchScript on inputs {shown}"
+    return save(module, specs, example, dest, what, shown)
 
 
 def _to_eval(module: Any) -> str:
@@ -148,7 +110,7 @@ def _to_eval(module: Any) -> str:
 
 def _input_specs(module: Any, cfg: BenchmarkingSection) -> list[Any]:
     from podium.backends.base import InputSpec
-    from podium.backends.local import conventional_inputs, conventional_kind, embedding_rows, inputs_snippet
+    from podium.backends.torchscript import conventional_inputs, conventional_kind, embedding_rows, inputs_snippet
 
     if cfg.inputs:
         return [InputSpec(i.name, i.datatype, tuple(i.shape), i.vocab_size) for i in cfg.inputs]
@@ -175,8 +137,3 @@ def _example(specs: list[Any], cfg: BenchmarkingSection) -> tuple[Any, ...]:
 
     arrays = build_inputs(specs, TRACE_BATCH, cfg.max_length, None, cfg.seed)
     return tuple(torch.from_numpy(a) for a in arrays.values())
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -11,16 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from podium.backends.base import InferenceBackend, ServerStats
-from podium.backends.factory import make_backend
+from podium.backends.factory import make_backend, needs_model_file
 from podium.backends.inputs import build_inputs, plan_batches
-from podium.backends.test_data import load_token_rows
+from podium.core.backend_registry import BackendSpec, backend_spec, format_spec
 from podium.core.clock import Timer
 from podium.core.config import BenchmarkConfig
 from podium.core.metric_names import host_metrics, server_metrics, summary_metrics
 from podium.measurement.artifacts import ModelSource, fetch_model
 from podium.measurement.cpu_load import Sampler, host_sampler
+from podium.measurement.input_data import load_token_rows
 from podium.measurement.lengths import length_profile
 from podium.measurement.loop import BatchMeasurement, Progress, measure_batch
+from podium.measurement.memory import MemoryProbe, probe_for
 from podium.tracking.tracker import MlflowTracking
 
 
@@ -44,20 +46,26 @@ def run_measurement(
     config_hash: str | None = None,
     model_file: Path | None = None,
     cpu: Callable[[], Sampler | None] = host_sampler,
+    memory: MemoryProbe | None = None,
 ) -> Measured:
     """Measure every batch size, each window making whole passes over the planned requests (test data in a fixed
     order, or one synthetic batch). ``model_file``: where a tokenizer stored with the model is looked for.
-    ``cpu`` builds the sampler of the contention check (None: the host load is not read)."""
+    ``cpu`` builds the sampler of the contention check (None: the host load is not read). ``memory``: how the
+    model's memory is read (default: as the backend runs it, :mod:`podium.measurement.memory`)."""
     cfg = config.benchmarking
+    if memory is None:
+        runtime = format_spec(cfg.model_format).requires[0]
+        memory = probe_for(backend, backend_spec(cfg.backend), runtime, cfg.protocol)
+    memory.start()
     specs = backend.prepare()
     rows = load_token_rows(cfg.test_data, cfg.tokenizer, model_file) if cfg.test_data else None
     metrics: dict[str, float] = {}
     per_batch: dict[str, Any] = {}
     stability = []
     sampler = cpu()
-    # The model runs in this process only on the local backend: a server's work is others' to the readings, and a
-    # synthetic request is a sleep that a busy host does not slow.
-    in_process = cfg.backend == "local"
+    # Contended windows are discarded only where the model runs in this process (the backend's registry entry
+    # says): a server's work is others' to the readings, and a synthetic request is a sleep a busy host does not slow.
+    in_process = backend_spec(cfg.backend).in_process
     for b in cfg.batch_sizes:
         plan = plan_batches(rows, b, cfg.max_length, cfg.padding, cfg.seed)
         calls = [backend.bind(build_inputs(specs, b, p.width, p.rows, cfg.seed)) for p in plan]
@@ -94,6 +102,8 @@ def run_measurement(
 
         levels = measure_levels(backend, cfg, specs, rows)
         metrics |= levels.metrics
+    used = memory.finish()
+    metrics |= used.metrics
     hardware = backend.describe()
     summary: dict[str, Any] = {
         "schema_version": 1,
@@ -103,7 +113,11 @@ def run_measurement(
         "benchmark_config_hash": config_hash,
         "inputs": [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)} for s in specs],
         "batches": per_batch,
-        "notes": backend.notes() + _padding_notes(cfg.padding, rows) + _load_notes(sampler, cfg.backend),
+        "notes": backend.notes()
+        + _padding_notes(cfg.padding, rows)
+        + _load_notes(sampler, backend_spec(cfg.backend))
+        + used.notes,
+        "memory": used.summary,
     }
     if levels is not None:
         summary["load"] = levels.summary
@@ -111,17 +125,10 @@ def run_measurement(
     return Measured(metrics, summary, hardware.summary, ",".join(stability))
 
 
-def _load_notes(sampler: Sampler | None, backend: str) -> list[str]:
+def _load_notes(sampler: Sampler | None, spec: BackendSpec) -> list[str]:
     if sampler is None:
         return ["host load not read (no /proc/stat): windows taken while others used the CPU are not discarded"]
-    if backend == "triton":
-        return [
-            "host_contention counts the inference server's own work as others' (it runs outside podium's process): "
-            "recorded, not used to discard windows"
-        ]
-    if backend == "synthetic":
-        return ["host_contention recorded, not used to discard windows: a synthetic request is a sleep"]
-    return []
+    return [spec.contention_note] if spec.contention_note else []
 
 
 def _padding_notes(padding: str, rows: list[list[int]] | None) -> list[str]:
@@ -184,8 +191,7 @@ def measure_model(
     model file as ``triton.deploy`` under ``deployment_name`` (unique to the benchmark_key, so workers sharing
     a server never collide) and unloads it afterwards, also when the measurement fails."""
     cfg = config.benchmarking
-    on_server = model_name or cfg.triton.model_name
-    needs_file = cfg.backend == "local" or (cfg.backend == "triton" and not on_server)
+    needs_file = needs_model_file(backend_spec(cfg.backend), cfg, model_name)
     with tempfile.TemporaryDirectory(prefix="podium-model-") as tmp:
         model_file, conversion = fetch_model(source, tracking, Path(tmp), cfg) if needs_file else (None, None)
         name = deployment_name or f"podium-{(source.run_id or Path(str(model_file)).stem)[:24]}"

@@ -12,10 +12,11 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
+from podium.core.backend_registry import format_of_path
 from podium.core.config import BenchmarkConfig
 from podium.core.identity import UNKNOWN_FINGERPRINT, benchmark_config_hash
 from podium.core.messages import BenchmarkRequest, StoreRef
-from podium.core.records import ARTIFACT_PATHS, Champion, format_of_path
+from podium.core.records import ARTIFACT_PATHS, Champion
 from podium.core.run_tags import identity_for
 from podium.errors import BrokerUnavailable
 from podium.settings.env import redact_url
@@ -54,8 +55,8 @@ def build_request(
             "its benchmark_key. Open runs with podium.training.trial_run / refit_run (data_fp=, eval_fp=).",
             champion.run_id,
         )
-    if format_of_path(artifact_path) == "onnx" != config.benchmarking.model_format:
-        config = config.with_overrides(model_format="onnx")  # a .onnx artifact is ONNX: keyed and measured so
+    if (named := format_of_path(artifact_path)) is not None and named != config.benchmarking.model_format:
+        config = config.with_overrides(model_format=named)  # a .onnx artifact is ONNX: keyed and measured so
     fingerprint = input_fingerprint(config.benchmarking)
     identity = identity_for(champion, benchmark_config_hash(config.benchmarking, fingerprint))
     request = BenchmarkRequest(

@@ -1,1 +1,2 @@
-"""Redis: key names, connections, the fenced lock, heartbeats, dead letters, status, subscribers, an embedded server."""
+"""Redis: key names, connections, the fenced lock and the fenced commit, heartbeats, dead letters, status,
+subscribers, an embedded server."""

@@ -5,11 +5,8 @@ token) and Redis's clock (the one clock every worker shares). Renew and release 
 still matches. A watchdog thread renews the TTL (the token is not thread-local, unlike redis-py's ``Lock``
 default) and raises ``lost`` when renewal fails.
 
-A benchmark commits in two fenced steps around marking its MLflow run FINISHED, so every crash point is
-recoverable and Redis never names a run MLflow does not hold FINISHED:
-``prepare`` sets the done marker to ``pending:<run>`` (not a reusable answer: whoever locks the key next
-ends that run and measures again), then the run is marked FINISHED, then ``commit`` sets the marker to the
-run and adds the result event in one script.
+What the lock guards is written under its fence by :mod:`podium.streams.commit` (the done marker and the
+result event of a benchmark), refused once the token or the fencing token moved.
 """
 
 from __future__ import annotations
@@ -28,8 +25,6 @@ log = logging.getLogger(__name__)
 
 #: Default lock TTL; the watchdog renews it every third of that.
 DEFAULT_TTL_MS = 30_000
-#: Result events kept in the stream (approximate trim; MLflow holds them all).
-STREAM_MAXLEN = 100_000
 #: Default lifetime of done markers and fencing counters (MLflow stays the truth after they expire).
 DEFAULT_MARKER_TTL_S = 90 * 24 * 3600
 
@@ -55,36 +50,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-# KEYS: lock, fence, done, stream. ARGV: token, fencing token, done value, marker ttl s (0: none), event
-# ('' = none), maxlen.
-_COMMIT = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, 'lock not held'} end
-if tonumber(redis.call('GET', KEYS[2])) ~= tonumber(ARGV[2]) then return {0, 'fencing token superseded'} end
-if tonumber(ARGV[4]) > 0 then
-  redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
-else
-  redis.call('SET', KEYS[3], ARGV[3])
-end
-if ARGV[5] == '' then return {1, ''} end
-local id = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'data', ARGV[5])
-return {1, id}
-"""
-#: A done marker written before the run is FINISHED: the commit is in progress (or died there).
-PENDING_PREFIX = "pending:"
-
-
-def committed_run(marker: str | None) -> str | None:
-    """The run a done marker answers with, or None (no marker, or a commit still pending)."""
-    if not marker or marker.startswith(PENDING_PREFIX):
-        return None
-    return marker
-
-
-def pending_run(marker: str | None) -> str | None:
-    """The run of a commit that was prepared but never completed, or None."""
-    if marker and marker.startswith(PENDING_PREFIX):
-        return marker.removeprefix(PENDING_PREFIX)
-    return None
 
 
 class FencedLock:
@@ -115,7 +80,6 @@ class FencedLock:
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
-        self._commit = client.register_script(_COMMIT)
 
     @classmethod
     def for_benchmark(
@@ -179,22 +143,3 @@ class FencedLock:
     def check(self) -> None:
         if self.lost.is_set():
             raise LockLost(f"lock {self.lock_key} was lost (expired or taken over)")
-
-    def prepare(self, run_id: str) -> None:
-        """Under the fence: mark the commit of ``run_id`` as in progress (``pending:<run>``)."""
-        self._fenced_write(f"{PENDING_PREFIX}{run_id}", "", "prepare")
-
-    def commit(self, run_id: str, event: str) -> str:
-        """Under the fence: SET the done marker to ``run_id`` and XADD the result event; returns the entry id."""
-        return self._fenced_write(run_id, event, "commit")
-
-    def _fenced_write(self, marker: str, event: str, step: str) -> str:
-        self.check()
-        ok, detail = self._commit(
-            keys=[self.lock_key, self.fence_key, keys.done(self.key), keys.BENCHMARKS_STREAM],
-            args=[self.token, self.fencing_token, marker, self.marker_ttl_s, event, STREAM_MAXLEN],
-        )
-        if not ok:
-            self.lost.set()
-            raise LockLost(f"{step} of benchmark {self.key} refused: {detail}")
-        return str(detail)

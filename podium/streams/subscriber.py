@@ -16,9 +16,10 @@ re-syncs: the study's sequence starts again from that update and the snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import redis
 
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Delay between reconnect attempts (doubling up to the maximum).
 RECONNECT_S = (0.2, 5.0)
+#: Entries of ``podium:best-updates`` per read while catching up.
+PAGE = 1000
 
 
 def subscribe(
@@ -51,7 +54,7 @@ def subscribe(
         client = connect(redis_url or PodiumSettings().redis_url)
     if study_key_hash is not None:  # a short hash: the one study with a published best that it starts
         study_key_hash = resolve(study_key_hash, published_studies(client), "study")
-    follower = _Follower(client, study_key_hash)
+    follower = Follower(client, study_key_hash)
     stop = stop or threading.Event()
     delay = RECONNECT_S[0]
     while not stop.is_set():
@@ -65,10 +68,17 @@ def subscribe(
         delay = RECONNECT_S[0]
 
 
-class _Follower:
-    def __init__(self, client: redis.Redis, study: str | None):
+class Follower:
+    """One follower of the channel (``study`` None: every study) by the rules above, across reconnects: each
+    :meth:`follow` subscribes, catches up from where the last one stopped, then yields what is published.
+
+    ``history``: the first catch-up also yields the newest ``history`` entries of the durable stream (0: only
+    each scope's latest value, as ``podium.subscribe``)."""
+
+    def __init__(self, client: redis.Redis, study: str | None, history: int = 0):
         self.client = client
         self.study = study
+        self.history = history
         self.seen: dict[str, int] = {}
         self.history_id: str | None = None  # where the catch-up read stopped
 
@@ -101,7 +111,10 @@ class _Follower:
             self.seen[study] = newer[-1].seq
         return [update, *newer]
 
-    def follow(self, stop: threading.Event, poll_s: float) -> Iterator[BestModelUpdate]:
+    def follow(
+        self, stop: threading.Event, poll_s: float, caught_up: Callable[[], None] | None = None
+    ) -> Iterator[BestModelUpdate]:
+        """Until ``stop``; ``caught_up`` is called once what the catch-up read was yielded, before what is live."""
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         try:
             if self.study is None:
@@ -110,6 +123,8 @@ class _Follower:
                 pubsub.subscribe(keys.best_channel(self.study))
             # Subscribed first, then caught up: nothing published in between can be missed.
             yield from (f for u in self._catch_up() for f in self._fresh(u))
+            if caught_up is not None:
+                caught_up()
             while not stop.is_set():
                 message = pubsub.get_message(timeout=poll_s)
                 if message is None or message.get("type") not in ("message", "pmessage"):
@@ -121,19 +136,19 @@ class _Follower:
                     continue
                 yield from self._fresh(update)
         finally:
-            pubsub.close()
+            with contextlib.suppress(redis.RedisError):
+                pubsub.close()
 
     def _catch_up(self) -> list[BestModelUpdate]:
-        tip = self.client.xrevrange(keys.BEST_UPDATES_STREAM, count=1)
         if self.history_id is None:
-            updates = self._latest_values()
+            newest = self.client.xrevrange(keys.BEST_UPDATES_STREAM, count=max(self.history, 1))
+            updates = _parsed(reversed(newest[: self.history])) + self._latest_values()
+            self.history_id = newest[0][0] if newest else "0-0"
         else:
-            entries = self.client.xrange(keys.BEST_UPDATES_STREAM, min=f"({self.history_id}")
-            updates = [u for u in (parse_update(f.get("data")) for _, f in entries) if u is not None]
-        if tip:
-            self.history_id = tip[0][0]
-        elif self.history_id is None:
-            self.history_id = "0-0"
+            updates = []
+            while entries := self.client.xrange(keys.BEST_UPDATES_STREAM, min=f"({self.history_id}", count=PAGE):
+                updates += _parsed(entries)
+                self.history_id = entries[-1][0]
         return sorted(updates, key=lambda u: (u.study_key_hash, u.seq))
 
     def _latest_values(self, study: str | None = None) -> list[BestModelUpdate]:
@@ -147,6 +162,11 @@ class _Follower:
 def published_studies(client: redis.Redis) -> set[str]:
     """Studies that have a published best (a latest-value key)."""
     return {keys.study_of_best(k) for k in client.scan_iter(match=keys.BEST_LATEST_PATTERN, count=1000)}
+
+
+def _parsed(entries: Iterable[tuple[str, dict[str, str]]]) -> list[BestModelUpdate]:
+    """The valid updates of ``podium:best-updates`` entries, in their order."""
+    return [u for u in (parse_update(f.get("data")) for _, f in entries) if u is not None]
 
 
 def parse_update(raw: str | None) -> BestModelUpdate | None:

@@ -5,27 +5,19 @@ trials a selection names. Read in one query for all the runs a selection names."
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
 from mlflow.entities import Run
 
 from podium.core.filters import run_id_in
 from podium.core.plain import STUDY_TAGS, group_label
+from podium.core.store import ScopeLabels
 from podium.tracking.tracker import MlflowTracking
 
 _BATCH = re.compile(r"^latency_batch_(\d+)_ms$")
 #: Run ids per look-up.
 CHUNK = 500
-
-
-@dataclass(frozen=True)
-class ScopeLabels:
-    study_label: str | None
-    label: str | None
-    #: trial run id -> {"params": {...}, "metrics": {objective: value}}
-    trials: Mapping[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def runs_named(tracking: MlflowTracking, run_ids: Iterable[str]) -> dict[str, Run]:

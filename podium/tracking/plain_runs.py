@@ -88,7 +88,7 @@ def experiment_name(tracking: MlflowTracking, experiment_id: str) -> str:
 def read_run(tracking: MlflowTracking, run_id: str, what: str = "--run-id") -> Run:
     require_safe(run_id, what)
     try:
-        with tracking._store(f"reading run {run_id}"):
+        with tracking.in_store(f"reading run {run_id}"):
             return tracking.client.get_run(run_id)
     except TrackingError as exc:
         if getattr(exc.__cause__, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":

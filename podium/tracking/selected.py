@@ -12,9 +12,9 @@ from podium.core.documents import selection_document
 from podium.core.figure import describe
 from podium.core.selection import Selection
 from podium.core.state import SelectionState, select_all
+from podium.core.store import RunReads, ScopeLabels
 from podium.core.verification import SkewBounds
-from podium.tracking.labels import ScopeLabels, describe_selections, label_json
-from podium.tracking.tracker import MlflowTracking
+from podium.tracking.labels import label_json
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,9 @@ class StoreSelection:
 
 
 def select_store(
-    tracking: MlflowTracking, experiments: Sequence[str] | None, config: SelectionConfig, skew: SkewBounds
+    tracking: RunReads, experiments: Sequence[str] | None, config: SelectionConfig, skew: SkewBounds
 ) -> StoreSelection:
     """Every selection of the named experiments (all active ones when none are named)."""
     ids = tracking.experiment_ids(experiments)
     selections, state = select_all(tracking.load_benchmarks(ids, skew), tracking.load_trials(ids), config)
-    return StoreSelection(selections, state, describe_selections(tracking, selections), config)
+    return StoreSelection(selections, state, tracking.describe_selections(selections), config)

@@ -29,13 +29,24 @@ class StoredRun:
     lifecycle_stage: str
     tags: Mapping[str, str] = field(default_factory=dict)
     metrics: Mapping[str, float] = field(default_factory=dict)
+    #: Its params and end time (epoch ms; None: not ended), read only where a record needs them (trial runs,
+    #: a rebuild's placing in time): the look-ups by id leave them out.
+    params: Mapping[str, str] = field(default_factory=dict)
+    end_time: int | None = None
 
     @classmethod
     def of(cls, run: Any) -> StoredRun:
         """The same view of an ``mlflow.entities.Run`` (the path of a tracking server)."""
-        info = run.info
+        info, data = run.info, run.data
         return cls(
-            info.run_id, info.status, info.start_time or 0, info.lifecycle_stage, run.data.tags, run.data.metrics
+            info.run_id,
+            info.status,
+            info.start_time or 0,
+            info.lifecycle_stage,
+            data.tags,
+            data.metrics,
+            data.params,
+            info.end_time,
         )
 
     def only(self, tags: Sequence[str] | None, metrics: Sequence[str] | None) -> StoredRun:

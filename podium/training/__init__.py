@@ -33,7 +33,7 @@ def __getattr__(name: str) -> Any:  # heavy parts (Celery, torch) only when used
 
         return BenchmarkHook
     if name == "save_torchscript":
-        from podium.backends.local import save_torchscript
+        from podium.training.torchscript import save_torchscript
 
         return save_torchscript
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

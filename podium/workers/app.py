@@ -11,6 +11,7 @@ from celery import Celery
 from celery.signals import task_rejected, task_unknown, worker_init, worker_process_init
 
 from podium.broker.app import WORKER_RESULT_RETRY, create_app, verify_visibility_timeout
+from podium.core.backend_registry import backend_spec
 from podium.errors import ConfigError
 from podium.settings.env import PodiumSettings
 from podium.settings.files import load_benchmark_config
@@ -30,10 +31,10 @@ WARM_UP_TIMEOUT_S = 180.0
 def check_worker_settings(settings: PodiumSettings) -> None:
     """Refuse to start a worker that could serve none of its own requests."""
     cfg = load_benchmark_config(None, settings.config_dir).benchmarking
-    if cfg.backend == "triton" and not settings.triton_url:
+    if backend_spec(cfg.backend).server and not settings.triton_url:
         raise ConfigError(
-            f"{settings.config_dir}/benchmark.yaml says backend: triton but this worker has no Triton server: "
-            "set PODIUM_TRITON_URL=HOST:PORT or pass `podium worker --triton-url HOST:PORT`"
+            f"{settings.config_dir}/benchmark.yaml says backend: {cfg.backend} but this worker has no inference "
+            "server: set PODIUM_TRITON_URL=HOST:PORT or pass `podium worker --triton-url HOST:PORT`"
         )
 
 

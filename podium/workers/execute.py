@@ -11,24 +11,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import redis
 
-from podium.core.config import BenchmarkConfig
+from podium.core.backend_registry import backend_spec
 from podium.core.cores import Placement
 from podium.core.messages import BenchmarkRequest, BenchmarkResult
-from podium.core.records import Champion
 from podium.errors import LockBusy, LockLost
-from podium.measurement.lifecycle import Measured, benchmark_champion
+from podium.measurement.lifecycle import Measured, existing_run, failing_run, record, start_run
 from podium.measurement.loop import Progress
 from podium.streams import keys
+from podium.streams.commit import FencedCommit, committed_run, pending_run
 from podium.streams.heartbeat import Heartbeat
 from podium.streams.legacy import read_epoch
-from podium.streams.lock import DEFAULT_MARKER_TTL_S, DEFAULT_TTL_MS, FencedLock, committed_run, pending_run
+from podium.streams.lock import DEFAULT_MARKER_TTL_S, DEFAULT_TTL_MS, FencedLock
 from podium.tracking.tracker import MlflowTracking
 from podium.tracking.write_back import source_runs, write_back
+from podium.workers.fencing import Fencing, RedisFencing
 from podium.workers.placement import CoreBudget, placed, record_placement, where_measured
 from podium.workers.sweeper import sweep
 
@@ -47,8 +48,8 @@ class WorkerDeps:
     lock_ttl_ms: int = DEFAULT_TTL_MS
     #: Lifetime of done markers and fencing counters, seconds (0: forever).
     marker_ttl_s: int = DEFAULT_MARKER_TTL_S
-    #: Builds the fenced lock of a benchmark key: (redis, benchmark_key, ttl_ms, marker_ttl_s) -> lock.
-    make_lock: Callable[[redis.Redis, str, int, int], FencedLock] = FencedLock.for_benchmark
+    #: How the lock of a benchmark key is taken and what it guards committed.
+    fencing: Fencing = field(default_factory=RedisFencing)
     #: This worker's Triton (``PODIUM_TRITON_URL``); a triton request cannot be served without it.
     triton_url: str | None = None
     #: The host's cores this worker claims for each measurement (None: measure unpinned, claiming nothing).
@@ -71,10 +72,11 @@ class TaskOutcome:
 
 def refusal(request: BenchmarkRequest, deps: WorkerDeps) -> str | None:
     """Why this worker can never serve ``request`` (retrying it here would only meet the same wall), or None."""
-    if request.config.benchmarking.backend == "triton" and not deps.triton_url:
+    backend = request.config.benchmarking.backend
+    if backend_spec(backend).server and not deps.triton_url:
         return (
-            f"worker {deps.worker} has no Triton server (PODIUM_TRITON_URL is unset) for a backend: triton request; "
-            f"start the workers of target {request.config.benchmarking.target!r} with --triton-url HOST:PORT"
+            f"worker {deps.worker} has no inference server (PODIUM_TRITON_URL is unset) for a backend: {backend} "
+            f"request; start the workers of target {request.config.benchmarking.target!r} with --triton-url HOST:PORT"
         )
     if request.store is not None and (own := deps.tracking.store_ref()).id != request.store.id:
         return (
@@ -91,7 +93,7 @@ def execute(request: BenchmarkRequest, deps: WorkerDeps) -> TaskOutcome:
     reuse = request.config.run.mode == "reuse_if_exists"
     if reuse and (done := committed_run(deps.redis.get(keys.done(key)))):
         return TaskOutcome("reused", key, done, "done_marker")
-    lock = deps.make_lock(deps.redis, key, deps.lock_ttl_ms, deps.marker_ttl_s)
+    lock = deps.fencing.lock(deps.redis, key, deps.lock_ttl_ms, deps.marker_ttl_s)
     fencing = lock.acquire()
     if fencing is None:
         raise LockBusy(f"benchmark {key} is being measured by another worker")
@@ -107,7 +109,7 @@ def execute(request: BenchmarkRequest, deps: WorkerDeps) -> TaskOutcome:
         if reuse and (done := committed_run(marker)):
             return TaskOutcome("reused", key, done, "done_marker")
         with placed(deps.cores, request.config.benchmarking) as placement:  # CoresBusy: retried later
-            return _run(request, deps, lock, beat, placement)
+            return _run(request, deps, lock, deps.fencing.commit(lock), beat, placement)
     finally:
         beat.clear()
         lock.release()
@@ -123,72 +125,72 @@ def _end_uncommitted(deps: WorkerDeps, key: str, run_id: str) -> None:
 
 
 def _run(
-    request: BenchmarkRequest, deps: WorkerDeps, lock: FencedLock, beat: Heartbeat, placement: Placement | None = None
+    request: BenchmarkRequest,
+    deps: WorkerDeps,
+    lock: FencedLock,
+    commit: FencedCommit,
+    beat: Heartbeat,
+    placement: Placement | None = None,
 ) -> TaskOutcome:
-    identity = request.identity
-    cfg = request.config
+    """Under the lock: the MLflow check, then start, measure, record, prepare, FINISHED, commit, in that order."""
+    identity, cfg, champion = request.identity, request.config, request.champion
+    start_time, legacy_epoch = lock.now_ms(), read_epoch(deps.redis)
+    # run.mode is honoured here: the MLflow check, now under the lock
+    found = existing_run(champion, cfg, deps.tracking, identity, legacy_epoch)
+    if found is not None:
+        deps.redis.set(keys.done(identity.key), found.run_id, ex=deps.marker_ttl_s or None)
+        return TaskOutcome("reused", identity.key, found.run_id, found.via)
 
     def progress(batch: int, phase: str, done: int, total: int) -> None:
         lock.check()  # a lost lock aborts the measurement here
         beat.beat(phase, f"batch {batch}: {done}/{total}")
 
-    def measure(config: BenchmarkConfig, champion: Champion) -> Measured:
-        beat.beat("measuring", force=True)
-        where = where_measured(placement)  # read while pinned
-        return record_placement(deps.measure(request, progress), placement, where)
-
-    def prepare(run_id: str, start_time: int, measured: Measured) -> None:
-        beat.beat("committing", force=True)
-        lock.prepare(run_id)
-
-    def commit(run_id: str, start_time: int, measured: Measured) -> None:
-        result = BenchmarkResult(
-            benchmark_key=identity.key,
-            run_id=run_id,
-            start_time=start_time,
-            study_key_hash=request.study_key_hash,
-            trial_key_hash=request.trial_key_hash,
-            config_hash=identity.config_hash,
-            champion_run_id=request.champion_run_id,
-            metrics=dict(measured.metrics),
-            device=measured.device,
-            worker=deps.worker,
-            fencing_token=lock.fencing_token or 0,
-            stability=measured.stability,
-        )
-        try:
-            lock.commit(run_id, result.encode())
-        except LockLost as exc:  # refused by the fence: certainly not committed; the new holder measures
-            deps.tracking.fail_run(run_id, f"{type(exc).__name__}: {exc}")
-            raise
-        # any other failure (Redis away mid-commit): the marker says whether it went through; the run stays
-        if deps.write_back:  # committed: F1 and latency in one row of MLflow's compare view (never fails it)
-            write_back(
-                deps.tracking,
-                source_runs(request.champion_run_id, request.trial_key_hash),
-                measured.metrics,
-                cfg.benchmarking.batch_sizes,
-                benchmark_run_id=run_id,
-                benchmark_key=identity.key,
-                stability=measured.stability,
-                backend=cfg.benchmarking.backend,
-            )
-
-    # run.mode is honoured inside benchmark_champion (the MLflow check, now under the lock)
-    outcome = benchmark_champion(
-        request.champion,
+    run_id, start_time = start_run(
+        champion,
         cfg,
         deps.tracking,
-        measure,
+        identity,
         worker=deps.worker,
-        identity=identity,
         fencing_token=lock.fencing_token,
-        before_finish=prepare,
-        after_finish=commit,
-        start_time=lock.now_ms(),
-        legacy_epoch=read_epoch(deps.redis),
+        start_time=start_time,
     )
-    if outcome.status == "reused":
-        deps.redis.set(keys.done(identity.key), outcome.run_id, ex=deps.marker_ttl_s or None)
-        return TaskOutcome("reused", identity.key, outcome.run_id, outcome.via)
-    return TaskOutcome("measured", identity.key, outcome.run_id, fencing_token=lock.fencing_token)
+    with failing_run(deps.tracking, run_id):  # up to FINISHED, any failure (a refused prepare too) ends it FAILED
+        beat.beat("measuring", force=True)
+        where = where_measured(placement)  # read while pinned
+        measured = record_placement(deps.measure(request, progress), placement, where)
+        record(deps.tracking, run_id, cfg, measured)
+        beat.beat("committing", force=True)
+        commit.prepare(run_id)
+        deps.tracking.finish_run(run_id)
+    result = BenchmarkResult(
+        benchmark_key=identity.key,
+        run_id=run_id,
+        start_time=start_time,
+        study_key_hash=request.study_key_hash,
+        trial_key_hash=request.trial_key_hash,
+        config_hash=identity.config_hash,
+        champion_run_id=request.champion_run_id,
+        metrics=dict(measured.metrics),
+        device=measured.device,
+        worker=deps.worker,
+        fencing_token=lock.fencing_token or 0,
+        stability=measured.stability,
+    )
+    try:
+        commit.commit(run_id, result.encode())
+    except LockLost as exc:  # refused by the fence: certainly not committed; the new holder measures
+        deps.tracking.fail_run(run_id, f"{type(exc).__name__}: {exc}")
+        raise
+    # any other failure (Redis away mid-commit): the marker says whether it went through; the run stays
+    if deps.write_back:  # committed: F1 and latency in one row of MLflow's compare view (never fails it)
+        write_back(
+            deps.tracking,
+            source_runs(request.champion_run_id, request.trial_key_hash),
+            measured.metrics,
+            cfg.benchmarking.batch_sizes,
+            benchmark_run_id=run_id,
+            benchmark_key=identity.key,
+            stability=measured.stability,
+            backend=cfg.benchmarking.backend,
+        )
+    return TaskOutcome("measured", identity.key, run_id, fencing_token=lock.fencing_token)

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from podium.streams import keys
+from podium.streams.commit import FencedCommit
 from podium.streams.lock import FencedLock
+from podium.workers.fencing import Fencing
 
 if TYPE_CHECKING:  # execute imports the sweeper, which imports this module
     from podium.workers.execute import WorkerDeps
@@ -47,14 +49,23 @@ def hold(deps: WorkerDeps, task_id: str, request_id: str, benchmark_key: str, at
     pipe.hset(key, mapping=fields)
     pipe.expire(key, ttl_s)
     pipe.execute()
-    make_lock = deps.make_lock
+    return dataclasses.replace(deps, fencing=HoldingFencing(deps.fencing, key))
 
-    def holding_lock(client: redis.Redis, bkey: str, ttl_ms: int, marker_ttl_s: int) -> FencedLock:
-        lock = make_lock(client, bkey, ttl_ms, marker_ttl_s)
-        client.hset(key, mapping={"lock": lock.lock_key, "token": lock.token})
+
+class HoldingFencing:
+    """A worker's fencing whose every lock records its key and token in the task's hold."""
+
+    def __init__(self, fencing: Fencing, hold_key: str):
+        self.fencing = fencing
+        self.hold_key = hold_key
+
+    def lock(self, client: redis.Redis, benchmark_key: str, ttl_ms: int, marker_ttl_s: int) -> FencedLock:
+        lock = self.fencing.lock(client, benchmark_key, ttl_ms, marker_ttl_s)
+        client.hset(self.hold_key, mapping={"lock": lock.lock_key, "token": lock.token})
         return lock
 
-    return dataclasses.replace(deps, make_lock=holding_lock)
+    def commit(self, lock: FencedLock) -> FencedCommit:
+        return self.fencing.commit(lock)
 
 
 def release_hold(client: redis.Redis, task_id: str) -> None:

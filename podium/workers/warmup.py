@@ -34,7 +34,7 @@ HEAVY_MODULES = ("torch", "onnxruntime", "tritonclient")
 REQUEST_PATH_MODULES = (
     "podium.workers.deps",
     "podium.backends.inputs",
-    "podium.backends.test_data",
+    "podium.measurement.input_data",
     "mlflow.artifacts",
     "mlflow.store.artifact.local_artifact_repo",
 )
@@ -106,7 +106,7 @@ def _tiny_inference(model_file: Path, model_format: str) -> None:
 def _warm_torchscript() -> str:
     import torch
 
-    from podium.backends.local import _torchscript_on_purpose, save_torchscript
+    from podium.backends.torchscript import save_scripted, torchscript_on_purpose
 
     class Tiny(torch.nn.Module):
         def __init__(self) -> None:
@@ -117,12 +117,12 @@ def _warm_torchscript() -> str:
             return self.embed(input_ids).sum(-1)
 
     with tempfile.TemporaryDirectory(prefix="podium-warm-") as tmp:
-        with _torchscript_on_purpose():
+        with torchscript_on_purpose():
             scripted = torch.jit.script(Tiny())
-        path = save_torchscript(
+        path = save_scripted(
             scripted,
             Path(tmp) / "model.pt",
-            inputs=[{"name": "input_ids", "datatype": "INT64", "shape": [-1, -1], "vocab_size": 16}],
+            {"inputs": [{"name": "input_ids", "datatype": "INT64", "shape": [-1, -1], "vocab_size": 16}]},
         )
         _tiny_inference(path, "torchscript")
     return f"torchscript (torch {torch.__version__})"

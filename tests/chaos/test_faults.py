@@ -28,10 +28,10 @@ from podium.errors import BrokerUnavailable, LockLost
 from podium.measurement.lifecycle import Measured
 from podium.producers.enqueue import build_request, enqueue_benchmark
 from podium.streams import keys
+from podium.testing import StalledFencing
 from podium.tracking.tracker import MlflowTracking
 from podium.workers.execute import WorkerDeps, execute
 from podium.workers.sweeper import sweep
-from tests.doubles import StalledLock
 from tests.pipeline_helpers import (
     Pipeline,
     bulk_results,
@@ -188,7 +188,7 @@ def test_stalled_worker_loses_its_lock(tmp_path: Path, store: str) -> None:
             stalled_measure,
             "stalled-worker",
             lock_ttl_ms=1000,
-            make_lock=StalledLock.for_benchmark,
+            fencing=StalledFencing(),
         )
         outcome: dict = {}
 

@@ -26,9 +26,9 @@ from podium.measurement.lifecycle import Measured
 from podium.producers.enqueue import build_request, enqueue_benchmark
 from podium.streams import keys
 from podium.streams.connection import connect
+from podium.testing import StoreLockedFencing
 from podium.tracking.tracker import MlflowTracking
 from podium.workers.execute import WorkerDeps, execute
-from tests.doubles import StoreLockedAtCommit
 from tests.pipeline_helpers import (
     CONFIG,
     Pipeline,
@@ -393,9 +393,8 @@ def test_a_store_locked_at_the_commit_step_leaves_redis_and_mlflow_agreeing(
         def measure(req, progress) -> Measured:
             return Measured({"latency_batch_1_ms": 1.5}, {}, "test-device")
 
-        StoreLockedAtCommit.store_lock = staticmethod(store_lock.take)
         locked = WorkerDeps(
-            r, tracking, measure, "worker-a", lock_ttl_ms=5000, make_lock=StoreLockedAtCommit.for_benchmark
+            r, tracking, measure, "worker-a", lock_ttl_ms=5000, fencing=StoreLockedFencing(store_lock.take)
         )
         with pytest.raises(TrackingError, match="database is locked"):
             execute(request, locked)  # marking the run FINISHED fails: the store is locked

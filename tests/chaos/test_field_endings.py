@@ -158,7 +158,7 @@ class Hang(torch.nn.Module):
 
 def hung_champion(store: str, tmp: Path) -> Champion:
     """A refit run holding a TorchScript model that hangs, as training code would log it."""
-    from podium.backends.local import save_torchscript
+    from podium.training import save_torchscript
 
     client = MlflowClient(store)
     exp = client.create_experiment("training", (tmp / "artifacts").as_uri())

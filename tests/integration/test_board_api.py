@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from podium.board.app import KEEPALIVE_S
 from podium.core.tags import TagsRegistry
 from podium.streams import keys
 from podium.tracking.tracker import MlflowTracking
@@ -197,7 +198,8 @@ def test_a_stream_whose_page_holds_candidates_read_before_the_boards_last_read_i
     _, doc = get_json(board, f"/api/studies/{STUDY}")
     held = doc["selections"]["loaded_at"]
     for loaded in (held - 1, ""):  # an older read, or one before any
-        stream = EventStream(board, f"?study={STUDY}&after={doc['seq']}&loaded={loaded}")
+        # read with a timeout below the board's keepalive: a stream that says nothing fails here, not at the end
+        stream = EventStream(board, f"?study={STUDY}&after={doc['seq']}&loaded={loaded}", timeout=KEEPALIVE_S - 2)
         try:
             assert stream.until("status")["state"] == "live"
             assert stream.next()[:2] == ("refreshed", {"study_key_hash": STUDY})

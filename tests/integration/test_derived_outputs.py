@@ -18,7 +18,6 @@ from mlflow import MlflowClient
 from podium.backends.base import InputSpec
 from podium.backends.factory import make_backend
 from podium.backends.inputs import build_inputs
-from podium.backends.local import save_torchscript
 from podium.backends.outputs import dry_run
 from podium.core.config import BenchmarkConfig
 from podium.core.validation import parse_model
@@ -26,6 +25,7 @@ from podium.demo.model import TinyTagger
 from podium.errors import BackendError
 from podium.measurement.artifacts import ModelSource
 from podium.measurement.session import measure_model, run_measurement
+from podium.training import save_torchscript
 from tests.integration.test_local_bench import bench, benchmark_runs, log_model_run
 from tests.token_models import BertStyleTagger, traced
 from tests.triton import TritonServer, start_triton

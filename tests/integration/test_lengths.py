@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from podium.backends.local import LocalBackend
+from podium.backends.torchscript import TorchScriptBackend
 from podium.core.config import BenchmarkConfig
 from podium.core.validation import parse_model
 from podium.errors import BackendError
@@ -40,7 +40,7 @@ def lengths_8_to_128(tmp_path: Path) -> Path:
     return data
 
 
-class RecordingBackend(LocalBackend):
+class RecordingBackend(TorchScriptBackend):
     """The local backend, recording the shape of every request it makes, in order."""
 
     def __init__(self, *args, **kwargs):

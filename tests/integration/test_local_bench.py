@@ -12,9 +12,10 @@ import torch
 from mlflow import MlflowClient
 
 from podium.backends.base import InputSpec
-from podium.backends.local import LocalBackend, save_torchscript
+from podium.backends.torchscript import TorchScriptBackend
 from podium.demo.model import TinyTagger, export
 from podium.errors import BackendError
+from podium.training import save_torchscript
 from tests.token_models import BertStyleTagger, traced
 
 STUDY, TRIAL = "5" * 64, "7" * 64
@@ -146,7 +147,7 @@ def _scripted_two_floats(path: Path) -> Path:
 def test_signature_podium_cannot_fill(tmp_path: Path) -> None:
     path = _scripted_two_floats(tmp_path / "m.pt")
     with pytest.raises(BackendError) as info:
-        LocalBackend(path, "cpu").prepare()
+        TorchScriptBackend(path, "cpu").prepare()
     message = str(info.value)
     assert "cannot tell how to fill forward(a, b)" in message and "not 'a', 'b'" in message
     assert "benchmarking:\n  inputs:\n    - {name: a, datatype: FP32, shape: [-1, -1]}" in message
@@ -184,7 +185,7 @@ def test_a_traced_transformers_style_model_is_measured_without_a_signature(
     """No podium signature file: the inputs come from forward's argument names, token ids stay inside the
     model's own vocabulary (100 rows here, below podium's default of 1000)."""
     path = traced(BertStyleTagger(vocab=100, types=types), tmp_path / "src" / "model.pt", types)
-    backend = LocalBackend(path, "cpu")
+    backend = TorchScriptBackend(path, "cpu")
     specs = backend.prepare()
     expected = ["input_ids", "attention_mask"] + (["token_type_ids"] if types else [])
     assert [s.name for s in specs] == expected and specs[0].vocab_size == 100
@@ -208,7 +209,7 @@ def test_model_that_rejects_its_inputs(tmp_path: Path) -> None:
     path = save_torchscript(
         TinyTagger(8, 1), tmp_path / "m.pt", inputs=[{"name": "input_ids", "datatype": "FP32", "shape": [-1, -1]}]
     )
-    backend = LocalBackend(path, "cpu")
+    backend = TorchScriptBackend(path, "cpu")
     specs = backend.prepare()
     from podium.backends.inputs import build_inputs
 
@@ -220,7 +221,7 @@ def test_cuda_requested_without_cuda(tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(BackendError, match="no CUDA device"):
-        LocalBackend(tmp_path / "m.pt", "cuda")
+        TorchScriptBackend(tmp_path / "m.pt", "cuda")
 
 
 def test_token_ids_beyond_the_vocabulary_are_named_with_the_fix(tmp_path: Path) -> None:
@@ -229,7 +230,7 @@ def test_token_ids_beyond_the_vocabulary_are_named_with_the_fix(tmp_path: Path) 
 
     model = traced(BertStyleTagger(vocab=100), tmp_path / "model.pt")
     declared = [InputSpec("input_ids", "INT64", (-1, -1), 5000), InputSpec("attention_mask", "INT64", (-1, -1))]
-    backend = LocalBackend(model, "cpu", declared=declared)
+    backend = TorchScriptBackend(model, "cpu", declared=declared)
     specs = backend.prepare()
     with pytest.raises(BackendError) as rejected:
         backend.bind(build_inputs(specs, 2, 16))

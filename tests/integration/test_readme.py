@@ -11,7 +11,9 @@ import pytest
 import redis
 
 from podium.aggregator.publisher import Publisher
+from podium.core.decision import Channel, update_of
 from podium.core.selection import Candidate, Selection
+from podium.testing import Unfenced
 from tests.conftest import REPO
 from tests.servers import start_redis
 
@@ -28,8 +30,10 @@ def test_the_subscribe_snippet_prints_the_current_best(tmp_path: Path) -> None:
     server = start_redis(tmp_path / "redis")
     try:
         best = Candidate("7" * 64, "8" * 64, 0.91, 4.1, 3, "bench-run", "trial-run", "refit-run", "tiny")
-        update = Publisher(redis.Redis.from_url(server.url, decode_responses=True)).publish(
-            Selection(STUDY, "c" * 64, best, (best,)), STUDY, "c" * 64, "first", "weighted", "median"
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        channel = Channel(STUDY, "c" * 64, "weighted", "median")
+        update = Publisher(client, Unfenced(client)).publish(
+            update_of("first", Selection(STUDY, "c" * 64, best, (best,)), channel)
         )
         # the snippet as written, with this test's Redis and a short study hash (as the tables show it)
         snippet = python_block("## Subscribe").replace("redis://127.0.0.1:6379/0", server.url)

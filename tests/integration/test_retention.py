@@ -11,7 +11,9 @@ import pytest
 import redis
 
 from podium.aggregator.publisher import Publisher
+from podium.core.decision import Channel, update_of
 from podium.streams import keys
+from podium.testing import Unfenced
 from tests.servers import start_redis
 
 pytestmark = pytest.mark.server
@@ -29,10 +31,10 @@ def test_forget_removes_one_studys_keys_and_nothing_else(tmp_path: Path) -> None
     server = start_redis(tmp_path / "redis")
     try:
         r = redis.Redis.from_url(server.url, decode_responses=True)
-        publisher = Publisher(r)
+        publisher = Publisher(r, Unfenced(r))
         for study in (GONE, KEPT):
             for config in ("c" * 64, "d" * 64):
-                publisher.publish(None, study, config, "first", "weighted", "median")
+                publisher.publish(update_of("first", None, Channel(study, config, "weighted", "median")))
         before = r.xlen(keys.BEST_UPDATES_STREAM)
         refused = podium(server.url, "forget", "--study", GONE[:8], stdin="n\n")
         assert refused.returncode == 1 and r.exists(keys.sequence(GONE))  # asked, said no: nothing removed

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from podium.backends.local import LocalBackend
 from podium.backends.synthetic import SyntheticBackend
+from podium.backends.torchscript import TorchScriptBackend
 from podium.core.config import BenchmarkConfig
 from podium.core.contention import CpuReading, window_contention
 from podium.core.validation import parse_model
@@ -52,7 +52,7 @@ def test_a_real_model_on_variable_length_texts_is_stable_in_five_windows(tmp_pat
     settings = {"test_data": str(data), "tokenizer": str(tokenizer), "padding": "longest", "max_length": 256}
     cfg = parse_model(BenchmarkConfig, {"benchmarking": settings}, "test")
     assert cfg.benchmarking.stability == BenchmarkConfig().benchmarking.stability  # the shipped rules
-    backend = LocalBackend(model, "cpu")
+    backend = TorchScriptBackend(model, "cpu")
     try:
         measured = run_measurement(backend, cfg, model_file=model)
     finally:
@@ -99,7 +99,7 @@ def test_a_busy_host_flags_a_local_run_and_only_records_a_synthetic_one(tmp_path
     model = traced(BertStyleTagger(vocab=100), tmp_path / "model.pt")
     base = {"iterations": 20, "warmup_iterations": 2, "max_length": 16, "stability": {"max_windows": 4}}
     for backend, cfg in (
-        (LocalBackend(model, "cpu"), parse_model(BenchmarkConfig, {"benchmarking": base}, "test")),
+        (TorchScriptBackend(model, "cpu"), parse_model(BenchmarkConfig, {"benchmarking": base}, "test")),
         (SyntheticBackend(1.0), parse_model(BenchmarkConfig, {"benchmarking": base | {"backend": "synthetic"}}, "t")),
     ):
         try:

@@ -18,6 +18,7 @@ from podium.core.config import BenchmarkConfig
 from podium.core.validation import parse_model
 from podium.demo.model import TinyTagger, export
 from podium.errors import BackendError
+from podium.measurement.server_memory import ServerMemory
 from podium.measurement.session import run_measurement
 from tests.triton import TritonServer, busy_model, logged_waits, start_triton
 
@@ -63,6 +64,8 @@ def test_deploy_as_python_measure_and_unload(triton: TritonServer, tagger: Path,
     cfg = config(protocol=protocol, batch_sizes=[1, 4])
     name = f"podium-test-deploy-{protocol}"
     backend = make_backend(cfg.benchmarking, model_file=tagger, url=triton.url(protocol), deployment_name=name)
+    server = ServerMemory(triton.process.pid)
+    processes = server.processes()
     try:
         measured = run_measurement(backend, cfg)
         assert name in triton.loaded_models()
@@ -83,6 +86,7 @@ def test_deploy_as_python_measure_and_unload(triton: TritonServer, tagger: Path,
     finally:
         backend.close()
     assert name not in triton.loaded_models()
+    assert server.wait_for_exit(processes, 30.0)  # its stub gone: the next test's memory starts clean
     for b in (1, 4):
         # Not "server within client": Triton stamps the end of compute after it releases the response, so on a
         # busy machine its mean can pass the client's (5.523 vs 5.514 ms seen in CI); the overhead is then 0
@@ -91,6 +95,10 @@ def test_deploy_as_python_measure_and_unload(triton: TritonServer, tagger: Path,
         assert m[f"server_queue_batch_{b}_ms"] >= 0 and m[f"client_overhead_batch_{b}_ms"] >= 0
     assert measured.device.startswith("triton 2.") and f"({protocol})" in measured.device
     assert measured.summary["device"]["deploy"] == "python"
+    # the model's memory: the server's process tree, before the upload and after the measurement; a Python-backend
+    # instance is a stub process of its own (tens of MiB), so the upload adds memory
+    assert m["memory_host_rss_mb"] > m["memory_model_rss_mb"] > 5
+    assert measured.summary["memory"]["process"].startswith("server process ")
     # the only note: the host's load is recorded, not used to discard windows (the server's work is not podium's)
     assert [n.split(" ")[0] for n in measured.summary["notes"]] == ["host_contention"], measured.summary["notes"]
 

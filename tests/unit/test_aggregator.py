@@ -1,4 +1,6 @@
-"""The aggregator's logic on fakeredis and a real MLflow store: it reuses the core's selection exactly."""
+"""The aggregator's logic on fakeredis, over the in-memory run store (``podium.testing.MemoryRunStore``, held
+to MLflow's contract by tests/unit/test_run_store_contract.py) or a real MLflow store where MLflow's own
+behaviour is part of the test: it reuses the core's selection exactly."""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ from podium.core.config import SelectionConfig
 from podium.core.decision import candidate_view
 from podium.core.messages import BestModelUpdate
 from podium.core.state import select_all
+from podium.core.store import RunReads
 from podium.core.validation import parse_model
 from podium.streams import keys
+from podium.testing import MemoryRunStore, Unfenced
 from podium.tracking.tracker import MlflowTracking
 from tests.doubles import ManualClock
 from tests.pipeline_helpers import CONFIG, committed_result, trial_run
@@ -33,11 +37,16 @@ def r():
     return fakeredis.FakeRedis(decode_responses=True)
 
 
+@pytest.fixture
+def memory() -> MemoryRunStore:
+    return MemoryRunStore()
+
+
 def aggregator(
-    r, tracking: MlflowTracking, aggregation: str = "median", name: str = "agg-1", clock: ManualClock | None = None
+    r, tracking: RunReads, aggregation: str = "median", name: str = "agg-1", clock: ManualClock | None = None
 ) -> Aggregator:
     cfg = parse_model(SelectionConfig, {"benchmark": {"latency_aggregation": aggregation}}, "test")
-    agg = Aggregator(r, tracking, cfg, name, clock=clock or ManualClock())
+    agg = Aggregator(r, tracking, cfg, name, clock=clock or ManualClock(), leadership=Unfenced(r))
     agg.ensure_group()
     agg.rebuild()
     return agg
@@ -53,13 +62,11 @@ def drain(agg: Aggregator) -> None:
 
 
 @pytest.mark.parametrize(("aggregation", "expected"), [("median", 200.0), ("latest", 210.0), ("mean", 560 / 3)])
-def test_200_150_210_through_the_stream(
-    r, client: MlflowClient, tracking: MlflowTracking, aggregation, expected
-) -> None:
-    trial_run(client, S, T1, 0.9)
-    agg = aggregator(r, tracking, aggregation)
+def test_200_150_210_through_the_stream(r, memory: MemoryRunStore, aggregation, expected) -> None:
+    memory.add_trial(S, T1, 0.9)
+    agg = aggregator(r, memory, aggregation)
     for latency, start in zip((200.0, 150.0, 210.0), starts(3), strict=True):
-        committed_result(tracking, r, S, T1, latency, start_time=start)
+        committed_result(memory, r, S, T1, latency, start_time=start)
     drain(agg)
     updates = history(r)
     assert [u.seq for u in updates] == list(range(1, len(updates) + 1))
@@ -71,10 +78,10 @@ def test_200_150_210_through_the_stream(
         assert all(u.best.latency_ms != 150.0 for u in updates if u.best.benchmark_runs_count >= 2)
 
 
-def test_replays_and_malformed_entries(r, client: MlflowClient, tracking: MlflowTracking) -> None:
-    trial_run(client, S, T1, 0.9)
-    agg = aggregator(r, tracking)
-    result = committed_result(tracking, r, S, T1, 10.0)
+def test_replays_and_malformed_entries(r, memory: MemoryRunStore) -> None:
+    memory.add_trial(S, T1, 0.9)
+    agg = aggregator(r, memory)
+    result = committed_result(memory, r, S, T1, 10.0)
     r.xadd(keys.BENCHMARKS_STREAM, {"data": result.encode()})  # the same result again
     r.xadd(keys.BENCHMARKS_STREAM, {"data": "{not json"})
     r.xadd(keys.BENCHMARKS_STREAM, {"data": '{"schema_version": 9}'})
@@ -89,32 +96,30 @@ def test_replays_and_malformed_entries(r, client: MlflowClient, tracking: Mlflow
     assert r.xpending(keys.BENCHMARKS_STREAM, keys.AGGREGATOR_GROUP)["pending"] == 0
 
 
-def test_equals_podium_select_and_restart_counts_nothing_twice(
-    r, client: MlflowClient, tracking: MlflowTracking
-) -> None:
-    """A restarted aggregator rebuilds from MLflow what the first one had applied: it publishes nothing, every
+def test_equals_podium_select_and_restart_counts_nothing_twice(r, memory: MemoryRunStore) -> None:
+    """A restarted aggregator rebuilds from the store what the first one had applied: it publishes nothing, every
     result delivered again is a replay (no group counts a run twice), a new result is counted once, and what it
     publishes is what ``podium select`` says of the same runs, field for field."""
-    trial_run(client, S, T1, 0.90)
-    trial_run(client, S, T2, 0.88)
-    agg = aggregator(r, tracking)
+    memory.add_trial(S, T1, 0.90)
+    memory.add_trial(S, T2, 0.88)
+    agg = aggregator(r, memory)
     times = starts(6)
     sent = [
-        committed_result(tracking, r, S, t, lat, champion_run=f"champion-{t[:4]}", start_time=start)
+        committed_result(memory, r, S, t, lat, champion_run=f"champion-{t[:4]}", start_time=start)
         for (t, lat), start in zip(((T1, 30.0), (T2, 12.0), (T1, 31.0), (T2, 11.0), (T1, 29.0)), times, strict=False)
     ]
     drain(agg)
     before = history(r)
     assert before[-1].best.trial_key_hash == T1 and before[-1].best.benchmark_runs_count == 3
 
-    restarted = aggregator(r, tracking, name="agg-2")
+    restarted = aggregator(r, memory, name="agg-2")
     assert restarted.stats.published == 0 and history(r) == before  # rebuilt the same: nothing to say
     for result in sent:  # every result delivered again (a producer's retry, a replayed stream)
         r.xadd(keys.BENCHMARKS_STREAM, {"data": result.encode()})
     drain(restarted)
     assert (restarted.stats.replays, restarted.stats.published) == (5, 0) and history(r) == before
 
-    new = committed_result(tracking, None, S, T1, 32.0, champion_run=f"champion-{T1[:4]}", start_time=times[5])
+    new = committed_result(memory, None, S, T1, 32.0, champion_run=f"champion-{T1[:4]}", start_time=times[5])
     r.xadd(keys.BENCHMARKS_STREAM, {"data": new.encode()})
     r.xadd(keys.BENCHMARKS_STREAM, {"data": new.encode()})  # and delivered twice
     drain(restarted)
@@ -122,8 +127,8 @@ def test_equals_podium_select_and_restart_counts_nothing_twice(
     assert update.seq == before[-1].seq + 1 and update.reason == "figures_changed"
     assert update.best.benchmark_runs_count == 4  # T1's four runs, each once
 
-    ids = tracking.experiment_ids()
-    (batch,), _ = select_all(tracking.load_benchmarks(ids), tracking.load_trials(ids), SelectionConfig())
+    ids = memory.experiment_ids()
+    (batch,), _ = select_all(memory.load_benchmarks(ids), memory.load_trials(ids), SelectionConfig())
     latest = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
     assert latest == update
     assert latest.best == candidate_view(batch.best) and latest.candidates == len(batch.candidates) == 2
@@ -154,7 +159,14 @@ def test_new_best_reporter_is_rate_limited_and_writes_files(r, client: MlflowCli
     trial_run(client, S, T2, 0.95)
     reporter = NewBestReporter(tracking, SelectionConfig(), tmp_path / "reports", min_interval_s=3600)
     calls = []
-    agg = Aggregator(r, tracking, SelectionConfig(), "agg", on_new_best=lambda sel: calls.append(reporter(sel)))
+    agg = Aggregator(
+        r,
+        tracking,
+        SelectionConfig(),
+        "agg",
+        on_new_best=lambda sel: calls.append(reporter(sel)),
+        leadership=Unfenced(r),
+    )
     agg.ensure_group()
     agg.rebuild()
     committed_result(tracking, r, S, T1, 10.0, champion_run="c1")
@@ -172,7 +184,7 @@ def test_champion_alias_follows_the_new_best(r, client: MlflowClient, tracking) 
     trial_run(client, S, T1, 0.90)
     trial_run(client, S, T2, 0.99)
     alias = ChampionAlias(client, "tagger-{study}-{config}")
-    agg = Aggregator(r, tracking, SelectionConfig(), "agg", on_new_best=alias)
+    agg = Aggregator(r, tracking, SelectionConfig(), "agg", on_new_best=alias, leadership=Unfenced(r))
     agg.ensure_group()
     agg.rebuild()
     committed_result(tracking, r, S, T1, 10.0, champion_run="c1")
@@ -193,7 +205,7 @@ def test_a_new_candidate_that_does_not_win_rewrites_the_snapshot(
     trial_run(client, S, T1, 0.9)
     trial_run(client, S, T2, 0.5)
     cfg = parse_model(SelectionConfig, {"selection": {"policy": "tolerance"}}, "test")
-    agg = Aggregator(r, tracking, cfg, "agg-1")
+    agg = Aggregator(r, tracking, cfg, "agg-1", leadership=Unfenced(r))
     agg.ensure_group()
     agg.rebuild()
     committed_result(tracking, r, S, T1, 10.0)
@@ -258,7 +270,7 @@ def test_with_doubt_let_in_an_unstable_best_is_marked(r, client: MlflowClient, t
     trial_run(client, S, T1, 0.9)
     trial_run(client, S, T2, 0.8)
     cfg = parse_model(SelectionConfig, {"selection": {"include_unstable": True}}, "test")
-    agg = Aggregator(r, tracking, cfg, "agg-1")
+    agg = Aggregator(r, tracking, cfg, "agg-1", leadership=Unfenced(r))
     agg.ensure_group()
     agg.rebuild()
     committed_result(tracking, r, S, T1, 5.0, champion_run="c1", stable=False)
@@ -386,3 +398,38 @@ def test_a_challenger_within_noise_is_published_as_such_and_the_best_stays(r, cl
     final = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
     assert final.reason == "new_best" and final.challenger is None
     assert [s.best.trial_key_hash for s in new_bests] == [T1, T2]
+
+
+def test_ranked_by_throughput_at_the_sla_the_stream_equals_podium_select(r, client: MlflowClient, tracking) -> None:
+    """``selection.policy: throughput_at_sla``: the highest throughput at the p99 budget wins (higher is better),
+    a run without a load benchmark is shown, not competing, and the aggregator publishes what ``podium select``
+    says of the same runs, field for field."""
+    from podium.core.metric_names import THROUGHPUT_AT_SLA
+
+    cfg = parse_model(SelectionConfig, {"selection": {"policy": "throughput_at_sla"}}, "test")
+    for t in (T1, T2, T3 := "3" * 64):
+        trial_run(client, S, t, 0.9)
+    agg = Aggregator(r, tracking, cfg, "agg-1", clock=ManualClock(), leadership=Unfenced(r))
+    agg.ensure_group()
+    agg.rebuild()
+    start = iter(starts(7))
+    for t, latency, throughput in ((T1, 5.0, 100.0), (T1, 5.1, 104.0), (T1, 4.9, 98.0)):
+        committed_result(
+            tracking, r, S, t, latency, "c1", start_time=next(start), extra_metrics={THROUGHPUT_AT_SLA: throughput}
+        )
+    committed_result(tracking, r, S, T3, 1.0, "c3", start_time=next(start))  # faster serially, no load levels
+    for throughput in (300.0, 310.0, 295.0):  # slower serially, three times the throughput at the budget
+        committed_result(
+            tracking, r, S, T2, 9.0, "c2", start_time=next(start), extra_metrics={THROUGHPUT_AT_SLA: throughput}
+        )
+    drain(agg)
+    latest = BestModelUpdate.model_validate_json(r.get(keys.best_latest(S, CONFIG)))
+    assert latest.best.trial_key_hash == T2 and latest.best.throughput_at_sla_per_s == 300.0
+    assert latest.statistic == "throughput_at_sla" and latest.excluded == 1 and latest.candidates == 2
+
+    ids = tracking.experiment_ids()
+    (batch,), _ = select_all(tracking.load_benchmarks(ids), tracking.load_trials(ids), cfg)
+    assert latest.best == candidate_view(batch.best) and [c.trial_key_hash for c in batch.candidates] == [T2, T1]
+    assert [(c.trial_key_hash, c.excluded) for c in batch.excluded] == [
+        (T3, "no load benchmark with a p99 budget (benchmarking.load levels and load.sla_p99_ms)")
+    ]

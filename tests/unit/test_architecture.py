@@ -23,11 +23,11 @@ LAYERS: list[set[str]] = [
     {"tracking", "streams", "backends", "monitoring"},
     {"broker", "measurement"},
     {"producers", "workers", "aggregator"},
-    {"demo", "training", "board"},
+    {"demo", "training", "board", "testing"},
     {"cli"},
     {"__init__", "__main__"},
 ]
-ROOT_MODULES = {"__init__.py", "__main__.py", "errors.py"}
+ROOT_MODULES = {"__init__.py", "__main__.py", "errors.py", "testing.py"}  # testing: doubles for tests and embedders
 #: What the pure core may import besides the standard library's pure modules and itself.
 CORE_THIRD_PARTY = {"pydantic"}
 #: Standard-library modules that do I/O, read the environment or the clock.

@@ -16,7 +16,8 @@ from podium.core.config import SelectionConfig
 from podium.core.messages import BestModelUpdate
 from podium.core.validation import parse_model
 from podium.streams import keys
-from podium.streams.subscriber import _Follower
+from podium.streams.subscriber import Follower
+from podium.testing import Unfenced
 from podium.tracking.tracker import MlflowTracking
 from tests.pipeline_helpers import CONFIG, committed_result, trial_run
 
@@ -37,7 +38,7 @@ def history(r) -> list[BestModelUpdate]:
 
 
 def leader(r, tracking: MlflowTracking, cfg: SelectionConfig, name: str, take_over: bool = False) -> Aggregator:
-    agg = Aggregator(r, tracking, cfg, name, take_over=take_over)
+    agg = Aggregator(r, tracking, cfg, name, take_over=take_over, leadership=Unfenced(r))
     agg.ensure_group()
     agg.rebuild()
     return agg
@@ -118,7 +119,7 @@ def test_after_a_flushall_a_study_s_sequence_goes_on_from_what_the_standby_follo
 ) -> None:
     trial_run(client, S, T1, 0.90)
     committed_result(tracking, None, S, T1, 10.0, fast=True)
-    standby = Aggregator(r, tracking, BY_OBJECTIVE, "b")
+    standby = Aggregator(r, tracking, BY_OBJECTIVE, "b", leadership=Unfenced(r))
     standby.follow()  # Redis's counters: none yet
     leader(r, tracking, BY_OBJECTIVE, "a")
     committed_result(tracking, r, S, T1, 12.0, fast=True)
@@ -156,7 +157,7 @@ def test_a_counter_is_put_back_only_when_redis_lost_it_and_a_number_is_known() -
 def test_the_subscriber_resyncs_when_the_sequence_went_back_and_drops_late_copies(
     r, caplog: pytest.LogCaptureFixture
 ) -> None:
-    follower = _Follower(r, S)
+    follower = Follower(r, S)
     assert [u.seq for u in follower._fresh(update(22))] == [22]
     r.set(keys.best_latest(S, CONFIG), update(22).encode())
     assert follower._fresh(update(20)) == []  # a late copy: Redis still holds 22

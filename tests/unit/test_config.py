@@ -38,7 +38,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         ),
         (
             "selection:\n  policy: fastest\n",
-            r"selection.policy: .*'constraint', 'tolerance' or 'weighted', got 'fastest'",
+            r"selection.policy: .*'constraint', 'tolerance', 'weighted' or 'throughput_at_sla', got 'fastest'",
         ),
         ("scoring:\n  f1_weight: -1\n", r"scoring.f1_weight: .*greater than or equal to 0, got -1"),
         ("scoring:\n  f1_weight: 0\n  latency_weight: 0\n", r"cannot both be 0"),

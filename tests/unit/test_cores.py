@@ -255,7 +255,7 @@ def test_placement_is_written_on_the_run() -> None:
 @pytest.mark.parametrize("threads", [1, 2])
 def test_torch_threads_inside_the_measurement_equal_the_config(tmp_path: Path, threads: int) -> None:
     torch = pytest.importorskip("torch")
-    from podium.backends.local import LocalBackend
+    from podium.backends.torchscript import TorchScriptBackend
     from podium.core.config import BenchmarkConfig
     from podium.demo.model import TinyTagger, export
     from podium.measurement.session import run_measurement
@@ -269,7 +269,7 @@ def test_torch_threads_inside_the_measurement_equal_the_config(tmp_path: Path, t
     torch.set_num_threads(3 - threads)  # something else before the measurement
     seen: set[int] = set()
     measured = run_measurement(
-        LocalBackend(model, "cpu", threads=threads), config, progress=lambda *_: seen.add(torch.get_num_threads())
+        TorchScriptBackend(model, "cpu", threads=threads), config, progress=lambda *_: seen.add(torch.get_num_threads())
     )
     assert seen == {threads}
     assert measured.summary["device"]["threads"] == threads

@@ -6,11 +6,12 @@ import itertools
 
 import pytest
 
-from podium.core.decision import candidate_view, decide, view_of_selection, view_of_update
+from podium.core.decision import Channel, candidate_view, decide, view_of_selection, view_of_update
 from podium.core.messages import BestModelUpdate
 from podium.core.selection import Candidate, Selection
 
 S = "s" * 64
+CH = Channel(S, "c" * 64, "weighted", "median")
 
 
 def cand(trial: str, f1: float = 0.9, latency: float = 10.0, runs: int = 1, key: str = "k") -> Candidate:
@@ -25,25 +26,25 @@ A, B = cand("1"), cand("2", f1=0.8)
 
 
 def test_first_publication() -> None:
-    assert decide(None, sel(A)).reason == "first"
+    assert decide(None, sel(A), CH).reason == "first"
 
 
 def test_nothing_changed_is_silent() -> None:
-    assert decide(view_of_selection(sel(A, B)), sel(A, B)) is None
-    assert decide(None, None) is None
+    assert decide(view_of_selection(sel(A, B)), sel(A, B), CH) is None
+    assert decide(None, None, CH) is None
 
 
 def test_new_best() -> None:
-    assert decide(view_of_selection(sel(A, B)), sel(B, A)).reason == "new_best"
+    assert decide(view_of_selection(sel(A, B)), sel(B, A), CH).reason == "new_best"
 
 
 def test_same_trial_other_benchmark_key_is_a_new_best() -> None:
-    assert decide(view_of_selection(sel(A)), sel(cand("1", key="9"))).reason == "new_best"
+    assert decide(view_of_selection(sel(A)), sel(cand("1", key="9")), CH).reason == "new_best"
 
 
 @pytest.mark.parametrize("change", [{"f1": 0.95}, {"latency": 11.0}, {"runs": 2}])
 def test_figures_changed(change: dict) -> None:
-    assert decide(view_of_selection(sel(A)), sel(cand("1", **change))).reason == "figures_changed"
+    assert decide(view_of_selection(sel(A)), sel(cand("1", **change)), CH).reason == "figures_changed"
 
 
 @pytest.mark.parametrize(
@@ -53,18 +54,36 @@ def test_any_published_field_of_the_best_that_changes_is_published(field: dict) 
     """A window that slides can move the p99 or the run standing for the figure while the p50 stays: subscribers
     would keep reading the old one (a live aggregator and `podium select` disagreed on the p99 so)."""
     moved = Candidate(**{**A.__dict__, **field})
-    decision = decide(view_of_selection(sel(A)), sel(moved))
+    decision = decide(view_of_selection(sel(A)), sel(moved), CH)
     assert decision is not None and decision.reason == "figures_changed"
 
 
 def test_a_candidate_joining_without_changing_the_best_is_published() -> None:
-    decision = decide(view_of_selection(sel(A)), sel(A, B))
+    decision = decide(view_of_selection(sel(A)), sel(A, B), CH)
     assert decision.reason == "candidates_changed" and decision.view.candidates == 2
 
 
 def test_removed() -> None:
-    decision = decide(view_of_selection(sel(A)), None)
+    decision = decide(view_of_selection(sel(A)), None, CH)
     assert decision.reason == "removed" and decision.view is None
+
+
+def test_the_decision_is_the_whole_update_but_its_number_and_time() -> None:
+    """What the shell publishes is the decision's update; only the sequence number and the time are the writer's."""
+    channel = Channel(S, "c" * 64, "tolerance", "median", "p50", "tagger · local · batch 1", "h" * 64)
+    noisy = Candidate("3" * 64, "k" * 64, 0.95, 10.0, 1, "b", "t", "a", None, unstable=True)
+    decision = decide(None, Selection(S, "c" * 64, A, (A, noisy), challenger=noisy), channel)
+    update = decision.update
+    assert (update.seq, update.published_at, update.reason) == (0, 0.0, "first")
+    assert (update.study_key_hash, update.benchmark_config_hash) == (S, "c" * 64)
+    assert (update.policy, update.aggregation, update.statistic) == ("tolerance", "median", "p50")
+    assert (update.label, update.selection_config_hash) == (channel.label, "h" * 64)
+    assert update.note == f"challenger {'3' * 12} within noise"
+    assert update.best == candidate_view(A) and update.challenger == candidate_view(noisy)
+    assert (update.candidates, update.unstable_candidates, update.excluded) == (2, 1, 0)
+    assert view_of_update(update) == decision.view
+    gone = decide(decision.view, None, channel).update
+    assert (gone.reason, gone.best, gone.candidates, gone.label) == ("removed", None, 0, channel.label)
 
 
 def test_a_stored_update_gives_back_the_view_it_was_made_from() -> None:
@@ -81,7 +100,7 @@ def test_a_stored_update_gives_back_the_view_it_was_made_from() -> None:
         published_at=0.0,
     )
     assert view_of_update(update) == view_of_selection(selection)
-    assert decide(view_of_update(update), selection) is None
+    assert decide(view_of_update(update), selection, CH) is None
     assert view_of_update(None) is None
 
 
@@ -156,7 +175,7 @@ def test_every_pair_of_selections_decides_as_defined() -> None:
     of the new selection."""
     universe = _universe()
     for before, after in itertools.product(universe, repeat=2):
-        decision = decide(view_of_selection(before), after)
+        decision = decide(view_of_selection(before), after, CH)
         expected = expected_reason(before, after)
         assert (decision.reason if decision else None) == expected, (before, after)
         if decision is not None:

@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from podium.streams import embedded
+from podium.streams.commit import FencedCommit
 from podium.streams.lock import FencedLock
 
 
@@ -19,7 +20,7 @@ def test_falls_back_to_fakeredis_and_speaks_the_protocol(tmp_path: Path, monkeyp
         client = redis.Redis.from_url(server.url, decode_responses=True)
         lock = FencedLock.for_benchmark(client, "e" * 64)  # Lua scripts work through it
         assert lock.acquire() == 1
-        lock.commit("run", "{}")
+        FencedCommit(lock).commit("run", "{}")
         assert client.get("podium:done:" + "e" * 64) == "run"
         client.close()
     finally:

@@ -14,9 +14,9 @@ from podium.measurement.lifecycle import Measured
 from podium.producers.enqueue import build_request
 from podium.streams import keys
 from podium.streams.lock import FencedLock
+from podium.testing import StalledFencing
 from podium.tracking.tracker import MlflowTracking
 from podium.workers.execute import WorkerDeps, execute
-from tests.doubles import StalledLock
 
 CHAMPION = Champion("c" * 32, "s" * 64, "t" * 64, "data-v1", "eval-v1")
 
@@ -101,7 +101,7 @@ def test_lost_lock_aborts_fails_the_run_and_publishes_nothing(r, tracking: Mlflo
         FencedLock.for_benchmark(r, req.benchmark_key).acquire()
 
     d = deps(r, tracking, Measure(takeover))
-    d.make_lock = StalledLock.for_benchmark
+    d.fencing = StalledFencing()
     with pytest.raises(LockLost):
         execute(req, d)
     (run,) = tracking.client.search_runs([tracking.benchmark_experiment_id()])

@@ -18,6 +18,7 @@ from podium.errors import ConfigError, MessageError
 from podium.producers.enqueue import build_request
 from podium.settings.files import load_yaml as load_model
 from podium.streams import keys
+from podium.testing import Unfenced
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
@@ -111,7 +112,7 @@ def test_oversized_payloads_are_refused_both_ways() -> None:
 @given(st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=60), max_size=3))
 def test_random_stream_entries_become_dead_letters(tracking, fields: dict) -> None:
     r = fakeredis.FakeRedis(decode_responses=True)
-    agg = Aggregator(r, tracking, SelectionConfig(), "fuzz")
+    agg = Aggregator(r, tracking, SelectionConfig(), "fuzz", leadership=Unfenced(r))
     before = r.xlen(keys.DEAD_LETTERS_STREAM)
     agg.apply_batch([("1-0", fields)])
     assert agg.state.scopes() == []

@@ -9,9 +9,9 @@ import pytest
 
 from podium.backends.base import InputSpec
 from podium.backends.inputs import build_inputs
-from podium.backends.test_data import load_token_rows
 from podium.backends.triton_deploy import PYTHON_MODEL, model_config, model_files, to_pbtxt
 from podium.errors import BackendError
+from podium.measurement.input_data import load_token_rows
 
 IDS = InputSpec("input_ids", "INT64", (-1, -1), vocab_size=50)
 
@@ -110,7 +110,7 @@ def test_a_deploy_needs_outputs_and_a_known_format() -> None:
     ],
 )
 def test_inputs_by_convention(args: list[str], expected) -> None:
-    from podium.backends.local import conventional_inputs, inputs_snippet
+    from podium.backends.torchscript import conventional_inputs, inputs_snippet
 
     specs = conventional_inputs(args, 100)
     if expected is None:

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from podium.backends.inputs import PlannedBatch, plan_batches
-from podium.backends.test_data import load_token_rows
 from podium.errors import BackendError
+from podium.measurement.input_data import load_token_rows
 from podium.measurement.lengths import latency_by_quartile, length_profile
 
 ROWS = [[1] * n for n in (3, 9, 5, 12, 7)]

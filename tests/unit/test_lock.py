@@ -9,6 +9,7 @@ import redis
 
 from podium.errors import LockLost
 from podium.streams import keys
+from podium.streams.commit import FencedCommit
 from podium.streams.lock import FencedLock
 from tests.servers import start_redis, wait_until
 
@@ -67,7 +68,7 @@ def test_renew_and_release_only_with_the_token(r) -> None:
 def test_commit_writes_marker_and_event_under_the_fence(r) -> None:
     lock = FencedLock.for_benchmark(r, KEY)
     lock.acquire()
-    entry = lock.commit("run-1", '{"x": 1}')
+    entry = FencedCommit(lock).commit("run-1", '{"x": 1}')
     assert r.get(keys.done(KEY)) == "run-1"
     ((entry_id, fields),) = r.xrange(keys.BENCHMARKS_STREAM)
     assert entry_id == entry and fields == {"data": '{"x": 1}'}
@@ -80,10 +81,10 @@ def test_commit_refused_after_takeover(r) -> None:
     fresh = FencedLock.for_benchmark(r, KEY)
     assert fresh.acquire() == 2
     with pytest.raises(LockLost, match="lock not held"):
-        stale.commit("stale-run", "{}")
+        FencedCommit(stale).commit("stale-run", "{}")
     assert stale.lost.is_set()
     assert r.get(keys.done(KEY)) is None and r.xlen(keys.BENCHMARKS_STREAM) == 0
-    fresh.commit("fresh-run", "{}")
+    FencedCommit(fresh).commit("fresh-run", "{}")
     assert r.get(keys.done(KEY)) == "fresh-run"
 
 
@@ -92,7 +93,7 @@ def test_commit_refused_when_fence_superseded_even_with_same_token(r) -> None:
     lock.acquire()
     r.incr(keys.fence(KEY))  # a newer holder existed in between
     with pytest.raises(LockLost, match="fencing token superseded"):
-        lock.commit("run", "{}")
+        FencedCommit(lock).commit("run", "{}")
 
 
 def test_watchdog_renews_and_reports_loss(r) -> None:

@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from podium.backends.base import InputSpec
-from podium.backends.factory import deployment, make_backend
-from podium.backends.local import save_torchscript
+from podium.backends.factory import make_backend
 from podium.backends.outputs import (
     Observed,
     Point,
@@ -25,10 +24,12 @@ from podium.backends.outputs import (
     observe,
     probe_points,
 )
+from podium.backends.triton import deployment
 from podium.backends.triton_deploy import to_pbtxt
 from podium.core.config import BenchmarkConfig
 from podium.core.validation import parse_model
 from podium.errors import BackendError
+from podium.training import save_torchscript
 from tests.token_models import BertStyleTagger, traced
 
 IDS = InputSpec("input_ids", "INT64", (-1, -1))

@@ -130,11 +130,11 @@ class Tagger(torch.nn.Module):
 
 
 def test_an_eager_module_is_traced_for_torchscript_with_its_signature(tmp_path: Path) -> None:
-    from podium.backends.local import LocalBackend
+    from podium.backends.torchscript import TorchScriptBackend
 
     path, note = convert(Tagger(), BenchmarkingSection(max_length=8), tmp_path)
     assert "traced to TorchScript" in note and "input_ids INT64" in note
-    backend = LocalBackend(path, device="cpu")
+    backend = TorchScriptBackend(path, device="cpu")
     specs = backend.prepare()
     assert [(s.name, s.vocab_size) for s in specs] == [("input_ids", 30), ("attention_mask", None)]
     backend.close()

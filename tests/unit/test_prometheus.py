@@ -16,6 +16,7 @@ from podium.aggregator.service import Aggregator
 from podium.core.config import SelectionConfig
 from podium.monitoring import prometheus
 from podium.streams import keys
+from podium.testing import Unfenced
 from podium.tracking.tracker import MlflowTracking
 from tests.pipeline_helpers import committed_result, trial_run
 from tests.servers import free_port
@@ -46,7 +47,7 @@ def test_the_endpoint_counts_what_the_aggregator_did(endpoint: str, client: Mlfl
     """Counters are process-wide: the test reads them before and after, and checks the difference."""
     r = fakeredis.FakeRedis(decode_responses=True)
     trial_run(client, S, T1, 0.9)
-    agg = Aggregator(r, tracking, SelectionConfig(), "agg-1")
+    agg = Aggregator(r, tracking, SelectionConfig(), "agg-1", leadership=Unfenced(r))
     agg.ensure_group()
     agg.rebuild()
     before = scrape(endpoint)

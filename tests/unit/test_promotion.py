@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from podium.core.aggregation import ScopeKey
 from podium.core.config import SelectionConfig
-from podium.core.decision import decide, view_of_selection
+from podium.core.decision import Channel, decide, view_of_selection
 from podium.core.doubt import doubt_of, stability_part
 from podium.core.figure import describe, figure_label, ranking_metric, statistic_name, tail_metric
 from podium.core.promotion import beyond_noise, ratio_upper_bound, t_quantile
@@ -220,7 +220,7 @@ def test_a_better_objective_is_promoted_at_once_and_within_noise_is_said() -> No
     sel = state.select(SCOPE)
     assert sel.best.trial_key_hash == "a" and sel.challenger.trial_key_hash == "b"
     assert sel.note == "challenger b within noise"
-    decision = decide(view_of_selection(first), sel)
+    decision = decide(view_of_selection(first), sel, Channel("s", None, "weighted", "median"))
     assert decision is not None and decision.reason == "within_noise"
 
 

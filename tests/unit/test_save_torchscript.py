@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from podium.backends.inputs import build_inputs
-from podium.backends.local import LocalBackend, save_torchscript
+from podium.backends.torchscript import TorchScriptBackend
 from podium.errors import BackendError
+from podium.training import save_torchscript
 
 INPUTS = [{"name": "input_ids", "datatype": "INT64", "shape": [-1, -1], "vocab_size": 50}]
 
@@ -37,7 +38,7 @@ def notebook_module() -> torch.nn.Module:
 
 
 def measured_once(path: Path) -> torch.Tensor:
-    backend = LocalBackend(path, "cpu")
+    backend = TorchScriptBackend(path, "cpu")
     specs = backend.prepare()
     return backend.bind(build_inputs(specs, 2, 8))()
 

@@ -228,10 +228,12 @@ records_st = st.lists(
     records_st,
     st.randoms(),
     st.sampled_from(["latest", "median", "mean"]),
-    st.sampled_from(["constraint", "weighted", "tolerance"]),
+    st.sampled_from(["constraint", "weighted", "tolerance", "throughput_at_sla"]),
 )
 def test_any_order_with_replays_gives_the_batch_answer(records, rnd, method, policy) -> None:
     config = cfg(benchmark={"latency_aggregation": method, "window": 3}, selection={"policy": policy})
+    if policy == "throughput_at_sla":  # the figure is a throughput: some runs lack it (shown), some met no level
+        records = [as_load_run(r) for r in records]
     trials = [trial("t1", 0.9), trial("t2", 0.85), trial("t3", 0.95), trial("t4", 0.9)]
     batch, _ = select_all(records, trials, config)
 
@@ -248,6 +250,15 @@ def test_any_order_with_replays_gives_the_batch_answer(records, rnd, method, pol
     assert {(s.study_key_hash, s.benchmark_config_hash): s for s in batch} == {
         k: v for k, v in latest.items() if v is not None
     }
+
+
+def as_load_run(record: BenchmarkRecord) -> BenchmarkRecord:
+    """A load benchmark's run: its figure as ``throughput_at_sla_per_s``; runs named ``a...`` have none (measured
+    without load levels), ``b...`` met no level (0)."""
+    figure = record.metrics[P50]
+    if record.run_id.startswith("a"):
+        return record
+    return replace(record, metrics={P50: figure, "throughput_at_sla_per_s": 0.0 if record.run_id[0] == "b" else figure})
 
 
 metric_st = st.dictionaries(
@@ -344,18 +355,22 @@ def replace_unstable(c: Candidate) -> Candidate:
 
 
 def test_a_change_of_doubt_alone_is_published() -> None:
-    from podium.core.decision import decide, view_of_selection
+    from podium.core.decision import Channel, decide, view_of_selection
     from podium.core.selection import Selection
 
     steady = cand("a", 0.9, 1.0)
     before = Selection("s", C1, steady, (steady,))
     after = Selection("s", C1, replace_unstable(steady), (replace_unstable(steady),))
-    decision = decide(view_of_selection(before), after)
+    decision = decide(view_of_selection(before), after, Channel("s", None, "weighted", "median"))
     assert decision is not None and decision.reason == "figures_changed"
     assert decision.view is not None and decision.view.unstable_candidates == 1
     other = cand("b", 0.5, 9.0)
     with_other = Selection("s", C1, steady, (steady, replace_unstable(other)))
     assert (
-        decide(view_of_selection(Selection("s", C1, steady, (steady, other))), with_other).reason
+        decide(
+            view_of_selection(Selection("s", C1, steady, (steady, other))),
+            with_other,
+            Channel("s", None, "weighted", "median"),
+        ).reason
         == "candidates_changed"
     )

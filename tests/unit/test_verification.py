@@ -19,7 +19,7 @@ from podium.core.verification import (
     run_problem,
     trusted_start,
 )
-from podium.streams.lock import committed_run, pending_run
+from podium.streams.commit import committed_run, pending_run
 from podium.streams.policy import RedisPolicy, problems
 
 CONFIG = "c" * 64

@@ -102,7 +102,7 @@ def model_tokenizer(model_file: Path) -> str | None:
     beside = Path(model_file).parent / TOKENIZER_FILE
     if beside.is_file():
         return beside.read_text(encoding="utf-8")
-    from podium.backends.local import archive_extra
+    from podium.backends.torchscript import archive_extra
 
     try:
         raw = archive_extra(model_file, TOKENIZER_FILE)

@@ -1,10 +1,11 @@
-"""``local`` backend: a TorchScript model in this process, on CPU or CUDA.
+"""TorchScript, the ``torchscript`` model format: its file, its signature, and its runtime in this process (torch,
+on CPU or CUDA), which the ``local`` backend runs it with.
 
 The model file may carry its signature as an extra file ``podium_signature.json``
-(``{"inputs": [{"name", "datatype", "shape", "vocab_size"?}]}``), written by
-:func:`save_torchscript`. Without it (a model traced or scripted elsewhere), the inputs come from the names
-of ``forward``'s arguments, as Transformers-style token models name them: ``input_ids`` (token ids below
-the vocabulary size read from the model's embedding table), ``token_type_ids`` (zeros) and
+(``{"inputs": [{"name", "datatype", "shape", "vocab_size"?}]}``), written by :func:`save_scripted` (training
+code calls ``podium.training.save_torchscript``). Without it (a model traced or scripted elsewhere), the inputs
+come from the names of ``forward``'s arguments, as Transformers-style token models name them: ``input_ids``
+(token ids below the vocabulary size read from the model's embedding table), ``token_type_ids`` (zeros) and
 ``attention_mask`` (ones over each sequence's real tokens), all INT64 ``[-1, -1]``; any other name is an
 error that names it and says how to declare the inputs.
 """
@@ -24,13 +25,13 @@ from podium.backends.base import HardwareInfo, InProcess, InputSpec, reason_of
 from podium.backends.hardware import cpu_model, nvidia_driver
 from podium.backends.host_cores import affinity
 from podium.backends.threads import apply_torch_threads
-from podium.errors import BackendError
+from podium.errors import BackendError, ConversionError
 
 SIGNATURE_FILE = "podium_signature.json"
 
 
 @contextmanager
-def _torchscript_on_purpose() -> Iterator[None]:
+def torchscript_on_purpose() -> Iterator[None]:
     """torch 2.13 deprecates TorchScript; Triton's libtorch backend still loads exactly that, so podium
     uses it on purpose and silences only that warning."""
     with warnings.catch_warnings():
@@ -42,56 +43,16 @@ def _torchscript_on_purpose() -> Iterator[None]:
 _PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
-def save_torchscript(
-    module: Any, path: Path, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]] | None = None
-) -> Path:
-    """Save ``module`` as TorchScript with its input (and output) signature, for podium to fill and for a
-    Triton deploy to describe. A scripted or traced module is kept as it is; one that cannot be scripted (its
-    source unreadable, as for a class defined in a notebook cell or on stdin) is traced with inputs built
-    from ``inputs``."""
+def save_scripted(scripted: Any, path: Path, signature: Mapping[str, Any]) -> Path:
+    """Write a scripted or traced module to ``path`` with its signature (``{"inputs": [...], "outputs": [...]}``)
+    stored in the archive."""
     import torch
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _torchscript_on_purpose():
-        if isinstance(module, torch.jit.ScriptModule):
-            scripted = module
-        else:
-            try:
-                scripted = torch.jit.script(module)
-            except Exception as exc:  # OSError (no source), torch.jit.frontend errors (unsupported Python)
-                scripted = _trace(module, inputs, exc)
-        torch.jit.save(
-            scripted, str(path), _extra_files={SIGNATURE_FILE: json.dumps({"inputs": inputs, "outputs": outputs or []})}
-        )
+    with torchscript_on_purpose():
+        torch.jit.save(scripted, str(path), _extra_files={SIGNATURE_FILE: json.dumps(signature)})
     return path
-
-
-def _trace(module: Any, inputs: list[dict[str, Any]], script_error: Exception) -> Any:
-    import torch
-
-    from podium.backends.inputs import build_inputs
-
-    try:
-        specs = [InputSpec(i["name"], i["datatype"], tuple(i["shape"]), i.get("vocab_size")) for i in inputs]
-    except (KeyError, TypeError) as exc:
-        raise BackendError(
-            f"cannot script the module ({str(script_error).splitlines()[0][:200]}), and cannot trace it without "
-            f"inputs: pass inputs=[{{'name': ..., 'datatype': 'INT64', 'shape': [-1, -1]}}] ({exc})"
-        ) from None
-    example = tuple(torch.from_numpy(a) for a in build_inputs(specs, 2, 8).values())
-    was_training = getattr(module, "training", False)
-    module.eval()
-    try:
-        return torch.jit.trace(module, example)
-    except Exception as exc:
-        raise BackendError(
-            f"cannot script the module ({str(script_error).splitlines()[0][:200]}) nor trace it with inputs "
-            f"{[(s.name, s.datatype, s.shape) for s in specs]} ({str(exc).splitlines()[0][:200]}); "
-            "pass torch.jit.trace(module, example_inputs) yourself"
-        ) from None
-    finally:
-        module.train(was_training)
 
 
 def inputs_snippet(args: list[str]) -> str:
@@ -169,7 +130,9 @@ def read_signature(path: Path) -> tuple[list[InputSpec], list[InputSpec]] | None
     return parse_signature(raw, Path(path)) if raw is not None else None
 
 
-class LocalBackend(InProcess):
+class TorchScriptBackend(InProcess):
+    """A TorchScript model run with torch in this process."""
+
     def __init__(
         self,
         model_path: Path,
@@ -202,7 +165,7 @@ class LocalBackend(InProcess):
         apply_torch_threads(self.threads)
         extra = {SIGNATURE_FILE: ""}
         try:
-            with _torchscript_on_purpose():
+            with torchscript_on_purpose():
                 model = torch.jit.load(str(self.model_path), map_location=self.device, _extra_files=extra)
         except Exception as exc:  # torch raises RuntimeError/ValueError/zip errors for a bad artifact
             raise BackendError(f"{self.model_path} is not a loadable TorchScript model: {reason_of(exc)}") from None
@@ -264,3 +227,38 @@ class LocalBackend(InProcess):
 
     def close(self) -> None:
         self.model = None
+
+
+def from_torch(
+    module: Any, specs: list[InputSpec], example: tuple[Any, ...], dest: Path, what: str, shown: str
+) -> tuple[Path, str]:
+    """A torch module saved as TorchScript under ``dest``: a scripted or traced one as it is, an eager one traced
+    on ``example`` (its inputs ``specs``); and the note saying what was done. ``what`` names the module, ``shown``
+    its example inputs."""
+    import torch
+
+    path = dest / "model.pt"
+    if isinstance(module, torch.jit.ScriptModule):
+        with torchscript_on_purpose():
+            torch.jit.save(module, str(path))
+        return path, "MLflow pytorch model (a TorchScript module) saved as TorchScript as it is"
+    inputs: list[dict[str, Any]] = [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)} for s in specs]
+    for entry, spec in zip(inputs, specs, strict=True):
+        if spec.vocab_size:
+            entry["vocab_size"] = spec.vocab_size
+    try:
+        with torchscript_on_purpose(), torch.no_grad():
+            traced = torch.jit.trace(module, example)
+        save_scripted(traced, path, {"inputs": inputs})
+    except Exception as exc:
+        raise ConversionError(
+            f"cannot trace the run's {what} on inputs {shown}: {first_line(exc)}; log a scripted or traced module "
+            "instead (mlflow.pytorch.log_model(torch.jit.trace(model, example), ...))"
+        ) from None
+    return path, f"{what} from the run's MLflow model traced to TorchScript on inputs {shown}"
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error (at most 300 characters), or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
