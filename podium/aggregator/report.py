@@ -67,7 +67,7 @@ def chart(sel: Selection, config: SelectionConfig, path: Path, device: str | Non
     maximize = config.objective.direction == "maximize"
     everyone = (*sel.candidates, *sel.excluded)  # excluded ones are shown too (ringed when in doubt)
     xs = [c.latency_ms for c in everyone]
-    ys = [c.f1_score for c in everyone]
+    ys = [c.objective for c in everyone]
     front = pareto_front(sel.candidates, maximize, higher_is_better(config))
     fig, ax = plt.subplots(figsize=(9.5, 5), dpi=110)
     ax.scatter(xs, ys, s=28, color="#7f8c8d", label=f"candidates ({len(xs)})", zorder=2)
@@ -75,7 +75,7 @@ def chart(sel: Selection, config: SelectionConfig, path: Path, device: str | Non
     if doubtful:
         ax.scatter(
             [c.latency_ms for c in doubtful],
-            [c.f1_score for c in doubtful],
+            [c.objective for c in doubtful],
             s=110,
             facecolors="none",
             edgecolors="#c0392b",
@@ -83,10 +83,10 @@ def chart(sel: Selection, config: SelectionConfig, path: Path, device: str | Non
             zorder=5,
         )
     for c in everyone:
-        ax.annotate(point_label(c), (c.latency_ms, c.f1_score), xytext=(4, 4), textcoords="offset points", fontsize=6)
+        ax.annotate(point_label(c), (c.latency_ms, c.objective), xytext=(4, 4), textcoords="offset points", fontsize=6)
     ax.plot(
         [c.latency_ms for c in front],
-        [c.f1_score for c in front],
+        [c.objective for c in front],
         "-o",
         color="#2980b9",
         ms=4,
@@ -95,7 +95,7 @@ def chart(sel: Selection, config: SelectionConfig, path: Path, device: str | Non
     )
     ax.scatter(
         [sel.best.latency_ms],
-        [sel.best.f1_score],
+        [sel.best.objective],
         s=160,
         marker="*",
         color="#e67e22",
@@ -152,7 +152,7 @@ def _row(label: str, c: Candidate, sel: Selection, throughput: bool = False) -> 
         label + mark + (f" {UNSTABLE_MARK}" if c.unstable else ""),
         c.trial_key_hash[:12],
         c.backbone or "-",
-        f"{c.f1_score:.4f}",
+        f"{c.objective:.4f}",
         figure,
         c.latency_figure or "-",
         "-" if c.p99_ms is None else f"{c.p99_ms:.3f}",

@@ -8,7 +8,7 @@ import hmac
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qsl, urlencode
 
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 COOKIE = "podium_board_token"
@@ -36,11 +36,12 @@ class TokenGate:
                 await self.app(scope, receive, send)
                 return
             rest = urlencode([(k, v) for k, v in parse_qsl(scope["query_string"].decode("latin-1")) if k != "token"])
-            response = RedirectResponse(scope["path"] + (f"?{rest}" if rest else ""), status_code=303)
-            response.set_cookie(COOKIE, given, httponly=True, samesite="strict", path="/")
-            await response(scope, receive, send)
+            redirect = RedirectResponse(scope["path"] + (f"?{rest}" if rest else ""), status_code=303)
+            redirect.set_cookie(COOKIE, given, httponly=True, samesite="strict", path="/")
+            await redirect(scope, receive, send)
             return
         message = "this board needs its token: send Authorization: Bearer TOKEN, or open a page once with ?token=TOKEN"
+        response: Response
         if scope["path"].startswith("/api/"):
             response = JSONResponse({"error": message}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
         else:

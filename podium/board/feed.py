@@ -152,7 +152,7 @@ class Feed:
             backlog: list[BestModelUpdate] = []
             lost = False
             if study is not None and after is not None:
-                kept = self._history.get(study, ())
+                kept = self._history.get(study) or deque()
                 backlog = [u for u in kept if u.seq > after]
                 lost = bool(kept) and kept[0].seq > after + 1 and len(kept) == HISTORY_PER_STUDY
             self._listeners.add(listener)

@@ -38,8 +38,8 @@ def study_row(
     study: str,
     latest: list[BestModelUpdate],
     documents: list[dict[str, Any]],
-    in_flight: int,
-    dead_letters: int,
+    in_flight: int | None,
+    dead_letters: int | None,
 ) -> dict[str, Any]:
     """One line of the studies page: the newest update of the study's scopes, and counts."""
     newest = max(latest, key=lambda u: u.published_at, default=None)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from podium.core.messages import BestModelUpdate, CandidateView
-from podium.core.selection import Candidate, Selection
+from podium.core.selection import WIRE_NAMES, Candidate, Selection
 
 Reason = Literal["first", "new_best", "figures_changed", "within_noise", "candidates_changed", "removed", "take_over"]
 
@@ -58,8 +58,12 @@ class Decision:
     update: BestModelUpdate
 
 
+#: The candidate's field behind each field of the view.
+FROM_WIRE = {wire: own for own, wire in WIRE_NAMES.items()}
+
+
 def candidate_view(c: Candidate) -> CandidateView:
-    return CandidateView(**{k: getattr(c, k) for k in CandidateView.model_fields})
+    return CandidateView(**{k: getattr(c, FROM_WIRE.get(k, k)) for k in CandidateView.model_fields})
 
 
 def _view(

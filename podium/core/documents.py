@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from podium.core.selection import Candidate, Selection
+from podium.core.selection import WIRE_NAMES, Candidate, Selection
 
 
 def candidate_document(c: Candidate) -> dict[str, Any]:
     """A candidate, without the optional fields it does not have."""
-    data = asdict(c)
+    data = {WIRE_NAMES.get(k, k): v for k, v in asdict(c).items()}
     for optional in ("composite_score", "excluded"):
         if data[optional] is None:
             del data[optional]

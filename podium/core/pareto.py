@@ -14,14 +14,14 @@ def pareto_front(
     sorted by the figure."""
 
     def better_or_equal(a: Candidate, b: Candidate) -> bool:
-        obj = a.f1_score >= b.f1_score if maximize else a.f1_score <= b.f1_score
+        obj = a.objective >= b.objective if maximize else a.objective <= b.objective
         return obj and (a.latency_ms >= b.latency_ms if figure_higher else a.latency_ms <= b.latency_ms)
 
     front = [
         c
         for c in candidates
         if not any(
-            better_or_equal(o, c) and (o.f1_score, o.latency_ms) != (c.f1_score, c.latency_ms) for o in candidates
+            better_or_equal(o, c) and (o.objective, o.latency_ms) != (c.objective, c.latency_ms) for o in candidates
         )
     ]
     return sorted(front, key=lambda c: (c.latency_ms, c.trial_key_hash))

@@ -22,11 +22,17 @@ from dataclasses import dataclass, replace
 from podium.core.config import SelectionConfig
 
 
+#: Candidate fields published under another name (the channel, ``podium select --json``, the board's API):
+#: ``objective`` is the configured objective metric whatever its name, kept as ``f1_score`` on the wire for the
+#: subscribers that read it.
+WIRE_NAMES = {"objective": "f1_score"}
+
+
 @dataclass(frozen=True)
 class Candidate:
     trial_key_hash: str
     benchmark_key: str
-    f1_score: float  # the configured objective metric, whatever its name
+    objective: float  # the configured objective metric, whatever its name
     latency_ms: float  # the ranked per-run figure, aggregated across the group's runs
     benchmark_runs_count: int  # runs aggregated (the window)
     benchmark_run_id: str  # the representative run of the group
@@ -124,16 +130,16 @@ def top_of(competing: Sequence[Candidate], config: SelectionConfig) -> Candidate
     if config.selection.policy != "tolerance":
         return min(competing, key=lambda c: sort_key(c, config))
     tol, maximize = config.objective.tolerance, config.objective.direction == "maximize"
-    best = max(c.f1_score for c in competing) if maximize else min(c.f1_score for c in competing)
-    band = [c for c in competing if (c.f1_score >= best - tol if maximize else c.f1_score <= best + tol)]
+    best = max(c.objective for c in competing) if maximize else min(c.objective for c in competing)
+    band = [c for c in competing if (c.objective >= best - tol if maximize else c.objective <= best + tol)]
     sign = -1.0 if maximize else 1.0
-    return min(band, key=lambda c: (c.latency_ms, sign * c.f1_score, c.trial_key_hash, c.benchmark_key))
+    return min(band, key=lambda c: (c.latency_ms, sign * c.objective, c.trial_key_hash, c.benchmark_key))
 
 
 def scored_candidate(c: Candidate, config: SelectionConfig) -> Candidate:
     if config.selection.policy != "weighted":
         return c
-    return replace(c, composite_score=weighted_score(c.f1_score, c.latency_ms, config))
+    return replace(c, composite_score=weighted_score(c.objective, c.latency_ms, config))
 
 
 def weighted_score(objective: float, latency_ms: float, config: SelectionConfig) -> float:
@@ -164,10 +170,10 @@ def higher_is_better(config: SelectionConfig) -> bool:
 def sort_key(c: Candidate, config: SelectionConfig) -> tuple[float, float, str, str]:
     """``constraint``, ``weighted`` and ``throughput_at_sla``: a key of the candidate alone (lower ranks first)."""
     if config.selection.policy == "weighted":
-        return (-weighted_score(c.f1_score, c.latency_ms, config), 0.0, c.trial_key_hash, c.benchmark_key)
+        return (-weighted_score(c.objective, c.latency_ms, config), 0.0, c.trial_key_hash, c.benchmark_key)
     if config.selection.policy == "throughput_at_sla":
-        return (objective_step(c.f1_score, config), -c.latency_ms, c.trial_key_hash, c.benchmark_key)
-    return (objective_step(c.f1_score, config), c.latency_ms, c.trial_key_hash, c.benchmark_key)
+        return (objective_step(c.objective, config), -c.latency_ms, c.trial_key_hash, c.benchmark_key)
+    return (objective_step(c.objective, config), c.latency_ms, c.trial_key_hash, c.benchmark_key)
 
 
 def prefers(a: Candidate, b: Candidate, competing: Sequence[Candidate], config: SelectionConfig) -> bool:
@@ -188,21 +194,21 @@ def _same(x: Candidate, y: Candidate) -> bool:
 def _rank_tolerance(candidates: list[Candidate], config: SelectionConfig) -> list[Candidate]:
     tol = config.objective.tolerance
     if config.objective.direction == "maximize":
-        top = max(c.f1_score for c in candidates)
+        top = max(c.objective for c in candidates)
 
         def in_band(c: Candidate) -> bool:
-            return c.f1_score >= top - tol
+            return c.objective >= top - tol
 
         def obj_order(c: Candidate) -> float:
-            return -c.f1_score
+            return -c.objective
     else:
-        top = min(c.f1_score for c in candidates)
+        top = min(c.objective for c in candidates)
 
         def in_band(c: Candidate) -> bool:
-            return c.f1_score <= top + tol
+            return c.objective <= top + tol
 
         def obj_order(c: Candidate) -> float:
-            return c.f1_score
+            return c.objective
 
     def order(c: Candidate) -> tuple[int, float, float, str, str]:
         if in_band(c):

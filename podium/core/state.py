@@ -319,7 +319,7 @@ class SelectionState:
         return Candidate(
             trial_key_hash=gkey.trial_key_hash,
             benchmark_key=gkey.benchmark_key,
-            f1_score=objective,
+            objective=objective,
             latency_ms=agg.latency_ms,
             benchmark_runs_count=agg.count,
             benchmark_run_id=agg.representative.run_id,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 
 import redis
 
@@ -113,7 +113,7 @@ class Follower:
 
     def follow(
         self, stop: threading.Event, poll_s: float, caught_up: Callable[[], None] | None = None
-    ) -> Iterator[BestModelUpdate]:
+    ) -> Generator[BestModelUpdate, None, None]:
         """Until ``stop``; ``caught_up`` is called once what the catch-up read was yielded, before what is live."""
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         try:

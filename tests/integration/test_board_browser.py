@@ -32,6 +32,8 @@ from tests.servers import unavailable, wait_until
 
 pytestmark = pytest.mark.server
 STUDY = "d0" * 32
+#: The study the new-best test measures alone: its page holds only what that test made, whichever ran before.
+FOLLOWED = "f0" * 32
 TRIAL_A, TRIAL_B, TRIAL_C, TRIAL_D = "a" * 64, "b" * 64, "c" * 64, "e" * 64
 #: The MLflow UI the board links runs to (``--mlflow-ui``): its path is percent-encoded into each link.
 MLFLOW_UI = 'http://mlflow.test:5000/ui"><b id=x>'
@@ -103,10 +105,10 @@ def page(browser):
     assert errors == [], errors
 
 
-def measure(p: Pipeline, store: str, trial: str, f1: float, backbone: str, study_name: str) -> None:
+def measure(p: Pipeline, store: str, trial: str, f1: float, backbone: str, study_name: str, study: str = STUDY) -> None:
     """A trial run as training writes it, benchmarked by the real worker: its result reaches the aggregator."""
-    run_id = trial_with(store, STUDY, trial, f1, backbone, study_name)
-    sent = enqueue_benchmark(p.app, Champion(run_id, STUDY, trial, "d", "e"), synthetic_config(service_ms=1.0))
+    run_id = trial_with(store, study, trial, f1, backbone, study_name)
+    sent = enqueue_benchmark(p.app, Champion(run_id, study, trial, "d", "e"), synthetic_config(service_ms=1.0))
     result = p.app.AsyncResult(sent.task_id).get(timeout=180)
     assert result["status"] == "measured", result
 
@@ -115,28 +117,29 @@ def with_trial_a(p: Pipeline, store: str) -> None:
     """TRIAL_A's trial measured and published once per module, whichever test comes first (xdist orders them)."""
     client = MlflowClient(store)
     experiments = [e.experiment_id for e in client.search_experiments()]
-    if not client.search_runs(experiments, f"tags.`code.grouping.trial_key_hash` = '{TRIAL_A}'", max_results=1):
+    mine = f"tags.`code.grouping.study_key_hash` = '{STUDY}' AND tags.`code.grouping.trial_key_hash` = '{TRIAL_A}'"
+    if not client.search_runs(experiments, mine, max_results=1):
         before = published_seq(p)
         measure(p, store, TRIAL_A, 0.80, "net-a", "board-study")
         assert wait_until(lambda: published_seq(p) > before, 120)
 
 
-def published_seq(p: Pipeline) -> int:
-    return int(p.redis.get(keys.sequence(STUDY)) or 0)
+def published_seq(p: Pipeline, study: str = STUDY) -> int:
+    return int(p.redis.get(keys.sequence(study)) or 0)
 
 
-def stream_seqs(p: Pipeline) -> list[int]:
+def stream_seqs(p: Pipeline, study: str = STUDY) -> list[int]:
     import json
 
     return [
         json.loads(f["data"])["seq"]
         for _, f in p.redis.xrange(keys.BEST_UPDATES_STREAM)
-        if json.loads(f["data"])["study_key_hash"] == STUDY
+        if json.loads(f["data"])["study_key_hash"] == study
     ]
 
 
-def open_study(page, board: BoardProcess) -> None:
-    page.goto(url_with_token(board, f"/studies/{STUDY}"))
+def open_study(page, board: BoardProcess, study: str = STUDY) -> None:
+    page.goto(url_with_token(board, f"/studies/{study}"))
     page.wait_for_selector('body[data-conn="live"]', timeout=WAIT_MS)
 
 
@@ -150,28 +153,28 @@ def chart_points(page) -> list[tuple[str, float, float]]:
 def test_the_study_page_follows_a_new_best_and_its_chart_is_podium_select(
     page, board: BoardProcess, pipeline: Pipeline, store: str
 ) -> None:
-    measure(pipeline, store, TRIAL_A, 0.80, "net-a", "board-study")
-    assert wait_until(lambda: published_seq(pipeline) >= 1, 120), pipeline.processes["aggregator"].log()
-    open_study(page, board)
+    measure(pipeline, store, TRIAL_A, 0.80, "net-a", "board-study", FOLLOWED)
+    assert wait_until(lambda: published_seq(pipeline, FOLLOWED) >= 1, 120), pipeline.processes["aggregator"].log()
+    open_study(page, board, FOLLOWED)
     page.wait_for_selector(f'.scope .best[data-trial="{TRIAL_A}"]', timeout=WAIT_MS)
     page.wait_for_selector(f'svg polygon.chosen[data-trial="{TRIAL_A}"]', timeout=WAIT_MS)
     seen = page.evaluate("window.podiumBoard.lastSeq")
 
     # a better trial is measured while the page is open: the new best reaches it, and the chart follows
-    measure(pipeline, store, TRIAL_B, 0.95, HOSTILE, HOSTILE)
+    measure(pipeline, store, TRIAL_B, 0.95, HOSTILE, HOSTILE, FOLLOWED)
     page.wait_for_function(f"window.podiumBoard.lastSeq > {seen}", timeout=WAIT_MS)
     page.wait_for_selector(f'.scope .best[data-trial="{TRIAL_B}"]', timeout=WAIT_MS)
     page.wait_for_selector(f'svg polygon.chosen[data-trial="{TRIAL_B}"]', timeout=WAIT_MS)
     page.wait_for_function("document.querySelectorAll('svg circle.point').length === 2", timeout=WAIT_MS)
 
-    (selection,) = select_json(pipeline, store, STUDY)
+    (selection,) = select_json(pipeline, store, FOLLOWED)
     expected = sorted(
         (c["trial_key_hash"], c["latency_ms"], c["f1_score"]) for c in selection["candidates"] + selection["excluded"]
     )
     assert chart_points(page) == expected
     assert selection["best"]["trial_key_hash"] == TRIAL_B
     history = page.eval_on_selector_all("table.history tr[data-seq]", "rows => rows.map(r => Number(r.dataset.seq))")
-    assert history == sorted(stream_seqs(pipeline), reverse=True)
+    assert history == sorted(stream_seqs(pipeline, FOLLOWED), reverse=True)
 
     # what MLflow holds is shown as text: no script ran, no element was made of it
     assert page.evaluate("window.__pwned") is None
@@ -196,7 +199,7 @@ def test_the_load_curves_are_drawn_and_the_runs_link_to_the_mlflow_ui(
     page.wait_for_selector(curve, timeout=WAIT_MS)
     drawn = page.eval_on_selector_all(curve, "els => els.map(e => [e.dataset.mode, e.dataset.x, e.dataset.y])")
     assert sorted(drawn) == [["concurrency", "180 600", "7.5 11"], ["request_rate", "99", "6.9"]]
-    assert page.locator("svg.load polyline.curve.p50").count() == 2
+    assert page.locator(f'svg.load polyline.curve.p50[data-run="{result.run_id}"]').count() == 2
     assert page.locator(f'svg.load polygon.at-sla[data-run="{result.run_id}"]').get_attribute("data-x") == "480"
 
     experiment = MlflowClient(store).get_run(result.run_id).info.experiment_id

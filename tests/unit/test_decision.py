@@ -104,10 +104,10 @@ def test_a_stored_update_gives_back_the_view_it_was_made_from() -> None:
     assert view_of_update(None) is None
 
 
-#: What a subscriber reads of the best, besides who it is (the fields of ``CandidateView``, written out here so
-#: that the oracle below does not lean on the code under test).
+#: What a subscriber reads of the best, besides who it is (the fields of ``CandidateView`` under the candidate's
+#: own names, written out here so that the oracle below does not lean on the code under test).
 BEST_FIGURES = (
-    "f1_score",
+    "objective",
     "latency_ms",
     "benchmark_runs_count",
     "benchmark_run_id",

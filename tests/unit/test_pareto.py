@@ -25,10 +25,10 @@ def test_front_is_non_dominated_and_dominates_the_rest(points) -> None:
     for c in cs:
         if c in front:
             assert not any(
-                o.f1_score >= c.f1_score
+                o.objective >= c.objective
                 and o.latency_ms <= c.latency_ms
-                and (o.f1_score, o.latency_ms) != (c.f1_score, c.latency_ms)
+                and (o.objective, o.latency_ms) != (c.objective, c.latency_ms)
                 for o in cs
             )
         else:
-            assert any(o.f1_score >= c.f1_score and o.latency_ms <= c.latency_ms for o in front)
+            assert any(o.objective >= c.objective and o.latency_ms <= c.latency_ms for o in front)

@@ -146,14 +146,14 @@ def test_artifact_run_is_refit_when_present_and_objective_from_trial() -> None:
     trials = [trial("t1", 0.9), trial("t1", None, kind="refit"), trial("t2", 0.8)]
     sels, _ = select_all([bench("r1", "t1", 1.0, 1), bench("r2", "t2", 1.0, 2)], trials, SelectionConfig())
     by_trial = {c.trial_key_hash: c for c in sels[0].candidates}
-    assert by_trial["t1"].artifact_run_id == "refit-t1-0" and by_trial["t1"].f1_score == 0.9
+    assert by_trial["t1"].artifact_run_id == "refit-t1-0" and by_trial["t1"].objective == 0.9
     assert by_trial["t2"].artifact_run_id == "trial-t2-0"
 
 
 def test_newest_trial_run_counts() -> None:
     trials = [trial("t1", 0.5, start=1), trial("t1", 0.9, start=5), trial("t1", 0.1, start=3)]
     sels, _ = select_all([bench("r1", "t1", 1.0, 1)], trials, SelectionConfig())
-    assert sels[0].best.f1_score == 0.9
+    assert sels[0].best.objective == 0.9
 
 
 def test_benchmarks_without_trial_or_metric_are_left_out() -> None:
@@ -194,7 +194,7 @@ def test_streaming_reports_changed_scope_and_ignores_replays() -> None:
     assert state.apply_benchmark(first) is None
     assert state.apply_trial(trial("t1", 0.95, start=9)) == [ScopeKey("s", C1)]
     assert state.apply_trial(trial("t1", 0.1, start=2)) == []
-    assert state.select(ScopeKey("s", C1)).best.f1_score == 0.95
+    assert state.select(ScopeKey("s", C1)).best.objective == 0.95
 
 
 def test_legacy_runs_form_their_own_scope() -> None:
