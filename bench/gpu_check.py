@@ -27,7 +27,7 @@ from podium.backends.factory import make_backend
 from podium.core.config import BenchmarkConfig
 from podium.core.validation import parse_model
 from podium.demo.model import TinyTagger, export
-from podium.measurement.session import Measured, run_measurement
+from podium.measurement.measure import Measured, run_measurement
 
 
 def config(backend: str, batch_sizes: list[int], iterations: int, device: str, **extra) -> BenchmarkConfig:

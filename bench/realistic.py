@@ -31,7 +31,7 @@ import torch
 from podium.backends.factory import make_backend
 from podium.core.config import BenchmarkConfig
 from podium.core.validation import parse_model
-from podium.measurement.session import run_measurement
+from podium.measurement.measure import run_measurement
 
 VOCAB = 30_000
 

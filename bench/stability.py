@@ -36,7 +36,7 @@ from podium.backends.inputs import MAX_DISTINCT_BATCHES
 from podium.core.config import BenchmarkConfig
 from podium.core.validation import parse_model
 from podium.measurement.loop import window_length
-from podium.measurement.session import run_measurement
+from podium.measurement.measure import run_measurement
 from tests.burners import Burners
 
 TOLERANCE = 0.15

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from podium.core.config import BenchmarkConfig
     from podium.core.records import Champion
     from podium.measurement.artifacts import ModelSource
-    from podium.measurement.session import Measured
+    from podium.measurement.measure import Measured
     from podium.tracking.tracker import MlflowTracking
 
 
@@ -172,7 +172,7 @@ def _measure(
 ) -> Measured | None:
     from podium.core.run_tags import identity_for
     from podium.measurement.lifecycle import benchmark_champion
-    from podium.measurement.session import measure_model
+    from podium.measurement.measure import measure_model
     from podium.settings.files import config_hash_of
 
     config_hash = config_hash_of(cfg)

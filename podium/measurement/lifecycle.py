@@ -19,7 +19,7 @@ from podium.core.plain import CONVERSION_TAG, SOURCE_PLAIN, SOURCE_TAG, looks_li
 from podium.core.records import Champion
 from podium.core.run_tags import benchmark_run_tags, identity_for
 from podium.core.store import BenchmarkRuns
-from podium.measurement.session import Measured
+from podium.measurement.measure import Measured
 from podium.settings.files import config_hash_of
 
 log = logging.getLogger(__name__)

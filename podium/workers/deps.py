@@ -7,7 +7,7 @@ from podium.errors import MessageError
 from podium.measurement.artifacts import ModelSource
 from podium.measurement.lifecycle import Measured
 from podium.measurement.loop import Progress
-from podium.measurement.session import measure_model
+from podium.measurement.measure import measure_model
 from podium.settings.env import PodiumSettings, worker_name
 from podium.settings.files import input_fingerprint
 from podium.streams.connection import connect

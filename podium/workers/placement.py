@@ -22,7 +22,7 @@ from podium.backends.host_cores import affinity, host_cores, pin
 from podium.core.config import BenchmarkingSection
 from podium.core.cores import Placement, cores_needed, format_core_list, oversubscribed
 from podium.errors import CoresBusy
-from podium.measurement.session import Measured
+from podium.measurement.measure import Measured
 from podium.streams.cores import DEFAULT_CLAIM_TTL_MS, CoreClaims
 
 log = logging.getLogger(__name__)

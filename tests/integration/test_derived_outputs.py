@@ -24,7 +24,7 @@ from podium.core.validation import parse_model
 from podium.demo.model import TinyTagger
 from podium.errors import BackendError
 from podium.measurement.artifacts import ModelSource
-from podium.measurement.session import measure_model, run_measurement
+from podium.measurement.measure import measure_model, run_measurement
 from podium.training import save_torchscript
 from tests.integration.test_local_bench import bench, benchmark_runs, log_model_run
 from tests.token_models import BertStyleTagger, traced

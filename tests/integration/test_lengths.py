@@ -13,7 +13,7 @@ from podium.backends.torchscript import TorchScriptBackend
 from podium.core.config import BenchmarkConfig
 from podium.core.validation import parse_model
 from podium.errors import BackendError
-from podium.measurement.session import run_measurement
+from podium.measurement.measure import run_measurement
 from tests.integration.test_local_bench import bench, benchmark_runs, log_model_run
 from tests.token_models import BertStyleTagger, traced
 

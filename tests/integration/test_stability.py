@@ -15,7 +15,7 @@ from podium.core.config import BenchmarkConfig
 from podium.core.contention import CpuReading, window_contention
 from podium.core.validation import parse_model
 from podium.measurement.cpu_load import host_sampler
-from podium.measurement.session import run_measurement
+from podium.measurement.measure import run_measurement
 from tests.burners import Burners
 from tests.integration.test_lengths import texts, word_level_tokenizer
 from tests.servers import wait_until

@@ -18,7 +18,7 @@ from podium.core.validation import parse_model
 from podium.demo.model import TinyTagger, export
 from podium.errors import BackendError
 from podium.measurement.loop import measure_batch
-from podium.measurement.session import run_measurement
+from podium.measurement.measure import run_measurement
 from tests.servers import MLServer, free_port, start_mlserver, wait_until
 
 SLEEP_MS = 5.0

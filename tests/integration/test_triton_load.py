@@ -10,7 +10,7 @@ import pytest
 from podium.backends.triton import TritonBackend
 from podium.core.config import BenchmarkConfig
 from podium.core.validation import parse_model
-from podium.measurement.session import run_measurement
+from podium.measurement.measure import run_measurement
 from tests.triton import TritonServer, busy_model, logged_waits, start_triton
 
 pytestmark = pytest.mark.server

@@ -19,7 +19,7 @@ from podium.core.validation import parse_model
 from podium.demo.model import TinyTagger, export
 from podium.errors import BackendError
 from podium.measurement.server_memory import ServerMemory
-from podium.measurement.session import run_measurement
+from podium.measurement.measure import run_measurement
 from tests.triton import TritonServer, busy_model, logged_waits, start_triton
 
 pytestmark = pytest.mark.server

@@ -20,7 +20,7 @@ from podium.core.config import BenchmarkConfig, BenchmarkingSection
 from podium.core.identity import benchmark_config_hash
 from podium.errors import BackendError, ConfigError
 from podium.measurement.artifacts import ModelSource
-from podium.measurement.session import measure_model
+from podium.measurement.measure import measure_model
 
 
 def test_every_entry_names_a_callable_of_its_module() -> None:

@@ -27,7 +27,7 @@ from podium.core.cores import (
 )
 from podium.core.validation import parse_model
 from podium.errors import CoresBusy
-from podium.measurement.session import Measured
+from podium.measurement.measure import Measured
 from podium.streams.cores import CoreClaims, host_usage
 from podium.workers.placement import CoreBudget, record_placement
 from tests.servers import start_redis, wait_until
@@ -258,7 +258,7 @@ def test_torch_threads_inside_the_measurement_equal_the_config(tmp_path: Path, t
     from podium.backends.torchscript import TorchScriptBackend
     from podium.core.config import BenchmarkConfig
     from podium.demo.model import TinyTagger, export
-    from podium.measurement.session import run_measurement
+    from podium.measurement.measure import run_measurement
 
     model = export(TinyTagger(8, 1), tmp_path / "model.pt")
     config = parse_model(

@@ -115,7 +115,7 @@ def test_server_statistics_are_diffed_around_the_measured_windows() -> None:
     """Triton's statistics are cumulative: only the requests between the two snapshots count."""
     from podium.backends.base import ServerStats
     from podium.measurement.loop import BatchMeasurement
-    from podium.measurement.session import _server_breakdown
+    from podium.measurement.measure import _server_breakdown
 
     window = summarize([5_000_000] * 100, 1)  # the client saw 5 ms per request
     m = BatchMeasurement(window, [window], stable=True)
