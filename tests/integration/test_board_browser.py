@@ -34,6 +34,7 @@ pytestmark = pytest.mark.server
 STUDY = "d0" * 32
 #: The study the new-best test measures alone: its page holds only what that test made, whichever ran before.
 FOLLOWED = "f0" * 32
+AWAITED = "a0" * 32  # a study whose page is open before its first result
 TRIAL_A, TRIAL_B, TRIAL_C, TRIAL_D = "a" * 64, "b" * 64, "c" * 64, "e" * 64
 #: The MLflow UI the board links runs to (``--mlflow-ui``): its path is percent-encoded into each link.
 MLFLOW_UI = 'http://mlflow.test:5000/ui"><b id=x>'
@@ -181,6 +182,16 @@ def test_the_study_page_follows_a_new_best_and_its_chart_is_podium_select(
     assert page.locator("script").count() == 1 and page.locator("main img").count() == 0
     assert page.locator("td.backbone", has_text=HOSTILE).count() == 1
     assert HOSTILE in page.locator("h1").inner_text()
+
+
+def test_a_page_opened_before_the_studys_first_result_waits_and_then_follows_it(
+    page, board: BoardProcess, pipeline: Pipeline, store: str
+) -> None:
+    page.goto(url_with_token(board, f"/studies/{AWAITED}"))
+    page.wait_for_selector("#waiting", timeout=WAIT_MS)  # told it is waiting, not left with an error
+    measure(pipeline, store, TRIAL_A, 0.70, "net-a", "awaited-study", AWAITED)
+    page.wait_for_selector(f'.scope .best[data-trial="{TRIAL_A}"]', timeout=WAIT_MS)
+    page.wait_for_selector('body[data-conn="live"]', timeout=WAIT_MS)
 
 
 def test_the_load_curves_are_drawn_and_the_runs_link_to_the_mlflow_ui(

@@ -78,7 +78,9 @@
     if (!r.ok) {
       let why = r.status + " " + r.statusText;
       try { why = (await r.json()).error || why; } catch (e) { /* not JSON */ }
-      throw new Error(why);
+      const err = new Error(why);
+      err.status = r.status;
+      throw err;
     }
     return r.json();
   }
@@ -429,11 +431,18 @@
     function reload() {
       loading = (loading || Promise.resolve()).then(load).catch((e) => setConn("reconnecting"));
     }
-    try {
-      await load();
-    } catch (e) {
-      main(el("p", { class: "flag" }, String(e.message || e)));
-      return;
+    // a study not published yet (404) is waited for: the page follows it from its first result
+    for (;;) {
+      try {
+        await load();
+        break;
+      } catch (e) {
+        const waiting = e.status === 404;
+        main(el("p", { class: "flag", id: waiting ? "waiting" : "failed" },
+          String(e.message || e) + (waiting ? "; waiting for its first result…" : "")));
+        if (!waiting) return;
+        await new Promise((done) => setTimeout(done, 2000));
+      }
     }
     state.lastSeq = state.data.seq;
     document.body.dataset.seq = state.lastSeq;
