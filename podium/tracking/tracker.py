@@ -208,8 +208,8 @@ class MlflowTracking:
     def warm_worker_reads(self) -> None:
         """A worker's read paths connected and compiled before its first request, writing nothing: the existence
         check and the legacy look-up for a key and study that have no runs, a run looked up by an id that does
-        not exist (MLflow's ORM compiles each query on first use: ~0.3 s of a first request); then the writes of
-        one benchmark run, compiled and rolled back."""
+        not exist, the logged-model look-up of a model fetch (MLflow's ORM compiles each query on first use: ~0.3 s of
+        a first request); then the writes of one benchmark run, compiled and rolled back."""
         nothing = "0" * 64
         with self.in_store("warming the look-ups"):
             ids = self.experiment_ids()
@@ -221,6 +221,9 @@ class MlflowTracking:
             self.client.search_runs(ids, legacy_filter(self.tags, nothing), ViewType.ACTIVE_ONLY, max_results=1)
             with contextlib.suppress(MlflowException):
                 self.client.get_run(nothing[:32])
+            if ids:  # a model fetched by its run looks for the run's logged models first (MLflow 3)
+                with contextlib.suppress(MlflowException):
+                    self.client.search_logged_models(ids[:1], filter_string="name = 'podium-warm-up'", max_results=1)
         # and the writes compiled in a transaction that is rolled back (see podium.tracking.warm_writes)
         warm_writes(self.client, own if own is not None else DEFAULT_EXPERIMENT_ID)
 

@@ -9,6 +9,7 @@ same lock.
 from __future__ import annotations
 
 import atexit
+import gc
 import logging
 import os
 import socket
@@ -51,6 +52,10 @@ class ProcessStart:
         presence = WorkerPresence(connect(settings.redis_url), name, fields)
         presence.start()
         atexit.register(presence.stop)
+        # what warming built stays: one collection now, then the collector never walks it again (the first full
+        # collection of a forked process with torch loaded took ~0.2 s of the first benchmark)
+        gc.collect()
+        gc.freeze()
 
     def connect_now(self) -> bool:
         """Redis, the result backend and the store opened, the benchmark experiment looked up (never created).

@@ -37,6 +37,7 @@ REQUEST_PATH_MODULES = (
     "podium.measurement.input_data",
     "mlflow.artifacts",
     "mlflow.store.artifact.local_artifact_repo",
+    "mlflow.utils.search_logged_model_utils",
 )
 
 
