@@ -36,12 +36,12 @@ from pathlib import Path
 import redis
 
 from podium.aggregator.publisher import Publisher
+from podium.coordination.embedded import free_port, redis_server_command
 from podium.core.config import SelectionConfig
 from podium.core.decision import Channel, update_of
 from podium.core.state import select_all
 from podium.core.tags import TagsRegistry
 from podium.demo.synthetic_store import StoreSpec, generate_store, sqlite_uri
-from podium.streams.embedded import free_port, redis_server_command
 from podium.testing import Unfenced
 from podium.tracking.tracker import MlflowTracking
 

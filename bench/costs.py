@@ -42,6 +42,8 @@ import redis
 
 from bench.stores import cached_store, study_hash, trial_hash
 from podium.aggregator.service import Aggregator
+from podium.coordination import keys
+from podium.coordination.subscriber import subscribe
 from podium.core.config import BenchmarkConfig, SelectionConfig
 from podium.core.records import Champion
 from podium.core.state import folded_metrics
@@ -49,8 +51,6 @@ from podium.core.tags import TagsRegistry
 from podium.core.validation import parse_model
 from podium.producers.enqueue import build_request
 from podium.settings.env import PodiumSettings
-from podium.streams import keys
-from podium.streams.subscriber import subscribe
 from podium.testing import Unfenced
 from podium.tracking.tracker import MlflowTracking, fact_tags
 from podium.workers.deps import build_deps

@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from podium.broker.app import create_app
+from podium.coordination import keys
 from podium.core.config import BenchmarkConfig
 from podium.core.identity import BenchmarkIdentity
 from podium.core.records import Champion
@@ -32,7 +33,6 @@ from podium.core.tags import TagsRegistry
 from podium.core.validation import parse_model
 from podium.producers.enqueue import build_request, send_request
 from podium.settings.env import PodiumSettings
-from podium.streams import keys
 from podium.tracking.tracker import MlflowTracking
 from tests.servers import spawn, start_redis
 from tests.tracking_server import start_tracking_server

@@ -30,13 +30,13 @@ from celery.contrib.testing.worker import start_worker
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 
+from podium.coordination import keys
 from podium.core.config import BenchmarkConfig
 from podium.core.records import Champion
 from podium.core.tags import TagsRegistry
 from podium.core.validation import parse_model
 from podium.producers.enqueue import build_request, enqueue_benchmark
 from podium.settings.env import PodiumSettings
-from podium.streams import keys
 from podium.tracking.tracker import MlflowTracking
 from podium.workers.app import create_worker_app as create_app
 from podium.workers.execute import execute

@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mlflow import MlflowClient
 
+from podium.coordination import keys
 from podium.core.config import BenchmarkConfig, BenchmarkingSection, StabilitySection
 from podium.core.tags import TagsRegistry
 from podium.producers.enqueue import enqueue_benchmark
-from podium.streams import keys
 from podium.tracking.tracker import MlflowTracking
 from tests.pipeline_helpers import Pipeline, trained
 from tests.servers import wait_until

@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 
 def subscribe(*args, **kwargs):
-    """Follow best-model updates; see :func:`podium.streams.subscriber.subscribe`."""
-    from podium.streams.subscriber import subscribe as _subscribe
+    """Follow best-model updates; see :func:`podium.coordination.subscriber.subscribe`."""
+    from podium.coordination.subscriber import subscribe as _subscribe
 
     return _subscribe(*args, **kwargs)

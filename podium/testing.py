@@ -25,6 +25,8 @@ from typing import Any
 import redis
 
 from podium.aggregator.leadership import Leadership
+from podium.coordination.commit import FencedCommit
+from podium.coordination.lock import FencedLock
 from podium.core.existing import BenchmarkIndex, ExistingBenchmark, holds_result, pick_with_result
 from podium.core.identity import BenchmarkIdentity
 from podium.core.plain import STUDY_TAGS, group_label
@@ -35,8 +37,6 @@ from podium.core.store import DEFAULT_RESULT_METRICS, RunStore, ScopeId, ScopeLa
 from podium.core.tags import TagsRegistry
 from podium.core.verification import DEFAULT_SKEW, RunFacts, SkewBounds
 from podium.errors import TrackingError
-from podium.streams.commit import FencedCommit
-from podium.streams.lock import FencedLock
 from podium.tracking.existence import KEY_RUNS_READ, answer
 from podium.tracking.records import RunRecords, champions, fact_tags
 from podium.tracking.tables import StoredRun

@@ -16,6 +16,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 
 from podium.broker.app import create_app
+from podium.coordination import keys
+from podium.coordination.subscriber import subscribe
 from podium.core.config import BenchmarkConfig
 from podium.core.identity import BenchmarkIdentity
 from podium.core.messages import BenchmarkResult, BestModelUpdate
@@ -24,8 +26,6 @@ from podium.core.run_tags import benchmark_run_tags
 from podium.core.validation import parse_model
 from podium.demo.model import TinyTagger, export
 from podium.settings.env import PodiumSettings
-from podium.streams import keys
-from podium.streams.subscriber import subscribe
 from podium.testing import MemoryRunStore
 from podium.tracking.tracker import MlflowTracking
 from tests.bulk_store import RunRow, write_runs

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from podium.streams.embedded import free_port, redis_server_command
+from podium.coordination.embedded import free_port, redis_server_command
 
 HERE = Path(__file__).resolve().parent
 MLSERVER_VERSION = "1.7.1"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from podium.streams.embedded import free_port
+from podium.coordination.embedded import free_port
 from tests.servers import ServerProcess, cached_venv, spawn, unavailable, wait_ready
 
 MLFLOW_VERSION = importlib.metadata.version("mlflow-skinny")

@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from podium.streams.embedded import free_port
+from podium.coordination.embedded import free_port
 from tests.servers import ServerProcess, spawn, unavailable, wait_ready
 
 PYTRITON_VERSION = "0.7.0"

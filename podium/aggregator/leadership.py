@@ -10,9 +10,9 @@ from typing import Protocol
 
 import redis
 
+from podium.coordination import keys
+from podium.coordination.lock import FencedLock
 from podium.errors import LeadershipLost
-from podium.streams import keys
-from podium.streams.lock import FencedLock
 
 
 class Leader(Protocol):

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 import redis
 
 from podium.aggregator.leadership import Leader
+from podium.coordination import keys
 from podium.core.channel import restored_counter
 from podium.core.messages import BestModelUpdate
 from podium.errors import ChannelRefused, LeadershipLost
-from podium.streams import keys
 
 #: History kept in ``podium:best-updates`` (approximate trim).
 HISTORY_MAXLEN = 100_000

@@ -23,6 +23,10 @@ import redis
 
 from podium.aggregator.leadership import Leadership
 from podium.aggregator.publisher import Publisher
+from podium.coordination import keys
+from podium.coordination.dead_letters import dead_letter
+from podium.coordination.lock import FencedLock
+from podium.coordination.policy import EvictionGuard
 from podium.core.aggregation import ScopeKey
 from podium.core.channel import channel_rule, refusal, selection_config_hash
 from podium.core.clock import Clock
@@ -37,10 +41,6 @@ from podium.core.store import RunReads
 from podium.core.verification import DEFAULT_SKEW, SkewBounds, claim_problem, run_problem, trusted_start
 from podium.errors import ChannelRefused, LockLost, MessageError, TrackingError
 from podium.monitoring import prometheus
-from podium.streams import keys
-from podium.streams.dead_letters import dead_letter
-from podium.streams.lock import FencedLock
-from podium.streams.policy import EvictionGuard
 
 log = logging.getLogger(__name__)
 

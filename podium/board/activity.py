@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 import redis
 
-from podium.streams import keys
+from podium.coordination import keys
 
 #: Newest dead letters looked at when counting them per study.
 DEAD_LETTERS_READ = 2000

@@ -23,10 +23,10 @@ from podium.board import activity, views
 from podium.board.auth import TokenGate
 from podium.board.selections import Snapshot
 from podium.board.service import Board
+from podium.coordination.status import collect
 from podium.core.messages import BestModelUpdate
 from podium.core.prefixes import resolve
 from podium.errors import PodiumError
-from podium.streams.status import collect
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: A comment line on an idle event stream this often, so proxies keep it and a gone page is noticed.

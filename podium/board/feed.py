@@ -21,8 +21,8 @@ from typing import Any
 
 import redis
 
+from podium.coordination.subscriber import Follower
 from podium.core.messages import BestModelUpdate
-from podium.streams.subscriber import Follower
 
 log = logging.getLogger(__name__)
 

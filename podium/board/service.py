@@ -10,7 +10,7 @@ import redis
 
 from podium.board.feed import Feed
 from podium.board.selections import MlflowSelections, SelectionCache
-from podium.streams.connection import connect
+from podium.coordination.connection import connect
 
 #: Seconds before a page's Redis read gives up while Redis is away (the page then shows what the feed holds).
 READ_CONNECT_TIMEOUT_S = 1.0

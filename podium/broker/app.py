@@ -7,9 +7,9 @@ import logging
 
 from celery import Celery
 
+from podium.coordination import keys
 from podium.errors import ConfigError
 from podium.settings.env import PodiumSettings, redact_url
-from podium.streams import keys
 
 log = logging.getLogger(__name__)
 

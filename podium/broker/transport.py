@@ -25,7 +25,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
-from podium.streams.dead_letters import dead_letter
+from podium.coordination.dead_letters import dead_letter
 
 log = logging.getLogger(__name__)
 

@@ -74,8 +74,8 @@ def redis_or_fail(url: str, doing: str):
     """A connected Redis client, or one line (exit 2) that says Redis is down and what to do."""
     import redis
 
+    from podium.coordination.connection import connect
     from podium.settings.env import redact_url
-    from podium.streams.connection import connect
 
     client = connect(url)
     try:

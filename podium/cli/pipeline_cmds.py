@@ -48,8 +48,8 @@ def worker(
 ) -> None:
     """Run a Celery worker for one target (e.g. cpu, gpu-h200). Same as
     `celery -A podium.workers worker -Q podium.<target> -c 1 --prefetch-multiplier 1`."""
+    from podium.coordination import keys
     from podium.settings.env import redact_url
-    from podium.streams import keys
 
     if triton_url:
         os.environ["PODIUM_TRITON_URL"] = triton_url  # the worker's processes read their settings again
@@ -106,12 +106,12 @@ def aggregator(
     import redis
 
     from podium.aggregator.service import Aggregator
+    from podium.coordination import keys
+    from podium.coordination.connection import connect
+    from podium.coordination.policy import EvictionGuard, check_redis_policy
     from podium.core.verification import SkewBounds
     from podium.settings.env import redact_url
     from podium.settings.files import load_selection_config
-    from podium.streams import keys
-    from podium.streams.connection import connect
-    from podium.streams.policy import EvictionGuard, check_redis_policy
     from podium.tracking.tracker import MlflowTracking
 
     log_at_least("podium.aggregator", logging.INFO)  # one line per publish and per rebuild
@@ -265,8 +265,8 @@ def backfill(
         cfg = load_benchmark_config(config, settings.config_dir)
         tracking = MlflowTracking.from_settings(settings, objective_of(settings))
         if not dry_run:  # backfilling is when legacy runs turn up: workers look for them again
-            from podium.streams.connection import connect
-            from podium.streams.legacy import bump_epoch
+            from podium.coordination.connection import connect
+            from podium.coordination.legacy import bump_epoch
 
             bump_epoch(connect(settings.redis_url), "podium backfill")
         adopted = study_adopted(tracking, study, cfg.model.artifact_path)
@@ -294,8 +294,8 @@ def backfill(
 def _resend_lost(settings: PodiumSettings, min_age_s: float) -> None:
     """``backfill --sent``: re-send what the queue lost, from the producers' sent log."""
     from podium.broker.app import create_app
+    from podium.coordination import keys
     from podium.producers.resend import resend_lost
-    from podium.streams import keys
 
     client = redis_or_fail(settings.redis_url, "read the sent log")
     with podium_errors():
@@ -380,7 +380,7 @@ def sweep_cmd(
 ) -> None:
     """End benchmark runs left RUNNING by killed workers: FINISHED if their fenced commit went through,
     else KILLED with the reason. Runs whose worker still holds the lock are left alone."""
-    from podium.streams.connection import connect
+    from podium.coordination.connection import connect
     from podium.tracking.tracker import MlflowTracking
     from podium.workers.sweeper import sweep
 
@@ -401,9 +401,9 @@ def forget(
     """Remove a study's best-model keys from Redis (its sequence counter and latest values), e.g. after the
     study was deleted from MLflow. The history stream keeps its past updates; MLflow is not touched. A
     running aggregator publishes the study again if MLflow still holds it."""
+    from podium.coordination.retention import forget_study, study_keys
+    from podium.coordination.subscriber import published_studies
     from podium.core.prefixes import resolve
-    from podium.streams.retention import forget_study, study_keys
-    from podium.streams.subscriber import published_studies
 
     settings = settings_for(redis_url=redis_url)
     client = redis_or_fail(settings.redis_url, "forget a study")

@@ -19,8 +19,8 @@ def status(
     """What podium is doing now (read from Redis)."""
     import redis
 
+    from podium.coordination.status import collect
     from podium.settings.env import PodiumSettings, redact_url
-    from podium.streams.status import collect
 
     settings = PodiumSettings()
     url = redis_url or settings.redis_url

@@ -78,8 +78,8 @@ def watch(
     """Follow best-model updates live (latest values first). Ctrl-C to stop."""
     from rich.live import Live
 
+    from podium.coordination.subscriber import subscribe
     from podium.settings.env import PodiumSettings
-    from podium.streams.subscriber import subscribe
 
     rows: dict[tuple[str, str | None], BestModelUpdate] = {}
     stop = threading.Event()

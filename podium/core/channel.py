@@ -10,7 +10,7 @@ each study (those it published; while it stands by, Redis's counters and the his
 Redis lost a counter (FLUSHALL, a fresh replica) while MLflow still holds the study, the next leader puts it back
 at what it knew (:func:`restored_counter`), so the sequence goes on instead of restarting at 1. Only when no
 running aggregator knew the study does it restart at 1; subscribers then re-sync from the latest value
-(:mod:`podium.streams.subscriber`).
+(:mod:`podium.coordination.subscriber`).
 """
 
 from __future__ import annotations

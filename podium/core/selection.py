@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 
 from podium.core.config import SelectionConfig
 
-
 #: Candidate fields published under another name (the channel, ``podium select --json``, the board's API):
 #: ``objective`` is the configured objective metric whatever its name, kept as ``f1_score`` on the wire for the
 #: subscribers that read it.

@@ -26,6 +26,10 @@ from rich.console import Console
 from rich.live import Live
 
 from podium.broker.app import create_app
+from podium.coordination import keys
+from podium.coordination.connection import connect
+from podium.coordination.embedded import LocalRedis
+from podium.coordination.subscriber import subscribe
 from podium.core.config import BenchmarkConfig, SelectionConfig
 from podium.core.messages import BestModelUpdate
 from podium.core.state import select_all
@@ -36,10 +40,6 @@ from podium.demo.view import DemoState, Request, render
 from podium.errors import DemoError
 from podium.producers.hooks import BenchmarkHook
 from podium.settings.env import PodiumSettings
-from podium.streams import keys
-from podium.streams.connection import connect
-from podium.streams.embedded import LocalRedis
-from podium.streams.subscriber import subscribe
 from podium.tracking.tracker import MlflowTracking
 
 #: The demo's measurement settings: enough samples to be honest, small enough for a 2-core machine.

@@ -12,6 +12,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
+from podium.coordination import keys
 from podium.core.backend_registry import format_of_path
 from podium.core.config import BenchmarkConfig
 from podium.core.identity import UNKNOWN_FINGERPRINT, benchmark_config_hash
@@ -21,7 +22,6 @@ from podium.core.run_tags import identity_for
 from podium.errors import BrokerUnavailable
 from podium.settings.env import redact_url
 from podium.settings.files import input_fingerprint
-from podium.streams import keys
 
 log = logging.getLogger(__name__)
 #: Set once this process has warned about a champion without fingerprints (once is enough).
@@ -112,7 +112,7 @@ def send_request(app: Celery, request: BenchmarkRequest, retries: int = SEND_RET
 def _note_sent(app: Celery, request: BenchmarkRequest, task_id: str, queue: str) -> None:
     """Note the request in ``podium:sent`` (for ``podium backfill --sent``) through the result backend's Redis
     pool; a failure costs only that note (one warning per process), never the send."""
-    from podium.streams.sent import note_sent
+    from podium.coordination.sent import note_sent
 
     try:
         note_sent(app.backend.client, task_id, request.benchmark_key, queue, request.encode())

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from celery import Celery
 
+from podium.coordination import keys
 from podium.core.clock import Clock
 from podium.core.config import BenchmarkConfig
 from podium.core.records import CHAMPION_ATTR, RUN_ID_ATTR, Champion
@@ -32,7 +33,6 @@ from podium.errors import RunRefused
 from podium.producers.enqueue import Enqueued, enqueue_benchmark
 from podium.settings.env import PodiumSettings, absolute_sqlite_uri
 from podium.settings.files import load_benchmark_config, load_selection_config
-from podium.streams import keys
 from podium.tracking.plain_runs import adopt, optuna_trial_run
 from podium.tracking.tracker import MlflowTracking
 
@@ -91,7 +91,7 @@ class BenchmarkHook:
         """The hook of a training script: the broker and config of ``PODIUM_*`` settings; run look-ups in
         MLflow's active tracking store (the training code's), unless ``PODIUM_TRACKING_URI`` names another."""
         from podium.broker.app import create_app
-        from podium.streams.connection import connect
+        from podium.coordination.connection import connect
 
         settings = settings or PodiumSettings()
         uri = tracking_uri(settings)

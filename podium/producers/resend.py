@@ -1,5 +1,5 @@
 """``podium backfill --sent``: re-send the requests of the producers' sent log that the queue lost (see
-:mod:`podium.streams.sent` for what the log covers, :mod:`podium.core.lost` for the rule)."""
+:mod:`podium.coordination.sent` for what the log covers, :mod:`podium.core.lost` for the rule)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 import redis
 from celery import Celery
 
+from podium.coordination import keys
+from podium.coordination.sent import drop_sent, existing, read_sent, waiting_task_ids
 from podium.core.lost import Sent, lost_requests
 from podium.core.messages import BenchmarkRequest, decode
 from podium.core.safety import require_safe
 from podium.errors import MessageError
 from podium.producers.enqueue import Enqueued, send_request
-from podium.streams import keys
-from podium.streams.sent import drop_sent, existing, read_sent, waiting_task_ids
 
 #: Only requests whose answer would still be kept are judged (the task results' expiry).
 MAX_AGE_S = 24 * 3600

@@ -11,14 +11,14 @@ from celery import Celery
 from celery.signals import task_rejected, task_unknown, worker_init, worker_process_init
 
 from podium.broker.app import WORKER_RESULT_RETRY, create_app, verify_visibility_timeout
+from podium.coordination import keys
+from podium.coordination.connection import connect
+from podium.coordination.dead_letters import dead_letter
+from podium.coordination.policy import check_redis_policy
 from podium.core.backend_registry import backend_spec
 from podium.errors import ConfigError
 from podium.settings.env import PodiumSettings
 from podium.settings.files import load_benchmark_config
-from podium.streams import keys
-from podium.streams.connection import connect
-from podium.streams.dead_letters import dead_letter
-from podium.streams.policy import check_redis_policy
 from podium.workers.ready import ProcessStart
 from podium.workers.tasks import register
 

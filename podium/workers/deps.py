@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from podium.coordination.connection import connect
 from podium.core.messages import BenchmarkRequest
 from podium.errors import MessageError
 from podium.measurement.artifacts import ModelSource
@@ -10,7 +11,6 @@ from podium.measurement.loop import Progress
 from podium.measurement.measure import measure_model
 from podium.settings.env import PodiumSettings, worker_name
 from podium.settings.files import input_fingerprint
-from podium.streams.connection import connect
 from podium.tracking.tracker import MlflowTracking
 from podium.workers.execute import MeasureRequest, WorkerDeps
 from podium.workers.placement import CoreBudget

@@ -34,9 +34,9 @@ from celery.signals import task_received, worker_init, worker_shutdown, worker_s
 from celery.worker import state
 from celery.worker.request import Request
 
-from podium.streams import keys
-from podium.streams.connection import connect
-from podium.streams.dead_letters import dead_letter
+from podium.coordination import keys
+from podium.coordination.connection import connect
+from podium.coordination.dead_letters import dead_letter
 from podium.workers import reaper
 from podium.workers.holds import abandon, read_hold
 

@@ -16,17 +16,17 @@ from typing import Literal
 
 import redis
 
+from podium.coordination import keys
+from podium.coordination.commit import FencedCommit, committed_run, pending_run
+from podium.coordination.heartbeat import Heartbeat
+from podium.coordination.legacy import read_epoch
+from podium.coordination.lock import DEFAULT_MARKER_TTL_S, DEFAULT_TTL_MS, FencedLock
 from podium.core.backend_registry import backend_spec
 from podium.core.cores import Placement
 from podium.core.messages import BenchmarkRequest, BenchmarkResult
 from podium.errors import LockBusy, LockLost
 from podium.measurement.lifecycle import Measured, existing_run, failing_run, record, start_run
 from podium.measurement.loop import Progress
-from podium.streams import keys
-from podium.streams.commit import FencedCommit, committed_run, pending_run
-from podium.streams.heartbeat import Heartbeat
-from podium.streams.legacy import read_epoch
-from podium.streams.lock import DEFAULT_MARKER_TTL_S, DEFAULT_TTL_MS, FencedLock
 from podium.tracking.tracker import MlflowTracking
 from podium.tracking.write_back import source_runs, write_back
 from podium.workers.fencing import Fencing, RedisFencing

@@ -7,8 +7,8 @@ from typing import Protocol
 
 import redis
 
-from podium.streams.commit import FencedCommit
-from podium.streams.lock import FencedLock
+from podium.coordination.commit import FencedCommit
+from podium.coordination.lock import FencedLock
 
 
 class Fencing(Protocol):
@@ -22,7 +22,7 @@ class Fencing(Protocol):
 
 
 class RedisFencing:
-    """The fenced lock and commit of :mod:`podium.streams.lock` and :mod:`podium.streams.commit`."""
+    """The fenced lock and commit of :mod:`podium.coordination.lock` and :mod:`podium.coordination.commit`."""
 
     def lock(self, client: redis.Redis, benchmark_key: str, ttl_ms: int, marker_ttl_s: int) -> FencedLock:
         return FencedLock.for_benchmark(client, benchmark_key, ttl_ms, marker_ttl_s)

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from podium.streams import keys
-from podium.streams.commit import FencedCommit
-from podium.streams.lock import FencedLock
+from podium.coordination import keys
+from podium.coordination.commit import FencedCommit
+from podium.coordination.lock import FencedLock
 from podium.workers.fencing import Fencing
 
 if TYPE_CHECKING:  # execute imports the sweeper, which imports this module

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import redis
 
+from podium.coordination import keys
 from podium.errors import BackendError, TrackingError
-from podium.streams import keys
 
 #: Errors of the operating system that mean the machine, not the request, is in trouble.
 _FULL = {errno.ENOSPC, errno.EDQUOT}

@@ -19,11 +19,11 @@ import redis
 
 from podium.backends.hardware import cpu_model
 from podium.backends.host_cores import affinity, host_cores, pin
+from podium.coordination.cores import DEFAULT_CLAIM_TTL_MS, CoreClaims
 from podium.core.config import BenchmarkingSection
 from podium.core.cores import Placement, cores_needed, format_core_list, oversubscribed
 from podium.errors import CoresBusy
 from podium.measurement.measure import Measured
-from podium.streams.cores import DEFAULT_CLAIM_TTL_MS, CoreClaims
 
 log = logging.getLogger(__name__)
 

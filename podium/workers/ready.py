@@ -19,11 +19,11 @@ from typing import Any
 
 from celery import Celery
 
+from podium.coordination.connection import connect
+from podium.coordination.workers import WorkerPresence
 from podium.errors import StoreNotReady
 from podium.settings.env import PodiumSettings, redact_url, worker_name
 from podium.settings.files import load_benchmark_config
-from podium.streams.connection import connect
-from podium.streams.workers import WorkerPresence
 from podium.workers.tasks import worker_deps
 from podium.workers.warmup import warm_runtimes
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-from podium.streams import keys
+from podium.coordination import keys
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ import logging
 
 import redis
 
+from podium.coordination import keys
+from podium.coordination.legacy import bump_epoch
 from podium.core.filters import all_of, status_is, tag_eq
 from podium.core.orphans import RunningRun, Verdict, judge
-from podium.streams import keys
-from podium.streams.legacy import bump_epoch
 from podium.tracking.tracker import MlflowTracking
 from podium.workers.holds import drop_ending, endings
 

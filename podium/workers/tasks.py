@@ -23,12 +23,12 @@ from celery import Celery, Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
+from podium.coordination import keys
+from podium.coordination.dead_letters import dead_letter
+from podium.coordination.policy import EvictionGuard
 from podium.core.messages import BenchmarkRequest, decode
 from podium.errors import LockBusy, LockLost, MessageError, RetryLater, TrackingError
 from podium.monitoring import prometheus
-from podium.streams import keys
-from podium.streams.dead_letters import dead_letter
-from podium.streams.policy import EvictionGuard
 from podium.workers.endings import install as install_endings
 from podium.workers.execute import WorkerDeps, execute, refusal
 from podium.workers.holds import hold, release_hold

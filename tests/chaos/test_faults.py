@@ -19,6 +19,7 @@ import pytest
 import redis
 from mlflow import MlflowClient
 
+from podium.coordination import keys
 from podium.core.config import BenchmarkConfig
 from podium.core.messages import BestModelUpdate
 from podium.core.records import Champion
@@ -27,7 +28,6 @@ from podium.core.validation import parse_model
 from podium.errors import BrokerUnavailable, LockLost
 from podium.measurement.lifecycle import Measured
 from podium.producers.enqueue import build_request, enqueue_benchmark
-from podium.streams import keys
 from podium.testing import StalledFencing
 from podium.tracking.tracker import MlflowTracking
 from podium.workers.execute import WorkerDeps, execute

@@ -17,6 +17,8 @@ import pytest
 import redis
 from mlflow import MlflowClient
 
+from podium.coordination import keys
+from podium.coordination.connection import connect
 from podium.core.config import BenchmarkConfig
 from podium.core.messages import BenchmarkResult, BestModelUpdate
 from podium.core.records import Champion
@@ -24,8 +26,6 @@ from podium.core.tags import TagsRegistry
 from podium.errors import BrokerUnavailable, TrackingError
 from podium.measurement.lifecycle import Measured
 from podium.producers.enqueue import build_request, enqueue_benchmark
-from podium.streams import keys
-from podium.streams.connection import connect
 from podium.testing import StoreLockedFencing
 from podium.tracking.tracker import MlflowTracking
 from podium.workers.execute import WorkerDeps, execute

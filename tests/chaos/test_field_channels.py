@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from podium.coordination import keys
+from podium.coordination.inflight import _request_fields
 from podium.core.channel import selection_config_hash
 from podium.core.messages import BestModelUpdate
 from podium.core.records import Champion
 from podium.core.tags import TagsRegistry
 from podium.producers.enqueue import enqueue_benchmark
 from podium.settings.files import load_selection_config
-from podium.streams import keys
-from podium.streams.inflight import _request_fields
 from podium.tracking.tracker import MlflowTracking
 from tests.chaos.test_field_round3 import committed, full_log, history, latest
 from tests.pipeline_helpers import Pipeline, collect, next_update, synthetic_config, trial_run

@@ -24,10 +24,10 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from podium.coordination import keys
 from podium.core.records import Champion
 from podium.core.tags import TagsRegistry
 from podium.producers.enqueue import enqueue_benchmark
-from podium.streams import keys
 from podium.tracking.tracker import MlflowTracking
 from tests.pipeline_helpers import STUDY, Pipeline, runs_by_key, synthetic_config
 from tests.servers import ServerProcess, wait_until

@@ -20,12 +20,12 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
+from podium.coordination import keys
 from podium.core.messages import BestModelUpdate
 from podium.core.records import Champion
 from podium.core.run_tags import benchmark_run_tags
 from podium.core.tags import TagsRegistry
 from podium.producers.enqueue import build_request, enqueue_benchmark
-from podium.streams import keys
 from podium.tracking.tracker import MlflowTracking
 from tests.pipeline_helpers import CONFIG, Pipeline, result_event, result_tags, runs_by_key, synthetic_config, trial_run
 from tests.servers import ServerProcess, wait_until

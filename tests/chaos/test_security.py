@@ -15,10 +15,10 @@ import pytest
 from kombu import Connection, Exchange, Producer
 from mlflow import MlflowClient
 
+from podium.coordination import keys
 from podium.core.records import Champion
 from podium.producers.enqueue import enqueue_benchmark
 from podium.settings.env import redact_url
-from podium.streams import keys
 from tests.chaos.test_faults import synthetic
 from tests.pipeline_helpers import Pipeline
 from tests.servers import spawn, start_redis

@@ -13,7 +13,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from podium.streams.embedded import free_port
+from podium.coordination.embedded import free_port
 from tests.pipeline_helpers import Pipeline
 from tests.servers import ServerProcess, wait_ready
 
@@ -132,7 +132,7 @@ def trial_with(store: str, study: str, trial: str, f1: float, backbone: str, stu
 def with_load_levels(tracking, r, result, metrics: dict[str, float]) -> None:
     """Give a committed benchmark run (``committed_result(..., r=None)``) load-level metrics, then send its
     result event, so the aggregator's update (and the board's read that follows) sees them."""
-    from podium.streams import keys
+    from podium.coordination import keys
 
     if metrics:
         tracking.client.log_batch(result.run_id, metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()])

@@ -12,8 +12,8 @@ import pytest
 from mlflow import MlflowClient
 
 from podium.board.app import KEEPALIVE_S
+from podium.coordination import keys
 from podium.core.tags import TagsRegistry
-from podium.streams import keys
 from podium.tracking.tracker import MlflowTracking
 from tests.integration.board_fixtures import (
     LOAD_METRICS,

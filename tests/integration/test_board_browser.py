@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from podium.coordination import keys
 from podium.core.records import Champion
 from podium.core.tags import TagsRegistry
 from podium.producers.enqueue import enqueue_benchmark
-from podium.streams import keys
 from podium.tracking.tracker import MlflowTracking
 from tests.integration.board_fixtures import (
     HOSTILE,

@@ -97,7 +97,7 @@ def test_the_dockerfile_install_runs_the_compose_services(tmp_path: Path, store_
     answers, and the worker and the aggregator start and serve against a real Redis and MLflow store."""
     import redis
 
-    from podium.streams import keys
+    from podium.coordination import keys
     from tests.integration.test_compose import podium_services
     from tests.servers import spawn, start_redis, wait_until
 

@@ -17,6 +17,7 @@ import pytest
 from mlflow import MlflowClient
 
 from podium.broker.app import create_app
+from podium.coordination import keys
 from podium.core.config import BenchmarkConfig
 from podium.core.messages import BestModelUpdate
 from podium.core.tags import TagsRegistry
@@ -24,7 +25,6 @@ from podium.core.validation import parse_model
 from podium.producers.enqueue import enqueue_benchmark
 from podium.settings.env import PodiumSettings
 from podium.settings.files import config_hash_of
-from podium.streams import keys
 from podium.tracking.tracker import MlflowTracking
 from tests.pipeline_helpers import (
     Pipeline,

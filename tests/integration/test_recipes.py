@@ -48,7 +48,7 @@ def substituted(block: str, replacements: dict[str, str]) -> str:
 
 
 def free_ports(n: int) -> list[int]:
-    from podium.streams.embedded import free_port
+    from podium.coordination.embedded import free_port
 
     ports: list[int] = []
     while len(ports) < n:

@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from podium.aggregator.publisher import Publisher
+from podium.coordination import keys
 from podium.core.decision import Channel, update_of
-from podium.streams import keys
 from podium.testing import Unfenced
 from tests.servers import start_redis
 

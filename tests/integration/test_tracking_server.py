@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from podium.coordination import keys
 from podium.core.config import BenchmarkConfig
 from podium.core.tags import TagsRegistry
 from podium.core.validation import parse_model
 from podium.producers.enqueue import enqueue_benchmark
 from podium.producers.hooks import BenchmarkHook
-from podium.streams import keys
 from podium.tracking.tracker import MlflowTracking
 from tests.pipeline_helpers import STUDY, Pipeline, select_best, trained, wait_published
 from tests.servers import wait_until

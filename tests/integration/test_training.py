@@ -152,10 +152,10 @@ def test_a_tracking_store_down_during_a_trial_costs_a_warning_and_backfill_recov
 ) -> None:
     """A plain ``hook(run_id)`` must look the run up in MLflow: with the store unreachable, that is a warning."""
     from podium.broker.app import create_app
+    from podium.coordination.connection import connect
     from podium.core.config import BenchmarkConfig
     from podium.core.tags import TagsRegistry
     from podium.producers.hooks import BenchmarkHook
-    from podium.streams.connection import connect
     from podium.tracking.tracker import MlflowTracking
     from tests.pipeline_helpers import trained
 

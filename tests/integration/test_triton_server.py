@@ -18,8 +18,8 @@ from podium.core.config import BenchmarkConfig
 from podium.core.validation import parse_model
 from podium.demo.model import TinyTagger, export
 from podium.errors import BackendError
-from podium.measurement.server_memory import ServerMemory
 from podium.measurement.measure import run_measurement
+from podium.measurement.server_memory import ServerMemory
 from tests.triton import TritonServer, busy_model, logged_waits, start_triton
 
 pytestmark = pytest.mark.server

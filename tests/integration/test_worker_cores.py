@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from podium.coordination.cores import CoreClaims, host_usage
 from podium.core.cores import format_core_list
 from podium.core.records import Champion
 from podium.core.tags import TagsRegistry
 from podium.producers.enqueue import enqueue_benchmark
-from podium.streams.cores import CoreClaims, host_usage
 from podium.tracking.tracker import MlflowTracking
 from tests.pipeline_helpers import Pipeline, finished_runs, synthetic_config, trained
 from tests.servers import spawn, wait_until

@@ -11,13 +11,13 @@ import pytest
 from mlflow import MlflowClient
 
 from podium.aggregator.service import TRIAL_REFRESH_S, Aggregator
+from podium.coordination import keys
 from podium.core.config import SelectionConfig
 from podium.core.decision import candidate_view
 from podium.core.messages import BestModelUpdate
 from podium.core.state import select_all
 from podium.core.store import RunReads
 from podium.core.validation import parse_model
-from podium.streams import keys
 from podium.testing import MemoryRunStore, Unfenced
 from podium.tracking.tracker import MlflowTracking
 from tests.doubles import ManualClock

@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"errors"},
     {"core"},
     {"settings"},
-    {"tracking", "streams", "backends", "monitoring"},
+    {"tracking", "coordination", "backends", "monitoring"},
     {"broker", "measurement"},
     {"producers", "workers", "aggregator"},
     {"demo", "training", "board", "testing"},

@@ -11,12 +11,12 @@ import pytest
 from mlflow import MlflowClient
 
 from podium.aggregator.service import Aggregator
+from podium.coordination import keys
+from podium.coordination.subscriber import Follower
 from podium.core.channel import channel_rule, restored_counter, selection_config_hash
 from podium.core.config import SelectionConfig
 from podium.core.messages import BestModelUpdate
 from podium.core.validation import parse_model
-from podium.streams import keys
-from podium.streams.subscriber import Follower
 from podium.testing import Unfenced
 from podium.tracking.tracker import MlflowTracking
 from tests.pipeline_helpers import CONFIG, committed_result, trial_run
@@ -165,7 +165,7 @@ def test_the_subscriber_resyncs_when_the_sequence_went_back_and_drops_late_copie
     r.flushall()  # then an aggregator restarts the counter low (an older podium at 1) and publishes 1, 2
     one, two = update(1), update(2)
     r.set(keys.best_latest(S, CONFIG), two.encode())  # the snapshot already holds 2
-    with caplog.at_level(logging.WARNING, "podium.streams.subscriber"):
+    with caplog.at_level(logging.WARNING, "podium.coordination.subscriber"):
         assert [u.seq for u in follower._fresh(one)] == [1, 2]
     (line,) = caplog.messages
     assert "22" in line and "re-syncing" in line

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from podium.backends.host_cores import cgroup_quota
+from podium.coordination.cores import CoreClaims, host_usage
 from podium.core.cores import (
     Placement,
     cgroup_path,
@@ -28,7 +29,6 @@ from podium.core.cores import (
 from podium.core.validation import parse_model
 from podium.errors import CoresBusy
 from podium.measurement.measure import Measured
-from podium.streams.cores import CoreClaims, host_usage
 from podium.workers.placement import CoreBudget, record_placement
 from tests.servers import start_redis, wait_until
 

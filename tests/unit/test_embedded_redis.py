@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from podium.streams import embedded
-from podium.streams.commit import FencedCommit
-from podium.streams.lock import FencedLock
+from podium.coordination import embedded
+from podium.coordination.commit import FencedCommit
+from podium.coordination.lock import FencedLock
 
 
 def test_falls_back_to_fakeredis_and_speaks_the_protocol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
+from podium.coordination import keys
+from podium.coordination.lock import FencedLock
 from podium.core.config import BenchmarkConfig
 from podium.core.messages import BenchmarkRequest, BenchmarkResult, decode
 from podium.core.records import Champion
@@ -12,8 +14,6 @@ from podium.core.validation import parse_model
 from podium.errors import LockBusy, LockLost, MessageError
 from podium.measurement.lifecycle import Measured
 from podium.producers.enqueue import build_request
-from podium.streams import keys
-from podium.streams.lock import FencedLock
 from podium.testing import StalledFencing
 from podium.tracking.tracker import MlflowTracking
 from podium.workers.execute import WorkerDeps, execute

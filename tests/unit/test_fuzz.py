@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from podium.aggregator.service import Aggregator
+from podium.coordination import keys
 from podium.core.config import BenchmarkConfig, SelectionConfig
 from podium.core.messages import MAX_MESSAGE_BYTES, BenchmarkRequest, BenchmarkResult, decode
 from podium.core.records import Champion
 from podium.errors import ConfigError, MessageError
 from podium.producers.enqueue import build_request
 from podium.settings.files import load_yaml as load_model
-from podium.streams import keys
 from podium.testing import Unfenced
 
 json_values = st.recursive(

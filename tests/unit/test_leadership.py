@@ -7,9 +7,9 @@ import pytest
 
 from podium.aggregator.leadership import Leadership
 from podium.aggregator.publisher import Publisher
+from podium.coordination import keys
 from podium.core.decision import Channel, update_of
 from podium.errors import LeadershipLost
-from podium.streams import keys
 
 STUDY = "5" * 64
 FIRST = update_of("first", None, Channel(STUDY, "c" * 64, "weighted", "median"))

@@ -7,10 +7,10 @@ import fakeredis
 import pytest
 import redis
 
+from podium.coordination import keys
+from podium.coordination.commit import FencedCommit
+from podium.coordination.lock import FencedLock
 from podium.errors import LockLost
-from podium.streams import keys
-from podium.streams.commit import FencedCommit
-from podium.streams.lock import FencedLock
 from tests.servers import start_redis, wait_until
 
 KEY = "a" * 64

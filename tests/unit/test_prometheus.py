@@ -13,9 +13,9 @@ from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from podium.aggregator.service import Aggregator
+from podium.coordination import keys
 from podium.core.config import SelectionConfig
 from podium.monitoring import prometheus
-from podium.streams import keys
 from podium.testing import Unfenced
 from podium.tracking.tracker import MlflowTracking
 from tests.pipeline_helpers import committed_result, trial_run

@@ -10,9 +10,9 @@ import pytest
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import OperationalError
 
+from podium.coordination import keys
+from podium.coordination.inflight import in_flight
 from podium.errors import TrackingError
-from podium.streams import keys
-from podium.streams.inflight import in_flight
 from podium.workers import reaper
 from podium.workers.outage import OutageBudget, outage_of
 

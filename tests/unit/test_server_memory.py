@@ -7,8 +7,8 @@ import socket
 import subprocess
 import sys
 
+from podium.coordination.embedded import free_port
 from podium.measurement.server_memory import ServerMemory, find_server, listening_pid, process_tree
-from podium.streams.embedded import free_port
 
 
 def test_the_process_on_a_port_is_found_and_must_be_a_tritonserver() -> None:

@@ -8,12 +8,12 @@ import math
 
 import pytest
 
+from podium.coordination import keys
+from podium.coordination.policy import EvictionGuard
 from podium.core.existing import BenchmarkIndex, holds_result, pick_with_result, result_metrics
 from podium.core.identity import BenchmarkIdentity
 from podium.core.records import BenchmarkRecord, Champion, refused_tag
 from podium.core.verification import SkewBounds, stored_start, trusted_start
-from podium.streams import keys
-from podium.streams.policy import EvictionGuard
 from tests.servers import start_redis
 
 CLOCK = SkewBounds(max_skew_ms=300_000, max_benchmark_ms=3_600_000)
@@ -143,7 +143,7 @@ def test_the_guard_stops_intake_once_and_resumes(redis_client, caplog) -> None:
     assert guard.allows()
     redis_client.config_set("maxmemory-policy", "allkeys-lru")
     assert guard.allows()  # read at most every 10 s: not yet seen
-    with caplog.at_level(logging.WARNING, "podium.streams.policy"):
+    with caplog.at_level(logging.WARNING, "podium.coordination.policy"):
         for _ in range(3):
             ticks.now += 10
             assert not guard.allows()
@@ -162,7 +162,7 @@ def test_accepted_eviction_warns_and_never_stops(redis_client, caplog) -> None:
     ticks = Ticks()
     guard = EvictionGuard(redis_client, "podium aggregator a", accept=True, every_s=1, clock=ticks)
     redis_client.config_set("maxmemory-policy", "volatile-lru")
-    with caplog.at_level(logging.WARNING, "podium.streams.policy"):
+    with caplog.at_level(logging.WARNING, "podium.coordination.policy"):
         for _ in range(3):
             ticks.now += 1
             assert guard.allows()

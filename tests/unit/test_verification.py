@@ -7,6 +7,8 @@ import math
 import pytest
 
 from podium.broker.transport import envelope_problem
+from podium.coordination.commit import committed_run, pending_run
+from podium.coordination.policy import RedisPolicy, problems
 from podium.core.identity import build_benchmark_key
 from podium.core.records import BenchmarkRecord
 from podium.core.verification import (
@@ -19,8 +21,6 @@ from podium.core.verification import (
     run_problem,
     trusted_start,
 )
-from podium.streams.commit import committed_run, pending_run
-from podium.streams.policy import RedisPolicy, problems
 
 CONFIG = "c" * 64
 KEY = build_benchmark_key("champ", "d", "e", CONFIG)

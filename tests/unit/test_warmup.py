@@ -6,8 +6,8 @@ import sys
 
 import fakeredis
 
-from podium.streams import keys
-from podium.streams.workers import WorkerPresence, ready_workers
+from podium.coordination import keys
+from podium.coordination.workers import WorkerPresence, ready_workers
 from podium.workers import warmup
 from podium.workers.warmup import Warmed, runtimes_loaded, warm_runtimes
 

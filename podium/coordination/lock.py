@@ -5,7 +5,7 @@ token) and Redis's clock (the one clock every worker shares). Renew and release 
 still matches. A watchdog thread renews the TTL (the token is not thread-local, unlike redis-py's ``Lock``
 default) and raises ``lost`` when renewal fails.
 
-What the lock guards is written under its fence by :mod:`podium.streams.commit` (the done marker and the
+What the lock guards is written under its fence by :mod:`podium.coordination.commit` (the done marker and the
 result event of a benchmark), refused once the token or the fencing token moved.
 """
 
@@ -18,8 +18,8 @@ import time
 
 import redis
 
+from podium.coordination import keys
 from podium.errors import LockError, LockLost
-from podium.streams import keys
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import redis
 
+from podium.coordination import keys
+from podium.coordination.cores import host_usage
+from podium.coordination.inflight import in_flight
+from podium.coordination.policy import problems, read_policy
+from podium.coordination.workers import ready_workers
 from podium.core.messages import BestModelUpdate
-from podium.streams import keys
-from podium.streams.cores import host_usage
-from podium.streams.inflight import in_flight
-from podium.streams.policy import problems, read_policy
-from podium.streams.workers import ready_workers
 
 #: A lock whose benchmark has no heartbeat this fresh is reported stale.
 STALE_AFTER_S = 30.0

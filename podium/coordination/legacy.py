@@ -8,7 +8,7 @@ import logging
 
 import redis
 
-from podium.streams import keys
+from podium.coordination import keys
 
 log = logging.getLogger(__name__)
 

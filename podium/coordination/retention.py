@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import redis
 
+from podium.coordination import keys
 from podium.core.safety import require_safe
-from podium.streams import keys
 
 
 def study_keys(client: redis.Redis, study: str) -> list[str]:

@@ -18,8 +18,8 @@ from typing import Any
 
 import redis
 
+from podium.coordination import keys
 from podium.core.cores import format_core_list, parse_core_list
-from podium.streams import keys
 
 log = logging.getLogger(__name__)
 

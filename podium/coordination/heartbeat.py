@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from podium.streams import keys
+from podium.coordination import keys
 
 #: A heartbeat older than this is gone (its worker died or stalled).
 TTL_S = 60

@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from podium.streams import keys
+from podium.coordination import keys
 
 #: A ready key without renewal for this long is gone (its worker died or froze).
 TTL_S = 60

@@ -5,14 +5,14 @@ recoverable and Redis never names a run MLflow does not hold FINISHED:
 ``prepare`` sets the done marker to ``pending:<run>`` (not a reusable answer: whoever locks the key next
 ends that run and measures again), then the run is marked FINISHED, then ``commit`` sets the marker to the
 run and adds the result event in one script. Both are refused, and the lock marked lost, when the lock no
-longer holds this holder's token or a newer fencing token was handed out (:mod:`podium.streams.lock`).
+longer holds this holder's token or a newer fencing token was handed out (:mod:`podium.coordination.lock`).
 """
 
 from __future__ import annotations
 
+from podium.coordination import keys
+from podium.coordination.lock import FencedLock
 from podium.errors import LockLost
-from podium.streams import keys
-from podium.streams.lock import FencedLock
 
 #: Result events kept in the stream (approximate trim; MLflow holds them all).
 STREAM_MAXLEN = 100_000

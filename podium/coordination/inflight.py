@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from podium.streams import keys
+from podium.coordination import keys
 
 
 def in_flight(client: redis.Redis, now: float | None = None) -> list[dict[str, Any]]:

@@ -23,12 +23,12 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 
 import redis
 
+from podium.coordination import keys
+from podium.coordination.connection import connect
 from podium.core.messages import BestModelUpdate, decode
 from podium.core.prefixes import resolve
 from podium.core.safety import require_safe
 from podium.errors import MessageError
-from podium.streams import keys
-from podium.streams.connection import connect
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 
 import redis
 
+from podium.coordination import keys
 from podium.core.lost import Sent
-from podium.streams import keys
 
 #: Entries kept (approximate trim): a request is about 2 KB, so about 20 MB at most.
 SENT_MAXLEN = 10_000

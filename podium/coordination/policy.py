@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import redis
 
+from podium.coordination import keys
 from podium.core.clock import Clock
 from podium.errors import ConfigError
 from podium.settings.env import redact_url
-from podium.streams import keys
 
 log = logging.getLogger(__name__)
 

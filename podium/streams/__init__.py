@@ -1,2 +1,0 @@
-"""Redis: key names, connections, the fenced lock and the fenced commit, heartbeats, dead letters, status,
-subscribers, an embedded server."""
