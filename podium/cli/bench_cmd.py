@@ -10,7 +10,19 @@ import typer
 from rich.table import Table
 
 from podium.cli.adopt import adopt_run
-from podium.cli.common import console, fail, input_list, int_list, podium_errors
+from podium.cli.common import (
+    ArtifactPathOption,
+    BenchmarkConfigOption,
+    ConcurrencyOption,
+    InputsOption,
+    RequestRateOption,
+    TrackingUriOption,
+    console,
+    fail,
+    input_list,
+    int_list,
+    podium_errors,
+)
 from podium.core.backend_registry import BACKENDS, FORMATS, format_of_path
 from podium.core.choices import Padding, Protocol
 
@@ -27,23 +39,18 @@ if TYPE_CHECKING:
 def bench(
     run_id: Annotated[str | None, typer.Option(help="MLflow run holding the model (refit or trial run)")] = None,
     model_uri: Annotated[str | None, typer.Option(help="runs:/<run_id>/<path>, file:///path or a path")] = None,
-    backend: Annotated[
-        str | None, typer.Option(help=f"Override benchmarking.backend: {', '.join(BACKENDS)}")
-    ] = None,
+    backend: Annotated[str | None, typer.Option(help=f"Override benchmarking.backend: {', '.join(BACKENDS)}")] = None,
     url: Annotated[str | None, typer.Option(help="Triton/KServe V2 server, e.g. 127.0.0.1:8000 (gRPC :8001)")] = None,
     protocol: Annotated[Protocol | None, typer.Option(help="Override benchmarking.protocol")] = None,
     model_name: Annotated[
         str | None, typer.Option(help="Model already in the server's repository (else the model is deployed)")
     ] = None,
     model_version: Annotated[str, typer.Option(help="Model version on the server (default: latest)")] = "",
-    config: Annotated[Path | None, typer.Option(help="benchmark.yaml (default config/benchmark.yaml)")] = None,
+    config: BenchmarkConfigOption = None,
     batch_sizes: Annotated[str | None, typer.Option(help="Override benchmarking.batch_sizes, e.g. 1,8,32")] = None,
     iterations: Annotated[int | None, typer.Option(help="Override benchmarking.iterations")] = None,
     device: Annotated[str | None, typer.Option(help="Override benchmarking.device (cpu|cuda)")] = None,
-    inputs: Annotated[
-        str | None,
-        typer.Option(help="Declare the model's inputs: name:DATATYPE:dims,... e.g. a:FP32:-1x-1 (-1: dynamic)"),
-    ] = None,
+    inputs: InputsOption = None,
     test_data: Annotated[
         Path | None, typer.Option(help="Override benchmarking.test_data: JSONL of token id lists or texts")
     ] = None,
@@ -54,20 +61,14 @@ def bench(
     model_format: Annotated[
         str | None, typer.Option(help=f"Override benchmarking.model_format: {' or '.join(FORMATS)}")
     ] = None,
-    artifact_path: Annotated[
-        str | None, typer.Option(help="Model path inside the run (default model/model.pt; .onnx for onnx)")
-    ] = None,
-    concurrency: Annotated[
-        str | None, typer.Option(help="Load levels, closed loop: requests in flight, e.g. 1,2,4,8")
-    ] = None,
-    request_rate: Annotated[
-        str | None, typer.Option(help="Load levels, open loop: Poisson arrivals per second, e.g. 50,100")
-    ] = None,
+    artifact_path: ArtifactPathOption = None,
+    concurrency: ConcurrencyOption = None,
+    request_rate: RequestRateOption = None,
     sla_p99_ms: Annotated[
         float | None, typer.Option(help="p99 budget (ms): report the highest load-level throughput meeting it")
     ] = None,
     log: Annotated[bool, typer.Option("--log/--no-log", help="Log the MLflow benchmark run")] = True,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (env PODIUM_TRACKING_URI)")] = None,
+    tracking_uri: TrackingUriOption = None,
     out: Annotated[Path, typer.Option(help="Folder for benchmark.json")] = Path("."),
 ) -> None:
     """Measure a model's inference latency now: warm-up, windows until stable, percentiles per batch

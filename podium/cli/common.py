@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
@@ -36,6 +37,28 @@ TrackingUriOption = Annotated[
     str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (env PODIUM_TRACKING_URI)")
 ]
 RedisUrlOption = Annotated[str | None, typer.Option("--redis-url", help="Redis URL (env PODIUM_REDIS_URL)")]
+
+#: The options of the commands that measure one model themselves (``podium bench``, ``podium tune``).
+BenchmarkConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="benchmark.yaml (default config/benchmark.yaml)")
+]
+InputsOption = Annotated[
+    str | None,
+    typer.Option("--inputs", help="Declare the model's inputs: name:DATATYPE:dims,... e.g. a:FP32:-1x-1 (-1: dynamic)"),
+]
+ArtifactPathOption = Annotated[
+    str | None,
+    typer.Option("--artifact-path", help="Model path inside the run (default model/model.pt; .onnx for onnx)"),
+]
+ConcurrencyOption = Annotated[
+    str | None, typer.Option("--concurrency", help="Load levels, closed loop: requests in flight, e.g. 1,2,4,8")
+]
+RequestRateOption = Annotated[
+    str | None, typer.Option("--request-rate", help="Load levels, open loop: Poisson arrivals per second, e.g. 50,100")
+]
+IterationsOption = Annotated[
+    int | None, typer.Option("--iterations", help="Override benchmarking.iterations (requests a window)")
+]
 
 
 def settings_for(tracking_uri: str | None = None, redis_url: str | None = None) -> PodiumSettings:

@@ -12,7 +12,20 @@ from rich.table import Table
 
 from podium.cli.adopt import adopt_run
 from podium.cli.bench_cmd import rate_list, with_load
-from podium.cli.common import console, fail, input_list, int_list, podium_errors
+from podium.cli.common import (
+    ArtifactPathOption,
+    BenchmarkConfigOption,
+    ConcurrencyOption,
+    InputsOption,
+    IterationsOption,
+    RequestRateOption,
+    TrackingUriOption,
+    console,
+    fail,
+    input_list,
+    int_list,
+    podium_errors,
+)
 from podium.core.backend_registry import format_of_path
 from podium.core.choices import Protocol
 
@@ -46,14 +59,9 @@ def tune(
     name: Annotated[
         str | None, typer.Option(help="The model's name in the winner's config.pbtxt (default podium-<run>)")
     ] = None,
-    config: Annotated[Path | None, typer.Option(help="benchmark.yaml (default config/benchmark.yaml)")] = None,
-    inputs: Annotated[
-        str | None,
-        typer.Option(help="Declare the model's inputs: name:DATATYPE:dims,... e.g. a:FP32:-1x-1 (-1: dynamic)"),
-    ] = None,
-    artifact_path: Annotated[
-        str | None, typer.Option(help="Model path inside the run (default model/model.pt; .onnx for onnx)")
-    ] = None,
+    config: BenchmarkConfigOption = None,
+    inputs: InputsOption = None,
+    artifact_path: ArtifactPathOption = None,
     instance_count: Annotated[str, typer.Option(help="Instance counts to try, e.g. 1,2,4")] = "1,2",
     max_batch_size: Annotated[str, typer.Option(help="max_batch_size values to try, e.g. 1,8,32")] = "8",
     dynamic_batching: Annotated[
@@ -63,19 +71,15 @@ def tune(
         str, typer.Option(help="Dynamic batcher's max_queue_delay_microseconds to try, e.g. 0,100")
     ] = "0",
     mode: Annotated[Mode, typer.Option(help="quick: coordinate descent; exhaustive: every config")] = "quick",
-    concurrency: Annotated[
-        str | None, typer.Option(help="Load levels, closed loop: requests in flight, e.g. 1,2,4,8")
-    ] = None,
-    request_rate: Annotated[
-        str | None, typer.Option(help="Load levels, open loop: Poisson arrivals per second, e.g. 50,100")
-    ] = None,
+    concurrency: ConcurrencyOption = None,
+    request_rate: RequestRateOption = None,
     sla_p99_ms: Annotated[float | None, typer.Option(help="p99 budget (ms) the winner's throughput is read at")] = None,
-    iterations: Annotated[int | None, typer.Option(help="Override benchmarking.iterations (requests a window)")] = None,
+    iterations: IterationsOption = None,
     server_pid: Annotated[
         int | None, typer.Option(help="The server's PID for its memory (default: the process on the URL's port)")
     ] = None,
     log: Annotated[bool, typer.Option("--log/--no-log", help="Log the search to MLflow (parent + child runs)")] = True,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (env PODIUM_TRACKING_URI)")] = None,
+    tracking_uri: TrackingUriOption = None,
     out: Annotated[Path, typer.Option(help="Folder for tune.json and the winner's config.pbtxt")] = Path("."),
 ) -> None:
     """Deploy each serving config (instance count, max_batch_size, dynamic batching, queue delay) of one model
