@@ -103,3 +103,7 @@ class RetryLater(Exception):
     def __init__(self, countdown: float, why: str):
         super().__init__(why)
         self.countdown = countdown
+
+
+class UnknownStudy(PodiumError):
+    """No published update and no benchmark run names this study (the board answers 404)."""

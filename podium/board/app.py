@@ -26,7 +26,7 @@ from podium.board.service import Board
 from podium.coordination.status import collect
 from podium.core.messages import BestModelUpdate
 from podium.core.prefixes import resolve
-from podium.errors import PodiumError
+from podium.errors import PodiumError, UnknownStudy
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: A comment line on an idle event stream this often, so proxies keep it and a gone page is noticed.
@@ -143,10 +143,6 @@ def _after(request: Request) -> int | None:
         return int(raw) if raw not in (None, "") else None
     except ValueError:
         return None
-
-
-class UnknownStudy(PodiumError):
-    """No published update and no benchmark run names this study."""
 
 
 def _resolve(board: Board, prefix: str) -> str:
