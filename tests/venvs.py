@@ -2,7 +2,8 @@
 
 The dependencies are installed once per ``pyproject.toml`` and cached (``~/.cache/podium/venvs``);
 podium itself is reinstalled from the working tree, non-editable, once per test session, so the test
-sees what a user's ``pip install`` would give, with today's code.
+sees what a user's ``pip install`` would give, with today's code. A venv of an older ``pyproject.toml`` that no
+session used for a day is removed, so the cache holds about one venv of each kind.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -23,6 +26,9 @@ BARE_INSTALL: tuple[list[str], ...] = (["."],)
 #: README's lines for ONNX models and for test data of texts, run as written, one after the other.
 ONNX_TEXT_INSTALL = ([".[onnx]"], [".[text]"])
 _fresh: dict[str, Path] = {}
+#: A venv of another ``pyproject.toml`` unused for this long is removed (another checkout may still use a
+#: younger one).
+STALE_S = 24 * 3600
 
 
 def venv_with(name: str, *installs: list[str]) -> Path:
@@ -30,10 +36,28 @@ def venv_with(name: str, *installs: list[str]) -> Path:
     if name not in _fresh:
         key = hashlib.sha256((REPO / "pyproject.toml").read_bytes() + repr(installs).encode()).hexdigest()[:12]
         venv = cached_venv(CACHE / f"{name}-{key}", *installs, cwd=REPO)
+        (venv / ".used").touch()
+        prune_stale(name, keep=venv)
         # today's podium, as a user's pip would install it (its dependencies are there already)
         reinstall_podium(venv)
         _fresh[name] = venv / "bin"
     return _fresh[name]
+
+
+def prune_stale(name: str, keep: Path, now: float | None = None) -> list[Path]:
+    """Remove the venvs of kind ``name`` other than ``keep`` that no session used for ``STALE_S``; returns them."""
+    now = time.time() if now is None else now
+    removed = []
+    for other in CACHE.glob(f"{name}-*"):
+        if other == keep or not other.is_dir():
+            continue
+        used = other / ".used"
+        last = (used if used.exists() else other).stat().st_mtime
+        if now - last > STALE_S:
+            shutil.rmtree(other, ignore_errors=True)
+            Path(f"{other}.lock").unlink(missing_ok=True)  # cached_venv's build lock beside it
+            removed.append(other)
+    return removed
 
 
 def reinstall_podium(venv: Path) -> None:
