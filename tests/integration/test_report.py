@@ -16,12 +16,11 @@ from mlflow import MlflowClient
 from podium.demo.synthetic_store import StoreSpec, generate_store
 
 
-def test_report_files_and_selection_run(store_uri: str, tmp_path: Path) -> None:
-    store = generate_store(store_uri, StoreSpec(studies=1, trials_per_study=5, benchmarks_per_trial=2))
-    out = tmp_path / "report"
-    cfg = tmp_path / "sel.yaml"
-    cfg.write_text("selection:\n  policy: tolerance\n  accuracy_tolerance: 0.05\n")
-    run = subprocess.run(
+def podium_report(store_uri: str, out: Path, selection_yaml: str) -> subprocess.CompletedProcess[str]:
+    """``podium report`` as a user runs it, with a selection config of ``selection_yaml`` (written beside ``out``)."""
+    config = out.parent / f"{out.name}-selection.yaml"
+    config.write_text(selection_yaml)
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -32,12 +31,18 @@ def test_report_files_and_selection_run(store_uri: str, tmp_path: Path) -> None:
             "--out",
             str(out),
             "--config",
-            str(cfg),
+            str(config),
         ],
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_report_files_and_selection_run(store_uri: str, tmp_path: Path) -> None:
+    store = generate_store(store_uri, StoreSpec(studies=1, trials_per_study=5, benchmarks_per_trial=2))
+    out = tmp_path / "report"
+    run = podium_report(store_uri, out, "selection:\n  policy: tolerance\n  accuracy_tolerance: 0.05\n")
     assert run.returncode == 0, run.stderr
     assert "(5 candidates)" in run.stdout
     (png,) = out.glob("*.png")
@@ -147,25 +152,7 @@ def test_report_draws_latency_against_throughput_for_runs_with_load_levels(
     assert plain.load_chart is None and plain.load is None and "load-" not in plain.html.read_text()
 
     out = tmp_path / "cli"
-    yaml = tmp_path / "sel.yaml"
-    yaml.write_text("selection:\n  policy: throughput_at_sla\n")
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "podium",
-            "report",
-            "--tracking-uri",
-            store_uri,
-            "--out",
-            str(out),
-            "--config",
-            str(yaml),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = podium_report(store_uri, out, "selection:\n  policy: throughput_at_sla\n")
     assert run.returncode == 0, run.stderr
     assert "(3 candidates," in run.stdout and "(2 load curves)" in run.stdout
     assert len(list(out.glob("load-*.png"))) == 1
