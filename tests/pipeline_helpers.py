@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from celery import Celery
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
@@ -259,8 +260,18 @@ class Pipeline:
         for proc in self.processes.values():
             proc.stop()
         self.redis.close()
+        forget_results(self.app)
         self.app.close()
         self.redis_server.stop()
+
+
+def forget_results(app: Celery) -> None:
+    """Drop the app's subscriptions to results still awaited (a ``get`` that timed out keeps its result subscribed,
+    held by the app) while Redis still runs: freed in a later test, after this Redis stopped, such a result would
+    unsubscribe from a dead server in its ``__del__`` and fail that test."""
+    consumer = app.backend.result_consumer
+    consumer.stop()
+    consumer.subscribed_to.clear()
 
 
 def trained(store: str, tmp: Path, trial: str, f1: float, width: int = 8) -> str:

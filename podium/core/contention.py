@@ -35,7 +35,8 @@ class Contention:
 
     others_ns: int
     capacity_ns: int
-    #: How far ``others_ns`` can be off from the counters' resolution (one tick per core per window).
+    #: How far ``others_ns`` can be off: the counters' resolution (one tick per core per window) and the
+    #: readings' timing.
     error_ns: int
 
     @property
@@ -68,10 +69,13 @@ def busy_ticks(proc_stat: str, cpus: Iterable[int]) -> int:
     return total
 
 
-def window_contention(before: CpuReading, after: CpuReading, wall_ns: int) -> Contention:
-    """What others took between two readings ``wall_ns`` apart (never below 0: the counters' rounding)."""
+def window_contention(before: CpuReading, after: CpuReading, wall_ns: int, timing_ns: int = 0) -> Contention:
+    """What others took between two readings ``wall_ns`` apart (never below 0: the counters' rounding).
+    ``timing_ns``: how far the two readings' instants may each be off together (a reading is taken somewhere
+    inside a call that a busy host can pause): others may have used every core for that long, or not at all."""
     others = (after.host_busy_ns - before.host_busy_ns) - (after.own_ns - before.own_ns)
-    return Contention(max(0, others), max(0, wall_ns) * after.cores, after.cores * after.tick_ns)
+    error = after.cores * (after.tick_ns + max(0, timing_ns))
+    return Contention(max(0, others), max(0, wall_ns) * after.cores, error)
 
 
 def combined(windows: Sequence[Contention]) -> Contention:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from podium.core.clock import Timer
 from podium.core.config import BenchmarkingSection
-from podium.core.contention import Contention, combined, window_contention
+from podium.core.contention import Contention, CpuReading, combined, window_contention
 from podium.core.stats import LatencySummary, RepeatSpread, quality_flags, repeat_spread, summarize, windows_agree
 from podium.measurement.cpu_load import Sampler
 
@@ -93,7 +93,7 @@ def measure_batch(
     done = 0
     for _ in range(rules.max_windows):
         taken = []
-        before = sampler() if sampler else None
+        before = _reading(sampler, clock)
         start = clock()
         for j in range(length):
             call = calls[j % len(calls)]
@@ -104,7 +104,7 @@ def measure_batch(
             if progress:
                 progress(batch_size, "measure", done, max(planned, done))
         wall = clock() - start
-        load = window_contention(before, sampler(), wall) if sampler and before is not None else None
+        load = _contention(before, _reading(sampler, clock))
         too_busy = discard_contended and load is not None and load.over(rules.max_contention)
         windows.append(Window(summarize(taken, batch_size, wall), wall, load, too_busy))
         samples.append(taken)
@@ -113,6 +113,34 @@ def measure_batch(
         if windows_agree([w.summary for w in windows if not w.discarded], rules):
             break
     return _result(windows, samples, batch_size, len(calls), length, cfg)
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """A CPU reading and when it was taken: the middle of the call, give or take half of it (a /proc read
+    takes tens of microseconds, a pause around it on a busy host milliseconds). Two readings cover the time
+    between two such points, not the window's own wall, which on a short window differs by a large part."""
+
+    cpu: CpuReading
+    at_ns: int
+    give_or_take_ns: int
+
+
+def _reading(sampler: Sampler | None, clock: Timer) -> _Reading | None:
+    if sampler is None:
+        return None
+    asked = clock()
+    reading = sampler()
+    answered = clock()
+    return _Reading(reading, (asked + answered) // 2, (answered - asked) // 2)
+
+
+def _contention(before: _Reading | None, after: _Reading | None) -> Contention | None:
+    if before is None or after is None:
+        return None
+    return window_contention(
+        before.cpu, after.cpu, after.at_ns - before.at_ns, before.give_or_take_ns + after.give_or_take_ns
+    )
 
 
 def _result(

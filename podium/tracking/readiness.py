@@ -4,7 +4,7 @@ MLflow's client creates and migrates a database store the moment it is built (``
 tables, alembic upgrade, the Default experiment). Done by a podium worker that starts before the user's
 training script writes its first run, that races the user's own MLflow call, and the user's script dies with
 an alembic error. So no podium process builds a client on a database store until the store is complete: the
-schema at MLflow's head revision and the Default experiment in place. Until then it waits, read-only.
+schema at MLflow's head revision and the Default experiment in place. Until then it waits, only reading.
 
 A tracking server (``http(s)://``) creates its own store: it is always "ready" here (an outage is another
 matter, handled where the store is used).
@@ -81,8 +81,10 @@ def _sqlite_state(db: Path) -> StoreState:
     if db.stat().st_size == 0:
         return StoreState(False, f"{db} is an empty file, not an MLflow store (yet: being created?)")
     try:
-        # read-only: never creates the file, never takes a write lock
-        with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=2)) as conn:
+        # mode=rw, not ro: never creates the file, and only reads, but may roll back the hot journal a writer
+        # killed mid-transaction left (a read-only connection cannot, and would call the store unreadable until
+        # the training's next write: forever, once the study is over)
+        with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=rw", uri=True, timeout=2)) as conn:
             revision = _one(conn, "SELECT version_num FROM alembic_version")
             default = _one(conn, "SELECT experiment_id FROM experiments WHERE experiment_id = 0") is not None
     except sqlite3.DatabaseError as exc:

@@ -88,6 +88,34 @@ def test_a_missing_store_is_waited_for_and_never_created(tmp_path: Path) -> None
     assert MlflowTracking.connect(uri, TagsRegistry()).experiment_ids() == ["0"]
 
 
+#: A writer killed inside a transaction (a worker SIGKILLed by the OOM killer mid-write): it changed a page, so
+#: sqlite left a hot journal beside the database, waiting for the next connection to roll it back.
+KILLED_WRITER = """
+import os, signal, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA cache_size = 0")
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("UPDATE experiments SET name = 'half-written' WHERE experiment_id = 0")
+conn.execute("CREATE TABLE spill (x)")
+conn.executemany("INSERT INTO spill VALUES (?)", [(os.urandom(512),) for _ in range(4000)])  # past the page cache
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_store_left_with_a_hot_journal_by_a_killed_writer_is_ready(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    MlflowClient(uri).search_experiments()  # the training side created it
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(db)], timeout=120)
+    assert killed.returncode == -9
+    assert (tmp_path / "mlflow.db-journal").stat().st_size > 0  # hot: nobody rolled it back yet
+    assert store_state(uri).ready, store_state(uri).why  # a read-only probe cannot roll it back; podium's does
+    assert not (tmp_path / "mlflow.db-journal").exists() or (tmp_path / "mlflow.db-journal").stat().st_size == 0
+    tracking = MlflowTracking.connect(uri, TagsRegistry())
+    assert tracking.experiment_ids() == ["0"]
+    assert MlflowClient(uri).get_experiment("0").name == "Default"  # the killed write was rolled back
+
+
 def test_a_half_made_store_is_not_ready() -> None:
     assert not schema_state(None, False, "abc").ready
     assert "being migrated" in schema_state("old", True, "abc").why
