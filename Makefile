@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 EXAMPLE := .podium/example
 
-.PHONY: install demo example-store test test-fast lint bench clean
+.PHONY: install demo example-store test test-slow test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,7 +25,11 @@ example-store: install
 # Two test processes: most tests wait on servers and workers, not on a CPU (TEST_JOBS=1: one at a time).
 TEST_JOBS ?= 2
 test: install
-	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist worksteal $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
+
+# The long outside-fault scenarios (marked slow: 20-60 s each, ~5 min in all); .ci/run runs them after `make test`.
+test-slow: install
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist worksteal -m slow $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest tests/unit

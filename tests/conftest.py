@@ -15,6 +15,13 @@ from podium.tracking.tracker import MlflowTracking
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.hookimpl(trylast=True)  # after the terminal reporter is there
+def pytest_configure(config: pytest.Config) -> None:
+    from tests.progress import register
+
+    register(config)
+
+
 @pytest.fixture(scope="session")
 def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("mlflow-template")

@@ -98,6 +98,7 @@ def _dead(pid: int) -> bool:
 MAX_KILLS = 20
 
 
+@pytest.mark.slow
 def test_workers_killed_mid_benchmark(pipeline: Pipeline, store: str) -> None:
     """Workers SIGKILLed at random points of benchmarks (up to MAX_KILLS, as many as land before every request
     is answered: how many is the host's pace, not what is tested): every request still ends measured or reused,
@@ -223,6 +224,7 @@ def test_stalled_worker_loses_its_lock(tmp_path: Path, store: str) -> None:
 # ---------------------------------------------------------------- 4. the aggregator killed over 5,000 events
 
 
+@pytest.mark.slow
 def test_aggregator_killed_at_random_points(pipeline: Pipeline, store: str) -> None:
     client = MlflowClient(store)
     trials = [f"{i:064x}" for i in range(1, 11)]

@@ -239,6 +239,7 @@ def _in_flight(r: redis.Redis) -> list[dict[str, str]]:
     return [b for b in beats if b and b.get("phase") in ("warmup", "measure")]
 
 
+@pytest.mark.slow
 def test_redis_restarted_with_aof_mid_benchmark_loses_nothing(tmp_path: Path, store: str) -> None:
     p = Pipeline(
         tmp_path / "pipeline",
@@ -304,6 +305,7 @@ def test_an_evicting_redis_is_refused_unless_accepted(tmp_path: Path, store: str
         p.stop()
 
 
+@pytest.mark.slow
 def test_out_of_memory_is_retried_and_never_kills_a_worker(tmp_path: Path, store: str) -> None:
     p = Pipeline(tmp_path / "pipeline", store, redis_args=["--maxmemory-policy", "noeviction"], retry_backoff_s=0.2)
     try:
@@ -380,6 +382,7 @@ def test_a_store_locked_at_the_first_task_loses_no_request(pipeline: Pipeline, s
     published_equals_select(pipeline, store, build_request(champion(0), cfg).identity.config_hash)
 
 
+@pytest.mark.slow
 def test_a_store_locked_at_the_commit_step_leaves_redis_and_mlflow_agreeing(
     tmp_path: Path, store: str, store_lock
 ) -> None:

@@ -91,6 +91,7 @@ def error_of(run) -> str:
 # ---------------------------------------------------------------- 4. a worker stopped or killed mid-benchmark
 
 
+@pytest.mark.slow
 def test_a_stopped_or_killed_worker_gives_its_request_back_in_seconds(tmp_path: Path, store: str) -> None:
     # the visibility timeout stays at its default for PODIUM_MAX_BENCHMARK_S=600 (900 s): every wait below is far
     # shorter, so what brings the message back is podium, not kombu's redelivery
@@ -178,6 +179,7 @@ def hung_champion(store: str, tmp: Path) -> Champion:
     return MlflowTracking.connect(store, TagsRegistry()).champion(run.info.run_id)
 
 
+@pytest.mark.slow
 def test_a_model_hung_in_torchscript_is_ended_retried_and_dead_lettered(tmp_path: Path, store: str) -> None:
     p = Pipeline(
         tmp_path / "pipeline", store, lock_ttl_ms=2000, max_attempts=2, retry_backoff_s=0.2, max_benchmark_s=4
@@ -210,6 +212,7 @@ def test_a_model_hung_in_torchscript_is_ended_retried_and_dead_lettered(tmp_path
 # ---------------------------------------------------------------- 5. the store or the disk away for a while
 
 
+@pytest.mark.slow
 def test_a_locked_store_and_a_full_disk_wait_and_spend_no_attempt(tmp_path: Path, store: str) -> None:
     artifacts = tmp_path / "artifacts"  # the benchmark runs' artifacts, beside the sqlite store
     artifacts.mkdir()

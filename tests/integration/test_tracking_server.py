@@ -82,6 +82,7 @@ def alias_run(client: MlflowClient, name: str) -> str | None:
         return None
 
 
+@pytest.mark.slow
 def test_the_tracking_server_killed_mid_benchmark(
     tmp_path: Path, server_store_uri: str, tracking_server: TrackingServer
 ) -> None:

@@ -98,6 +98,7 @@ def test_the_hook_through_two_workers_on_one_triton(tmp_path: Path, store: str, 
         pipeline.stop()
 
 
+@pytest.mark.slow
 def test_triton_killed_mid_benchmark_fails_the_attempt_and_the_retry_measures(
     tmp_path: Path, store: str, triton: TritonServer
 ) -> None:
