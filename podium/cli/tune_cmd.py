@@ -30,10 +30,12 @@ from podium.core.backend_registry import format_of_path
 from podium.core.choices import Protocol
 
 if TYPE_CHECKING:
+    from celery import Celery
+
     from podium.core.config import BenchmarkConfig
-    from podium.core.tuning import ServingConfig
+    from podium.core.tuning import SearchSpace, ServingConfig
     from podium.measurement.artifacts import ModelSource
-    from podium.measurement.tune import ConfigOutcome, TuneOutcome
+    from podium.measurement.tune import ConfigOutcome, TuneOutcome, TuneRuns
     from podium.settings.env import PodiumSettings
     from podium.tracking.tracker import MlflowTracking
 
@@ -54,6 +56,13 @@ def tune(
     model_uri: Annotated[str | None, typer.Option(help="runs:/<run_id>/<path>, file:///path or a path")] = None,
     url: Annotated[
         str | None, typer.Option(help="Triton server in explicit model-control mode (env PODIUM_TRITON_URL)")
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Spread the configs over the workers of queue podium.<target>, each on its own Triton server "
+            "(instead of --url)"
+        ),
     ] = None,
     protocol: Annotated[Protocol | None, typer.Option(help="Override benchmarking.protocol")] = None,
     name: Annotated[
@@ -90,16 +99,14 @@ def tune(
     from podium.settings.env import PodiumSettings
 
     settings = PodiumSettings()
-    url = url or settings.triton_url
-    if not url:
-        fail("podium tune needs the Triton server: pass --url HOST:PORT or set PODIUM_TRITON_URL")
+    if target is not None and url is not None:
+        fail("give one of --url (tune on that server) and --target (on the servers of that queue's workers)")
+    url = None if target else url or settings.triton_url
+    if not url and not target:
+        fail("podium tune needs a Triton server: pass --url HOST:PORT (or set PODIUM_TRITON_URL), or --target T")
     with podium_errors():
-        from podium.backends.triton import deployment, host_port
         from podium.core.tuning import SearchSpace
-        from podium.measurement.artifacts import fetch_model
-        from podium.measurement.server_memory import find_server
-        from podium.measurement.tune import TuneRuns, TuneTarget
-        from podium.measurement.tune import tune as run_tune
+        from podium.measurement.tune import TuneRuns
 
         cfg = _config(config, settings, protocol, iterations, inputs, model_uri or artifact_path)
         levels = (int_list(concurrency, "--concurrency"), rate_list(request_rate))
@@ -114,32 +121,109 @@ def tune(
             tuple(switch_list(dynamic_batching, "--dynamic-batching")),
             tuple(int_list(max_queue_delay_us, "--max-queue-delay-us") or ()),
         )
+        app = _queue_app(settings, target) if target else None  # no worker: said before anything is written
         source, tracking, cfg = _model(settings, run_id, model_uri, artifact_path, cfg, tracking_uri, log)
         bench = cfg.benchmarking
         model_name = name or f"podium-{(source.run_id or Path(model_uri or 'model').stem)[:24]}"
-        memory, why = find_server(int(host_port(url, bench.protocol).rsplit(":", 1)[1]), server_pid)
-        if why:
-            console.print(f"[yellow]note:[/] {why}")
-        with tempfile.TemporaryDirectory(prefix="podium-tune-") as tmp:
-            model_file, _ = fetch_model(source, tracking, Path(tmp), bench)
-            target = TuneTarget(
-                url, bench.protocol, bench.request_timeout_s, deployment(bench, model_file, model_name), memory
-            )
-            runs = None
-            if log and tracking is not None:
-                tags = {
-                    "code.tune.model_run_id": source.run_id or "",
-                    "code.tune.mode": mode,
-                    "code.tune.sla_p99_ms": f"{bench.load.sla_p99_ms:g}",
-                }
-                runs = TuneRuns(tracking, tags, f"tune {model_name}")
-            names = [f"c{c}" for c in bench.load.concurrency or []] + [f"r{r:g}" for r in bench.load.request_rate or []]
-            console.print(
-                f"Tuning {model_name} ({mode}, {len(space.configs())} configs in the grid) at levels "
-                f"{','.join(names)}, p99 <= {bench.load.sla_p99_ms:g} ms"
-            )
-            result = run_tune(target, bench, space, mode, runs=runs, on_start=_started, on_done=_done)
+        runs = None
+        if log and tracking is not None:
+            tags = {
+                "code.tune.model_run_id": source.run_id or "",
+                "code.tune.mode": mode,
+                "code.tune.sla_p99_ms": f"{bench.load.sla_p99_ms:g}",
+            }
+            if target:
+                tags["code.tune.target"] = target
+            runs = TuneRuns(tracking, tags, f"tune {model_name}")
+        names = [f"c{c}" for c in bench.load.concurrency or []] + [f"r{r:g}" for r in bench.load.request_rate or []]
+        console.print(
+            f"Tuning {model_name} ({mode}, {len(space.configs())} configs in the grid) at levels "
+            f"{','.join(names)}, p99 <= {bench.load.sla_p99_ms:g} ms"
+        )
+        if app is not None and target:
+            try:
+                result = _tune_over_workers(app, target, cfg, source, model_uri, model_name, space, mode, runs)
+            finally:
+                app.close()
+        else:
+            assert url is not None
+            result = _tune_on_server(url, server_pid, cfg, source, tracking, model_name, space, mode, runs)
     _report(result, out)
+
+
+def _tune_on_server(
+    url: str,
+    server_pid: int | None,
+    cfg: BenchmarkConfig,
+    source: ModelSource,
+    tracking: MlflowTracking | None,
+    model_name: str,
+    space: SearchSpace,
+    mode: str,
+    runs: TuneRuns | None,
+) -> TuneOutcome:
+    """Every config on the server at ``url``, one after another, the model fetched here."""
+    from podium.backends.triton import deployment, host_port
+    from podium.measurement.artifacts import fetch_model
+    from podium.measurement.server_memory import find_server
+    from podium.measurement.tune import TuneTarget, tune
+
+    bench = cfg.benchmarking
+    memory, why = find_server(int(host_port(url, bench.protocol).rsplit(":", 1)[1]), server_pid)
+    if why:
+        console.print(f"[yellow]note:[/] {why}")
+    with tempfile.TemporaryDirectory(prefix="podium-tune-") as tmp:
+        model_file, _ = fetch_model(source, tracking, Path(tmp), bench)
+        server = TuneTarget(
+            url, bench.protocol, bench.request_timeout_s, deployment(bench, model_file, model_name), memory
+        )
+        return tune(server, bench, space, mode, runs=runs, on_start=_started, on_done=_done)
+
+
+def _queue_app(settings: PodiumSettings, target: str) -> Celery:
+    """The broker's app, once a worker of ``podium.<target>`` answered (else one line saying how to start them)."""
+    from podium.broker.app import create_app
+    from podium.coordination import keys
+    from podium.measurement.tune_spread import queue_workers
+
+    app = create_app(settings)
+    queue = keys.queue(target)
+    workers = queue_workers(app, queue)
+    if not workers:
+        app.close()
+        fail(
+            f"no worker consumes {queue} now: start them with `podium worker --target {target} --triton-url "
+            "HOST:PORT` (one per GPU, each with its server), or tune on one server with --url"
+        )
+    console.print(f"Spreading the configs over {len(workers)} worker(s) of {queue}: {', '.join(workers)}")
+    return app
+
+
+def _tune_over_workers(
+    app: Celery,
+    target: str,
+    cfg: BenchmarkConfig,
+    source: ModelSource,
+    model_uri: str | None,
+    model_name: str,
+    space: SearchSpace,
+    mode: str,
+    runs: TuneRuns | None,
+) -> TuneOutcome:
+    """Every step's configs at once, one task each, over the workers of ``podium.<target>``; each worker fetches
+    the model and measures on its own server."""
+    import uuid
+
+    from podium.measurement.tune import tune_with
+    from podium.measurement.tune_spread import over_workers
+
+    if source.run_id:
+        model = {"model_run_id": source.run_id, "artifact_path": source.artifact_path}
+    else:  # a path: as the workers on this host see it
+        uri = model_uri or ""
+        model = {"model_uri": uri if "://" in uri else str(Path(uri).resolve())}
+    measure = over_workers(app, target, cfg, model | {"model_name": model_name}, uuid.uuid4().hex, on_start=_started)
+    return tune_with(measure, model_name, cfg.benchmarking, space, mode, runs=runs, on_done=_done)
 
 
 def _config(

@@ -29,6 +29,8 @@ SENT_STREAM = f"{PREFIX}:sent"
 TASK_META_PREFIX = "celery-task-meta-"
 #: Celery task name of a benchmark request.
 BENCHMARK_TASK = f"{PREFIX}.benchmark"
+#: Celery task name of one serving config of a spread ``podium tune``.
+TUNE_TASK = f"{PREFIX}.tune_config"
 
 
 def lock(benchmark_key: str) -> str:
@@ -37,6 +39,15 @@ def lock(benchmark_key: str) -> str:
 
 def fence(benchmark_key: str) -> str:
     return f"{PREFIX}:fence:{require_safe(benchmark_key, 'benchmark_key')}"
+
+
+def tune_server_lock(server: str) -> str:
+    """Whose turn it is to tune on a Triton server (``host:port``): one config's load at a time."""
+    return f"{PREFIX}:tune-lock:{require_safe(server, 'server')}"
+
+
+def tune_server_fence(server: str) -> str:
+    return f"{PREFIX}:tune-fence:{require_safe(server, 'server')}"
 
 
 def done(benchmark_key: str) -> str:

@@ -117,6 +117,31 @@ class BenchmarkResult(Message):
         )
 
 
+class ServingChoice(Message):
+    """One Triton serving config (:class:`podium.core.tuning.ServingConfig`) as a message field."""
+
+    instance_count: int = Field(ge=1, le=1024)
+    max_batch_size: int = Field(ge=1, le=1_000_000)
+    dynamic_batching: bool
+    max_queue_delay_us: int = Field(ge=0, le=10**9)
+
+
+class TuneConfigRequest(Message):
+    """``podium tune --target`` -> a worker of that queue: deploy one serving config of one model on your Triton
+    server, run the load levels of ``config``, unload, and answer with the outcome."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    search_id: SafeValue
+    #: The model: an MLflow run and the artifact in it, or a URI the worker can read (a path on its host).
+    model_run_id: SafeValue | None = None
+    artifact_path: str = Field(default=DEFAULT_ARTIFACT_PATH, max_length=512)
+    model_uri: str | None = Field(default=None, max_length=2048)
+    #: The model's name on the server (each config deploys as ``<name>-<config label>``).
+    model_name: SafeValue
+    config: BenchmarkConfig
+    serving: ServingChoice
+
+
 class CandidateView(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

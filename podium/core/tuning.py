@@ -160,45 +160,60 @@ class Search:
     winner: Trial
 
 
-class _Measured:
-    """Each config measured once, in the order first asked for."""
+#: Measures configs and gives their trials in the order asked: one after another on one server, or all at once
+#: over the workers of a queue (each on its own server).
+MeasureMany = Callable[[Sequence[ServingConfig]], Sequence[Trial]]
 
-    def __init__(self, measure: Callable[[ServingConfig], Trial]):
-        self.measure = measure
+
+class _Measured:
+    """Each config measured once; what can be measured together (a whole grid, one dimension's values) is asked
+    for together, in the order the one-at-a-time search would have asked."""
+
+    def __init__(self, measure_many: MeasureMany):
+        self.measure_many = measure_many
         self.trials: dict[ServingConfig, Trial] = {}
 
-    def __call__(self, config: ServingConfig) -> Trial:
-        if config not in self.trials:
-            self.trials[config] = self.measure(config)
-        return self.trials[config]
+    def __call__(self, configs: Sequence[ServingConfig]) -> list[Trial]:
+        new = [c for c in dict.fromkeys(configs) if c not in self.trials]
+        if new:
+            trials = list(self.measure_many(new))
+            if [t.config for t in trials] != new:
+                raise TuningError(f"asked for {len(new)} configs, got trials of {[t.config.label for t in trials]}")
+            self.trials.update(zip(new, trials, strict=True))
+        return [self.trials[c] for c in configs]
 
 
-def exhaustive(space: SearchSpace, measure: Callable[[ServingConfig], Trial], sla_p99_ms: float) -> Search:
-    measured = _Measured(measure)
-    for config in space.configs():
-        measured(config)
+def exhaustive(space: SearchSpace, measure_many: MeasureMany, sla_p99_ms: float) -> Search:
+    measured = _Measured(measure_many)
+    measured(space.configs())
     trials = list(measured.trials.values())
     return Search("exhaustive", trials, choose(trials, sla_p99_ms))
 
 
-def quick(space: SearchSpace, measure: Callable[[ServingConfig], Trial], sla_p99_ms: float) -> Search:
-    measured = _Measured(measure)
-    current = measured(space.start())
+def quick(space: SearchSpace, measure_many: MeasureMany, sla_p99_ms: float) -> Search:
+    measured = _Measured(measure_many)
+    (current,) = measured([space.start()])
     moved = True
     while moved:
         moved = False
         for dimension in DIMENSIONS:
-            best = max((measured(c) for c in space.along(current.config, dimension)), key=rank)
+            best = max(measured(space.along(current.config, dimension)), key=rank)
             if rank(best) > rank(current):
                 current, moved = best, True
     trials = list(measured.trials.values())
     return Search("quick", trials, choose(trials, sla_p99_ms))
 
 
-def search(space: SearchSpace, mode: str, measure: Callable[[ServingConfig], Trial], sla_p99_ms: float) -> Search:
-    """Run the search of ``mode`` (``quick`` or ``exhaustive``), measuring each config at most once."""
+def search_many(space: SearchSpace, mode: str, measure_many: MeasureMany, sla_p99_ms: float) -> Search:
+    """Run the search of ``mode`` (``quick`` or ``exhaustive``), measuring each config at most once and asking
+    for every config it can decide without (exhaustive: the whole grid; quick: one dimension's values) at once."""
     if mode == "quick":
-        return quick(space, measure, sla_p99_ms)
+        return quick(space, measure_many, sla_p99_ms)
     if mode == "exhaustive":
-        return exhaustive(space, measure, sla_p99_ms)
+        return exhaustive(space, measure_many, sla_p99_ms)
     raise TuningError(f"unknown search mode {mode!r}; use quick or exhaustive")
+
+
+def search(space: SearchSpace, mode: str, measure: Callable[[ServingConfig], Trial], sla_p99_ms: float) -> Search:
+    """:func:`search_many` measuring one config at a time."""
+    return search_many(space, mode, lambda configs: [measure(c) for c in configs], sla_p99_ms)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,7 @@ from podium.backends.triton import Deployment, TritonBackend
 from podium.backends.triton_deploy import to_pbtxt, with_serving
 from podium.core.config import BenchmarkingSection
 from podium.core.metric_names import THROUGHPUT_AT_SLA
-from podium.core.tuning import Search, SearchSpace, ServingConfig, Trial, search
+from podium.core.tuning import Search, SearchSpace, ServingConfig, Trial, search_many
 from podium.errors import BackendError, TuningError
 from podium.measurement.load_session import measure_levels
 from podium.measurement.server_memory import ServerMemory
@@ -57,6 +57,35 @@ class ConfigOutcome:
     seconds: float = 0.0
     device: str = ""
     run_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON (a worker's answer to a spread search)."""
+        trial = self.trial
+        return {
+            "serving": trial.config.as_dict(),
+            "throughput_at_sla": trial.throughput_at_sla,
+            "error": trial.error,
+            "config": self.config,
+            "metrics": self.metrics,
+            "summary": self.summary,
+            "seconds": self.seconds,
+            "device": self.device,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConfigOutcome:
+        try:
+            trial = Trial(ServingConfig(**data["serving"]), data["throughput_at_sla"], data["error"])
+            return cls(
+                trial,
+                dict(data["config"]),
+                {k: float(v) for k, v in data["metrics"].items()},
+                dict(data["summary"]),
+                float(data["seconds"]),
+                str(data["device"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TuningError(f"a worker's answer is not a config outcome ({type(exc).__name__}: {exc})") from None
 
     def row(self) -> dict[str, Any]:
         sla = self.summary.get("sla") or {}
@@ -215,6 +244,34 @@ class TuneRuns:
         self.tracking.fail_run(self.parent, reason)
 
 
+#: Measures configs and gives their outcomes in the order asked, calling ``done`` with each as it is known: one
+#: after another on one server (:func:`on_server`), or at once over a queue's workers
+#: (:func:`podium.measurement.tune_spread.over_workers`).
+ConfigMeasurer = Callable[[Sequence[ServingConfig], Callable[[ConfigOutcome], None]], list[ConfigOutcome]]
+
+
+def on_server(
+    target: TuneTarget,
+    cfg: BenchmarkingSection,
+    on_start: Callable[[int, ServingConfig], None] = lambda i, s: None,
+) -> ConfigMeasurer:
+    """Each config measured on ``target``, one after another."""
+    started = 0
+
+    def measure(configs: Sequence[ServingConfig], done: Callable[[ConfigOutcome], None]) -> list[ConfigOutcome]:
+        nonlocal started
+        outcomes = []
+        for serving in configs:
+            started += 1
+            on_start(started, serving)
+            outcome = measure_config(target, serving, cfg)
+            done(outcome)
+            outcomes.append(outcome)
+        return outcomes
+
+    return measure
+
+
 def tune(
     target: TuneTarget,
     cfg: BenchmarkingSection,
@@ -225,7 +282,23 @@ def tune(
     on_start: Callable[[int, ServingConfig], None] = lambda i, s: None,
     on_done: Callable[[int, ConfigOutcome], None] = lambda i, o: None,
 ) -> TuneOutcome:
-    """Search ``space`` in ``mode`` at the load levels and the p99 budget of ``cfg.load``."""
+    """Search ``space`` in ``mode`` on one server, one config after another."""
+    measure = on_server(target, cfg, on_start)
+    return tune_with(measure, target.base.config["name"], cfg, space, mode, runs=runs, on_done=on_done)
+
+
+def tune_with(
+    measure: ConfigMeasurer,
+    model_name: str,
+    cfg: BenchmarkingSection,
+    space: SearchSpace,
+    mode: str,
+    *,
+    runs: TuneRuns | None = None,
+    on_done: Callable[[int, ConfigOutcome], None] = lambda i, o: None,
+) -> TuneOutcome:
+    """Search ``space`` in ``mode`` at the load levels and the p99 budget of ``cfg.load``; the winner's
+    ``config.pbtxt`` names the model ``model_name``."""
     sla = cfg.load.sla_p99_ms
     if sla is None:
         raise TuningError("podium tune ranks configs by throughput at a p99 budget: pass --sla-p99-ms")
@@ -234,19 +307,19 @@ def tune(
     space.check_batch(cfg.load.batch_size)
     outcomes: list[ConfigOutcome] = []
 
-    def measure(serving: ServingConfig) -> Trial:
-        on_start(len(outcomes) + 1, serving)
-        outcome = measure_config(target, serving, cfg)
+    def done(outcome: ConfigOutcome) -> None:
         if runs is not None:
             outcome.run_id = runs.child(outcome)
         outcomes.append(outcome)
         on_done(len(outcomes), outcome)
-        return outcome.trial
+
+    def measure_many(configs: Sequence[ServingConfig]) -> list[Trial]:
+        return [outcome.trial for outcome in measure(configs, done)]
 
     try:
-        found = search(space, mode, measure, sla)
+        found = search_many(space, mode, measure_many, sla)
         winner = next(o for o in outcomes if o.trial.config == found.winner.config)
-        pbtxt = to_pbtxt(winner.config | {"name": target.base.config["name"]})
+        pbtxt = to_pbtxt(winner.config | {"name": model_name})
         table = {
             "mode": mode,
             "sla_p99_ms": sla,

@@ -29,6 +29,7 @@ from podium.coordination.policy import EvictionGuard
 from podium.core.messages import BenchmarkRequest, decode
 from podium.errors import LockBusy, LockLost, MessageError, RetryLater, TrackingError
 from podium.monitoring import prometheus
+from podium.workers import tune_task
 from podium.workers.endings import install as install_endings
 from podium.workers.execute import WorkerDeps, execute, refusal
 from podium.workers.holds import hold, release_hold
@@ -71,6 +72,7 @@ def register(app: Celery) -> None:
                 log.warning("%s was imported inside a task: this worker's warm-up missed it.", ", ".join(late))
 
     install_endings(app)
+    tune_task.register(app)
 
 
 def serve_metrics(**_: Any) -> None:

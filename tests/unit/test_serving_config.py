@@ -48,7 +48,7 @@ def podium(*args: str) -> subprocess.CompletedProcess[str]:
     ("args", "message"),
     [
         (("--no-log",), "give the model: one of --run-id RUN and --model-uri URI"),
-        (("--model-uri", "m.pt", "--no-log"), "pass --url HOST:PORT or set PODIUM_TRITON_URL"),
+        (("--model-uri", "m.pt", "--no-log"), "pass --url HOST:PORT (or set PODIUM_TRITON_URL), or --target T"),
         (("--model-uri", "m.pt", "--no-log", "--url", "127.0.0.1:1", "--sla-p99-ms", "9", "--dynamic-batching", "yes"),
          "--dynamic-batching must be comma-separated on/off such as on,off, got 'yes'"),
         (("--model-uri", "m.pt", "--no-log", "--url", "127.0.0.1:1"), "pass --sla-p99-ms"),

@@ -15,6 +15,7 @@ from podium.core.tuning import (
     exhaustive,
     quick,
     search,
+    search_many,
 )
 from podium.errors import TuningError
 
@@ -48,16 +49,22 @@ class Table:
     def __init__(self, curves):
         self.curves = curves
         self.asked: list[ServingConfig] = []
+        self.batches: list[list[ServingConfig]] = []
 
     def __call__(self, config: ServingConfig) -> Trial:
         self.asked.append(config)
         found = best_at_sla([self.curves(config)], SLA_MS)
         return Trial(config, found.throughput_per_s if found else None)
 
+    def many(self, configs) -> list[Trial]:
+        """What a spread search asks: several configs at once (each one measured as alone)."""
+        self.batches.append(list(configs))
+        return [self(c) for c in configs]
+
 
 def test_quick_and_exhaustive_pick_the_same_winner_on_a_unimodal_grid() -> None:
     full, fast = Table(unimodal), Table(unimodal)
-    a, b = exhaustive(SPACE, full, SLA_MS), quick(SPACE, fast, SLA_MS)
+    a, b = exhaustive(SPACE, full.many, SLA_MS), quick(SPACE, fast.many, SLA_MS)
     assert a.winner is not None and b.winner is not None
     assert a.winner.config == b.winner.config == ServingConfig(2, 8, True, 0)
     assert a.winner.throughput_at_sla == 400.0
@@ -85,14 +92,14 @@ def test_the_budget_is_met_between_levels_by_interpolation() -> None:
     def curves(c: ServingConfig) -> list[LoadPoint]:
         return curve(800.0, 2 * SLA_MS) if c.instance_count == 3 else curve(300.0, 10.0)
 
-    found = exhaustive(SPACE, Table(curves), SLA_MS)
+    found = exhaustive(SPACE, Table(curves).many, SLA_MS)
     assert found.winner is not None and found.winner.config.instance_count == 3
     assert found.winner.throughput_at_sla == pytest.approx(400.0)  # c2 (400/s, 20 ms) meets it exactly
 
 
 def test_no_config_meeting_the_budget_is_a_clear_error() -> None:
     with pytest.raises(TuningError, match="none of the 12 serving configs met the p99 budget of 20 ms") as raised:
-        exhaustive(SPACE, Table(lambda c: curve(100.0, 4 * SLA_MS + 1)), SLA_MS)
+        exhaustive(SPACE, Table(lambda c: curve(100.0, 4 * SLA_MS + 1)).many, SLA_MS)
     assert "--sla-p99-ms" in str(raised.value) and "\n" not in str(raised.value)
     failed = [Trial(SPACE.start(), None, error="refused")]
     with pytest.raises(TuningError, match=r"\(1 failed to load or measure\)"):
@@ -131,7 +138,7 @@ def test_quick_mode_on_every_unimodal_start_finds_the_peak() -> None:
     # whichever value each dimension starts from, coordinate descent reaches the one peak
     for order in itertools.product(((1, 2, 3), (3, 2, 1)), ((1, 8), (8, 1)), ((False, True), (True, False))):
         space = SearchSpace(*order)
-        found = quick(space, Table(unimodal), SLA_MS)
+        found = quick(space, Table(unimodal).many, SLA_MS)
         assert found.winner is not None and found.winner.config == ServingConfig(2, 8, True, 0), order
 
 
@@ -164,6 +171,32 @@ def test_quick_mode_passes_over_the_dimensions_until_nothing_moves() -> None:
         return curve(table.get(c, 50.0 if c.instance_count == 3 else 100.0), 10.0)
 
     fast = Table(curves)
-    found = quick(SPACE, fast, SLA_MS)
+    found = quick(SPACE, fast.many, SLA_MS)
     assert found.winner is not None and found.winner.config == ServingConfig(2, 8, True, 0)
-    assert exhaustive(SPACE, Table(curves), SLA_MS).winner == found.winner
+    assert exhaustive(SPACE, Table(curves).many, SLA_MS).winner == found.winner
+
+
+def test_a_spread_search_asks_for_each_step_at_once_and_decides_as_one_at_a_time() -> None:
+    """Exhaustive mode asks for the whole grid in one batch, quick mode for one dimension's new values at a time;
+    the configs measured, their order and the winner are those of the search measuring one config at a time."""
+    for mode in ("exhaustive", "quick"):
+        for curves in (unimodal, lambda c: curve(100.0 * c.instance_count + c.max_batch_size, 4.0 * c.instance_count)):
+            alone, spread = Table(curves), Table(curves)
+            one = search(SPACE, mode, alone, SLA_MS)
+            many = search_many(SPACE, mode, spread.many, SLA_MS)
+            assert spread.asked == alone.asked and [t.config for t in many.trials] == alone.asked
+            assert many.winner == one.winner
+            assert all(len(set(b)) == len(b) for b in spread.batches)  # a config never twice in one step
+            assert len(spread.asked) == len(set(spread.asked))  # nor in two
+            if mode == "exhaustive":
+                assert spread.batches == [SPACE.configs()]
+            else:
+                assert spread.batches[0] == [SPACE.start()] and max(map(len, spread.batches)) > 1
+
+
+def test_a_measurer_that_answers_for_other_configs_is_refused() -> None:
+    def wrong(configs):
+        return [Trial(ServingConfig(9, 9, False), 1.0) for _ in configs]
+
+    with pytest.raises(TuningError, match="asked for 12 configs"):
+        search_many(SPACE, "exhaustive", wrong, SLA_MS)

@@ -1,0 +1,92 @@
+"""The worker's side of a spread search: one serving config of one model measured on this worker's Triton server.
+
+The task is thin: :func:`measure_serving_config` does the work, callable without a broker. Two workers sharing a
+server take turns (a Redis lock per server), so one config's load never overlaps another's; workers with a
+server each measure at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery import Celery, Task
+
+from podium.coordination import keys
+from podium.coordination.lock import FencedLock
+from podium.core.messages import TuneConfigRequest, decode
+from podium.core.tuning import ServingConfig
+from podium.errors import TuningError
+from podium.measurement.tune import TuneTarget, measure_config
+from podium.tracking.tracker import MlflowTracking
+
+log = logging.getLogger(__name__)
+
+#: How long a config waits for its turn on a server another worker is tuning on (s), and the lock's TTL (ms).
+SERVER_WAIT_S = 1800.0
+SERVER_LOCK_TTL_MS = 30_000
+
+
+def server_turn(client: redis.Redis, server: str, worker: str, wait_s: float = SERVER_WAIT_S) -> FencedLock:
+    """This worker's turn on ``server`` (host:port), waited for; renewed until released."""
+    lock = FencedLock(client, keys.tune_server_lock(server), keys.tune_server_fence(server), SERVER_LOCK_TTL_MS)
+    deadline, pause, said = time.monotonic() + wait_s, 0.05, False
+    while lock.acquire() is None:
+        if not said:
+            log.info("%s: another worker is tuning on %s; waiting for its turn.", worker, server)
+            said = True
+        if time.monotonic() > deadline:
+            raise TuningError(f"{server} was busy with another worker's tuning for {wait_s:g} s")
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
+    lock.start_watchdog()
+    return lock
+
+
+def measure_serving_config(
+    request: TuneConfigRequest, tracking: MlflowTracking, client: redis.Redis, triton_url: str | None, worker: str
+) -> dict[str, Any]:
+    """Fetch the model, deploy ``request.serving`` on this worker's server, run the load levels, unload; the
+    outcome as JSON, with the worker, the server and when it measured."""
+    from podium.backends.triton import deployment, host_port
+    from podium.measurement.artifacts import ModelSource, fetch_model, parse_model_uri
+    from podium.measurement.server_memory import find_server
+
+    if not triton_url:
+        raise TuningError(f"worker {worker} has no Triton server to tune on: start it with --triton-url")
+    bench = request.config.benchmarking
+    server = host_port(triton_url, bench.protocol)
+    if request.model_run_id:
+        source = ModelSource(request.model_run_id, request.artifact_path, None)
+    else:
+        source = parse_model_uri(request.model_uri or "")
+    serving = ServingConfig(**request.serving.model_dump())
+    with tempfile.TemporaryDirectory(prefix="podium-tune-") as tmp:
+        model_file, _ = fetch_model(source, tracking, Path(tmp), bench)
+        memory, _ = find_server(int(server.rsplit(":", 1)[1]), None)
+        base = deployment(bench, model_file, request.model_name)
+        target = TuneTarget(triton_url, bench.protocol, bench.request_timeout_s, base, memory)
+        turn = server_turn(client, server, worker)
+        try:
+            began = time.time()
+            outcome = measure_config(target, serving, bench)
+            ended = time.time()
+        finally:
+            turn.release()
+    answer = outcome.to_dict()
+    answer["summary"] |= {"worker": worker, "server": server, "measured_from": began, "measured_to": ended}
+    return answer
+
+
+def register(app: Celery) -> None:
+    @app.task(name=keys.TUNE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+    def tune_config(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
+        from podium.workers.tasks import worker_deps
+
+        deps = worker_deps(self.app)
+        request = decode(TuneConfigRequest, payload)
+        return measure_serving_config(request, deps.tracking, deps.redis, deps.triton_url, deps.worker)
