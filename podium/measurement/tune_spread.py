@@ -6,6 +6,7 @@ runs stay here, as for a search on one server.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -83,7 +84,8 @@ def _answer(serving: ServingConfig, result: Any, timeout_s: float) -> ConfigOutc
     except Exception as exc:  # the task raised on the worker: its reason, as a failed config
         return ConfigOutcome(Trial(serving, None, error=f"{type(exc).__name__} on a worker: {exc}"), {})
     finally:
-        result.forget()  # answered: its result key need not wait for result_expires
+        with contextlib.suppress(Exception):  # answered: its result key need not wait for result_expires
+            result.forget()
     outcome = ConfigOutcome.from_dict(answer)
     if outcome.trial.config != serving:
         raise TuningError(f"asked a worker for {serving.label}, it answered for {outcome.trial.config.label}")

@@ -76,7 +76,12 @@ def measure_serving_config(
             outcome = measure_config(target, serving, bench)
             ended = time.time()
         finally:
+            lost = turn.lost.is_set()
             turn.release()
+    if lost:  # Redis was away long enough for the turn to lapse: another worker's config may have overlapped
+        outcome.summary.setdefault("notes", []).append(
+            f"this worker's turn on {server} lapsed during the measurement; another config may have overlapped it"
+        )
     answer = outcome.to_dict()
     answer["summary"] |= {"worker": worker, "server": server, "measured_from": began, "measured_to": ended}
     return answer

@@ -64,9 +64,9 @@ def test_closed_loop_levels_with_the_server_split(triton: TritonServer, protocol
         assert level["server"]["compute_ms"] > 0 and level["server"]["client_overhead_ms"] >= 0
     # one model instance: with two requests in flight each waits about one service time in the server's queue,
     # with one it barely waits
-    # (a loaded host's scheduler sometimes leaves a slot idle: 0.22x was seen at load 5 on 2 cores; a sixth of a
-    # service time at least, and well above c1)
-    assert c2["server"]["queue_ms"] > max(0.15 * c2["server"]["compute_ms"], 2 * c1["server"]["queue_ms"])
+    # (a loaded host's scheduler often leaves a slot idle: 0.22x was seen at load 5 on 2 cores, 0.09x with three
+    # test processes on 2 cores; a twentieth of a service time at least, and well above c1's)
+    assert c2["server"]["queue_ms"] > max(0.05 * c2["server"]["compute_ms"], 3 * c1["server"]["queue_ms"])
     # the statistics settled on every request the lean client sent (no note that some were missed)
     assert not any("server statistics counted" in n for n in measured.summary["notes"])
     # the serial batch and both levels, every request served (the serial loop's bind adds its first call)
