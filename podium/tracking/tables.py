@@ -202,5 +202,37 @@ class RunTables:
         )
         return [(run_id, int(count) == len(names)) for run_id, count in rows]
 
+    def any_run_without(
+        self,
+        tagged: Mapping[str, str],
+        missing: str,
+        experiment_ids: Sequence[str],
+    ) -> bool:
+        """Is there an active FINISHED run in these experiments with every tag of ``tagged`` and no tag
+        ``missing``? What ``search_runs`` with ``tags.k = 'v' and ... and tags.missing IS NULL`` finds, in one
+        indexed query (the first tag's (key, value) look-up, the others by the tags' primary key)."""
+        experiments = [int(e) for e in experiment_ids]
+        if not experiments or not tagged:
+            return False
+        (first_key, first_value), *others = tagged.items()
+        also = "".join(
+            f" AND EXISTS (SELECT 1 FROM tags o{i} WHERE o{i}.run_uuid = r.run_uuid AND o{i}.key = {self._mark} "
+            f"AND o{i}.value = {self._mark})"
+            for i in range(len(others))
+        )
+        (rows,) = self._fetch(
+            [
+                (
+                    f"SELECT 1 FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid "
+                    f"WHERE t.key = {self._mark} AND t.value = {self._mark} AND r.status = 'FINISHED' "
+                    f"AND r.lifecycle_stage = 'active' AND r.experiment_id IN ({self._marks(experiments)}){also} "
+                    f"AND NOT EXISTS (SELECT 1 FROM tags n WHERE n.run_uuid = r.run_uuid AND n.key = {self._mark}) "
+                    "LIMIT 1",
+                    (first_key, first_value, *experiments, *(v for kv in others for v in kv), missing),
+                )
+            ]
+        )
+        return bool(rows)
+
     def close(self) -> None:
         self.engine.dispose()

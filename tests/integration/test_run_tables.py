@@ -149,3 +149,43 @@ def test_the_active_experiments_are_what_search_experiments_lists(database_uri: 
     searched = tracking.experiment_ids()
     assert sorted(listed, key=int) == sorted(searched, key=int) and set(kept) <= set(listed)
     assert deleted not in listed
+
+
+def test_the_legacy_look_up_finds_what_search_runs_finds(database_uri: str) -> None:
+    """A study has legacy runs when a FINISHED, active benchmark run of it lacks the key tag: the tables' one query
+    answers as ``search_runs`` with ``IS NULL`` does, run by run through every state that must not count."""
+    from podium.tracking.existence import legacy_filter
+
+    tags = TagsRegistry()
+    tracking = MlflowTracking.connect(database_uri, tags)
+    client, tables = tracking.client, tracking.tables
+    assert tables is not None
+    exp = client.create_experiment("podium-benchmarks")
+    study = tags.grouping.study_key_hash
+    benchmark = {tags.stage.key: tags.stage.benchmark}
+
+    def asked(experiments: list[str], name: str = "s" * 64) -> tuple[bool, bool]:
+        by_search = len(client.search_runs(experiments, legacy_filter(tags, name), max_results=1)) > 0
+        return tables.any_run_without({study: name} | benchmark, tags.benchmark.key, experiments), by_search
+
+    def run(status: str, run_tags: dict[str, str]) -> str:
+        run_id = client.create_run(exp, tags=run_tags).info.run_id
+        if status != "RUNNING":
+            client.set_terminated(run_id, status)
+        return run_id
+
+    assert asked([exp]) == (False, False)  # nothing yet
+    run("FINISHED", {study: "s" * 64} | benchmark | {tags.benchmark.key: "k" * 64})  # keyed: not legacy
+    run("FINISHED", {study: "s" * 64, tags.stage.key: "refit"})  # a training run of the study
+    run("RUNNING", {study: "s" * 64} | benchmark)  # not finished
+    run("FAILED", {study: "s" * 64} | benchmark)
+    run("FINISHED", {study: "o" * 64} | benchmark)  # another study's legacy run
+    assert asked([exp]) == (False, False)
+    assert asked([exp], "o" * 64) == (True, True)
+    deleted = run("FINISHED", {study: "s" * 64} | benchmark)
+    client.delete_run(deleted)  # deleted: not searched
+    assert asked([exp]) == (False, False)
+    run("FINISHED", {study: "s" * 64} | benchmark)  # the legacy run
+    assert asked([exp]) == (True, True)
+    assert asked([client.create_experiment("elsewhere")]) == (False, False)  # not in the experiments asked
+    assert tables.any_run_without({}, tags.benchmark.key, [exp]) is False
