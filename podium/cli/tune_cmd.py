@@ -121,6 +121,11 @@ def tune(
             tuple(switch_list(dynamic_batching, "--dynamic-batching")),
             tuple(int_list(max_queue_delay_us, "--max-queue-delay-us") or ()),
         )
+        if target and run_id is None and not (model_uri or "").startswith("runs:/"):
+            fail(
+                "--target sends the model to workers that read it from MLflow: give --run-id RUN or a runs:/ URI "
+                "(a path is on this host only), or tune on one server with --url"
+            )
         app = _queue_app(settings, target) if target else None  # no worker: said before anything is written
         source, tracking, cfg = _model(settings, run_id, model_uri, artifact_path, cfg, tracking_uri, log)
         bench = cfg.benchmarking
@@ -142,7 +147,7 @@ def tune(
         )
         if app is not None and target:
             try:
-                result = _tune_over_workers(app, target, cfg, source, model_uri, model_name, space, mode, runs)
+                result = _tune_over_workers(app, settings.redis_url, target, cfg, source, model_name, space, mode, runs)
             finally:
                 app.close()
         else:
@@ -184,16 +189,23 @@ def _queue_app(settings: PodiumSettings, target: str) -> Celery:
     """The broker's app, once a worker of ``podium.<target>`` answered (else one line saying how to start them)."""
     from podium.broker.app import create_app
     from podium.coordination import keys
+    from podium.errors import BrokerUnavailable
     from podium.measurement.tune_spread import queue_workers
 
     app = create_app(settings)
     queue = keys.queue(target)
-    workers = queue_workers(app, queue)
+    try:
+        workers, too_old = queue_workers(app, queue)
+    except BrokerUnavailable as exc:
+        app.close()
+        fail(str(exc))
+    if too_old:
+        console.print(f"[yellow]note:[/] {', '.join(too_old)} run a podium without tune tasks: upgrade them")
     if not workers:
         app.close()
         fail(
-            f"no worker consumes {queue} now: start them with `podium worker --target {target} --triton-url "
-            "HOST:PORT` (one per GPU, each with its server), or tune on one server with --url"
+            f"no worker that runs tune tasks consumes {queue} now: start them with `podium worker --target "
+            f"{target} --triton-url HOST:PORT` (one per GPU, each with its server), or tune on one server with --url"
         )
     console.print(f"Spreading the configs over {len(workers)} worker(s) of {queue}: {', '.join(workers)}")
     return app
@@ -201,10 +213,10 @@ def _queue_app(settings: PodiumSettings, target: str) -> Celery:
 
 def _tune_over_workers(
     app: Celery,
+    redis_url: str,
     target: str,
     cfg: BenchmarkConfig,
     source: ModelSource,
-    model_uri: str | None,
     model_name: str,
     space: SearchSpace,
     mode: str,
@@ -214,16 +226,24 @@ def _tune_over_workers(
     the model and measures on its own server."""
     import uuid
 
+    from podium.coordination.connection import connect
     from podium.measurement.tune import tune_with
     from podium.measurement.tune_spread import over_workers
+    from podium.settings.files import input_fingerprint
 
-    if source.run_id:
-        model = {"model_run_id": source.run_id, "artifact_path": source.artifact_path}
-    else:  # a path: as the workers on this host see it
-        uri = model_uri or ""
-        model = {"model_uri": uri if "://" in uri else str(Path(uri).resolve())}
-    measure = over_workers(app, target, cfg, model | {"model_name": model_name}, uuid.uuid4().hex, on_start=_started)
-    return tune_with(measure, model_name, cfg.benchmarking, space, mode, runs=runs, on_done=_done)
+    assert source.run_id is not None  # checked before anything was written
+    model = {
+        "model_run_id": source.run_id,
+        "artifact_path": source.artifact_path,
+        "model_name": model_name,
+        "input_fingerprint": input_fingerprint(cfg.benchmarking),
+    }
+    client = connect(redis_url)
+    try:
+        measure = over_workers(app, client, target, cfg, model, uuid.uuid4().hex, on_sent=_sent)
+        return tune_with(measure, model_name, cfg.benchmarking, space, mode, runs=runs, on_done=_done)
+    finally:
+        client.close()
 
 
 def _config(
@@ -275,6 +295,10 @@ def _model(
     if run_id:
         _, source, cfg = adopt_run(tracking, run_id, cfg, source, artifact_path, False, None)
     return source, tracking, cfg
+
+
+def _sent(i: int, serving: ServingConfig) -> None:
+    console.print(f"[{i}] {serving.label}: sent to the queue")
 
 
 def _started(i: int, serving: ServingConfig) -> None:

@@ -50,6 +50,11 @@ def tune_server_fence(server: str) -> str:
     return f"{PREFIX}:tune-fence:{require_safe(server, 'server')}"
 
 
+def tune_stopped(search_id: str, config_label: str) -> str:
+    """Set when a search stopped waiting for one of its configs: a worker that takes it later drops it."""
+    return f"{PREFIX}:tune-stopped:{require_safe(search_id, 'search_id')}:{require_safe(config_label, 'config')}"
+
+
 def done(benchmark_key: str) -> str:
     return f"{PREFIX}:done:{require_safe(benchmark_key, 'benchmark_key')}"
 

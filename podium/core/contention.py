@@ -35,9 +35,12 @@ class Contention:
 
     others_ns: int
     capacity_ns: int
-    #: How far ``others_ns`` can be off: the counters' resolution (one tick per core per window) and the
-    #: readings' timing.
+    #: How far ``others_ns`` can be off from the counters' resolution (one tick per core per window).
     error_ns: int
+    #: How far it can be off because a reading's instant is known only within its call (a paused /proc read):
+    #: reported, not subtracted when judging a window (a busy host pauses the readings most, and would
+    #: otherwise hide its own contention).
+    timing_ns: int = 0
 
     @property
     def share(self) -> float:
@@ -48,6 +51,11 @@ class Contention:
     @property
     def resolution(self) -> float:
         return self.error_ns / self.capacity_ns if self.capacity_ns > 0 else 0.0
+
+    @property
+    def timing(self) -> float:
+        """The readings' timing uncertainty as a share of the capacity."""
+        return self.timing_ns / self.capacity_ns if self.capacity_ns > 0 else 0.0
 
     def over(self, max_share: float) -> bool:
         """Clearly above ``max_share``: by more than the reading's resolution."""
@@ -71,15 +79,18 @@ def busy_ticks(proc_stat: str, cpus: Iterable[int]) -> int:
 
 def window_contention(before: CpuReading, after: CpuReading, wall_ns: int, timing_ns: int = 0) -> Contention:
     """What others took between two readings ``wall_ns`` apart (never below 0: the counters' rounding).
-    ``timing_ns``: how far the two readings' instants may each be off together (a reading is taken somewhere
-    inside a call that a busy host can pause): others may have used every core for that long, or not at all."""
+    ``timing_ns``: how far the two readings' instants may be off together (a reading is taken somewhere inside
+    a call that a busy host can pause): others may have used every core for that long, or not at all."""
     others = (after.host_busy_ns - before.host_busy_ns) - (after.own_ns - before.own_ns)
-    error = after.cores * (after.tick_ns + max(0, timing_ns))
-    return Contention(max(0, others), max(0, wall_ns) * after.cores, error)
+    timing = after.cores * max(0, timing_ns)
+    return Contention(max(0, others), max(0, wall_ns) * after.cores, after.cores * after.tick_ns, timing)
 
 
 def combined(windows: Sequence[Contention]) -> Contention:
     """Several windows as one: their others' time over their capacity."""
     return Contention(
-        sum(w.others_ns for w in windows), sum(w.capacity_ns for w in windows), sum(w.error_ns for w in windows)
+        sum(w.others_ns for w in windows),
+        sum(w.capacity_ns for w in windows),
+        sum(w.error_ns for w in windows),
+        sum(w.timing_ns for w in windows),
     )

@@ -132,13 +132,14 @@ class TuneConfigRequest(Message):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     search_id: SafeValue
-    #: The model: an MLflow run and the artifact in it, or a URI the worker can read (a path on its host).
-    model_run_id: SafeValue | None = None
+    #: The model: an MLflow run and the artifact in it (every worker reads it from the store).
+    model_run_id: SafeValue
     artifact_path: str = Field(default=DEFAULT_ARTIFACT_PATH, max_length=512)
-    model_uri: str | None = Field(default=None, max_length=2048)
     #: The model's name on the server (each config deploys as ``<name>-<config label>``).
     model_name: SafeValue
     config: BenchmarkConfig
+    #: What the inputs are made of on the sender's host; a worker whose test data differs refuses the config.
+    input_fingerprint: str = Field(max_length=256)
     serving: ServingChoice
 
 

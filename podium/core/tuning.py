@@ -141,8 +141,14 @@ def choose(trials: Sequence[Trial], sla_p99_ms: float) -> Trial:
     if not trials:
         raise TuningError("no serving config was measured")
     best = max(trials, key=rank)
+    failures = [t for t in trials if t.error]
+    if len(failures) == len(trials):
+        raise TuningError(
+            f"every one of the {len(trials)} serving configs failed to load or measure; "
+            f"{failures[0].config.label}: {failures[0].error}"
+        )
     if not best.meets_sla:
-        failed = sum(1 for t in trials if t.error)
+        failed = len(failures)
         raise TuningError(
             f"none of the {len(trials)} serving configs met the p99 budget of {sla_p99_ms:g} ms"
             + (f" ({failed} failed to load or measure)" if failed else "")

@@ -143,7 +143,7 @@ def _batch_entry(m: BatchMeasurement) -> dict[str, Any]:
         window = {"p50_ms": w.p50_ms, "p99_ms": w.p99_ms, "throughput_per_s": w.throughput_per_s, "cv": w.cv}
         if load is not None:
             window["host_contention"] = load.share
-            window["host_contention_resolution"] = load.resolution
+            window["host_contention_timing"] = load.timing
         windows.append(window | ({"discarded": "contended"} if discarded else {}))
     return {
         **m.summary.as_dict(),
@@ -153,8 +153,8 @@ def _batch_entry(m: BatchMeasurement) -> dict[str, Any]:
         # the spread of repeats of the same request (the input mix taken out); ``cv`` above includes the mix
         "noise_cv": m.spread.cv if m.spread else None,
         "host_contention": m.host.share if m.host else None,
-        # how far that share can be off (the counters' ticks, the readings' timing)
-        "host_contention_resolution": m.host.resolution if m.host else None,
+        # how far that share can be off because a reading's instant is known only within its call
+        "host_contention_timing": m.host.timing if m.host else None,
         "window_requests": m.window_requests,
         "windows": windows,
     }

@@ -7,7 +7,10 @@ server each measure at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -31,16 +34,30 @@ SERVER_WAIT_S = 1800.0
 SERVER_LOCK_TTL_MS = 30_000
 
 
+def server_name(server: str) -> str:
+    """One name per server, however a worker was told its address (``localhost:8000``, ``127.0.0.1:8000``,
+    ``[::1]:8000``): the address it resolves to, in characters a Redis key of podium's takes."""
+    host, _, port = server.rpartition(":")
+    host = host.strip("[]")
+    with contextlib.suppress(OSError):
+        host = str(socket.getaddrinfo(host, None)[0][4][0])
+    return re.sub(r"[^A-Za-z0-9_.:\-]", "-", f"at-{host}:{port}")
+
+
 def server_turn(client: redis.Redis, server: str, worker: str, wait_s: float = SERVER_WAIT_S) -> FencedLock:
     """This worker's turn on ``server`` (host:port), waited for; renewed until released."""
-    lock = FencedLock(client, keys.tune_server_lock(server), keys.tune_server_fence(server), SERVER_LOCK_TTL_MS)
+    name = server_name(server)
+    lock = FencedLock(client, keys.tune_server_lock(name), keys.tune_server_fence(name), SERVER_LOCK_TTL_MS)
     deadline, pause, said = time.monotonic() + wait_s, 0.05, False
     while lock.acquire() is None:
         if not said:
             log.info("%s: another worker is tuning on %s; waiting for its turn.", worker, server)
             said = True
         if time.monotonic() > deadline:
-            raise TuningError(f"{server} was busy with another worker's tuning for {wait_s:g} s")
+            raise TuningError(
+                f"{server} was busy with another worker's tuning for {wait_s:g} s: run one search at a time on a "
+                "server, or give each worker a server of its own"
+            )
         time.sleep(pause)
         pause = min(pause * 2, 1.0)
     lock.start_watchdog()
@@ -53,18 +70,29 @@ def measure_serving_config(
     """Fetch the model, deploy ``request.serving`` on this worker's server, run the load levels, unload; the
     outcome as JSON, with the worker, the server and when it measured."""
     from podium.backends.triton import deployment, host_port
-    from podium.measurement.artifacts import ModelSource, fetch_model, parse_model_uri
+    from podium.measurement.artifacts import ModelSource, fetch_model
     from podium.measurement.server_memory import find_server
+    from podium.settings.files import input_fingerprint
 
-    if not triton_url:
-        raise TuningError(f"worker {worker} has no Triton server to tune on: start it with --triton-url")
-    bench = request.config.benchmarking
-    server = host_port(triton_url, bench.protocol)
-    if request.model_run_id:
-        source = ModelSource(request.model_run_id, request.artifact_path, None)
-    else:
-        source = parse_model_uri(request.model_uri or "")
     serving = ServingConfig(**request.serving.model_dump())
+    if client.exists(keys.tune_stopped(request.search_id, serving.label)):
+        log.info(
+            "%s: config %s of search %s was stopped before it was measured; dropped.",
+            worker,
+            serving.label,
+            request.search_id,
+        )
+        raise TuningError(f"config {serving.label} of search {request.search_id} was stopped before it was measured")
+    if not triton_url:
+        raise TuningError(f"worker {worker} has no Triton server to tune on: restart it with --triton-url HOST:PORT")
+    bench = request.config.benchmarking
+    if input_fingerprint(bench) != request.input_fingerprint:
+        raise TuningError(
+            f"worker {worker}: the test data here differs from the sender's (content hash mismatch): its configs "
+            "would be measured on other inputs than the rest; give every worker the same files"
+        )
+    server = host_port(triton_url, bench.protocol)
+    source = ModelSource(request.model_run_id, request.artifact_path, None)
     with tempfile.TemporaryDirectory(prefix="podium-tune-") as tmp:
         model_file, _ = fetch_model(source, tracking, Path(tmp), bench)
         memory, _ = find_server(int(server.rsplit(":", 1)[1]), None)
@@ -88,7 +116,9 @@ def measure_serving_config(
 
 
 def register(app: Celery) -> None:
-    @app.task(name=keys.TUNE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+    # a worker process that dies measuring a config fails that config (reject_on_worker_lost would requeue it
+    # for ever if the config itself kills it); a whole worker that dies is requeued by podium's reaper
+    @app.task(name=keys.TUNE_TASK, bind=True, acks_late=True, reject_on_worker_lost=False)
     def tune_config(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
         from podium.workers.tasks import worker_deps
 

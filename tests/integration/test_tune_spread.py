@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 
 from tests.integration.test_local_bench import log_model_run
 from tests.pipeline_helpers import Pipeline
+from tests.servers import wait_until
 from tests.triton import TritonServer, start_triton
 
 pytestmark = pytest.mark.server
@@ -50,7 +51,12 @@ def test_the_configs_are_spread_over_the_queues_workers_taking_turns_on_a_shared
     try:
         # nobody serves the queue yet: one line saying how to start them, nothing sent
         alone = tune(pipeline, tmp_path, "--run-id", run_id, "--target", "cpu", "--sla-p99-ms", "1000")
-        assert alone.returncode != 0 and "no worker consumes podium.cpu now" in alone.stdout + alone.stderr
+        assert (
+            alone.returncode != 0
+            and "no worker that runs tune tasks consumes podium.cpu" in alone.stdout + alone.stderr
+        )
+        path = tune(pipeline, tmp_path, "--model-uri", "model.pt", "--no-log", "--target", "cpu", "--sla-p99-ms", "9")
+        assert path.returncode != 0 and "give --run-id RUN or a runs:/ URI" in path.stdout + path.stderr
         both = tune(pipeline, tmp_path, "--run-id", run_id, "--target", "cpu", "--url", triton.http)
         assert both.returncode != 0 and "give one of --url" in both.stdout + both.stderr
 
@@ -121,14 +127,17 @@ def test_a_server_is_one_workers_at_a_time(tmp_path: Path) -> None:
     import redis
 
     from podium.errors import TuningError
-    from podium.workers.tune_task import server_turn
+    from podium.workers.tune_task import server_name, server_turn
     from tests.servers import start_redis
 
     server = start_redis(tmp_path / "redis")
     client = redis.Redis.from_url(server.url)
+    # one server, however a worker was told its address
+    assert server_name("localhost:8000") == server_name("127.0.0.1:8000") == "at-127.0.0.1:8000"
+    assert server_name("[::1]:8000") == "at-::1:8000" != server_name("127.0.0.1:8001")
     held = server_turn(client, "127.0.0.1:8000", "worker-a")
     with pytest.raises(TuningError, match="busy with another worker's tuning"):
-        server_turn(client, "127.0.0.1:8000", "worker-b", wait_s=0.3)
+        server_turn(client, "localhost:8000", "worker-b", wait_s=0.3)
     other = server_turn(client, "127.0.0.1:8001", "worker-b", wait_s=0.3)  # another server: at once
     held.release()
     try:
@@ -137,3 +146,31 @@ def test_a_server_is_one_workers_at_a_time(tmp_path: Path) -> None:
     finally:
         client.close()
         server.stop()
+
+
+def test_a_search_left_without_workers_stops_and_a_later_worker_measures_nothing_of_it(
+    tmp_path: Path, sqlite_store_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every worker gone while configs wait: the search stops with one line saying so, and the configs it sent
+    are marked stopped, so a worker started afterwards drops them instead of measuring them for nobody."""
+    from podium.core.config import BenchmarkConfig
+    from podium.core.tuning import ServingConfig
+    from podium.errors import TuningError
+    from podium.measurement import tune_spread
+
+    monkeypatch.setattr(tune_spread, "LIVENESS_EVERY_S", 0.2)  # ask for the workers soon, not every 30 s
+    pipeline = Pipeline(tmp_path / "pipeline", sqlite_store_uri)
+    try:
+        model = {"model_run_id": "r" * 32, "artifact_path": "model", "model_name": "m", "input_fingerprint": "x"}
+        measure = tune_spread.over_workers(pipeline.app, pipeline.redis, "cpu", BenchmarkConfig(), model, "search1")
+        configs = [ServingConfig(1, 8, True), ServingConfig(2, 8, True)]
+        with pytest.raises(TuningError, match=r"no worker of podium\.cpu is left to measure i1-b8-dyn0"):
+            measure(configs, lambda outcome: None)
+        assert all(pipeline.redis.exists(f"podium:tune-stopped:search1:{c.label}") for c in configs)
+
+        worker = pipeline.start("worker-late", "worker", "--target", "cpu", "--loglevel", "INFO")
+        pipeline.wait_workers(1)
+        assert wait_until(lambda: worker.log().count("was stopped before it was measured; dropped") == 2, 120)
+        assert "deploy" not in worker.log().lower()
+    finally:
+        pipeline.stop()

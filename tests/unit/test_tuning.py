@@ -101,9 +101,13 @@ def test_no_config_meeting_the_budget_is_a_clear_error() -> None:
     with pytest.raises(TuningError, match="none of the 12 serving configs met the p99 budget of 20 ms") as raised:
         exhaustive(SPACE, Table(lambda c: curve(100.0, 4 * SLA_MS + 1)).many, SLA_MS)
     assert "--sla-p99-ms" in str(raised.value) and "\n" not in str(raised.value)
-    failed = [Trial(SPACE.start(), None, error="refused")]
+    slow = Trial(ServingConfig(2, 8, True), None)
+    failed = [Trial(SPACE.start(), None, error="refused"), slow]
     with pytest.raises(TuningError, match=r"\(1 failed to load or measure\)"):
         choose(failed, SLA_MS)
+    # all of them failed: the budget is not the problem, the first failure is said
+    with pytest.raises(TuningError, match=r"every one of the 1 serving configs failed .*i1-b1-nodyn: refused$"):
+        choose(failed[:1], SLA_MS)
 
 
 def test_a_config_that_failed_never_wins_and_ties_go_to_the_cheaper_config() -> None:
