@@ -120,12 +120,13 @@ class ExistenceCheck:
             return cached[2]
         t = self.tracker
         doing = f"looking for legacy benchmark runs of study {study[:12]}"
+        condition = legacy_filter(t.tags, study)  # refuses an unsafe value before any store sees it, either way
         if t.tables is not None:  # one indexed query, ~10x cheaper than search_runs: the first model of a study pays it
             tagged = {t.tags.grouping.study_key_hash: study, t.tags.stage.key: t.tags.stage.benchmark}
             with t.in_store(doing):
                 has = t.tables.any_run_without(tagged, t.tags.benchmark.key, experiment_ids)
         else:
-            has = len(t.first_runs(experiment_ids, legacy_filter(t.tags, study), 1, doing)) > 0
+            has = len(t.first_runs(experiment_ids, condition, 1, doing)) > 0
         self._legacy_studies[key] = (now, epoch, has)
         return has
 
