@@ -170,11 +170,11 @@ def _tune_on_server(
     """Every config on the server at ``url``, one after another, the model fetched here."""
     from podium.backends.triton import deployment, host_port
     from podium.measurement.artifacts import fetch_model
-    from podium.measurement.server_memory import find_server
+    from podium.measurement.server_memory import find_server_at
     from podium.measurement.tune import TuneTarget, tune
 
     bench = cfg.benchmarking
-    memory, why = find_server(int(host_port(url, bench.protocol).rsplit(":", 1)[1]), server_pid)
+    memory, why = find_server_at(host_port(url, bench.protocol), server_pid)
     if why:
         console.print(f"[yellow]note:[/] {why}")
     with tempfile.TemporaryDirectory(prefix="podium-tune-") as tmp:

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import ipaddress
 import os
-import socket
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from podium.core.backend_registry import BackendSpec
-from podium.measurement.server_memory import PROC, ServerMemory, find_server, rss_bytes
+from podium.measurement.server_memory import PROC, ServerMemory, find_server_at, rss_bytes
 
 MIB = 2**20
 
@@ -141,21 +139,6 @@ class NotMeasured:
         return MemoryReading({}, {"not_measured": self.why}, [f"memory not measured: {self.why}"])
 
 
-def is_this_host(host: str) -> bool:
-    """``host`` names this machine (a loopback address, its host name, or one of its addresses)."""
-    if host in ("localhost", socket.gethostname(), socket.getfqdn()):
-        return True
-    try:
-        address = ipaddress.ip_address(socket.gethostbyname(host))
-    except (OSError, ValueError):
-        return False
-    if address.is_loopback or address.is_unspecified:
-        return True
-    with contextlib.suppress(OSError):
-        return str(address) in {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)}
-    return False
-
-
 def probe_for(backend: object, spec: BackendSpec, runtime_module: str | None, protocol: str) -> MemoryProbe:
     """How this run's model memory is read: in this process, on a server of this host, or not at all (why)."""
     if spec.in_process:
@@ -165,10 +148,7 @@ def probe_for(backend: object, spec: BackendSpec, runtime_module: str | None, pr
         return NotMeasured(f"the {spec.name} backend runs no model")
     from podium.backends.triton import host_port
 
-    host, port = host_port(url, protocol).rsplit(":", 1)
-    if not is_this_host(host):
-        return NotMeasured(f"the server at {host} is on another host (its RSS cannot be read from here)")
-    server, why = find_server(int(port))
+    server, why = find_server_at(host_port(url, protocol))
     if server is None:
         return NotMeasured((why or "").removeprefix("server memory not read: "))
     return ServerProcessMemory(server, getattr(backend, "deployment", None) is not None)

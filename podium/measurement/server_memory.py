@@ -11,7 +11,9 @@ the caller says so.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,3 +149,33 @@ def find_server(port: int, pid: int | None = None) -> tuple[ServerMemory | None,
         held = name or found
         return None, f"server memory not read: port {port} is held by {held!r}, not tritonserver (give its PID)"
     return ServerMemory(found), None
+
+
+def is_this_host(host: str) -> bool:
+    """``host`` names this machine (a loopback address, its host name, or one of its addresses)."""
+    if host in ("localhost", socket.gethostname(), socket.getfqdn()):
+        return True
+    try:  # an address as it is (IPv6 included), else the name resolved
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            address = ipaddress.ip_address(socket.gethostbyname(host))
+        except (OSError, ValueError):
+            return False
+    if address.is_loopback or address.is_unspecified:
+        return True
+    with contextlib.suppress(OSError):
+        return str(address) in {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)}
+    return False
+
+
+def find_server_at(address: str, pid: int | None = None) -> tuple[ServerMemory | None, str | None]:
+    """:func:`find_server` for a server's ``host:port``: none (and why) when the host is another machine, whose
+    processes cannot be read from here (``pid`` names the process itself: it is taken as given)."""
+    host, port = address.rsplit(":", 1)
+    if pid is None and not is_this_host(host.strip("[]")):
+        return (
+            None,
+            f"server memory not read: the server at {host} is on another host (its RSS cannot be read from here)",
+        )
+    return find_server(int(port), pid)

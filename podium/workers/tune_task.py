@@ -71,7 +71,7 @@ def measure_serving_config(
     outcome as JSON, with the worker, the server and when it measured."""
     from podium.backends.triton import deployment, host_port
     from podium.measurement.artifacts import ModelSource, fetch_model
-    from podium.measurement.server_memory import find_server
+    from podium.measurement.server_memory import find_server_at
     from podium.settings.files import input_fingerprint
 
     serving = ServingConfig(**request.serving.model_dump())
@@ -95,7 +95,7 @@ def measure_serving_config(
     source = ModelSource(request.model_run_id, request.artifact_path, None)
     with tempfile.TemporaryDirectory(prefix="podium-tune-") as tmp:
         model_file, _ = fetch_model(source, tracking, Path(tmp), bench)
-        memory, _ = find_server(int(server.rsplit(":", 1)[1]), None)
+        memory, _ = find_server_at(server)
         base = deployment(bench, model_file, request.model_name)
         target = TuneTarget(triton_url, bench.protocol, bench.request_timeout_s, base, memory)
         turn = server_turn(client, server, worker)

@@ -10,7 +10,8 @@ from mlflow import MlflowClient
 
 from podium.core.backend_registry import backend_spec
 from podium.demo.model import TinyTagger, export
-from podium.measurement.memory import NotMeasured, ProcessMemory, is_this_host, probe_for
+from podium.measurement.memory import NotMeasured, ProcessMemory, probe_for
+from podium.measurement.server_memory import is_this_host
 from tests.integration.test_local_bench import bench, benchmark_runs, log_model_run
 
 #: 50,000 x 256 float32 embedding: 49 MiB of weights the large model carries beyond the small one.

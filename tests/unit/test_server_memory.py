@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from podium.coordination.embedded import free_port
-from podium.measurement.server_memory import ServerMemory, find_server, listening_pid, process_tree
+from podium.measurement.server_memory import ServerMemory, find_server, find_server_at, listening_pid, process_tree
 
 
 def test_the_process_on_a_port_is_found_and_must_be_a_tritonserver() -> None:
@@ -24,6 +24,11 @@ def test_the_process_on_a_port_is_found_and_must_be_a_tritonserver() -> None:
     assert memory is None and why is not None and "no process of this user listens on port" in why
     memory, why = find_server(1, pid=os.getpid())
     assert memory == ServerMemory(os.getpid()) and why is None
+    # by address: a server on another machine is never matched to a process here that holds the same port
+    memory, why = find_server_at("203.0.113.7:1", None)
+    assert memory is None and why is not None and "203.0.113.7 is on another host" in why
+    assert find_server_at("203.0.113.7:1", pid=os.getpid()) == (ServerMemory(os.getpid()), None)  # the PID given
+    assert "no process of this user listens on port" in (find_server_at(f"[::1]:{free_port()}")[1] or "")
 
 
 def test_the_memory_counts_the_children_and_waits_for_them_to_leave() -> None:
