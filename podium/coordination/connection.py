@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 import redis
+from kombu.exceptions import OperationalError
+
+#: What a client's send to the broker raises when Redis is away: kombu's and redis-py's errors, the socket's, and
+#: Celery's RuntimeError when its result channel gave up reconnecting ("must be restarted": it need not be, it
+#: reconnects on the next send once Redis is back).
+SEND_ERRORS: tuple[type[Exception], ...] = (OperationalError, redis.RedisError, OSError, RuntimeError)
+
+
+def why_not_sent(exc: BaseException) -> str:
+    """One line for one of ``SEND_ERRORS`` (Celery's RuntimeError spans several and tells to restart)."""
+    return "Redis is not reachable (result channel down)" if isinstance(exc, RuntimeError) else str(exc)
+
 
 #: Seconds before a Redis connect or command is abandoned (a blocking read adds its own block time).
 CONNECT_TIMEOUT_S = 5.0

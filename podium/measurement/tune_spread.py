@@ -17,11 +17,10 @@ from typing import Any
 
 import redis
 from celery import Celery
-from kombu.exceptions import OperationalError
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 
 from podium.coordination import keys
+from podium.coordination.connection import SEND_ERRORS, why_not_sent
 from podium.core.config import BenchmarkConfig
 from podium.core.messages import ServingChoice, TuneConfigRequest
 from podium.core.tuning import ServingConfig, Trial
@@ -34,8 +33,6 @@ INSPECT_TIMEOUT_S = 2.0
 CONFIG_TIMEOUT_S = 3600.0
 #: How often, while it waits, it asks whether any worker of the queue is still there (s).
 LIVENESS_EVERY_S = 30.0
-#: Errors of the command's own connection to Redis (not of a worker).
-BROKER_ERRORS = (OperationalError, RedisError, OSError)
 #: How long a stopped config's mark lives: longer than any queue holds a message.
 STOPPED_TTL_S = 7 * 24 * 3600
 
@@ -47,8 +44,10 @@ def queue_workers(app: Celery, queue: str, timeout_s: float = INSPECT_TIMEOUT_S)
         inspect = app.control.inspect(timeout=timeout_s)
         queues = inspect.active_queues() or {}
         registered = inspect.registered() or {}
-    except BROKER_ERRORS as exc:
-        raise BrokerUnavailable(f"cannot ask the broker which workers serve {queue}: {exc}; is Redis up?") from None
+    except SEND_ERRORS as exc:
+        raise BrokerUnavailable(
+            f"cannot ask the broker which workers serve {queue}: {why_not_sent(exc)}; is Redis up?"
+        ) from None
     names = sorted(name for name, qs in queues.items() if any(q.get("name") == queue for q in qs or []))
     able = [n for n in names if keys.TUNE_TASK in (registered.get(n) or [])]
     return able, [n for n in names if n not in able]
@@ -110,8 +109,8 @@ def _request(search_id: str, config: BenchmarkConfig, serving: ServingConfig, mo
 def _send(app: Celery, queue: str, payload: str) -> Any:
     try:
         return app.send_task(keys.TUNE_TASK, args=[json.loads(payload)], queue=queue)
-    except BROKER_ERRORS as exc:
-        raise BrokerUnavailable(f"cannot send a config to {queue}: {exc}; the search stopped") from None
+    except SEND_ERRORS as exc:
+        raise BrokerUnavailable(f"cannot send a config to {queue}: {why_not_sent(exc)}; the search stopped") from None
 
 
 def _answer(
@@ -134,16 +133,24 @@ def _answer(
                 raise TuningError(
                     f"no worker of {queue} is left to measure {serving.label}: start them again, then re-run the search"
                 ) from None
-        except BROKER_ERRORS as exc:
-            raise BrokerUnavailable(f"lost the broker while waiting for {serving.label}: {exc}") from None
-        except Exception as exc:  # the task raised on its worker: that config failed, the search goes on
-            _forget(result)
+        except Exception as exc:
+            if not _failed_on_worker(result):  # this command's own connection, whatever it raised
+                raise BrokerUnavailable(f"lost the broker while waiting for {serving.label}: {exc}") from None
+            _forget(result)  # the task raised on its worker: that config failed, the search goes on
             return ConfigOutcome(Trial(serving, None, error=f"{type(exc).__name__} on a worker: {exc}"), {})
     _forget(result)
     outcome = ConfigOutcome.from_dict(answer)
     if outcome.trial.config != serving:
         raise TuningError(f"asked a worker for {serving.label}, it answered for {outcome.trial.config.label}")
     return outcome
+
+
+def _failed_on_worker(result: Any) -> bool:
+    """Did the task itself fail (its state FAILURE, as its worker stored it), rather than the reading of it?"""
+    try:
+        return bool(result.failed())
+    except Exception:  # the state cannot be read either: the connection is what failed
+        return False
 
 
 def _forget(result: Any) -> None:

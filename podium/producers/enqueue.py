@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
-from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from podium.coordination import keys
+from podium.coordination.connection import SEND_ERRORS, why_not_sent
 from podium.core.backend_registry import format_of_path
 from podium.core.config import BenchmarkConfig
 from podium.core.identity import UNKNOWN_FINGERPRINT, benchmark_config_hash
@@ -90,13 +90,11 @@ def send_request(app: Celery, request: BenchmarkRequest, retries: int = SEND_RET
             retry=retries > 0,
             retry_policy={"max_retries": retries, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0},
         )
-    except (OperationalError, RedisError, OSError, RuntimeError) as exc:
-        # Celery's result channel says "Retry limit exceeded ... must be restarted": it need not be, it
-        # reconnects on the next send once Redis is back
-        why = f"{exc}" if not isinstance(exc, RuntimeError) else "Redis is not reachable (result channel down)"
+    except SEND_ERRORS as exc:
         raise BrokerUnavailable(
             f"cannot send benchmark request {request.request_id} ({request.benchmark_key[:12]}…) to the broker at "
-            f"{redact_url(str(app.conf.broker_url))}: {why}; it was not enqueued, try again when Redis is back"
+            f"{redact_url(str(app.conf.broker_url))}: {why_not_sent(exc)}; it was not enqueued, try again when "
+            "Redis is back"
         ) from None
     _note_sent(app, request, result.id, queue)
     log.info(

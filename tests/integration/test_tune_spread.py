@@ -174,3 +174,28 @@ def test_a_search_left_without_workers_stops_and_a_later_worker_measures_nothing
         assert "deploy" not in worker.log().lower()
     finally:
         pipeline.stop()
+
+
+def test_redis_gone_stops_the_search_in_one_line_instead_of_failing_its_configs(
+    tmp_path: Path, sqlite_store_uri: str
+) -> None:
+    """The command's own connection lost is not a worker's failure: asking for the workers and sending a config
+    both stop with BrokerUnavailable, which the command prints as one line."""
+    from podium.core.config import BenchmarkConfig
+    from podium.core.tuning import ServingConfig
+    from podium.errors import BrokerUnavailable
+    from podium.measurement import tune_spread
+
+    pipeline = Pipeline(tmp_path / "pipeline", sqlite_store_uri)
+    try:
+        pipeline.redis_server.stop()
+        with pytest.raises(BrokerUnavailable, match=r"cannot ask the broker which workers serve podium\.cpu"):
+            tune_spread.queue_workers(pipeline.app, "podium.cpu", timeout_s=0.5)
+        model = {"model_run_id": "r" * 32, "artifact_path": "model", "model_name": "m", "input_fingerprint": "x"}
+        measure = tune_spread.over_workers(pipeline.app, pipeline.redis, "cpu", BenchmarkConfig(), model, "search2")
+        outcomes: list = []
+        with pytest.raises(BrokerUnavailable, match=r"cannot send a config to podium\.cpu"):
+            measure([ServingConfig(1, 8, True)], outcomes.append)
+        assert outcomes == []  # no config was called failed
+    finally:
+        pipeline.stop()
