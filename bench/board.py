@@ -12,7 +12,8 @@ with the aggregator's own Publisher (its Lua script: SET, XADD, PUBLISH). Times,
                a per-study cache until its seq or candidates change, so also timed right after each update (built)
   sse          publish -> the update event read by a plain SSE client (a page's EventSource sees the same bytes)
   browser      publish -> the open page in Chromium shows the new seq (with --browser; Playwright's polling adds
-               up to a frame)
+               up to a frame); and -> its Pareto chart stars the update's new best (drawn from the update at
+               once, before the candidates are read again)
   refreshed    publish -> the page told its candidates were read again from MLflow (the chart is current)
   fan-out 50   publish -> the last of 50 open event streams has it; and the Redis clients subscribed then
 and prints Markdown tables with ratios to the baseline.
@@ -21,6 +22,7 @@ and prints Markdown tables with ratios to the baseline.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import json
 import os
@@ -197,9 +199,9 @@ def main() -> None:
             assert wait(lambda c=count: len(events.refreshed) > c, 600)
             refreshed.append((events.refreshed[-1] - before) * 1000)
 
-        browser = None
+        browser = charted = None
         if args.browser and Path(CHROMIUM).exists():
-            browser = _browser_latency(bport, study, publisher, selection, cfg, min(args.updates, 10))
+            browser, charted = _browser_latency(bport, study, publisher, selection, cfg, min(args.updates, 10))
 
         for _ in range(50):
             s = Events(bport, study, after=publisher._seq[study])
@@ -243,6 +245,10 @@ def main() -> None:
             f"| new seq shown by the page in Chromium | {statistics.median(browser):.1f} | {max(browser):.1f} | "
             f"{len(browser)} |"
         )
+        print(
+            f"| a new best starred on the page's chart in Chromium | {statistics.median(charted):.1f} | "
+            f"{max(charted):.1f} | {len(charted)} |"
+        )
     print(f"| last of 50 open streams has it | {statistics.median(fan):.1f} | {max(fan):.1f} | {len(fan)} |")
     print(
         f"| candidates re-read from MLflow (chart current) | {statistics.median(refreshed):.0f} | "
@@ -269,7 +275,7 @@ def _health(port: int) -> dict:
     return json.loads(body) if status == 200 else {}
 
 
-def _browser_latency(port, study, publisher, selection, cfg, count) -> list[float]:
+def _browser_latency(port, study, publisher, selection, cfg, count) -> tuple[list[float], list[float]]:
     from playwright.sync_api import sync_playwright
 
     args = [
@@ -281,29 +287,31 @@ def _browser_latency(port, study, publisher, selection, cfg, count) -> list[floa
         "--disable-sync",
         "--no-first-run",
     ]
-    out = []
+    shown, charted = [], []
+    # each update names another best than the store's (its second candidate): the chart must move its star
+    # from the update alone; the re-read that follows puts the store's best back before the next one
+    other = dataclasses.replace(selection, best=selection.candidates[1])
+    channel = Channel(study, selection.benchmark_config_hash, cfg.selection.policy, cfg.benchmark.across_runs)
+    chosen = f'svg.pareto polygon.chosen[data-trial="{other.best.trial_key_hash}"]'
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=args)
         page = b.new_page()
+        page.on("pageerror", lambda e: print("page error:", e, file=sys.stderr))
         page.goto(f"http://127.0.0.1:{port}/studies/{study}")
         page.wait_for_selector('body[data-conn="live"]', timeout=60_000)
+        page.wait_for_selector("svg.pareto", timeout=600_000)
         for _ in range(count):
+            loads = page.evaluate("window.podiumBoard.loads")
             before = time.perf_counter()
-            update = publisher.publish(
-                update_of(
-                    "figures_changed",
-                    selection,
-                    Channel(study, selection.benchmark_config_hash, cfg.selection.policy, cfg.benchmark.across_runs),
-                )
-            )
+            update = publisher.publish(update_of("new_best", other, channel))
             page.wait_for_function(f"window.podiumBoard.lastSeq >= {update.seq}", polling="raf", timeout=60_000)
-            out.append((time.perf_counter() - before) * 1000)
-            page.wait_for_function(
-                f"window.podiumBoard.loads > 0 && document.body.dataset.seq == {update.seq}", timeout=60_000
-            )
+            shown.append((time.perf_counter() - before) * 1000)
+            page.wait_for_selector(chosen, timeout=60_000)
+            charted.append((time.perf_counter() - before) * 1000)
+            page.wait_for_function(f"window.podiumBoard.loads > {loads}", timeout=600_000)
+            page.wait_for_selector(chosen, state="detached", timeout=60_000)
         b.close()
-    return out
-
+    return shown, charted
 
 if __name__ == "__main__":
     main()

@@ -189,7 +189,9 @@ def _study(board: Board, study: str) -> dict[str, Any]:
         board.feed.history(study),
         snap.documents.get(study, []),
         views.selection_config(snap.config),
-        _selections_state(snap),  # the same snapshot as the candidates: a page compares it on ?loaded=
+        # the same snapshot as the candidates: a page compares it on ?loaded=, and draws over it the updates
+        # after seq_read (their evidence may have reached the store after the read)
+        _selections_state(snap) | {"seq_read": snap.seqs_read.get(study, 0)},
         snap.runs,
         snap.sla_p99_ms,
         board.mlflow_ui,

@@ -185,6 +185,11 @@ class Feed:
         with self._lock:
             return self._seen.get(study, 0)
 
+    def seqs(self) -> dict[str, int]:
+        """Every study's last seq taken."""
+        with self._lock:
+            return dict(self._seen)
+
     def listeners(self) -> int:
         with self._lock:
             return len(self._listeners)

@@ -55,6 +55,9 @@ class Snapshot:
     error: str | None = None
     runs: dict[str, RunSeen] = field(default_factory=dict)
     sla_p99_ms: dict[str, float] = field(default_factory=dict)
+    #: each study's last seq the board had taken when this read began: the evidence of those updates is in it (the
+    #: aggregator publishes only what it found in the store); a later update's may not be
+    seqs_read: dict[str, int] = field(default_factory=dict)
 
 
 class MlflowSelections:
@@ -135,9 +138,12 @@ class SelectionCache:
         self,
         load: Callable[[], Loaded],
         on_refreshed: Callable[[set[str] | None], None] | None = None,
+        seqs: Callable[[], dict[str, int]] | None = None,
     ):
         self._load = load
         self.on_refreshed = on_refreshed
+        #: each study's last seq taken from the channel (the feed's), noted as each read begins
+        self.seqs = seqs
         self.snapshot = Snapshot()
         self._dirty: set[str] | None = None  # None: everything (the first load)
         self._wake = threading.Event()
@@ -175,6 +181,7 @@ class SelectionCache:
             with self._lock:
                 asked, self._dirty = self._dirty, set()
             started = time.monotonic()
+            seqs_read = self.seqs() if self.seqs is not None else {}
             try:
                 loaded = self._load()
             except Exception as exc:  # the store away, locked, half-written: never the end of this thread
@@ -188,6 +195,7 @@ class SelectionCache:
                     str(exc),
                     self.snapshot.runs,
                     self.snapshot.sla_p99_ms,
+                    self.snapshot.seqs_read,
                 )
                 with self._lock:
                     self._dirty = None if asked is None or self._dirty is None else self._dirty | asked
@@ -201,6 +209,7 @@ class SelectionCache:
                 round(time.monotonic() - started, 3),
                 runs=loaded.runs,
                 sla_p99_ms=loaded.sla_p99_ms,
+                seqs_read=seqs_read,
             )
             self.loaded.set()
             if self.on_refreshed is not None:

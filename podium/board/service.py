@@ -67,4 +67,5 @@ def build_board(
             feed.broadcast(("refreshed", study), study)
 
     cache.on_refreshed = refreshed
+    cache.seqs = feed.seqs
     return Board(feed, cache, reads, tracking_uri, mlflow_ui)

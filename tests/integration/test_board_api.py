@@ -124,6 +124,21 @@ def test_the_study_document_holds_exactly_what_podium_select_says(board, pipelin
     assert [u["reason"] for u in doc["history"]] == ["new_best", "first"]
 
 
+def test_the_study_document_says_which_updates_its_candidates_read_began_after(board, pipeline: Pipeline) -> None:
+    """``selections.seq_read``: the study's last seq the board had taken when the read of the candidates began. A
+    page draws the updates after it over the candidates (their best may not be in that read)."""
+    seq = _published_seq(pipeline)
+
+    def seq_read() -> int | None:
+        status, doc = get_json(board, f"/api/studies/{STUDY}")
+        return doc["selections"]["seq_read"] if status == 200 else None
+
+    # a read begins once the feed has taken the study's updates (each one asks for a read)
+    assert wait_until(lambda: seq_read() == seq, 60), board.process.log()
+    _, studies = get_json(board, "/api/studies")
+    assert "seq_read" not in studies["selections"]  # a study's own figure: only in its document
+
+
 def test_a_load_benchmarks_curve_is_its_runs_metrics(board, store: str) -> None:
     _, doc = get_json(board, f"/api/studies/{STUDY}")
     (scope,) = doc["scopes"]

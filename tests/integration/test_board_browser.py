@@ -11,9 +11,12 @@ import pytest
 from mlflow import MlflowClient
 
 from podium.coordination import keys
+from podium.aggregator.publisher import Publisher
+from podium.core.messages import BestModelUpdate
 from podium.core.records import Champion
 from podium.core.tags import TagsRegistry
 from podium.producers.enqueue import enqueue_benchmark
+from podium.testing import Unfenced
 from podium.tracking.tracker import MlflowTracking
 from tests.integration.board_fixtures import (
     HOSTILE,
@@ -27,7 +30,7 @@ from tests.integration.board_fixtures import (
     url_with_token,
     with_load_levels,
 )
-from tests.pipeline_helpers import Pipeline, committed_result, synthetic_config
+from tests.pipeline_helpers import CONFIG, Pipeline, committed_result, synthetic_config
 from tests.servers import unavailable, wait_until
 
 pytestmark = pytest.mark.server
@@ -35,6 +38,8 @@ STUDY = "d0" * 32
 #: The study the new-best test measures alone: its page holds only what that test made, whichever ran before.
 FOLLOWED = "f0" * 32
 AWAITED = "a0" * 32  # a study whose page is open before its first result
+PENDING = "e1" * 32  # a study sent an update naming a best its store does not hold
+NEWCOMER = "9" * 64
 TRIAL_A, TRIAL_B, TRIAL_C, TRIAL_D = "a" * 64, "b" * 64, "c" * 64, "e" * 64
 #: The MLflow UI the board links runs to (``--mlflow-ui``): its path is percent-encoded into each link.
 MLFLOW_UI = 'http://mlflow.test:5000/ui"><b id=x>'
@@ -167,6 +172,7 @@ def test_the_study_page_follows_a_new_best_and_its_chart_is_podium_select(
     page.wait_for_selector(f'.scope .best[data-trial="{TRIAL_B}"]', timeout=WAIT_MS)
     page.wait_for_selector(f'svg polygon.chosen[data-trial="{TRIAL_B}"]', timeout=WAIT_MS)
     page.wait_for_function("document.querySelectorAll('svg circle.point').length === 2", timeout=WAIT_MS)
+    page.wait_for_selector("svg.pareto circle.point.pending", state="detached", timeout=WAIT_MS)
 
     (selection,) = select_json(pipeline, store, FOLLOWED)
     expected = sorted(
@@ -182,6 +188,43 @@ def test_the_study_page_follows_a_new_best_and_its_chart_is_podium_select(
     assert page.locator("script").count() == 1 and page.locator("main img").count() == 0
     assert page.locator("td.backbone", has_text=HOSTILE).count() == 1
     assert HOSTILE in page.locator("h1").inner_text()
+
+
+def test_the_chart_stars_a_new_best_from_the_update_before_the_candidates_are_read_again(
+    page, board: BoardProcess, pipeline: Pipeline, store: str
+) -> None:
+    """An update carries its best's figures, so the chart moves its star at once, not after the board has read
+    the store again (seconds on a large one). Here the update names a best the store does not hold: the page can
+    only have drawn it from the update, as a pending point, which the next read of the candidates takes away."""
+    tracking = MlflowTracking.connect(store, TagsRegistry())
+    trial_with(store, PENDING, TRIAL_A, 0.70, "net-a", "pending-study")
+    committed_result(tracking, pipeline.redis, PENDING, TRIAL_A, 2.0, champion_run="pending", fast=True)
+    assert wait_until(lambda: published_seq(pipeline, PENDING) >= 1, 120), pipeline.processes["aggregator"].log()
+    open_study(page, board, PENDING)
+    page.wait_for_selector(f'svg.pareto polygon.chosen[data-trial="{TRIAL_A}"]', timeout=WAIT_MS)
+    loads = page.evaluate("window.podiumBoard.loads")
+    # what the chart showed the moment the update was applied (a later re-read may redraw it at any time)
+    page.evaluate(
+        """newcomer => new MutationObserver((_, seen) => {
+            const star = document.querySelector(`svg.pareto polygon.chosen[data-trial="${newcomer}"]`);
+            const point = document.querySelector(`svg.pareto circle.point[data-trial="${newcomer}"]`);
+            if (star && !window.starred) window.starred = { point: point && point.getAttribute("class") };
+        }).observe(document.getElementById("main"), { childList: true, subtree: true })""",
+        NEWCOMER,
+    )
+    latest = BestModelUpdate.model_validate_json(pipeline.redis.get(keys.best_latest(PENDING, CONFIG)))
+    assert latest.best is not None
+    newcomer = latest.best.model_copy(update={"trial_key_hash": NEWCOMER, "f1_score": 0.9, "latency_ms": 1.0})
+    update = Publisher(pipeline.redis, Unfenced(pipeline.redis)).publish(
+        latest.model_copy(update={"reason": "new_best", "best": newcomer})
+    )
+    page.wait_for_function("window.starred", timeout=WAIT_MS)
+    assert page.evaluate("window.starred") == {"point": "point pending"}
+    assert page.evaluate("window.podiumBoard.lastSeq") >= update.seq
+    # the next read of the candidates draws what the store holds: the pending point is gone
+    page.wait_for_function(f"window.podiumBoard.loads > {loads}", timeout=WAIT_MS)
+    page.wait_for_selector("svg.pareto circle.point.pending", state="detached", timeout=WAIT_MS)
+    assert chart_points(page) == [(TRIAL_A, 2.0, 0.70)]
 
 
 def test_a_page_opened_before_the_studys_first_result_waits_and_then_follows_it(

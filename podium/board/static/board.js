@@ -150,7 +150,7 @@
     const [y0, y1] = domain(rows.map(([c]) => c.f1_score));
     const x = (v) => L + ((v - x0) / (x1 - x0)) * (W - L - R);
     const y = (v) => H - B - ((v - y0) / (y1 - y0)) * (H - T - B);
-    const svg = sv("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "data-points": rows.length });
+    const svg = sv("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", class: "pareto", "data-points": rows.length });
     svg.append(sv("title", { text: "quality vs latency" }));
     svg.append(sv("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }));
     svg.append(sv("line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B }));
@@ -191,7 +191,7 @@
       svg.append(sv("polyline", { class: "front", points: front.map((c) => `${x(c.latency_ms)},${y(c.f1_score)}`).join(" ") }));
     }
     for (const [c, out] of rows) {
-      const cls = ["point", out ? "excluded" : null, c.unstable ? "unstable" : null].filter(Boolean).join(" ");
+      const cls = ["point", out ? "excluded" : null, c.unstable ? "unstable" : null, c.pending ? "pending" : null].filter(Boolean).join(" ");
       svg.append(sv("circle", {
         class: cls, cx: x(c.latency_ms), cy: y(c.f1_score), r: 4,
         "data-trial": c.trial_key_hash, "data-key": c.benchmark_key, "data-x": c.latency_ms, "data-y": c.f1_score,
@@ -377,25 +377,58 @@
     const cfg = data.selection_config;
     const metric = (cfg && cfg.objective.metric) || "objective";
     const sels = data.selections || {};
+    // an update the candidates' read began before is drawn over them (its best may be missing from the read)
+    for (const scope of data.scopes) {
+      if (scope.selection && scope.update && scope.update.seq > (sels.seq_read || 0)) scope.selection = withUpdate(scope.selection, scope.update);
+    }
     main(
       el("h1", null, data.label || "study " + short(data.study_key_hash)),
       el("p", { class: "muted" }, el("span", { class: "mono" }, data.study_key_hash), ` · seq ${data.seq}`,
         sels.loaded_at ? ` · candidates read from MLflow ${age(sels.loaded_at)}` : " · reading candidates from MLflow…",
         sels.error ? el("span", { class: "flag" }, sels.error) : ""),
       data.scopes.length ? null : el("p", { class: "muted" }, "Nothing published for this study yet."),
-      data.scopes.map((scope) => el("section", { class: "card scope", "data-config": scope.benchmark_config_hash || "legacy" },
-        el("h2", null, scope.label || "config " + (short(scope.benchmark_config_hash) || "legacy")),
-        liveParts(scope, cfg, metric),
-        scope.selection ? [el("h3", null, "Quality vs latency"), paretoChart(scope.selection, cfg),
-          el("h3", null, `Candidates (${scope.selection.candidates.length} competing, ${scope.selection.excluded.length} not)`),
-          scope.load && scope.load.curves.length ? [el("h3", null, `Latency vs throughput (${scope.load.curves.length} with load levels)`),
-            loadChart(scope.load, scope.selection)] : null,
-          candidatesTable(scope.selection, metric, scope.links)] : el("p", { class: "muted" }, "Candidates not read from MLflow yet."))),
+      data.scopes.map((scope) => scopeSection(scope, cfg, metric)),
       el("h2", null, "History of changes"),
       el("div", { id: "history" }, historyTable(data.history)));
   }
 
-  // What an update changes at once (the chart and the table follow when the candidates are read again).
+  function scopeSection(scope, cfg, metric) {
+    const sel = scope.selection;
+    return el("section", { class: "card scope", "data-config": scope.benchmark_config_hash || "legacy" },
+      el("h2", null, scope.label || "config " + (short(scope.benchmark_config_hash) || "legacy")),
+      liveParts(scope, cfg, metric),
+      sel ? [el("h3", null, "Quality vs latency"), paretoPart(sel, cfg),
+        el("h3", null, `Candidates (${sel.candidates.length} competing, ${sel.excluded.length} not)`),
+        scope.load && scope.load.curves.length ? [el("h3", null, `Latency vs throughput (${scope.load.curves.length} with load levels)`),
+          loadChart(scope.load, sel)] : null,
+        candidatesTable(sel, metric, scope.links)] : el("p", { class: "muted" }, "Candidates not read from MLflow yet."));
+  }
+
+  // The chart, and a note while it holds points from an update that the candidates read do not hold yet.
+  function paretoPart(sel, cfg) {
+    const pending = sel.candidates.filter((c) => c.pending).length;
+    return el("div", { class: "pareto-part" }, paretoChart(sel, cfg),
+      pending ? el("p", { class: "muted pending-note" }, `${pending} point(s) from the latest update; the table follows when the candidates are read again from MLflow`) : null);
+  }
+
+  // An update's best and challenger, drawn at once on the candidates last read (its figures are the aggregator's,
+  // from the same runs): one the candidates read do not hold yet is a pending point until the store is read again.
+  function withUpdate(sel, u) {
+    const next = { ...sel, best: u.best, challenger: u.challenger || null, candidates: sel.candidates.slice(), excluded: sel.excluded.slice() };
+    for (const c of [u.best, u.challenger]) {
+      if (!c) continue;
+      const i = next.candidates.findIndex((x) => same(x, c));
+      if (i >= 0) {
+        next.candidates[i] = { ...next.candidates[i], ...c };
+      } else {
+        next.excluded = next.excluded.filter((x) => !same(x, c));
+        next.candidates.unshift({ ...c, pending: true });
+      }
+    }
+    return next;
+  }
+
+  // What an update changes at once, beside the chart (the table follows when the candidates are read again).
   function liveParts(scope, cfg, metric) {
     return el("div", { class: "live-parts" }, el("h3", null, "Best now"), bestCard(scope, metric), el("h3", null, "Why"), why(scope, cfg));
   }
@@ -416,6 +449,10 @@
     }
     scope.update = u;
     section.querySelector(".live-parts").replaceWith(liveParts(scope, cfg, metric));
+    if (scope.selection) { // the chart at once; the 1,000-row table is redrawn when the candidates are read again
+      scope.selection = withUpdate(scope.selection, u);
+      section.querySelector(".pareto-part").replaceWith(paretoPart(scope.selection, cfg));
+    }
     document.getElementById("history").replaceChildren(historyTable(d.history));
   }
 
