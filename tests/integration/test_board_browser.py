@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from podium.coordination import keys
 from podium.aggregator.publisher import Publisher
+from podium.coordination import keys
 from podium.core.messages import BestModelUpdate
 from podium.core.records import Champion
 from podium.core.tags import TagsRegistry
