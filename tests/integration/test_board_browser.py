@@ -1,4 +1,4 @@
-"""The board in a real browser (the distribution's Chromium, driven by Playwright; no browser download): a real
+"""The board in a real browser (the distribution's Chromium, driven by pytest-playwright; no browser download): a real
 `podium worker` (synthetic backend) and `podium aggregator` feed it through a real redis-server (append-only, so
 it can restart) and a real MLflow sqlite store. Every wait is on the page's state, with a deadline as a guard."""
 
@@ -58,20 +58,12 @@ ARGS = [
 WAIT_MS = 120_000
 
 
-@pytest.fixture(scope="module")
-def browser():
+@pytest.fixture(scope="session")
+def browser_type_launch_args() -> dict:
+    """pytest-playwright's browser, launched from the distribution's Chromium (no browser download)."""
     if not Path(CHROMIUM).exists():
         unavailable("chromium is not installed (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ModuleNotFoundError:
-        unavailable("playwright is not installed (pip install -e '.[dev]')")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    return {"executable_path": CHROMIUM, "args": ARGS}
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +93,11 @@ def board(pipeline: Pipeline):
 
 
 @pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    page = context.new_page()
+def page(page):
+    """pytest-playwright's page (a new context per test); a script error on it fails the test."""
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     yield page
-    context.close()
     assert errors == [], errors
 
 
