@@ -31,7 +31,7 @@ from podium.testing import MemoryRunStore
 from podium.tracking.tracker import MlflowTracking
 from tests.bulk_store import RunRow, write_runs
 from tests.conftest import REPO
-from tests.servers import ServerProcess, spawn, start_redis
+from tests.servers import ServerProcess, spawn, start_redis, stop_all
 
 CONFIG = "c" * 64
 STUDY = "e" * 64
@@ -250,15 +250,14 @@ class Pipeline:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             warm = sum(1 for _ in self.redis.scan_iter(match=keys.WORKER_PATTERN))
-            if warm >= count and len(self.app.control.ping(timeout=0.5) or []) >= count:
+            if warm >= count and len(self.app.control.ping(timeout=0.5, limit=count) or []) >= count:
                 return
             time.sleep(0.1)
         logs = "\n".join(p.log() for p in self.processes.values())
         pytest.fail(f"{count} workers did not answer within {timeout} s:\n{logs}")
 
     def stop(self) -> None:
-        for proc in self.processes.values():
-            proc.stop()
+        stop_all(self.processes.values())
         self.redis.close()
         forget_results(self.app)
         self.app.close()

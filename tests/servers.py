@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,20 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
             if finished:
                 return
             time.sleep(0.05)
+
+
+def stop_all(processes: Iterable[ServerProcess], timeout: float = 10.0) -> None:
+    """Stop several servers at once: SIGTERM every process group first, then wait for each (and SIGKILL what is
+    left after ``timeout``), so their shutdowns overlap instead of adding up."""
+    todo = list(processes)
+    for p in todo:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for p in todo:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        p.stop()  # SIGKILL after its own wait if still there; reaps, closes the log
 
 
 def cached_venv(venv: Path, *installs: list[str], cwd: Path | None = None) -> Path:

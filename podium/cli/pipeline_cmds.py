@@ -47,7 +47,7 @@ def worker(
     redis_url: RedisUrlOption = None,
 ) -> None:
     """Run a Celery worker for one target (e.g. cpu, gpu-h200). Same as
-    `celery -A podium.workers worker -Q podium.<target> -c 1 --prefetch-multiplier 1`."""
+    `celery -A podium.workers worker -Q podium.<target> -c 1 --prefetch-multiplier 1 --without-mingle`."""
     from podium.coordination import keys
     from podium.settings.env import redact_url
 
@@ -84,6 +84,9 @@ def worker(
             "--loglevel",
             loglevel,
             "-E",
+            # no start-up sync with other workers (a second's wait for replies): podium keeps what workers share
+            # in Redis (locks, done markers, stop marks), not in Celery's revoked lists
+            "--without-mingle",
         ]
     )
 
