@@ -303,11 +303,15 @@ class MemoryRunStore:
         summary: Mapping[str, Any],
         filename: str,
         extra_tags: Mapping[str, str] | None = None,
+        *,
+        finish: bool = False,
     ) -> None:
         run = self.run(run_id)
         run.metrics.update((k, float(v)) for k, v in metrics.items())
         run.tags.update((k, str(v)[:MAX_TAG_VALUE]) for k, v in (extra_tags or {}).items())
         run.artifacts[filename] = dict(summary)
+        if finish:
+            self._end(run, "FINISHED")
 
     def finish_run(self, run_id: str) -> None:
         self._end(self.run(run_id), "FINISHED")

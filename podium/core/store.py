@@ -121,8 +121,11 @@ class BenchmarkRuns(Protocol):
         summary: Mapping[str, Any],
         filename: str,
         extra_tags: Mapping[str, str] | None = None,
+        *,
+        finish: bool = False,
     ) -> None:
-        """The run's metrics and extra tags, and the summary as a JSON artifact ``filename``; it stays RUNNING."""
+        """The summary as a JSON artifact ``filename``, and the run's metrics and extra tags; with ``finish`` the
+        run is marked FINISHED with them (all or nothing where the store allows), else it stays RUNNING."""
         ...
 
     def finish_run(self, run_id: str) -> None:

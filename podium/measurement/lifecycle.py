@@ -1,8 +1,8 @@
 """Benchmark one champion, honouring ``run.mode`` and the idempotency check, as steps: the existing run,
-start the run, (measure), record the results, finish; a failure before FINISHED ends the run FAILED.
+start the run, (measure), record the results with FINISHED; a failure before FINISHED ends the run FAILED.
 
 ``benchmark_champion`` is those steps in a row (``podium bench``); the Celery task calls them itself, with the
-fenced prepare before FINISHED and the fenced commit after it (:func:`podium.workers.execute.execute`)."""
+fenced prepare before the results and the fenced commit after them (:func:`podium.workers.execute.execute`)."""
 
 from __future__ import annotations
 
@@ -86,14 +86,19 @@ def start_run(
     )
 
 
-def record(tracking: BenchmarkRuns, run_id: str, config: BenchmarkConfig, measured: Measured) -> None:
-    """Log the results on the run: metrics, ``benchmark.json``, and the tags only measuring tells."""
+def record(
+    tracking: BenchmarkRuns, run_id: str, config: BenchmarkConfig, measured: Measured, *, finish: bool = False
+) -> None:
+    """Log the results on the run: ``benchmark.json``, metrics and the tags only measuring tells; with
+    ``finish``, FINISHED with them (one transaction on a database store)."""
     device_tags = {tracking.tags.benchmark.device: measured.device}
     if measured.stability:
         device_tags[tracking.tags.benchmark.stability] = measured.stability
     if measured.summary.get("model_conversion"):  # an eager nn.Module traced or exported: said on the run
         device_tags[CONVERSION_TAG] = str(measured.summary["model_conversion"])
-    tracking.record_results(run_id, measured.metrics, measured.summary, config.output.filename, device_tags)
+    tracking.record_results(
+        run_id, measured.metrics, measured.summary, config.output.filename, device_tags, finish=finish
+    )
 
 
 @contextmanager
@@ -129,6 +134,5 @@ def benchmark_champion(
     )
     with failing_run(tracking, run_id):
         measured = measure(config, champion)
-        record(tracking, run_id, config, measured)
-        tracking.finish_run(run_id)
+        record(tracking, run_id, config, measured, finish=True)
     return Outcome("measured", identity.key, run_id, measured=measured)

@@ -283,8 +283,10 @@ class MlflowTracking:
         summary: Mapping[str, Any],
         filename: str,
         extra_tags: Mapping[str, str] | None = None,
+        *,
+        finish: bool = False,
     ) -> None:
-        self.writes.record_results(run_id, metrics, summary, filename, extra_tags)
+        self.writes.record_results(run_id, metrics, summary, filename, extra_tags, finish=finish)
 
     def finish_run(self, run_id: str) -> None:
         self.writes.finish_run(run_id)

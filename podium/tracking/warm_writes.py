@@ -10,12 +10,12 @@ long (MLflow gives sqlite a 20 s busy timeout). A store reached over HTTP compil
 
 from __future__ import annotations
 
-import copy
 import logging
 
-import sqlalchemy.orm
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunStatus, RunTag
+
+from podium.tracking.one_transaction import database_store, one_transaction
 
 log = logging.getLogger(__name__)
 
@@ -29,29 +29,17 @@ def warm_writes(client: MlflowClient, experiment_id: str) -> bool:
     """Compile a benchmark run's writes on ``client``'s database store inside one rolled-back transaction.
     True when done; False (logged) when the store is not a database or the attempt failed: nothing is lost
     then but the warm-up itself."""
-    from mlflow.store.db.utils import _get_managed_session_maker
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    store = client._tracking_client.store  # MLflow's own store object: the engine whose cache is warmed
-    if not isinstance(store, SqlAlchemyStore):
+    store = database_store(client)
+    if store is None:
         return False
-    connection = store.engine.connect()
-    transaction = connection.begin()
-    # a copy sharing the engine (so its statement cache), whose sessions all join the one transaction: their
-    # commits go no further ("rollback_only"), and the transaction is rolled back below
-    rolled_back = copy.copy(store)
-    sessions = sqlalchemy.orm.sessionmaker(bind=connection, join_transaction_mode="rollback_only")
-    rolled_back.ManagedSessionMaker = _get_managed_session_maker(sessions, store.db_type)
     try:
-        tags = [RunTag(f"podium.warm.{i}", "x") for i in range(WARM_TAGS)]
-        run = rolled_back.create_run(experiment_id, "podium", 0, tags, "podium-warm-up")
-        metrics = [Metric(f"podium.warm.{i}", 0.0, 0, 0) for i in range(WARM_METRICS)]
-        rolled_back.log_batch(run.info.run_id, metrics, [], [RunTag("podium.warm.result", "x")])
-        rolled_back.update_run_info(run.info.run_id, RunStatus.FINISHED, 0, None)
+        with one_transaction(store, commit=False) as rolled_back:
+            tags = [RunTag(f"podium.warm.{i}", "x") for i in range(WARM_TAGS)]
+            run = rolled_back.create_run(experiment_id, "podium", 0, tags, "podium-warm-up")
+            metrics = [Metric(f"podium.warm.{i}", 0.0, 0, 0) for i in range(WARM_METRICS)]
+            rolled_back.log_batch(run.info.run_id, metrics, [], [RunTag("podium.warm.result", "x")])
+            rolled_back.update_run_info(run.info.run_id, RunStatus.FINISHED, 0, None)
         return True
     except Exception as exc:  # a warm-up only: the first benchmark compiles them itself
         log.info("MLflow's write statements not warmed (%s): the first benchmark compiles them.", exc)
         return False
-    finally:
-        transaction.rollback()
-        connection.close()

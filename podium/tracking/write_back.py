@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from mlflow.entities import Metric, RunTag
 
 from podium.core.headline import headline
+from podium.tracking.one_transaction import log_batch
 from podium.tracking.tracker import MlflowTracking
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,11 @@ def write_back(
     done = True
     for run_id in dict.fromkeys(run_ids):
         try:
-            tracking.client.log_batch(
+            log_batch(
+                tracking.client,
                 run_id,
-                metrics=[Metric(k, v, now, 0) for k, v in sorted(figures.items())],
-                tags=[RunTag(k, v) for k, v in sorted(tags.items())],
+                [Metric(k, v, now, 0) for k, v in sorted(figures.items())],
+                [RunTag(k, v) for k, v in sorted(tags.items())],
             )
         except Exception as exc:  # never the benchmark's failure: it is committed already
             done = False

@@ -1,12 +1,15 @@
-"""A benchmark run's writes to an MLflow store, in as few calls as MLflow allows: ``create_run`` with all its
-tags, one ``log_batch``, one artifact, one ``set_terminated``. (The same writes compiled ahead of a worker's
-first request, and rolled back: :mod:`podium.tracking.warm_writes`.)"""
+"""A benchmark run's writes to an MLflow store, in as few commits as the store allows: ``create_run`` with all
+its tags; the artifact; then the metrics, the tags only measuring tells and FINISHED in one transaction. (The
+same writes compiled ahead of a worker's first request, and rolled back: :mod:`podium.tracking.warm_writes`.)"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
+import urllib.parse
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mlflow.entities import Metric, RunTag
 
 from podium.errors import TrackingError
+from podium.tracking.one_transaction import log_batch
 from podium.tracking.store_errors import STORE_ERRORS, now_ms, why
 
 if TYPE_CHECKING:
@@ -21,8 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: MLflow accepts at most this many metrics / tags in one ``log_batch``.
-MAX_BATCH_METRICS = 1000
 MAX_TAG_VALUE = 5000
 #: Artifact locations remembered for runs not yet ended (a worker has one or two at a time).
 MAX_OPEN_RUNS = 256
@@ -59,16 +61,22 @@ class BenchmarkWrites:
         summary: Mapping[str, Any],
         filename: str,
         extra_tags: Mapping[str, str] | None = None,
+        *,
+        finish: bool = False,
     ) -> None:
-        """Metrics and extra tags in one ``log_batch``, the summary as a JSON artifact. The run stays RUNNING."""
-        now = now_ms()
+        """The summary as a JSON artifact, then the metrics and extra tags; with ``finish`` the run is marked
+        FINISHED with them, else it stays RUNNING. On a database store the metrics, tags and status are one
+        transaction (one commit, where MLflow's ``log_batch`` and ``set_terminated`` make four): a FINISHED run
+        always holds its figures, and a failure leaves none of them."""
+        client, now = self.tracker.client, now_ms()
         metric_list = [Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())]
         tag_list = [RunTag(k, str(v)[:MAX_TAG_VALUE]) for k, v in (extra_tags or {}).items()]
-        with self.tracker.in_store(f"logging the results of run {run_id}"):
-            for start in range(0, max(len(metric_list), 1), MAX_BATCH_METRICS):
-                chunk = metric_list[start : start + MAX_BATCH_METRICS]
-                self.tracker.client.log_batch(run_id, metrics=chunk, tags=tag_list if start == 0 else [])
+        doing = f"logging the results of run {run_id}" + (" and marking it FINISHED" if finish else "")
+        with self.tracker.in_store(doing):
             self._log_json(run_id, summary, filename)
+            log_batch(client, run_id, metric_list, tag_list, finish=finish)
+        if finish:
+            self._artifact_uris.pop(run_id, None)
 
     def _log_json(self, run_id: str, document: Mapping[str, Any], filename: str) -> None:
         """``document`` as the run's artifact ``filename``: written straight to the artifact location of a run
@@ -78,11 +86,21 @@ class BenchmarkWrites:
         if uri is None:
             client.log_dict(run_id, dict(document), filename)
             return
+        text = json.dumps(document, indent=2)
+        if urllib.parse.urlparse(uri).scheme in ("", "file"):  # a folder of this machine: written in place
+            from mlflow.utils.file_utils import local_file_uri_to_path
+
+            folder = Path(local_file_uri_to_path(uri))
+            folder.mkdir(parents=True, exist_ok=True)
+            part = folder / f".{filename}.{uuid.uuid4().hex}"  # made with the umask's mode, as MLflow's copy
+            part.write_text(text)
+            os.replace(part, folder / filename)  # whole or absent, as MLflow's own copy
+            return
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
         with tempfile.TemporaryDirectory(prefix="podium-artifact-") as folder:
             local = Path(folder) / filename
-            local.write_text(json.dumps(document, indent=2))
+            local.write_text(text)
             repository = get_artifact_repository(uri, tracking_uri=client.tracking_uri)
             repository.log_artifact(str(local))  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
 
@@ -117,9 +135,8 @@ class BenchmarkWrites:
         """Create, fill and finish a benchmark run (the path without a lock)."""
         run_id, _ = self.start_benchmark_run(tags, run_name)
         try:
-            self.record_results(run_id, metrics, summary, filename)
+            self.record_results(run_id, metrics, summary, filename, finish=True)
         except BaseException as exc:
             self.fail_run(run_id, f"{type(exc).__name__}: {exc}")
             raise
-        self.finish_run(run_id)
         return run_id

@@ -2,8 +2,8 @@
 
 validate -> done marker? -> fenced lock -> (a commit left pending by a dead or fenced-out worker: end
 that run, measure again) -> done marker / MLflow check again under the lock -> measure (heartbeat; a lost
-lock aborts) -> record in MLflow -> prepare under the fence (marker ``pending:<run>``) -> FINISHED ->
-commit under the fence (marker = run, result event) -> release. A lost lock ends the run FAILED and
+lock aborts) -> prepare under the fence (marker ``pending:<run>``) -> results and FINISHED in MLflow (one
+transaction) -> commit under the fence (marker = run, result event) -> release. A lost lock ends the run FAILED and
 publishes nothing; Redis never names a run as done that MLflow does not hold FINISHED.
 """
 
@@ -132,7 +132,8 @@ def _run(
     beat: Heartbeat,
     placement: Placement | None = None,
 ) -> TaskOutcome:
-    """Under the lock: the MLflow check, then start, measure, record, prepare, FINISHED, commit, in that order."""
+    """Under the lock: the MLflow check, then start, measure, prepare, results with FINISHED, commit, in that
+    order."""
     identity, cfg, champion = request.identity, request.config, request.champion
     start_time, legacy_epoch = lock.now_ms(), read_epoch(deps.redis)
     # run.mode is honoured here: the MLflow check, now under the lock
@@ -158,10 +159,9 @@ def _run(
         beat.beat("measuring", force=True)
         where = where_measured(placement)  # read while pinned
         measured = record_placement(deps.measure(request, progress), placement, where)
-        record(deps.tracking, run_id, cfg, measured)
         beat.beat("committing", force=True)
         commit.prepare(run_id)
-        deps.tracking.finish_run(run_id)
+        record(deps.tracking, run_id, cfg, measured, finish=True)
     result = BenchmarkResult(
         benchmark_key=identity.key,
         run_id=run_id,

@@ -84,10 +84,9 @@ def write_benchmark(
         del tags[runs.tags.benchmark.key]
     run_id, _ = runs.start_benchmark_run(tags, run_name="contract", start_time=start_time)
     metrics = {} if latency is None else {"latency_batch_1_ms": latency, "latency_batch_1_p50_ms": latency}
-    runs.record_results(run_id, metrics, {"latency": latency}, "benchmark.json", {runs.tags.benchmark.device: "cpu"})
-    if end == "FINISHED":
-        runs.finish_run(run_id)
-    elif end != "RUNNING":
+    device = {runs.tags.benchmark.device: "cpu"}
+    runs.record_results(run_id, metrics, {"latency": latency}, "benchmark.json", device, finish=end == "FINISHED")
+    if end not in ("FINISHED", "RUNNING"):
         runs.fail_run(run_id, "RuntimeError: model exploded", status=end)
     return run_id
 

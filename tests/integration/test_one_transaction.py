@@ -1,0 +1,75 @@
+"""A benchmark run's results and FINISHED are one transaction on a database store: one commit, all or nothing
+(real sqlite stores)."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy
+from mlflow.entities import Metric, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+
+from podium.core.tags import TagsRegistry
+from podium.errors import TrackingError
+from podium.tracking.one_transaction import database_store, one_transaction
+from podium.tracking.tracker import MlflowTracking
+
+METRICS = {"latency_batch_1_ms": 1.5, "latency_batch_1_p50_ms": 1.4, "latency_batch_8_ms": 6.0}
+
+
+def commits_during(tracking: MlflowTracking, action) -> int:
+    """How many transactions the store's engine committed while ``action`` ran."""
+    engine = tracking.client._tracking_client.store.engine
+    commits = []
+    listener = lambda conn: commits.append(1)  # noqa: E731
+    sqlalchemy.event.listen(engine, "commit", listener)
+    try:
+        action()
+    finally:
+        sqlalchemy.event.remove(engine, "commit", listener)
+    return len(commits)
+
+
+def test_results_with_finished_are_one_commit_and_the_run_holds_them_all(sqlite_store_uri: str) -> None:
+    tracking = MlflowTracking.connect(sqlite_store_uri, TagsRegistry())
+    run_id, _ = tracking.start_benchmark_run({"code.benchmark.key": "k"})
+    tags = {tracking.tags.benchmark.device: "cpu", tracking.tags.benchmark.stability: "b1:stable"}
+
+    def write() -> None:
+        tracking.record_results(run_id, METRICS, {"p50": 1.4}, "benchmark.json", tags, finish=True)
+
+    assert commits_during(tracking, write) == 1  # through MLflow's log_batch and set_terminated: four
+    run = tracking.client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.end_time
+    assert run.data.metrics == METRICS
+    assert {k: run.data.tags[k] for k in tags} == tags
+    assert [a.path for a in tracking.client.list_artifacts(run_id)] == ["benchmark.json"]
+
+
+def test_results_without_finish_leave_the_run_running(sqlite_store_uri: str) -> None:
+    tracking = MlflowTracking.connect(sqlite_store_uri, TagsRegistry())
+    run_id, _ = tracking.start_benchmark_run({"code.benchmark.key": "k"})
+    tracking.record_results(run_id, METRICS, {}, "benchmark.json")
+    run = tracking.client.get_run(run_id)
+    assert run.info.status == "RUNNING" and run.data.metrics == METRICS
+
+
+def test_a_failing_call_in_the_transaction_leaves_nothing_of_it(sqlite_store_uri: str) -> None:
+    tracking = MlflowTracking.connect(sqlite_store_uri, TagsRegistry())
+    run_id, _ = tracking.start_benchmark_run({"code.benchmark.key": "k"})
+    store = database_store(tracking.client)
+    assert store is not None
+    with pytest.raises(MlflowException), one_transaction(store, commit=True) as joined:
+        joined.log_batch(run_id, [Metric("latency_batch_1_ms", 1.5, 0, 0)], [], [RunTag("written", "no")])
+        joined.update_run_info("no-such-run", RunStatus.FINISHED, 0, None)
+    run = tracking.client.get_run(run_id)
+    assert run.info.status == "RUNNING" and run.data.metrics == {} and "written" not in run.data.tags
+
+
+def test_a_finished_run_cannot_be_finished_with_results_again_and_keeps_what_it_held(sqlite_store_uri: str) -> None:
+    tracking = MlflowTracking.connect(sqlite_store_uri, TagsRegistry())
+    run_id, _ = tracking.start_benchmark_run({"code.benchmark.key": "k"})
+    tracking.record_results(run_id, METRICS, {}, "benchmark.json", finish=True)
+    tracking.client.delete_run(run_id)  # a run deleted meanwhile: MLflow refuses writes to it
+    with pytest.raises(TrackingError, match=f"logging the results of run {run_id} and marking it FINISHED"):
+        tracking.record_results(run_id, {"latency_batch_1_ms": 9.0}, {}, "benchmark.json", finish=True)
+    assert tracking.client.get_run(run_id).data.metrics == METRICS
