@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from mlflow import MlflowClient
@@ -92,11 +93,19 @@ def board(pipeline: Pipeline):
     b.stop()
 
 
+def local(url: str) -> bool:
+    """A request the board may make: to itself, or a data: URL (its empty favicon)."""
+    parts = urlsplit(url)
+    return parts.scheme == "data" or parts.hostname == "127.0.0.1"
+
+
 @pytest.fixture
 def page(page):
-    """pytest-playwright's page (a new context per test); a script error on it fails the test."""
+    """pytest-playwright's page (a new context per test); a script error on it, or a request for anything
+    outside 127.0.0.1 (a CDN: the board must work offline), fails the test."""
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: local(r.url) or errors.append(f"requested {r.url}"))
     yield page
     assert errors == [], errors
 
@@ -175,7 +184,8 @@ def test_the_study_page_follows_a_new_best_and_its_chart_is_podium_select(
 
     # what MLflow holds is shown as text: no script ran, no element was made of it
     assert page.evaluate("window.__pwned") is None
-    assert page.locator("script").count() == 1 and page.locator("main img").count() == 0
+    scripts = page.eval_on_selector_all("script", "all => all.map(s => s.getAttribute('src'))")
+    assert scripts == ["/static/charts.js", "/static/board.js"] and page.locator("main img").count() == 0
     assert page.locator("td.backbone", has_text=HOSTILE).count() == 1
     assert HOSTILE in page.locator("h1").inner_text()
 

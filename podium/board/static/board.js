@@ -1,8 +1,9 @@
-// podium board: the pages, drawn from the JSON endpoints; charts are hand-written SVG (no library, no CDN).
+// podium board: the pages, drawn from the JSON endpoints; the charts with static/charts.js (SVG, no CDN).
 // Every value is put into the document as text (textContent, setAttribute), never as markup.
 "use strict";
 (function () {
-  const SVG = "http://www.w3.org/2000/svg";
+  const charts = window.podiumCharts; // static/charts.js, loaded first
+  const sv = charts.sv;
   // What the page shows now, for people and for tests (read by tests/integration/test_board_browser.py).
   const state = { conn: "connecting", seqs: [], lastSeq: 0, data: null, loads: 0 };
   window.podiumBoard = state;
@@ -25,12 +26,6 @@
   }
   function el(tag, attrs, ...kids) {
     const e = document.createElement(tag);
-    setAttrs(e, attrs);
-    append(e, kids);
-    return e;
-  }
-  function sv(tag, attrs, ...kids) {
-    const e = document.createElementNS(SVG, tag);
     setAttrs(e, attrs);
     append(e, kids);
     return e;
@@ -111,34 +106,13 @@
     open();
   }
 
-  // ------------------------------------------------------------------ the Pareto chart (SVG)
+  // ------------------------------------------------------------------ the Pareto chart (SVG, charts.js)
 
-  function ticks(lo, hi, n) {
-    const span = hi - lo || Math.abs(hi) || 1;
-    const raw = span / n;
-    const mag = Math.pow(10, Math.floor(Math.log10(raw)));
-    const r = raw / mag;
-    const step = (r >= 7.5 ? 10 : r >= 3.5 ? 5 : r >= 1.5 ? 2 : 1) * mag;
-    const out = [];
-    for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
-    return out;
-  }
-  function domain(values) {
-    let lo = Math.min(...values);
-    let hi = Math.max(...values);
-    if (lo === hi) {
-      const pad = Math.abs(lo) * 0.1 || 1;
-      return [lo - pad, hi + pad];
-    }
-    const pad = (hi - lo) * 0.06;
-    return [lo - pad, hi + pad];
-  }
   const same = (a, b) => a && b && a.trial_key_hash === b.trial_key_hash && a.benchmark_key === b.benchmark_key;
 
   // Quality vs latency: every candidate (excluded ones hollow, doubtful ones ringed), the Pareto front of the
   // competing ones, the chosen one (★), the challenger (ring), the latency limit; p99 whiskers when it holds p99.
   function paretoChart(sel, cfg) {
-    const W = 820, H = 380, L = 64, R = 20, T = 16, B = 44;
     const rows = sel.candidates.map((c) => [c, false]).concat(sel.excluded.map((c) => [c, true]));
     const maximize = !cfg || cfg.objective.direction !== "minimize";
     const limit = cfg ? cfg.max_latency_ms : null;
@@ -146,37 +120,19 @@
     const xsAll = rows.map(([c]) => c.latency_ms);
     if (onP99) rows.forEach(([c]) => c.p99_ms !== null && c.p99_ms !== undefined && xsAll.push(c.p99_ms));
     if (limit) xsAll.push(limit);
-    const [x0, x1] = domain(xsAll);
-    const [y0, y1] = domain(rows.map(([c]) => c.f1_score));
-    const x = (v) => L + ((v - x0) / (x1 - x0)) * (W - L - R);
-    const y = (v) => H - B - ((v - y0) / (y1 - y0)) * (H - T - B);
-    const svg = sv("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", class: "pareto", "data-points": rows.length });
-    svg.append(sv("title", { text: "quality vs latency" }));
-    svg.append(sv("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }));
-    svg.append(sv("line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B }));
-    for (const t of ticks(x0, x1, 6)) {
-      if (t < x0 || t > x1) continue;
-      svg.append(sv("line", { class: "axis", x1: x(t), y1: H - B, x2: x(t), y2: H - B + 4 }));
-      svg.append(sv("text", { x: x(t), y: H - B + 16, "text-anchor": "middle", text: +t.toPrecision(6) }));
-    }
-    for (const t of ticks(y0, y1, 5)) {
-      if (t < y0 || t > y1) continue;
-      svg.append(sv("line", { class: "axis", x1: L - 4, y1: y(t), x2: L, y2: y(t) }));
-      svg.append(sv("text", { x: L - 7, y: y(t) + 4, "text-anchor": "end", text: +t.toPrecision(6) }));
-    }
     const fig = sel.latency && sel.latency.statistic ? sel.latency.statistic : "latency";
-    svg.append(sv("text", { x: (L + W - R) / 2, y: H - 8, "text-anchor": "middle",
-      text: `${fig} at batch ${(sel.latency && sel.latency.batch_size) || "?"} (ms, ${(sel.latency && sel.latency.across_runs) || ""} across runs)` }));
-    svg.append(sv("text", { x: 14, y: (T + H - B) / 2, transform: `rotate(-90 14 ${(T + H - B) / 2})`,
-      "text-anchor": "middle", text: (cfg && cfg.objective.metric) || "objective" }));
-    if (limit) {
-      svg.append(sv("line", { class: "sla", x1: x(limit), y1: T, x2: x(limit), y2: H - B, "data-limit": limit }));
-      svg.append(sv("text", { x: x(limit) + 4, y: T + 10, text: `max ${onP99 ? "p99" : "latency"} ${limit} ms` }));
-    }
+    const p = charts.plot({
+      x: charts.domain(xsAll), y: charts.domain(rows.map(([c]) => c.f1_score)),
+      title: "quality vs latency", attrs: { class: "pareto", "data-points": rows.length },
+      xLabel: `${fig} at batch ${(sel.latency && sel.latency.batch_size) || "?"} (ms, ${(sel.latency && sel.latency.across_runs) || ""} across runs)`,
+      yLabel: (cfg && cfg.objective.metric) || "objective",
+    });
+    const { x, y } = p;
+    if (limit) p.vline(limit, "sla", `max ${onP99 ? "p99" : "latency"} ${limit} ms`);
     if (onP99) {
       for (const [c] of rows) {
         if (c.p99_ms === null || c.p99_ms === undefined) continue;
-        svg.append(sv("line", { class: "whisker", x1: x(c.latency_ms), y1: y(c.f1_score), x2: x(c.p99_ms), y2: y(c.f1_score) }));
+        p.add(sv("line", { class: "whisker", x1: x(c.latency_ms), y1: y(c.f1_score), x2: x(c.p99_ms), y2: y(c.f1_score) }));
       }
     }
     const front = [];
@@ -188,42 +144,35 @@
       }
     }
     if (front.length > 1) {
-      svg.append(sv("polyline", { class: "front", points: front.map((c) => `${x(c.latency_ms)},${y(c.f1_score)}`).join(" ") }));
+      p.add(sv("polyline", { class: "front", points: front.map((c) => `${x(c.latency_ms)},${y(c.f1_score)}`).join(" ") }));
     }
     for (const [c, out] of rows) {
       const cls = ["point", out ? "excluded" : null, c.unstable ? "unstable" : null, c.pending ? "pending" : null].filter(Boolean).join(" ");
-      svg.append(sv("circle", {
+      p.add(sv("circle", {
         class: cls, cx: x(c.latency_ms), cy: y(c.f1_score), r: 4,
         "data-trial": c.trial_key_hash, "data-key": c.benchmark_key, "data-x": c.latency_ms, "data-y": c.f1_score,
       }, sv("title", { text: `${short(c.trial_key_hash)} ${c.backbone || ""} · ${num(c.f1_score, 4)} · ${num(c.latency_ms, 3)} ms${c.excluded ? " · " + c.excluded : ""}` })));
     }
     if (sel.challenger) {
       const c = sel.challenger;
-      svg.append(sv("circle", { class: "challenger", cx: x(c.latency_ms), cy: y(c.f1_score), r: 9, "data-trial": c.trial_key_hash }));
+      p.add(sv("circle", { class: "challenger", cx: x(c.latency_ms), cy: y(c.f1_score), r: 9, "data-trial": c.trial_key_hash }));
     }
     const b = sel.best;
     if (b) {
-      const cx = x(b.latency_ms), cy = y(b.f1_score);
-      const pts = [];
-      for (let i = 0; i < 10; i++) {
-        const rad = i % 2 ? 4 : 9, a = (Math.PI / 5) * i - Math.PI / 2;
-        pts.push(`${cx + rad * Math.cos(a)},${cy + rad * Math.sin(a)}`);
-      }
-      svg.append(sv("polygon", { class: "chosen", points: pts.join(" "), "data-trial": b.trial_key_hash, "data-key": b.benchmark_key },
+      p.add(sv("polygon", { class: "chosen", points: charts.star(x(b.latency_ms), y(b.f1_score), 9, 4), "data-trial": b.trial_key_hash, "data-key": b.benchmark_key },
         sv("title", { text: `chosen: ${short(b.trial_key_hash)} ${b.backbone || ""}` })));
     }
-    return el("div", { class: "chart" }, svg,
+    return el("div", { class: "chart" }, p.svg,
       el("p", { class: "muted" }, `★ chosen · ring: challenger within noise · hollow: not competing · red ring: in doubt · line: Pareto front${limit ? " · dashed: limit" : ""}${onP99 ? " · whisker: p99" : ""}`));
   }
 
-  // ------------------------------------------------------------------ latency vs throughput (SVG)
+  // ------------------------------------------------------------------ latency vs throughput (SVG, charts.js)
 
   const PALETTE = ["#1565c0", "#2e7d32", "#8e24aa", "#00838f", "#6d4c41", "#c2185b", "#546e7a", "#9e9d24"];
 
   // Per candidate with load levels: p99 (solid) and p50 (dashed) against the throughput reached, one polyline
   // per mode (closed loop cN, open loop rR); the p99 budget as a dashed line; ▲ its throughput at the budget.
   function loadChart(load, sel) {
-    const W = 820, H = 380, L = 64, R = 20, T = 16, B = 44;
     const sla = load.sla_p99_ms;
     const curves = load.curves;
     const xs = [0], ys = [0];
@@ -236,31 +185,13 @@
       if (c.throughput_at_sla_per_s) xs.push(c.throughput_at_sla_per_s);
     }
     if (sla) ys.push(sla);
-    const [, x1] = domain(xs), [, y1] = domain(ys);
-    const x0 = 0, y0 = 0;
-    const x = (v) => L + ((v - x0) / (x1 - x0)) * (W - L - R);
-    const y = (v) => H - B - ((v - y0) / (y1 - y0)) * (H - T - B);
-    const svg = sv("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", class: "load", "data-curves": curves.length });
-    svg.append(sv("title", { text: "latency vs throughput" }));
-    svg.append(sv("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }));
-    svg.append(sv("line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B }));
-    for (const t of ticks(x0, x1, 6)) {
-      if (t > x1) continue;
-      svg.append(sv("line", { class: "axis", x1: x(t), y1: H - B, x2: x(t), y2: H - B + 4 }));
-      svg.append(sv("text", { x: x(t), y: H - B + 16, "text-anchor": "middle", text: +t.toPrecision(6) }));
-    }
-    for (const t of ticks(y0, y1, 5)) {
-      if (t > y1) continue;
-      svg.append(sv("line", { class: "axis", x1: L - 4, y1: y(t), x2: L, y2: y(t) }));
-      svg.append(sv("text", { x: L - 7, y: y(t) + 4, "text-anchor": "end", text: +t.toPrecision(6) }));
-    }
-    svg.append(sv("text", { x: (L + W - R) / 2, y: H - 8, "text-anchor": "middle", text: "throughput (requests/s)" }));
-    svg.append(sv("text", { x: 14, y: (T + H - B) / 2, transform: `rotate(-90 14 ${(T + H - B) / 2})`,
-      "text-anchor": "middle", text: "latency (ms): p99 solid, p50 dashed" }));
-    if (sla) {
-      svg.append(sv("line", { class: "sla", x1: L, y1: y(sla), x2: W - R, y2: y(sla), "data-limit": sla }));
-      svg.append(sv("text", { x: W - R - 4, y: y(sla) - 4, "text-anchor": "end", text: `p99 budget ${sla} ms` }));
-    }
+    const plot = charts.plot({
+      x: [0, charts.domain(xs)[1]], y: [0, charts.domain(ys)[1]],
+      title: "latency vs throughput", attrs: { class: "load", "data-curves": curves.length },
+      xLabel: "throughput (requests/s)", yLabel: "latency (ms): p99 solid, p50 dashed",
+    });
+    const { x, y } = plot;
+    if (sla) plot.hline(sla, "sla", `p99 budget ${sla} ms`);
     const legend = [];
     curves.forEach((c, i) => {
       const chosen = same(c, sel && sel.best);
@@ -272,28 +203,28 @@
         const common = { "data-run": c.benchmark_run_id, "data-trial": c.trial_key_hash, "data-mode": mode, stroke: color };
         const p50 = pts.filter((p) => p.p50_ms !== null && p.p50_ms !== undefined);
         if (p50.length) {
-          svg.append(sv("polyline", { ...common, class: "curve p50", points: p50.map((p) => `${x(p.throughput_per_s)},${y(p.p50_ms)}`).join(" ") }));
+          plot.add(sv("polyline", { ...common, class: "curve p50", points: p50.map((p) => `${x(p.throughput_per_s)},${y(p.p50_ms)}`).join(" ") }));
         }
-        svg.append(sv("polyline", { ...common, class: "curve p99" + (chosen ? " chosen-curve" : ""),
+        plot.add(sv("polyline", { ...common, class: "curve p99" + (chosen ? " chosen-curve" : ""),
           "data-x": pts.map((p) => p.throughput_per_s).join(" "), "data-y": pts.map((p) => p.p99_ms).join(" "),
           points: pts.map((p) => `${x(p.throughput_per_s)},${y(p.p99_ms)}`).join(" ") },
           sv("title", { text: `${name} · ${mode === "concurrency" ? "closed loop" : "open loop"} · p99` })));
         for (const p of pts) {
-          svg.append(sv("circle", { class: "level", cx: x(p.throughput_per_s), cy: y(p.p99_ms), r: 3, fill: color, "data-level": p.level },
+          plot.add(sv("circle", { class: "level", cx: x(p.throughput_per_s), cy: y(p.p99_ms), r: 3, fill: color, "data-level": p.level },
             sv("title", { text: `${name} · ${p.level}: ${num(p.throughput_per_s, 1)}/s · p50 ${num(p.p50_ms, 3)} ms · p99 ${num(p.p99_ms, 3)} ms` +
               (p.achieved_per_s !== undefined ? ` · achieved ${num(p.achieved_per_s, 1)}/s` : "") })));
         }
       }
       const t = c.throughput_at_sla_per_s;
       if (t) {
-        const ty = sla ? y(sla) : H - B;
-        svg.append(sv("polygon", { class: "at-sla", fill: color, "data-run": c.benchmark_run_id, "data-x": t,
+        const ty = sla ? y(sla) : plot.bottom;
+        plot.add(sv("polygon", { class: "at-sla", fill: color, "data-run": c.benchmark_run_id, "data-x": t,
           points: `${x(t)},${ty - 7} ${x(t) - 5},${ty + 2} ${x(t) + 5},${ty + 2}` },
           sv("title", { text: `${name}: ${num(t, 1)} requests/s at the p99 budget` })));
       }
       if (legend.length < 12) legend.push(el("span", { class: "legend" }, el("span", { class: "swatch", style: `background:${color}` }), chosen ? "★ " + name : name));
     });
-    return el("div", { class: "chart" }, svg,
+    return el("div", { class: "chart" }, plot.svg,
       el("p", { class: "muted" }, legend, curves.length > 12 ? ` … and ${curves.length - 12} more` : "",
         ` · ▲ throughput at the p99 budget${sla ? "" : " (budget not in this board's benchmark.yaml)"}`));
   }
