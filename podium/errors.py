@@ -21,6 +21,11 @@ class StoreUnavailable(TrackingError):
     """The store exists (or may) but cannot be opened right now: locked, or an I/O error."""
 
 
+class TransactionSplit(TrackingError):
+    """A store call inside one joined transaction rolled it back and went on (MLflow's own retries do): nothing
+    of the transaction was written, and the caller may make the calls again one by one."""
+
+
 class StoreNotReady(StoreUnavailable):
     """The store does not exist yet, or is being created or migrated by someone else: podium waits for it and
     never creates it (only ``podium demo``, which owns its store, does)."""

@@ -93,8 +93,11 @@ class BenchmarkWrites:
             folder = Path(local_file_uri_to_path(uri))
             folder.mkdir(parents=True, exist_ok=True)
             part = folder / f".{filename}.{uuid.uuid4().hex}"  # made with the umask's mode, as MLflow's copy
-            part.write_text(text)
-            os.replace(part, folder / filename)  # whole or absent, as MLflow's own copy
+            try:
+                part.write_text(text)
+                os.replace(part, folder / filename)  # whole or absent, as MLflow's own copy
+            finally:
+                part.unlink(missing_ok=True)  # left only when the write or the rename failed
             return
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
