@@ -219,7 +219,15 @@ class BenchmarkingSection(StrictModel):
 
 
 class OutputSection(StrictModel):
-    filename: str = "benchmark.json"
+    #: The summary's artifact name on the benchmark run (a plain file name: it arrives in requests too).
+    filename: str = Field(default="benchmark.json", min_length=1, max_length=200)
+
+    @field_validator("filename")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if value in (".", "..") or "/" in value or "\\" in value or "\x00" in value:
+            raise ValueError("must be a plain file name such as benchmark.json, without folders")
+        return value
 
 
 class ModelSection(StrictModel):

@@ -8,6 +8,7 @@ import pytest
 
 from podium.core.config import BenchmarkConfig, BenchmarkingSection, SelectionConfig
 from podium.core.tags import TagsRegistry
+from podium.core.validation import parse_model
 from podium.errors import ConfigError
 from podium.settings.files import input_fingerprint, load_benchmark_config, load_selection_config, load_tags
 from tests.conftest import REPO
@@ -99,6 +100,16 @@ def test_overrides_are_validated() -> None:
     assert cfg.benchmarking.backend == "triton" and cfg.benchmarking.batch_sizes == [1, 8]
     with pytest.raises(ConfigError, match=r"command-line option benchmarking: backend: .*got 'onnx'"):
         BenchmarkConfig().with_overrides(backend="onnx")
+
+
+@pytest.mark.parametrize("name", ["../../tmp/x.json", "runs/benchmark.json", "..", "a\\b.json", ""])
+def test_the_summarys_artifact_name_is_a_plain_file_name(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"output\.filename"):
+        parse_model(BenchmarkConfig, {"output": {"filename": name}}, "request")
+    assert (
+        parse_model(BenchmarkConfig, {"output": {"filename": "latency 1.json"}}, "r").output.filename
+        == "latency 1.json"
+    )
 
 
 def test_declared_inputs_enter_the_hash_only_when_declared() -> None:
