@@ -313,5 +313,7 @@ def _browser_latency(port, study, publisher, selection, cfg, count) -> tuple[lis
         b.close()
     return shown, charted
 
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the finally blocks stop the servers
     main()

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis
 
+from bench.stopping import finally_on_sigterm
 from bench.stores import cached_store, study_hash, trial_hash
 from podium.aggregator.service import Aggregator
 from podium.coordination import keys
@@ -484,4 +485,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    finally_on_sigterm()
     main()

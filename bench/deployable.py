@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.stopping import finally_on_sigterm
 from podium.broker.app import create_app
 from podium.coordination import keys
 from podium.core.config import BenchmarkConfig
@@ -148,4 +149,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    finally_on_sigterm()
     main()

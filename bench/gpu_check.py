@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.stopping import finally_on_sigterm
 from podium.backends.factory import make_backend
 from podium.core.config import BenchmarkConfig
 from podium.core.validation import parse_model
@@ -123,4 +124,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    finally_on_sigterm()
     main()

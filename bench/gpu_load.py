@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from bench.stopping import finally_on_sigterm  # noqa: E402  (found through the path above)
+
 
 def refuse(why: str) -> int:
     """Say why this cannot run, in one line on stderr; the exit status."""
@@ -127,4 +129,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    finally_on_sigterm()
     main()

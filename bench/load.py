@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.stopping import finally_on_sigterm
 from podium.backends.inputs import build_inputs
 from podium.backends.triton import TritonBackend
 from podium.core.config import BenchmarkingSection
@@ -243,4 +244,5 @@ def print_table(rows: list, load_before: list[str], args) -> None:
 
 
 if __name__ == "__main__":
+    finally_on_sigterm()
     main()

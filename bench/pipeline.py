@@ -30,6 +30,7 @@ from celery.contrib.testing.worker import start_worker
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 
+from bench.stopping import finally_on_sigterm
 from podium.coordination import keys
 from podium.core.config import BenchmarkConfig
 from podium.core.records import Champion
@@ -167,4 +168,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    finally_on_sigterm()
     main()

@@ -32,6 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.stopping import finally_on_sigterm
+
 STUDY = "5c" * 32
 WIDTH, DEPTH, MAX_LENGTH = 384, 2, 128
 WARMUP, ITERATIONS, WINDOWS = 10, 60, 2
@@ -257,4 +259,5 @@ def report(reps: list[dict]) -> None:
 
 
 if __name__ == "__main__":
+    finally_on_sigterm()
     main()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from bench.realistic import VOCAB, EncoderTagger
+from bench.stopping import finally_on_sigterm
 from podium.backends.factory import make_backend
 from podium.backends.inputs import MAX_DISTINCT_BATCHES
 from podium.core.config import BenchmarkConfig
@@ -108,7 +108,6 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=200)
     parser.add_argument("--burners", type=int, default=3)
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: burners are stopped
     with tempfile.TemporaryDirectory(prefix="podium-stability-") as tmp:
         folder = Path(tmp)
         script = export(folder)
@@ -149,4 +148,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    finally_on_sigterm()
     main()

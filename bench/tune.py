@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.stopping import finally_on_sigterm
 from podium.backends.triton import Deployment
 from podium.core.config import BenchmarkConfig
 from podium.core.tuning import SearchSpace
@@ -119,4 +120,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    finally_on_sigterm()
     main()

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mlflow import MlflowClient
 
+from bench.stopping import finally_on_sigterm
 from podium.coordination import keys
 from podium.core.config import BenchmarkConfig, BenchmarkingSection, StabilitySection
 from podium.core.tags import TagsRegistry
@@ -103,4 +104,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    finally_on_sigterm()
     main()
