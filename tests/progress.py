@@ -27,7 +27,7 @@ class _File:
     seconds: float = 0.0  # the tests' own time (setup, call, teardown), summed
 
 
-@dataclass
+@dataclass(eq=False)  # a pytest plugin object: hashed by identity (pluggy keeps plugins in sets)
 class FileProgress:
     terminal: pytest.TerminalReporter
     files: dict[str, _File] = field(default_factory=dict)
