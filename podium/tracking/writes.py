@@ -90,12 +90,12 @@ class BenchmarkWrites:
         if urllib.parse.urlparse(uri).scheme in ("", "file"):  # a folder of this machine: written in place
             from mlflow.utils.file_utils import local_file_uri_to_path
 
-            folder = Path(local_file_uri_to_path(uri))
-            folder.mkdir(parents=True, exist_ok=True)
-            part = folder / f".{filename}.{uuid.uuid4().hex}"  # made with the umask's mode, as MLflow's copy
+            here = Path(local_file_uri_to_path(uri))  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
+            here.mkdir(parents=True, exist_ok=True)
+            part = here / f".{filename}.{uuid.uuid4().hex}"  # made with the umask's mode, as MLflow's copy
             try:
                 part.write_text(text)
-                os.replace(part, folder / filename)  # whole or absent, as MLflow's own copy
+                os.replace(part, here / filename)  # whole or absent, as MLflow's own copy
             finally:
                 part.unlink(missing_ok=True)  # left only when the write or the rename failed
             return
