@@ -296,20 +296,24 @@ class MemoryRunStore:
         run_id = self.add_run(self.benchmark_experiment, named, status="RUNNING", start_time=start_time or None)
         return run_id, self.runs[run_id].start_time
 
+    def record_summary(self, run_id: str, summary: Mapping[str, Any], filename: str) -> None:
+        self.run(run_id).artifacts[filename] = dict(summary)
+
     def record_results(
         self,
         run_id: str,
         metrics: Mapping[str, float],
-        summary: Mapping[str, Any],
+        summary: Mapping[str, Any] | None,
         filename: str,
         extra_tags: Mapping[str, str] | None = None,
         *,
         finish: bool = False,
     ) -> None:
         run = self.run(run_id)
+        if summary is not None:
+            self.record_summary(run_id, summary, filename)
         run.metrics.update((k, float(v)) for k, v in metrics.items())
         run.tags.update((k, str(v)[:MAX_TAG_VALUE]) for k, v in (extra_tags or {}).items())
-        run.artifacts[filename] = dict(summary)
         if finish:
             self._end(run, "FINISHED")
 

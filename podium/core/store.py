@@ -114,18 +114,23 @@ class BenchmarkRuns(Protocol):
         """Create the RUNNING benchmark run with all its tags; return its id and start time (epoch ms)."""
         ...
 
+    def record_summary(self, run_id: str, summary: Mapping[str, Any], filename: str) -> None:
+        """The summary as the run's JSON artifact ``filename``."""
+        ...
+
     def record_results(
         self,
         run_id: str,
         metrics: Mapping[str, float],
-        summary: Mapping[str, Any],
+        summary: Mapping[str, Any] | None,
         filename: str,
         extra_tags: Mapping[str, str] | None = None,
         *,
         finish: bool = False,
     ) -> None:
-        """The summary as a JSON artifact ``filename``, and the run's metrics and extra tags; with ``finish`` the
-        run is marked FINISHED with them (all or nothing where the store allows), else it stays RUNNING."""
+        """The summary as a JSON artifact ``filename`` (None: written already), and the run's metrics and extra
+        tags; with ``finish`` the run is marked FINISHED with them (all or nothing where the store allows), else it
+        stays RUNNING."""
         ...
 
     def finish_run(self, run_id: str) -> None:

@@ -86,19 +86,30 @@ def start_run(
     )
 
 
+def record_summary(tracking: BenchmarkRuns, run_id: str, config: BenchmarkConfig, measured: Measured) -> None:
+    """``benchmark.json`` on the run (the worker writes it before the fenced prepare: a failure here, a full disk,
+    leaves no prepared commit behind)."""
+    tracking.record_summary(run_id, measured.summary, config.output.filename)
+
+
 def record(
-    tracking: BenchmarkRuns, run_id: str, config: BenchmarkConfig, measured: Measured, *, finish: bool = False
+    tracking: BenchmarkRuns,
+    run_id: str,
+    config: BenchmarkConfig,
+    measured: Measured,
+    *,
+    finish: bool = False,
+    summary_written: bool = False,
 ) -> None:
-    """Log the results on the run: ``benchmark.json``, metrics and the tags only measuring tells; with
-    ``finish``, FINISHED with them (one transaction on a database store)."""
+    """Log the results on the run: ``benchmark.json`` (unless ``summary_written``), metrics and the tags only
+    measuring tells; with ``finish``, FINISHED with them (one transaction on a database store)."""
     device_tags = {tracking.tags.benchmark.device: measured.device}
     if measured.stability:
         device_tags[tracking.tags.benchmark.stability] = measured.stability
     if measured.summary.get("model_conversion"):  # an eager nn.Module traced or exported: said on the run
         device_tags[CONVERSION_TAG] = str(measured.summary["model_conversion"])
-    tracking.record_results(
-        run_id, measured.metrics, measured.summary, config.output.filename, device_tags, finish=finish
-    )
+    summary = None if summary_written else measured.summary
+    tracking.record_results(run_id, measured.metrics, summary, config.output.filename, device_tags, finish=finish)
 
 
 @contextmanager

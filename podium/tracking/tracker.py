@@ -276,11 +276,14 @@ class MlflowTracking:
     ) -> tuple[str, int]:
         return self.writes.start_benchmark_run(tags, run_name, start_time)
 
+    def record_summary(self, run_id: str, summary: Mapping[str, Any], filename: str) -> None:
+        self.writes.record_summary(run_id, summary, filename)
+
     def record_results(
         self,
         run_id: str,
         metrics: Mapping[str, float],
-        summary: Mapping[str, Any],
+        summary: Mapping[str, Any] | None,
         filename: str,
         extra_tags: Mapping[str, str] | None = None,
         *,

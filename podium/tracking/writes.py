@@ -54,17 +54,23 @@ class BenchmarkWrites:
             self._artifact_uris[run.info.run_id] = run.info.artifact_uri
         return str(run.info.run_id), int(run.info.start_time)
 
+    def record_summary(self, run_id: str, summary: Mapping[str, Any], filename: str) -> None:
+        """The summary as the run's JSON artifact ``filename``."""
+        with self.tracker.in_store(f"writing {filename} of run {run_id}"):
+            self._log_json(run_id, summary, filename)
+
     def record_results(
         self,
         run_id: str,
         metrics: Mapping[str, float],
-        summary: Mapping[str, Any],
+        summary: Mapping[str, Any] | None,
         filename: str,
         extra_tags: Mapping[str, str] | None = None,
         *,
         finish: bool = False,
     ) -> None:
-        """The summary as a JSON artifact, then the metrics and extra tags; with ``finish`` the run is marked
+        """The summary as a JSON artifact (None: written already), then the metrics and extra tags; with ``finish``
+        the run is marked
         FINISHED with them, else it stays RUNNING. On a database store the metrics, tags and status are one
         transaction (one commit, where MLflow's ``log_batch`` and ``set_terminated`` make four): a FINISHED run
         always holds its figures, and a failure leaves none of them."""
@@ -73,7 +79,8 @@ class BenchmarkWrites:
         tag_list = [RunTag(k, str(v)[:MAX_TAG_VALUE]) for k, v in (extra_tags or {}).items()]
         doing = f"logging the results of run {run_id}" + (" and marking it FINISHED" if finish else "")
         with self.tracker.in_store(doing):
-            self._log_json(run_id, summary, filename)
+            if summary is not None:
+                self._log_json(run_id, summary, filename)
             log_batch(client, run_id, metric_list, tag_list, finish=finish)
         if finish:
             self._artifact_uris.pop(run_id, None)

@@ -2,9 +2,9 @@
 
 validate -> done marker? -> fenced lock -> (a commit left pending by a dead or fenced-out worker: end
 that run, measure again) -> done marker / MLflow check again under the lock -> measure (heartbeat; a lost
-lock aborts) -> prepare under the fence (marker ``pending:<run>``) -> results and FINISHED in MLflow (one
-transaction) -> commit under the fence (marker = run, result event) -> release. A lost lock ends the run FAILED and
-publishes nothing; Redis never names a run as done that MLflow does not hold FINISHED.
+lock aborts) -> benchmark.json -> prepare under the fence (marker ``pending:<run>``) -> results and FINISHED in
+MLflow (one transaction) -> commit under the fence (marker = run, result event) -> release. A lost lock ends the
+run FAILED and publishes nothing; Redis never names a run as done that MLflow does not hold FINISHED.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from podium.core.backend_registry import backend_spec
 from podium.core.cores import Placement
 from podium.core.messages import BenchmarkRequest, BenchmarkResult
 from podium.errors import LockBusy, LockLost
-from podium.measurement.lifecycle import Measured, existing_run, failing_run, record, start_run
+from podium.measurement.lifecycle import Measured, existing_run, failing_run, record, record_summary, start_run
 from podium.measurement.loop import Progress
 from podium.tracking.tracker import MlflowTracking
 from podium.tracking.write_back import source_runs, write_back
@@ -159,9 +159,10 @@ def _run(
         beat.beat("measuring", force=True)
         where = where_measured(placement)  # read while pinned
         measured = record_placement(deps.measure(request, progress), placement, where)
+        record_summary(deps.tracking, run_id, cfg, measured)
         beat.beat("committing", force=True)
         commit.prepare(run_id)
-        record(deps.tracking, run_id, cfg, measured, finish=True)
+        record(deps.tracking, run_id, cfg, measured, finish=True, summary_written=True)
     result = BenchmarkResult(
         benchmark_key=identity.key,
         run_id=run_id,
