@@ -1,5 +1,5 @@
 """A benchmark run's results and FINISHED are one transaction on a database store: one commit, all or nothing
-(real sqlite stores)."""
+(real sqlite stores, and PostgreSQL used directly)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,19 @@ from podium.tracking.tracker import MlflowTracking
 METRICS = {"latency_batch_1_ms": 1.5, "latency_batch_1_p50_ms": 1.4, "latency_batch_8_ms": 6.0}
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_uri(
+    request: pytest.FixtureRequest, sqlite_store_uri: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """A sqlite store, or the session's PostgreSQL database emptied (its artifacts under this test's folder)."""
+    if request.param == "sqlite":
+        return sqlite_store_uri
+    server = request.getfixturevalue("tracking_server")
+    server.postgres.empty()
+    monkeypatch.chdir(tmp_path)  # a store opened from a database URI keeps its artifacts in ./mlruns
+    return server.postgres.uri
+
+
 def commits_during(tracking: MlflowTracking, action) -> int:
     """How many transactions the store's engine committed while ``action`` ran."""
     engine = tracking.client._tracking_client.store.engine
@@ -31,8 +44,8 @@ def commits_during(tracking: MlflowTracking, action) -> int:
     return len(commits)
 
 
-def test_results_with_finished_are_one_commit_and_the_run_holds_them_all(sqlite_store_uri: str) -> None:
-    tracking = MlflowTracking.connect(sqlite_store_uri, TagsRegistry())
+def test_results_with_finished_are_one_commit_and_the_run_holds_them_all(database_uri: str) -> None:
+    tracking = MlflowTracking.connect(database_uri, TagsRegistry(), create=True)
     run_id, _ = tracking.start_benchmark_run({"code.benchmark.key": "k"})
     tags = {tracking.tags.benchmark.device: "cpu", tracking.tags.benchmark.stability: "b1:stable"}
 
@@ -55,8 +68,8 @@ def test_results_without_finish_leave_the_run_running(sqlite_store_uri: str) -> 
     assert run.info.status == "RUNNING" and run.data.metrics == METRICS
 
 
-def test_a_failing_call_in_the_transaction_leaves_nothing_of_it(sqlite_store_uri: str) -> None:
-    tracking = MlflowTracking.connect(sqlite_store_uri, TagsRegistry())
+def test_a_failing_call_in_the_transaction_leaves_nothing_of_it(database_uri: str) -> None:
+    tracking = MlflowTracking.connect(database_uri, TagsRegistry(), create=True)
     run_id, _ = tracking.start_benchmark_run({"code.benchmark.key": "k"})
     store = database_store(tracking.client)
     assert store is not None
@@ -77,8 +90,8 @@ def test_a_deleted_run_refuses_its_results_and_keeps_what_it_held(sqlite_store_u
     assert tracking.client.get_run(run_id).data.metrics == METRICS
 
 
-def test_a_run_another_worker_ended_is_not_finished_again(sqlite_store_uri: str) -> None:
-    tracking = MlflowTracking.connect(sqlite_store_uri, TagsRegistry())
+def test_a_run_another_worker_ended_is_not_finished_again(database_uri: str) -> None:
+    tracking = MlflowTracking.connect(database_uri, TagsRegistry(), create=True)
     run_id, _ = tracking.start_benchmark_run({"code.benchmark.key": "k"})
     tracking.fail_run(run_id, "its commit did not complete", status="KILLED")  # the worker that took over
     with pytest.raises(TrackingError, match="is KILLED, not RUNNING"):
@@ -112,10 +125,10 @@ def test_a_commit_the_database_refuses_leaves_nothing_written_and_the_store_unlo
     assert tracking.client.get_run(run_id).info.status == "FINISHED"
 
 
-def test_a_store_call_that_rolls_back_and_retries_is_made_again_one_by_one(sqlite_store_uri: str) -> None:
+def test_a_store_call_that_rolls_back_and_retries_is_made_again_one_by_one(database_uri: str) -> None:
     """MLflow takes a metric the run already holds by rolling back and going on: inside one transaction that
     would commit the rest piecemeal; it is refused, nothing of it is written, and MLflow's calls go again."""
-    tracking = MlflowTracking.connect(sqlite_store_uri, TagsRegistry())
+    tracking = MlflowTracking.connect(database_uri, TagsRegistry(), create=True)
     run_id, _ = tracking.start_benchmark_run({"code.benchmark.key": "k"})
     same = Metric("latency_batch_1_ms", 1.5, 1000, 0)
     tracking.client.log_batch(run_id, metrics=[same])
