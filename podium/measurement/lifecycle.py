@@ -1,8 +1,9 @@
 """Benchmark one champion, honouring ``run.mode`` and the idempotency check, as steps: the existing run,
-start the run, (measure), record the results with FINISHED; a failure before FINISHED ends the run FAILED.
+start the run, (measure), its summary, its results with FINISHED; a failure before FINISHED ends the run FAILED.
 
 ``benchmark_champion`` is those steps in a row (``podium bench``); the Celery task calls them itself, with the
-fenced prepare before the results and the fenced commit after them (:func:`podium.workers.execute.execute`)."""
+fenced prepare between the summary and the results and the fenced commit after them
+(:func:`podium.workers.execute.execute`)."""
 
 from __future__ import annotations
 
@@ -92,24 +93,15 @@ def record_summary(tracking: BenchmarkRuns, run_id: str, config: BenchmarkConfig
     tracking.record_summary(run_id, measured.summary, config.output.filename)
 
 
-def record(
-    tracking: BenchmarkRuns,
-    run_id: str,
-    config: BenchmarkConfig,
-    measured: Measured,
-    *,
-    finish: bool = False,
-    summary_written: bool = False,
-) -> None:
-    """Log the results on the run: ``benchmark.json`` (unless ``summary_written``), metrics and the tags only
-    measuring tells; with ``finish``, FINISHED with them (one transaction on a database store)."""
+def finish_with_results(tracking: BenchmarkRuns, run_id: str, config: BenchmarkConfig, measured: Measured) -> None:
+    """The run's metrics and the tags only measuring tells, and FINISHED with them (one transaction on a database
+    store); its summary is written before (:func:`record_summary`)."""
     device_tags = {tracking.tags.benchmark.device: measured.device}
     if measured.stability:
         device_tags[tracking.tags.benchmark.stability] = measured.stability
     if measured.summary.get("model_conversion"):  # an eager nn.Module traced or exported: said on the run
         device_tags[CONVERSION_TAG] = str(measured.summary["model_conversion"])
-    summary = None if summary_written else measured.summary
-    tracking.record_results(run_id, measured.metrics, summary, config.output.filename, device_tags, finish=finish)
+    tracking.record_results(run_id, measured.metrics, None, config.output.filename, device_tags, finish=True)
 
 
 @contextmanager
@@ -145,5 +137,6 @@ def benchmark_champion(
     )
     with failing_run(tracking, run_id):
         measured = measure(config, champion)
-        record(tracking, run_id, config, measured, finish=True)
+        record_summary(tracking, run_id, config, measured)
+        finish_with_results(tracking, run_id, config, measured)
     return Outcome("measured", identity.key, run_id, measured=measured)

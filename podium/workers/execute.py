@@ -25,7 +25,14 @@ from podium.core.backend_registry import backend_spec
 from podium.core.cores import Placement
 from podium.core.messages import BenchmarkRequest, BenchmarkResult
 from podium.errors import LockBusy, LockLost
-from podium.measurement.lifecycle import Measured, existing_run, failing_run, record, record_summary, start_run
+from podium.measurement.lifecycle import (
+    Measured,
+    existing_run,
+    failing_run,
+    finish_with_results,
+    record_summary,
+    start_run,
+)
 from podium.measurement.loop import Progress
 from podium.tracking.tracker import MlflowTracking
 from podium.tracking.write_back import source_runs, write_back
@@ -132,8 +139,8 @@ def _run(
     beat: Heartbeat,
     placement: Placement | None = None,
 ) -> TaskOutcome:
-    """Under the lock: the MLflow check, then start, measure, prepare, results with FINISHED, commit, in that
-    order."""
+    """Under the lock: the MLflow check, then start, measure, summary, prepare, results with FINISHED, commit, in
+    that order."""
     identity, cfg, champion = request.identity, request.config, request.champion
     start_time, legacy_epoch = lock.now_ms(), read_epoch(deps.redis)
     # run.mode is honoured here: the MLflow check, now under the lock
@@ -162,7 +169,7 @@ def _run(
         record_summary(deps.tracking, run_id, cfg, measured)
         beat.beat("committing", force=True)
         commit.prepare(run_id)
-        record(deps.tracking, run_id, cfg, measured, finish=True, summary_written=True)
+        finish_with_results(deps.tracking, run_id, cfg, measured)
     result = BenchmarkResult(
         benchmark_key=identity.key,
         run_id=run_id,
