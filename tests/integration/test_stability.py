@@ -40,9 +40,10 @@ def test_the_host_sampler_counts_what_another_process_burns() -> None:
     assert after.own_ns >= before.own_ns and after.cores >= 1
 
 
-def test_a_real_model_on_variable_length_texts_is_stable_in_five_windows(tmp_path: Path) -> None:
-    """Shipped stability rules; 50 texts of 8-200 words, padded to their own length. On a quiet host the
-    windows agree by the fifth; on a busy one the result must say so (contended, with the share) instead."""
+def test_a_real_model_on_variable_length_texts_is_stable_or_says_why(tmp_path: Path) -> None:
+    """Shipped stability rules; 50 texts of 8-200 words, padded to their own length. The length mix alone no
+    longer makes the windows disagree; on a busy host the result says so (contended, with the share) instead.
+    How many windows a quiet host needs (goal: five at most) is a speed figure: bench/stability.py measures it."""
     import torch
 
     torch.manual_seed(0)  # 192-wide dense layers: time grows with the number of tokens
@@ -72,7 +73,12 @@ def test_a_real_model_on_variable_length_texts_is_stable_in_five_windows(tmp_pat
         assert "unstable" in batch["flags"] and measured.stability == "b1:unstable"
         assert len(batch["windows"]) == cfg.benchmarking.stability.max_windows, batch["windows"]
         pytest.skip("the windows never agreed on this host: bench/stability.py measures it on a quiet one")
-    assert len(quiet) <= 5, batch["windows"]
+    # stable means the shipped rule held on the windows it reports: the last ones agree on p50, p99, throughput
+    rules = cfg.benchmarking.stability
+    assert rules.agree_windows <= len(quiet) <= len(batch["windows"]) <= rules.max_windows, batch["windows"]
+    for figure in ("p50_ms", "p99_ms", "throughput_per_s"):
+        last = [w[figure] for w in quiet[-rules.agree_windows :]]
+        assert max(last) / min(last) <= rules.max_ratio * (1 + 1e-4), (figure, batch["windows"])  # figures rounded
     assert measured.stability == "b1:stable"
     # high_cv speaks of repeats of the same request only, never of the length mix (cv above is far over max_cv)
     assert ("high_cv" in batch["flags"]) == (batch["noise_cv"] >= cfg.benchmarking.stability.max_cv), batch
