@@ -20,6 +20,7 @@ from podium.core.records import Champion
 from podium.producers.enqueue import enqueue_benchmark
 from podium.settings.env import redact_url
 from tests.chaos.test_faults import synthetic
+from tests.cli import podium_in_process
 from tests.pipeline_helpers import Pipeline
 from tests.servers import spawn, start_redis
 
@@ -40,10 +41,8 @@ INJECTIONS = ["x' OR '1'='1", "a b", "ü", "`x`", "x'--"]
 )
 def test_injection_through_cli_arguments_is_refused(store_uri: str, command: list[str], value: str) -> None:
     MlflowClient(store_uri).search_experiments()
-    env = {**os.environ, "PODIUM_TRACKING_URI": store_uri, "PODIUM_REDIS_URL": "redis://127.0.0.1:1/0"}
-    out = subprocess.run(
-        [sys.executable, "-m", "podium", *command, value], capture_output=True, text=True, timeout=120, env=env
-    )
+    env = {"PODIUM_TRACKING_URI": store_uri, "PODIUM_REDIS_URL": "redis://127.0.0.1:1/0"}
+    out = podium_in_process(*command, value, env=env)
     assert out.returncode == 2, out.stdout + out.stderr
     assert "may only hold" in " ".join(out.stderr.split())
 

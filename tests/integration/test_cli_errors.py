@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli import podium_in_process
+
 DOWN = "redis://127.0.0.1:1/0"
 
 
-def podium(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "podium", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env={**os.environ, "PODIUM_REDIS_URL": DOWN, **(env or {})},
-    )
+def podium(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return podium_in_process(*args, env={"PODIUM_REDIS_URL": DOWN, **(env or {})})
 
 
 def one_line_exit_2(out: subprocess.CompletedProcess) -> str:

@@ -18,6 +18,7 @@ from podium.core.config import BenchmarkConfig
 from podium.core.validation import parse_model
 from podium.producers.hooks import BenchmarkHook
 from podium.tracking.tracker import MlflowTracking
+from tests.cli import podium_in_process
 from tests.conftest import REPO
 from tests.pipeline_helpers import Pipeline, select_best, wait_published
 from tests.servers import wait_until
@@ -60,9 +61,7 @@ def train(store: str, cwd: Path, experiment: str, *extra: str) -> dict[str, list
 
 
 def podium(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "podium", *args], capture_output=True, text=True, timeout=300, env=pipeline.env
-    )
+    return podium_in_process(*args, env=pipeline.env)
 
 
 def finished_benchmarks(store: str) -> list:

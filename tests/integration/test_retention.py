@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from podium.aggregator.publisher import Publisher
 from podium.coordination import keys
 from podium.core.decision import Channel, update_of
 from podium.testing import Unfenced
+from tests.cli import podium_in_process
 from tests.servers import start_redis
 
 pytestmark = pytest.mark.server
@@ -21,10 +20,7 @@ GONE, KEPT = "a" * 64, "b" * 64
 
 
 def podium(url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    env = {**os.environ, "PODIUM_REDIS_URL": url}
-    return subprocess.run(
-        [sys.executable, "-m", "podium", *args], capture_output=True, text=True, input=stdin, env=env, timeout=120
-    )
+    return podium_in_process(*args, env={"PODIUM_REDIS_URL": url}, input=stdin)
 
 
 def test_forget_removes_one_studys_keys_and_nothing_else(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""``podium select`` as a user runs it: a real process on a store written by plain MLflow client code."""
+"""``podium select`` on a store written by plain MLflow client code: the command line run in this process, and
+once as a real process with only the environment a user's shell gives it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from podium.demo.synthetic_store import StoreSpec, generate_store
+from tests.cli import podium_in_process
 
 PODIUM = [sys.executable, "-m", "podium"]
 CANDIDATE_KEYS = {
@@ -39,8 +41,8 @@ SELECTION_KEYS = {
 }
 
 
-def podium(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*PODIUM, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+def podium(*args: str) -> subprocess.CompletedProcess[str]:
+    return podium_in_process(*args)
 
 
 @pytest.fixture
