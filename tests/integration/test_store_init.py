@@ -50,7 +50,7 @@ print(len(tracking.experiment_ids()), "experiments")
 """
 
 #: Each repeat is a fresh store; bench/store_race.py runs 50 of them.
-REPEATS = 3
+REPEATS = 2
 
 
 def _run_all(commands: list[list[str]]) -> list[tuple[int, str]]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from tests.cli import podium_in_process
 from tests.integration.test_local_bench import log_model_run
 from tests.pipeline_helpers import Pipeline
 from tests.servers import wait_until
@@ -50,14 +51,18 @@ def test_the_configs_are_spread_over_the_queues_workers_taking_turns_on_a_shared
     pipeline = Pipeline(tmp_path / "pipeline", sqlite_store_uri, triton_url=triton.http)
     try:
         # nobody serves the queue yet: one line saying how to start them, nothing sent
-        alone = tune(pipeline, tmp_path, "--run-id", run_id, "--target", "cpu", "--sla-p99-ms", "1000")
+        alone = podium_in_process(
+            "tune", "--run-id", run_id, "--target", "cpu", "--sla-p99-ms", "1000", env=pipeline.env
+        )
         assert (
             alone.returncode != 0
             and "no worker that runs tune tasks consumes podium.cpu" in alone.stdout + alone.stderr
         )
-        path = tune(pipeline, tmp_path, "--model-uri", "model.pt", "--no-log", "--target", "cpu", "--sla-p99-ms", "9")
+        path = podium_in_process(
+            "tune", "--model-uri", "model.pt", "--no-log", "--target", "cpu", "--sla-p99-ms", "9", env=pipeline.env
+        )
         assert path.returncode != 0 and "give --run-id RUN or a runs:/ URI" in path.stdout + path.stderr
-        both = tune(pipeline, tmp_path, "--run-id", run_id, "--target", "cpu", "--url", triton.http)
+        both = podium_in_process("tune", "--run-id", run_id, "--target", "cpu", "--url", triton.http, env=pipeline.env)
         assert both.returncode != 0 and "give one of --url" in both.stdout + both.stderr
 
         for i in range(2):
