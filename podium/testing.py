@@ -67,7 +67,7 @@ class MemoryRun:
     params: dict[str, str] = field(default_factory=dict)
     end_time: int | None = None
     lifecycle_stage: str = "active"
-    #: artifact file name -> the JSON document written there
+    #: artifact file name -> the JSON document (or the text: a config.pbtxt) written there
     artifacts: dict[str, Any] = field(default_factory=dict)
 
     def stored(self) -> StoredRun:
@@ -298,6 +298,9 @@ class MemoryRunStore:
 
     def record_summary(self, run_id: str, summary: Mapping[str, Any], filename: str) -> None:
         self.run(run_id).artifacts[filename] = dict(summary)
+
+    def record_text(self, run_id: str, text: str, filename: str) -> None:
+        self.run(run_id).artifacts[filename] = text
 
     def record_results(
         self,

@@ -40,7 +40,10 @@ def bench(
     run_id: Annotated[str | None, typer.Option(help="MLflow run holding the model (refit or trial run)")] = None,
     model_uri: Annotated[str | None, typer.Option(help="runs:/<run_id>/<path>, file:///path or a path")] = None,
     backend: Annotated[str | None, typer.Option(help=f"Override benchmarking.backend: {', '.join(BACKENDS)}")] = None,
-    url: Annotated[str | None, typer.Option(help="Triton/KServe V2 server, e.g. 127.0.0.1:8000 (gRPC :8001)")] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Triton/KServe V2 server, e.g. 127.0.0.1:8000 (gRPC :8001; env PODIUM_TRITON_URL)"),
+    ] = None,
     protocol: Annotated[Protocol | None, typer.Option(help="Override benchmarking.protocol")] = None,
     model_name: Annotated[
         str | None, typer.Option(help="Model already in the server's repository (else the model is deployed)")
@@ -123,7 +126,7 @@ def bench(
             cfg,
             source,
             tracking,
-            url,
+            url or settings.triton_url,  # as the error of a missing address says, and as podium tune reads it
             model_name,
             model_version,
             champion,

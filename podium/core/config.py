@@ -35,7 +35,9 @@ from podium.core.choices import (
     Statistic,
 )
 from podium.core.safety import SafeName, SafeValue
+from podium.core.tuning import SearchSpace
 from podium.core.validation import parse_model
+from podium.errors import TuningError
 
 
 class StrictModel(BaseModel):
@@ -130,6 +132,30 @@ class LoadSection(StrictModel):
         return bool(self.concurrency or self.request_rate)
 
 
+class TuneSection(StrictModel):
+    """A serving-config search the worker runs after the benchmark, on its own Triton server (as ``podium tune
+    --url``): each combination deployed under a name of its own, measured at the load levels, unloaded; the
+    winner is the highest throughput at ``load.sla_p99_ms``. Needs ``backend: triton`` deploying the model and
+    load levels with a budget. Part of the config hash when set."""
+
+    instance_count: list[int] = Field(default_factory=lambda: [1, 2])
+    max_batch_size: list[int] = Field(default_factory=lambda: [8])
+    #: ``quick`` starts from the first value of each option: list the one to start from first.
+    dynamic_batching: list[bool] = Field(default_factory=lambda: [True, False])
+    max_queue_delay_us: list[int] = Field(default_factory=lambda: [0])
+    #: ``quick``: coordinate descent (Model Analyzer's quick search); ``exhaustive``: every config of the grid.
+    mode: Literal["quick", "exhaustive"] = "quick"
+
+    def space(self) -> SearchSpace:
+        """The grid (duplicates dropped; each value checked: TuningError)."""
+        return SearchSpace(
+            tuple(self.instance_count),
+            tuple(self.max_batch_size),
+            tuple(self.dynamic_batching),
+            tuple(self.max_queue_delay_us),
+        )
+
+
 class InputDecl(StrictModel):
     """One model input podium cannot infer: its name, datatype and shape (-1: the batch, then max_length)."""
 
@@ -183,6 +209,8 @@ class BenchmarkingSection(StrictModel):
     triton: TritonSection = Field(default_factory=TritonSection)
     #: Load levels (closed and open loop) after the serial batches; none by default.
     load: LoadSection = Field(default_factory=LoadSection)
+    #: A serving-config search after the benchmark (``triton`` backend, deploying the model); none by default.
+    tune: TuneSection | None = None
     #: What the model artifact is: a TorchScript archive (``model/model.pt``) or an ONNX graph
     #: (``model/model.onnx``, ``pip install 'podium[onnx]'``); the default artifact path follows it.
     model_format: str = "torchscript"
@@ -208,7 +236,25 @@ class BenchmarkingSection(StrictModel):
             raise ValueError(f"backend: {self.backend} runs {runs} models, not model_format: {self.model_format}")
         if backend.deploys and (why := deploy_mismatch(self.model_format, self.triton.deploy)):
             raise ValueError(why)
+        if self.tune is not None:
+            self._check_tune(self.tune)
         return self
+
+    def _check_tune(self, tune: TuneSection) -> None:
+        if not backend_spec(self.backend).deploys or self.triton.deploy == "none":
+            raise ValueError(
+                "tune deploys each serving config of the model itself: it needs backend: triton with triton.deploy "
+                f"libtorch, python or onnx (got backend: {self.backend}, triton.deploy: {self.triton.deploy})"
+            )
+        if not self.load.any or self.load.sla_p99_ms is None:
+            raise ValueError(
+                "tune ranks serving configs by throughput at a p99 budget: set load.concurrency (e.g. [1, 4]) "
+                "and load.sla_p99_ms"
+            )
+        try:
+            tune.space().check_batch(self.load.batch_size)
+        except TuningError as exc:
+            raise ValueError(f"tune: {exc}") from None
 
     @field_validator("batch_sizes")
     @classmethod

@@ -68,6 +68,8 @@ def measurement_settings(cfg: BenchmarkingSection, input_fingerprint: str) -> di
         settings["inputs"] = [i.model_dump() for i in cfg.inputs]
     if cfg.load.any:  # only when a level is set, so the hashes of serial-only configs never change
         settings["load"] = cfg.load.model_dump()
+    if cfg.tune is not None:  # only when asked for, so the hashes of configs without a search never change
+        settings["tune"] = cfg.tune.model_dump()
     for name in backend.hashed_settings:  # where a server is (the worker's URL) is not part of it; what it runs is
         value = getattr(cfg, name)
         if isinstance(value, BaseModel):

@@ -68,6 +68,8 @@ def server_metrics(batch_size: int, queue_ms: float, compute_ms: float, overhead
 
 #: The headline figure of a load benchmark with ``benchmarking.load.sla_p99_ms`` set (higher is better).
 THROUGHPUT_AT_SLA = "throughput_at_sla_per_s"
+#: A serving-config search a request asked for (``benchmarking.tune``): the winner's throughput at the budget.
+TUNED_THROUGHPUT_AT_SLA = "tuned_throughput_at_sla_per_s"
 #: The p99 budget (ms) ``throughput_at_sla_per_s`` was measured at, logged beside it.
 LOAD_SLA = "load_sla_p99_ms"
 

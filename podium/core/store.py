@@ -118,6 +118,10 @@ class BenchmarkRuns(Protocol):
         """The summary as the run's JSON artifact ``filename``."""
         ...
 
+    def record_text(self, run_id: str, text: str, filename: str) -> None:
+        """``text`` as the run's artifact ``filename`` (a Triton ``config.pbtxt``)."""
+        ...
+
     def record_results(
         self,
         run_id: str,

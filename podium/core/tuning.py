@@ -27,6 +27,9 @@ from podium.errors import TuningError
 
 Mode = Literal["quick", "exhaustive"]
 MODES: tuple[Mode, ...] = ("quick", "exhaustive")
+#: The winning config's label on a search's parent run (``podium tune``), and on the benchmark run a request's
+#: search followed (``benchmarking.tune``).
+WINNER_TAG = "code.tune.winner"
 #: The dimensions of the search, in the order quick mode visits them.
 DIMENSIONS = ("instance_count", "max_batch_size", "dynamic_batching", "max_queue_delay_us")
 

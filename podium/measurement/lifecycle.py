@@ -20,6 +20,7 @@ from podium.core.plain import CONVERSION_TAG, SOURCE_PLAIN, SOURCE_TAG, looks_li
 from podium.core.records import Champion
 from podium.core.run_tags import benchmark_run_tags, identity_for
 from podium.core.store import BenchmarkRuns
+from podium.core.tuning import WINNER_TAG
 from podium.measurement.measure import Measured
 from podium.settings.files import config_hash_of
 
@@ -89,8 +90,16 @@ def start_run(
 
 def record_summary(tracking: BenchmarkRuns, run_id: str, config: BenchmarkConfig, measured: Measured) -> None:
     """``benchmark.json`` on the run (the worker writes it before the fenced prepare: a failure here, a full disk,
-    leaves no prepared commit behind)."""
-    tracking.record_summary(run_id, measured.summary, config.output.filename)
+    leaves no prepared commit behind); first, a serving-config search's configs as child runs of it and the
+    winner's ``config.pbtxt``, so its table names their runs."""
+    summary = measured.summary
+    if measured.search is not None:
+        from podium.measurement.tune import record_search
+
+        record_search(tracking, run_id, measured.search)
+        rows = [o.row() for o in measured.search.outcomes]  # with their run ids now
+        summary = dict(summary) | {"tune": measured.search.table | {"configs": rows}}
+    tracking.record_summary(run_id, summary, config.output.filename)
 
 
 def finish_with_results(tracking: BenchmarkRuns, run_id: str, config: BenchmarkConfig, measured: Measured) -> None:
@@ -101,6 +110,8 @@ def finish_with_results(tracking: BenchmarkRuns, run_id: str, config: BenchmarkC
         device_tags[tracking.tags.benchmark.stability] = measured.stability
     if measured.summary.get("model_conversion"):  # an eager nn.Module traced or exported: said on the run
         device_tags[CONVERSION_TAG] = str(measured.summary["model_conversion"])
+    if measured.search is not None and measured.search.winner is not None:
+        device_tags[WINNER_TAG] = measured.search.winner.trial.config.label
     tracking.record_results(run_id, measured.metrics, None, config.output.filename, device_tags, finish=True)
 
 

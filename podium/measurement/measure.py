@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from podium.backends.base import InferenceBackend, ServerStats
 from podium.backends.factory import make_backend, needs_model_file
@@ -16,7 +16,7 @@ from podium.backends.inputs import build_inputs, plan_batches
 from podium.core.backend_registry import BackendSpec, backend_spec, format_spec
 from podium.core.clock import Timer
 from podium.core.config import BenchmarkConfig
-from podium.core.metric_names import host_metrics, server_metrics, summary_metrics
+from podium.core.metric_names import TUNED_THROUGHPUT_AT_SLA, host_metrics, server_metrics, summary_metrics
 from podium.measurement.artifacts import ModelSource, fetch_model
 from podium.measurement.cpu_load import Sampler, host_sampler
 from podium.measurement.input_data import load_token_rows
@@ -24,6 +24,9 @@ from podium.measurement.lengths import length_profile
 from podium.measurement.loop import BatchMeasurement, Progress, measure_batch
 from podium.measurement.memory import MemoryProbe, probe_for
 from podium.tracking.tracker import MlflowTracking
+
+if TYPE_CHECKING:
+    from podium.measurement.tune import SearchRecord
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class Measured:
     device: str
     #: Per batch size, e.g. ``b1:stable,b8:unstable,b32:contended``.
     stability: str = ""
+    #: The serving-config search the request asked for (``benchmarking.tune``), run after the benchmark.
+    search: SearchRecord | None = None
 
 
 def run_measurement(
@@ -210,9 +215,25 @@ def measure_model(
             measured = run_measurement(
                 backend, config, progress=progress, config_hash=config_hash, model_file=model_file
             )
-            return with_conversion(measured, conversion)
         finally:
             backend.close()
+        if cfg.tune is not None and model_file is not None and url:  # after the unload: its memory is gone
+            from podium.measurement.tune import search_after_benchmark
+
+            measured = with_search(measured, search_after_benchmark(cfg, model_file, url, name, progress))
+        return with_conversion(measured, conversion)
+
+
+def with_search(measured: Measured, search: SearchRecord) -> Measured:
+    """The measurement with the search that followed it: its table in ``benchmark.json`` (``tune``), the
+    winner's throughput at the budget as a metric."""
+    summary = dict(measured.summary) | {"tune": search.table}
+    metrics = dict(measured.metrics)
+    if search.winner is not None and search.winner.trial.throughput_at_sla is not None:
+        metrics[TUNED_THROUGHPUT_AT_SLA] = search.winner.trial.throughput_at_sla
+    if search.error:
+        summary["notes"] = [*summary.get("notes", []), f"serving-config search: {search.error}"]
+    return replace(measured, metrics=metrics, summary=summary, search=search)
 
 
 def with_conversion(measured: Measured, conversion: str | None) -> Measured:

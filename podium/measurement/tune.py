@@ -16,13 +16,16 @@ from podium.backends.triton import Deployment, TritonBackend
 from podium.backends.triton_deploy import to_pbtxt, with_serving
 from podium.core.config import BenchmarkingSection
 from podium.core.metric_names import THROUGHPUT_AT_SLA
-from podium.core.tuning import Search, SearchSpace, ServingConfig, Trial, search_many
+from podium.core.tuning import WINNER_TAG, Search, SearchSpace, ServingConfig, Trial, search_many
 from podium.errors import BackendError, TuningError
 from podium.measurement.load_session import measure_levels
 from podium.measurement.server_memory import ServerMemory
 
 if TYPE_CHECKING:
-    from podium.tracking.tracker import MlflowTracking
+    from pathlib import Path
+
+    from podium.core.store import BenchmarkRuns
+    from podium.measurement.loop import Progress
 
 #: Memory metrics of a config (MiB): the server's processes after the levels, what loading the model added to
 #: them, and the GPU memory they hold (NVML only).
@@ -34,6 +37,8 @@ TUNE_STAGE = "tune"
 TAG = "code.tune."
 #: How long an unloaded config may take to leave the server before the next one is loaded (s).
 UNLOAD_WAIT_S = 60.0
+#: The winner's Triton config, as an artifact of the search's parent run.
+PBTXT = "config.pbtxt"
 
 
 @dataclass(frozen=True)
@@ -203,13 +208,18 @@ def wait_unloaded(url: str, protocol: str, name: str, timeout_s: float, wait_s: 
 
 
 class TuneRuns:
-    """The MLflow side of a search: the parent run, one child run per config."""
+    """The MLflow side of a search: the parent run (one of its own, or the benchmark run a request's search
+    followed), one child run per config."""
 
-    def __init__(self, tracking: MlflowTracking, tags: dict[str, str], run_name: str):
+    def __init__(
+        self, tracking: BenchmarkRuns, tags: dict[str, str], run_name: str, *, parent: str | None = None
+    ) -> None:
         self.tracking = tracking
         self.stage = tracking.tags.stage.key
         self.tags = tags
-        self.parent, _ = tracking.start_benchmark_run({self.stage: TUNE_STAGE, **tags}, run_name=run_name)
+        if parent is None:
+            parent, _ = tracking.start_benchmark_run({self.stage: TUNE_STAGE, **tags}, run_name=run_name)
+        self.parent = parent
 
     def child(self, outcome: ConfigOutcome) -> str:
         serving = outcome.trial.config
@@ -235,9 +245,9 @@ class TuneRuns:
         winner = next(o for o in result.outcomes if o.trial.config == result.search.winner.config)
         metrics = {THROUGHPUT_AT_SLA: winner.trial.throughput_at_sla or 0.0, "configs_measured": len(result.outcomes)}
         metrics |= {k: v for k, v in winner.metrics.items() if k.startswith("memory_")}
-        tags = {f"{TAG}winner": winner.trial.config.label, f"{TAG}winner_run_id": winner.run_id or ""}
+        tags = {WINNER_TAG: winner.trial.config.label, f"{TAG}winner_run_id": winner.run_id or ""}
         self.tracking.record_results(self.parent, metrics, result.table, "tune.json", extra_tags=tags)
-        self.tracking.client.log_text(self.parent, result.winner_pbtxt, "config.pbtxt")
+        self.tracking.record_text(self.parent, result.winner_pbtxt, PBTXT)
         self.tracking.finish_run(self.parent)
 
     def fail(self, reason: str) -> None:
@@ -338,3 +348,61 @@ def tune_with(
         if runs is not None:
             runs.fail(f"{type(exc).__name__}: {exc}")
         raise
+
+
+@dataclass(frozen=True)
+class SearchRecord:
+    """The search a benchmark request asked for (``benchmarking.tune``), run after its benchmark: every config's
+    outcome, the table for ``benchmark.json``, the winner (None when no config met the budget: ``error`` says
+    why; the configs measured are kept all the same)."""
+
+    outcomes: list[ConfigOutcome]
+    table: dict[str, Any]
+    winner: ConfigOutcome | None
+    winner_pbtxt: str | None
+    error: str | None = None
+
+
+def search_after_benchmark(
+    cfg: BenchmarkingSection, model_file: Path, url: str, name: str, progress: Progress | None = None
+) -> SearchRecord:
+    """``cfg.tune``'s search on the server at ``url`` for the model in ``model_file`` (deployed as ``name``-<config>,
+    each unloaded after its levels); the winner's ``config.pbtxt`` names the model ``name``. ``progress`` hears of
+    each config as it starts (a lost lock aborts there)."""
+    from podium.backends.triton import deployment, host_port
+    from podium.measurement.server_memory import find_server_at
+
+    assert cfg.tune is not None
+    space = cfg.tune.space()
+    memory, why = find_server_at(host_port(url, cfg.protocol))
+    target = TuneTarget(url, cfg.protocol, cfg.request_timeout_s, deployment(cfg, model_file, name), memory)
+    total = len(space.configs())
+    outcomes: list[ConfigOutcome] = []
+
+    def started(i: int, serving: ServingConfig) -> None:
+        if progress is not None:
+            progress(cfg.load.batch_size, f"tuning {serving.label}", i - 1, total)
+
+    try:
+        result = tune(target, cfg, space, cfg.tune.mode, on_start=started, on_done=lambda i, o: outcomes.append(o))
+    except TuningError as exc:  # no config met the budget, or every one failed: the benchmark still stands
+        rows = [o.row() for o in outcomes]
+        table: dict[str, Any] = {"mode": cfg.tune.mode, "measured": len(outcomes), "error": str(exc), "configs": rows}
+        return SearchRecord(outcomes, table, None, None, str(exc))
+    if why:
+        result.table["notes"] = [why]
+    return SearchRecord(outcomes, result.table, _winner(result), result.winner_pbtxt)
+
+
+def _winner(result: TuneOutcome) -> ConfigOutcome:
+    return next(o for o in result.outcomes if o.trial.config == result.search.winner.config)
+
+
+def record_search(tracking: BenchmarkRuns, run_id: str, record: SearchRecord) -> None:
+    """Each config of a request's search as a child run of its benchmark run ``run_id``, and the winner's
+    ``config.pbtxt`` as an artifact of that run."""
+    runs = TuneRuns(tracking, {f"{TAG}mode": str(record.table.get("mode", ""))}, "", parent=run_id)
+    for outcome in record.outcomes:
+        outcome.run_id = runs.child(outcome)
+    if record.winner_pbtxt is not None:
+        tracking.record_text(run_id, record.winner_pbtxt, PBTXT)

@@ -279,6 +279,9 @@ class MlflowTracking:
     def record_summary(self, run_id: str, summary: Mapping[str, Any], filename: str) -> None:
         self.writes.record_summary(run_id, summary, filename)
 
+    def record_text(self, run_id: str, text: str, filename: str) -> None:
+        self.writes.record_text(run_id, text, filename)
+
     def record_results(
         self,
         run_id: str,

@@ -85,15 +85,22 @@ class BenchmarkWrites:
         if finish:
             self._artifact_uris.pop(run_id, None)
 
+    def record_text(self, run_id: str, text: str, filename: str) -> None:
+        """``text`` as the run's artifact ``filename`` (a Triton ``config.pbtxt``)."""
+        with self.tracker.in_store(f"writing {filename} of run {run_id}"):
+            self._log_text(run_id, text, filename)
+
     def _log_json(self, run_id: str, document: Mapping[str, Any], filename: str) -> None:
-        """``document`` as the run's artifact ``filename``: written straight to the artifact location of a run
-        this tracker created, else through ``log_dict`` (which reads the run to find its location)."""
+        self._log_text(run_id, json.dumps(document, indent=2), filename)
+
+    def _log_text(self, run_id: str, text: str, filename: str) -> None:
+        """``text`` as the run's artifact ``filename``: written straight to the artifact location of a run this
+        tracker created, else through ``log_text`` (which reads the run to find its location)."""
         client = self.tracker.client
         uri = self._artifact_uris.get(run_id)
         if uri is None:
-            client.log_dict(run_id, dict(document), filename)
+            client.log_text(run_id, text, filename)
             return
-        text = json.dumps(document, indent=2)
         if urllib.parse.urlparse(uri).scheme in ("", "file"):  # a folder of this machine: written in place
             from mlflow.utils.file_utils import local_file_uri_to_path
 

@@ -23,8 +23,11 @@ from podium.core.validation import parse_model
 from podium.measurement.server_memory import find_server
 from podium.measurement.tune import TuneRuns, TuneTarget, tune
 from podium.tracking.tracker import MlflowTracking
+from tests.cli import podium_in_process
 from tests.conftest import REPO
 from tests.integration.test_local_bench import log_model_run
+from tests.pipeline_helpers import Pipeline
+from tests.servers import wait_until
 from tests.triton import TritonServer, start_triton
 
 pytestmark = pytest.mark.server
@@ -249,3 +252,58 @@ def test_the_readme_tune_command_runs_as_written(
     )
     assert [p.data.tags["code.tune.winner"] for p in parents] == [table["winner"]]
     assert triton.loaded_models() == []
+
+
+TUNE_REQUEST = """\
+benchmarking:
+  backend: triton
+  triton: {deploy: python}
+  iterations: 20
+  stability: {max_windows: 3, agree_windows: 2}
+  load: {concurrency: [2], sla_p99_ms: 10000}
+  tune:
+    instance_count: [1]
+    max_batch_size: [1, 4]
+    dynamic_batching: [true]
+    mode: exhaustive
+"""
+
+
+def test_a_request_that_asks_for_a_search_is_measured_then_searched_by_its_worker(
+    triton: TritonServer, store_uri: str, client: MlflowClient, tmp_path: Path
+) -> None:
+    """``benchmarking.tune`` in benchmark.yaml, the request sent with ``podium enqueue``: a real worker measures the
+    model on its server, then searches the serving configs there; each config is a child run of the benchmark run,
+    the winner's config.pbtxt and figure are on it. Asked again (``podium bench``, the same key), the whole is
+    reused: the search is in the config hash."""
+    run_id = log_model_run(client, tmp_path)
+    pipeline = Pipeline(tmp_path / "pipeline", store_uri, triton_url=triton.http)
+    try:
+        (tmp_path / "pipeline" / "config" / "benchmark.yaml").write_text(TUNE_REQUEST)
+        pipeline.start("worker", "worker", "--target", "cpu", "--loglevel", "INFO")
+        pipeline.wait_workers(1)
+        sent = podium_in_process("enqueue", "--run-id", run_id, env=pipeline.env)
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        finished = "tags.`code.stage` = 'benchmark' AND attributes.status = 'FINISHED'"
+        assert wait_until(lambda: client.search_runs(experiments, finished), 300), pipeline.processes["worker"].log()
+        (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()], finished)
+        winner = run.data.tags["code.tune.winner"]
+        assert winner in ("i1-b1-dyn0", "i1-b4-dyn0") and run.data.metrics["tuned_throughput_at_sla_per_s"] > 0
+        assert run.data.metrics["load_c2_throughput_per_s"] > 0  # the benchmark's own levels, on the model as sent
+        children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+        assert sorted(c.data.tags["code.tune.config"] for c in children) == ["i1-b1-dyn0", "i1-b4-dyn0"]
+        assert all(c.info.status == "FINISHED" and c.data.tags["code.stage"] == "tune" for c in children)
+        folder = str(tmp_path / "downloads")
+        summary = json.loads(Path(client.download_artifacts(run.info.run_id, "benchmark.json", folder)).read_text())
+        assert summary["tune"]["winner"] == winner and summary["tune"]["mode"] == "exhaustive"
+        assert {row["run_id"] for row in summary["tune"]["configs"]} == {c.info.run_id for c in children}
+        pbtxt = Path(client.download_artifacts(run.info.run_id, "config.pbtxt", folder)).read_text()
+        assert 'backend: "python"' in pbtxt and f"max_batch_size: {winner.split('-')[1][1:]}" in pbtxt
+        assert triton.loaded_models() == []  # the benchmark's model and every config left the server again
+
+        config = str(tmp_path / "pipeline" / "config" / "benchmark.yaml")
+        again = podium_in_process("bench", "--run-id", run_id, "--config", config, env=pipeline.env)
+        assert again.returncode == 0 and "Reused" in again.stdout, again.stdout + again.stderr
+    finally:
+        pipeline.stop()
