@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--instances", default="1,2")
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--max-in-flight", type=int, default=16, help="Open loop: in flight at most, for both (load.py)")
     args = ap.parse_args()
     gpu = gpu_or_refuse()
     if args.deploy == "libtorch" and not args.url:

@@ -94,8 +94,9 @@ def perf_analyzer(
     ]
     if kind == "c":
         cmd += ["--concurrency-range", f"{int(value)}:{int(value)}"]
-    else:
+    else:  # as many request threads as podium has slots: the same queue at saturation
         cmd += ["--request-rate-range", f"{value:g}:{value:g}", "--request-distribution", "poisson"]
+        cmd += ["--max-threads", str(args.max_in_flight)]
     env = {**os.environ, "LD_LIBRARY_PATH": f"{PA_HOME}:{LIBS}"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     rows = list(csv.DictReader(out.read_text().splitlines())) if out.stat().st_size else []
@@ -121,7 +122,7 @@ def podium_level(backend: TritonBackend, level: tuple[str, float], args) -> dict
         stability={"max_ratio": args.stability, "max_windows": 10},
     )
     inputs = build_inputs(backend.prepare(), 1, LENGTH)
-    slots = slot_senders(backend, [inputs], int(value) if kind == "c" else 16)
+    slots = slot_senders(backend, [inputs], int(value) if kind == "c" else args.max_in_flight)
     start, end = level_snapshots(backend, own_client=True)
     try:
         lv = run_level(slots.senders, 1, cfg, rate=value if kind == "r" else None, snapshot=start, finish_snapshot=end)
@@ -161,6 +162,13 @@ def main() -> None:
     ap.add_argument("--protocols", default="http,grpc")
     ap.add_argument("--instances", default="1,2")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=16,
+        help="Open loop: requests in flight at most, for both (podium's load.max_in_flight, perf_analyzer's "
+        "--max-threads): at saturation the queue, and so the latency, is as deep as this lets it be",
+    )
     args = ap.parse_args()
     binary = ensure_perf_analyzer()
     levels = [("c", float(c)) for c in args.concurrency.split(",") if c] + [

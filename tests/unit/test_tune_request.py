@@ -132,3 +132,16 @@ def test_a_search_without_a_winner_keeps_its_configs_and_the_benchmark() -> None
     assert run.artifacts["benchmark.json"]["tune"]["error"] == why
     (child,) = [r for r in store.runs.values() if r.tags.get("mlflow.parentRunId") == run_id]
     assert child.status == "FINISHED" and child.tags["code.tune.config"] == "i1-b8-dyn0"
+
+
+def test_the_readme_example_is_a_search_a_request_can_ask_for() -> None:
+    import re
+
+    import yaml
+
+    from tests.conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", text[text.index("### Serving-config search") :], re.S).group(1)
+    tune = parse_model(BenchmarkConfig, yaml.safe_load(block), "README.md").benchmarking.tune
+    assert tune is not None and len(tune.space().configs()) == 4
