@@ -6,6 +6,7 @@ was done is recorded on the benchmark run."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,6 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.cli import podium_in_process
 from tests.conftest import REPO
 from tests.integration.test_plain_runs import config_dir, finished_benchmarks
 
@@ -24,8 +24,15 @@ pytest.importorskip("onnxruntime", reason="measuring an ONNX model needs onnxrun
 
 
 def bench(tmp: Path, store: str, run_id: str, out: str, *args: str) -> subprocess.CompletedProcess:
-    env = {"PODIUM_TRACKING_URI": store, "PODIUM_CONFIG_DIR": str(config_dir(tmp))}
-    return podium_in_process("bench", "--run-id", run_id, "--out", str(tmp / out), *args, env=env, cwd=tmp)
+    env = {**os.environ, "PODIUM_TRACKING_URI": store, "PODIUM_CONFIG_DIR": str(config_dir(tmp))}
+    return subprocess.run(
+        [sys.executable, "-m", "podium", "bench", "--run-id", run_id, "--out", str(tmp / out), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp,
+    )
 
 
 def test_pt2_and_onnx_models_are_measured(tmp_path: Path, sqlite_store_uri: str) -> None:
