@@ -18,10 +18,11 @@ from podium.cli import app
 
 
 def podium_in_process(
-    *args: str, env: Mapping[str, str] | None = None, input: str | None = None, cwd: Path | None = None
+    *args: str, env: Mapping[str, str | None] | None = None, input: str | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``podium ARGS`` with ``env`` on top of this process's environment (for the call only), ``input`` on its
-    stdin and ``cwd`` as its folder; returns what ``subprocess.run(..., capture_output=True, text=True)`` would."""
+    """``podium ARGS`` with ``env`` on top of this process's environment (for the call only; None removes a
+    variable), ``input`` on its stdin and ``cwd`` as its folder; returns what ``subprocess.run(...,
+    capture_output=True, text=True)`` would."""
     # what podium's console script sets before the app runs (podium.cli.main)
     defaults = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_LOGGING_LEVEL": "WARNING"}
     env = {k: v for k, v in defaults.items() if k not in os.environ} | dict(env or {})

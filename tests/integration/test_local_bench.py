@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from podium.backends.torchscript import TorchScriptBackend
 from podium.demo.model import TinyTagger, export
 from podium.errors import BackendError
 from podium.training import save_torchscript
+from tests.cli import podium_in_process
 from tests.token_models import BertStyleTagger, traced
 
 STUDY, TRIAL = "5" * 64, "7" * 64
@@ -42,25 +43,10 @@ def log_model_run(client: MlflowClient, tmp: Path, model_file: Path | None = Non
 
 
 def bench(store_uri: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "podium",
-            "bench",
-            "--tracking-uri",
-            store_uri,
-            "--iterations",
-            "20",
-            "--batch-sizes",
-            "1,4",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=cwd,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    """``podium bench`` in this process (tests/cli.py), none of podium's settings from the test's environment."""
+    bare = {k: None for k in os.environ if k.startswith(("PODIUM_", "MLFLOW_"))} | {"COLUMNS": "200"}
+    return podium_in_process(
+        "bench", "--tracking-uri", store_uri, "--iterations", "20", "--batch-sizes", "1,4", *args, env=bare, cwd=cwd
     )
 
 
