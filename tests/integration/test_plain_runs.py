@@ -6,7 +6,6 @@ refused in one line and never slows the next one."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -242,19 +241,8 @@ def test_the_model_is_found_where_mlflow_users_put_it(tmp_path: Path, sqlite_sto
 def test_podium_bench_measures_a_plain_run_now(tmp_path: Path, sqlite_store_uri: str) -> None:
     store = sqlite_store_uri
     (run_id,) = train(store, tmp_path / "training", "bert-tagger", "--runs", "1")["model"]
-    env = {
-        **os.environ,
-        "PODIUM_TRACKING_URI": store,
-        "PODIUM_CONFIG_DIR": str(config_dir(tmp_path)),
-    }
-    out = subprocess.run(
-        [sys.executable, "-m", "podium", "bench", "--run-id", run_id, "--out", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=tmp_path,
-    )
+    env = {"PODIUM_TRACKING_URI": store, "PODIUM_CONFIG_DIR": str(config_dir(tmp_path))}
+    out = podium_in_process("bench", "--run-id", run_id, "--out", str(tmp_path / "out"), env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads((tmp_path / "out" / "benchmark.json").read_text())
     assert summary["model_conversion"].startswith("eager nn.Module") and any("traced" in n for n in summary["notes"])

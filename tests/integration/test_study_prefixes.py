@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import pytest
 from mlflow import MlflowClient
 
+from tests.cli import podium_in_process
 from tests.pipeline_helpers import trial_run
 
 A, B = "abcdef01" + "1" * 56, "abcdef02" + "2" * 56  # two studies sharing the prefix abcdef
@@ -23,14 +22,8 @@ def studies(store_uri: str) -> None:
 
 
 def backfill(store_uri: str, study: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PODIUM_TRACKING_URI": store_uri, "PODIUM_REDIS_URL": "redis://127.0.0.1:1/0"}
-    return subprocess.run(
-        [sys.executable, "-m", "podium", "backfill", "--dry-run", "--study", study],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    env = {"PODIUM_TRACKING_URI": store_uri, "PODIUM_REDIS_URL": "redis://127.0.0.1:1/0"}
+    return podium_in_process("backfill", "--dry-run", "--study", study, env=env)
 
 
 def test_a_unique_prefix_picks_its_study(store_uri: str, studies: None) -> None:
