@@ -2,8 +2,8 @@
 
 The dependencies are installed once per ``pyproject.toml`` and cached (``~/.cache/podium/venvs``);
 podium itself is reinstalled from the working tree, non-editable, once per test session, so the test
-sees what a user's ``pip install`` would give, with today's code. A venv of an older ``pyproject.toml`` that no
-session used for a day is removed, so the cache holds about one venv of each kind.
+sees what a user's ``pip install`` would give, with today's code. Venvs of older ``pyproject.toml`` files are
+removed, but for the one used last if some session used it within a day: two of each kind at most.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ BARE_INSTALL: tuple[list[str], ...] = (["."],)
 #: README's lines for ONNX models and for test data of texts, run as written, one after the other.
 ONNX_TEXT_INSTALL = ([".[onnx]"], [".[text]"])
 _fresh: dict[str, Path] = {}
-#: A venv of another ``pyproject.toml`` unused for this long is removed (another checkout may still use a
-#: younger one).
+#: The venv of another ``pyproject.toml`` used last is kept this long after its last use (another checkout may
+#: still be running on it).
 STALE_S = 24 * 3600
 
 
@@ -45,19 +45,26 @@ def venv_with(name: str, *installs: list[str]) -> Path:
 
 
 def prune_stale(name: str, keep: Path, now: float | None = None) -> list[Path]:
-    """Remove the venvs of kind ``name`` other than ``keep`` that no session used for ``STALE_S``; returns them."""
+    """Remove the venvs of kind ``name`` other than ``keep``, except the most recently used one when some session
+    used it within ``STALE_S`` (another checkout may be running on it); returns them. So a kind holds two venvs
+    at most, however often ``pyproject.toml`` changes."""
     now = time.time() if now is None else now
+    others = [other for other in CACHE.glob(f"{name}-*") if other != keep and other.is_dir()]
+    by_use = sorted(others, key=_last_used, reverse=True)
+    spared = by_use[:1] if by_use and now - _last_used(by_use[0]) <= STALE_S else []
     removed = []
-    for other in CACHE.glob(f"{name}-*"):
-        if other == keep or not other.is_dir():
+    for other in by_use:
+        if other in spared:
             continue
-        used = other / ".used"
-        last = (used if used.exists() else other).stat().st_mtime
-        if now - last > STALE_S:
-            shutil.rmtree(other, ignore_errors=True)
-            Path(f"{other}.lock").unlink(missing_ok=True)  # cached_venv's build lock beside it
-            removed.append(other)
+        shutil.rmtree(other, ignore_errors=True)
+        Path(f"{other}.lock").unlink(missing_ok=True)  # cached_venv's build lock beside it
+        removed.append(other)
     return removed
+
+
+def _last_used(venv: Path) -> float:
+    used = venv / ".used"
+    return (used if used.exists() else venv).stat().st_mtime
 
 
 def reinstall_podium(venv: Path) -> None:
