@@ -25,14 +25,16 @@ example-store: install
 # Three test processes on two cores: most tests wait on servers, workers and sockets, not on a CPU, and no test
 # asserts a duration (TEST_JOBS=1: one at a time). Two left the cores idle a fifth of the time.
 TEST_JOBS ?= 3
+# pytest's temp folders (stores, models, server logs: ~0.5 GB a run) are kept for the failed tests only.
+KEEP_TMP := -o tmp_path_retention_policy=failed
 test: install
-	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist worksteal -m "not slow" $(KEEP_TMP) $(PYTEST_ARGS)
 
 # The long outside-fault scenarios (marked slow: 20-60 s each, ~3 min in all); .ci/run runs them after `make test`.
 # Two processes: each scenario runs its own workers, Redis and store, and kills them on purpose.
 SLOW_JOBS ?= 2
 test-slow: install
-	$(BIN)/python -m pytest -n $(SLOW_JOBS) --dist worksteal -m slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(SLOW_JOBS) --dist worksteal -m slow $(KEEP_TMP) $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest tests/unit

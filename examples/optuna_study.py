@@ -12,9 +12,11 @@ what the hook could not.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -85,7 +87,8 @@ def main(argv: list[str] | None = None) -> tuple[optuna.Study, object]:
         mlflow.set_tracking_uri(pt.default_tracking_uri())
     mlflow.set_experiment(args.study_name)
     train_rows, val_rows = make_rows(256, seed=1), make_rows(64, seed=2)
-    tmp = tempfile.mkdtemp(prefix="podium-example-")
+    tmp = tempfile.mkdtemp(prefix="podium-example-")  # the models, until they are logged
+    atexit.register(shutil.rmtree, tmp, True)
 
     # --8<-- [start:readme]
     hook = pt.BenchmarkHook.from_settings()  # PODIUM_REDIS_URL, config/benchmark.yaml; never stops the study

@@ -128,7 +128,7 @@ def test_2_same_config_is_skipped(client: MlflowClient, tracking: MlflowTracking
     assert len(benchmark_runs(client, first.benchmark_key)) == 2
 
 
-def test_the_key_checked_is_the_key_written(client: MlflowClient, tracking: MlflowTracking) -> None:
+def test_the_key_checked_is_the_key_written(client: MlflowClient, tracking: MlflowTracking, tmp_path: Path) -> None:
     training_runs(client)
     (champion,) = tracking.load_champions(tracking.experiment_ids())
     cfg = make_config()
@@ -152,7 +152,7 @@ def test_the_key_checked_is_the_key_written(client: MlflowClient, tracking: Mlfl
     ):
         assert tags[name]
     assert tracking.benchmark_exists(identity, champion).run_id == run.info.run_id
-    artifact = Path(client.download_artifacts(run.info.run_id, "benchmark.json"))
+    artifact = Path(client.download_artifacts(run.info.run_id, "benchmark.json", str(tmp_path)))
     assert json.loads(artifact.read_text()) == {"batch_sizes": [1]}
 
 
