@@ -39,6 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis
+from mlflow import MlflowClient
 
 from bench.stopping import finally_on_sigterm
 from bench.stores import cached_store, study_hash, trial_hash
@@ -199,6 +200,7 @@ def bench_existence(stores: dict[str, Store], n: int = 50) -> dict[str, dict[str
 def study_store(tmp: Path, name: str, seed: int) -> tuple[str, MlflowTracking, str, list[str]]:
     """A new sqlite store holding one study of 20 trials (trial runs only): uri, tracking, study, trials."""
     uri = f"sqlite:///{tmp / f'{name}.db'}"
+    MlflowClient(uri).search_experiments()  # the training side creates the store: podium never does
     tracking = MlflowTracking.connect(uri, TagsRegistry())
     study = study_hash(seed)
     trials = [trial_hash(seed, t) for t in range(20)]
