@@ -82,6 +82,9 @@ class ScopeHistory:
     top: GroupKey | None = None
     #: After each replayed run: (incumbent, top), so a late run replays from where it belongs, not from the start.
     steps: list[tuple[GroupKey | None, GroupKey | None]] = field(default_factory=list)
+    #: (top, incumbent) when the last noise test between them kept the incumbent: while neither's runs change,
+    #: the test gives the same answer (the policies ranked by a per-candidate key; cleared by every replay).
+    held_off: tuple[GroupKey, GroupKey] | None = None
 
     def insert(self, gkey: GroupKey, sample: Sample) -> bool:
         """Add a run; False for one already here (a replayed event)."""
@@ -198,7 +201,7 @@ class SelectionState:
                 self.windows[gkey] = (self.windows.get(gkey) or Window(size)).add(sample)
             del history.steps[start:]
             history.incumbent, history.top = history.steps[-1] if history.steps else (None, None)
-            history.done, history.stale, history.redo_from = start, False, None
+            history.done, history.stale, history.redo_from, history.held_off = start, False, None, None
         while history.done < len(history.entries):
             gkey, sample = history.entries[history.done]
             self.windows[gkey] = (self.windows.get(gkey) or Window(size)).add(sample)
@@ -213,15 +216,19 @@ class SelectionState:
         top = history.top = self._top(scope, history, changed)
         incumbent = history.incumbent
         if top is None or incumbent is None or top == incumbent:
-            history.incumbent = top
+            history.incumbent, history.held_off = top, None
             return
+        if history.held_off == (top, incumbent) and changed not in (top, incumbent):
+            return  # another group's run: the two candidates, and so the noise test between them, are as they were
         held = self._competing(incumbent)
         if held is None:  # the incumbent no longer competes (in doubt, over the limit, its trial gone)
-            history.incumbent = top
+            history.incumbent, history.held_off = top, None
             return
         challenger = self._competing(top)
         if challenger is not None and self._beats(challenger, held, scope):
-            history.incumbent = top
+            history.incumbent, history.held_off = top, None
+        elif self._keyed:  # tolerance ranks among every candidate: its test is asked again after each run
+            history.held_off = (top, incumbent)
 
     def _top(self, scope: ScopeKey, history: ScopeHistory, changed: GroupKey) -> GroupKey | None:
         current = history.top
