@@ -96,9 +96,7 @@ def record_summary(tracking: BenchmarkRuns, run_id: str, config: BenchmarkConfig
     if measured.search is not None:
         from podium.measurement.tune import record_search
 
-        record_search(tracking, run_id, measured.search)
-        rows = [o.row() for o in measured.search.outcomes]  # with their run ids now
-        summary = dict(summary) | {"tune": measured.search.table | {"configs": rows}}
+        summary = dict(summary) | {"tune": record_search(tracking, run_id, measured.search)}
     tracking.record_summary(run_id, summary, config.output.filename)
 
 

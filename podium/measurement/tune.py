@@ -110,6 +110,8 @@ class ConfigOutcome:
 class TuneOutcome:
     search: Search
     outcomes: list[ConfigOutcome]
+    #: The outcome of the config the search picked.
+    winner: ConfigOutcome
     #: ``config.pbtxt`` of the winner, under the model's own name: ready to put in a model repository.
     winner_pbtxt: str
     table: dict[str, Any]
@@ -242,7 +244,7 @@ class TuneRuns:
         return run_id
 
     def finish(self, result: TuneOutcome) -> None:
-        winner = next(o for o in result.outcomes if o.trial.config == result.search.winner.config)
+        winner = result.winner
         metrics = {THROUGHPUT_AT_SLA: winner.trial.throughput_at_sla or 0.0, "configs_measured": len(result.outcomes)}
         metrics |= {k: v for k, v in winner.metrics.items() if k.startswith("memory_")}
         tags = {WINNER_TAG: winner.trial.config.label, f"{TAG}winner_run_id": winner.run_id or ""}
@@ -339,7 +341,7 @@ def tune_with(
             "winner": winner.trial.config.label,
             "configs": [o.row() for o in outcomes],
         }
-        result = TuneOutcome(found, outcomes, pbtxt, table)
+        result = TuneOutcome(found, outcomes, winner, pbtxt, table)
         if runs is not None:
             runs.finish(result)
             result.parent_run_id = runs.parent
@@ -391,18 +393,15 @@ def search_after_benchmark(
         return SearchRecord(outcomes, table, None, None, str(exc))
     if why:
         result.table["notes"] = [why]
-    return SearchRecord(outcomes, result.table, _winner(result), result.winner_pbtxt)
+    return SearchRecord(outcomes, result.table, result.winner, result.winner_pbtxt)
 
 
-def _winner(result: TuneOutcome) -> ConfigOutcome:
-    return next(o for o in result.outcomes if o.trial.config == result.search.winner.config)
-
-
-def record_search(tracking: BenchmarkRuns, run_id: str, record: SearchRecord) -> None:
+def record_search(tracking: BenchmarkRuns, run_id: str, record: SearchRecord) -> dict[str, Any]:
     """Each config of a request's search as a child run of its benchmark run ``run_id``, and the winner's
-    ``config.pbtxt`` as an artifact of that run."""
+    ``config.pbtxt`` as an artifact of that run; returns the search's table, its rows naming those runs."""
     runs = TuneRuns(tracking, {f"{TAG}mode": str(record.table.get("mode", ""))}, "", parent=run_id)
     for outcome in record.outcomes:
         outcome.run_id = runs.child(outcome)
     if record.winner_pbtxt is not None:
         tracking.record_text(run_id, record.winner_pbtxt, PBTXT)
+    return record.table | {"configs": [o.row() for o in record.outcomes]}

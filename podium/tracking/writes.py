@@ -70,10 +70,9 @@ class BenchmarkWrites:
         finish: bool = False,
     ) -> None:
         """The summary as a JSON artifact (None: written already), then the metrics and extra tags; with ``finish``
-        the run is marked
-        FINISHED with them, else it stays RUNNING. On a database store the metrics, tags and status are one
-        transaction (one commit, where MLflow's ``log_batch`` and ``set_terminated`` make four): a FINISHED run
-        always holds its figures, and a failure leaves none of them."""
+        the run is marked FINISHED with them, else it stays RUNNING. On a database store the metrics, tags and
+        status are one transaction (one commit, where MLflow's ``log_batch`` and ``set_terminated`` make four): a
+        FINISHED run always holds its figures, and a failure leaves none of them."""
         client, now = self.tracker.client, now_ms()
         metric_list = [Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())]
         tag_list = [RunTag(k, str(v)[:MAX_TAG_VALUE]) for k, v in (extra_tags or {}).items()]

@@ -19,11 +19,17 @@ def venv(root: Path, name: str, used_at: float | None) -> Path:
     return folder
 
 
-def test_older_venvs_of_the_same_kind_go_but_the_one_used_last_and_other_kinds_stay(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+NOW = 1_000_000_000.0
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(venvs, "CACHE", tmp_path)
-    now = 1_000_000_000.0
+    return tmp_path
+
+
+def test_older_venvs_of_the_same_kind_go_but_the_one_used_last_and_other_kinds_stay(cache: Path) -> None:
+    tmp_path, now = cache, NOW
     keep = venv(tmp_path, "bare-new", now)
     stale = venv(tmp_path, "bare-old", now - venvs.STALE_S - 1)
     recent = venv(tmp_path, "bare-other-checkout", now - 60)  # another checkout may be using it right now
@@ -36,11 +42,8 @@ def test_older_venvs_of_the_same_kind_go_but_the_one_used_last_and_other_kinds_s
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([keep.name, recent.name, other_kind.name])
 
 
-def test_the_one_used_last_goes_too_once_nobody_used_it_for_a_day(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(venvs, "CACHE", tmp_path)
-    now = 1_000_000_000.0
+def test_the_one_used_last_goes_too_once_nobody_used_it_for_a_day(cache: Path) -> None:
+    tmp_path, now = cache, NOW
     keep = venv(tmp_path, "onnx-text-new", now)
     old = venv(tmp_path, "onnx-text-old", now - venvs.STALE_S - 1)
     assert venvs.prune_stale("onnx-text", keep, now) == [old]
