@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -26,7 +27,7 @@ from podium.measurement.memory import MemoryProbe, probe_for
 from podium.tracking.tracker import MlflowTracking
 
 if TYPE_CHECKING:
-    from podium.measurement.tune import SearchRecord
+    from podium.measurement.tune import SearchRecord, ServerTurn
 
 
 @dataclass(frozen=True)
@@ -192,8 +193,10 @@ def measure_model(
     progress: Progress | None = None,
     config_hash: str | None = None,
     deployment_name: str | None = None,
+    server_turn: ServerTurn | None = None,
 ) -> Measured:
-    """Fetch the model if the backend needs a file, build the backend, measure, tear down.
+    """Fetch the model if the backend needs a file, build the backend, measure, tear down; then the serving-config
+    search ``benchmarking.tune`` asks for, each config within ``server_turn()`` (workers sharing a server).
 
     The triton backend serves ``model_name`` (or ``triton.model_name``) when given; otherwise it uploads the
     model file as ``triton.deploy`` under ``deployment_name`` (unique to the benchmark_key, so workers sharing
@@ -220,7 +223,8 @@ def measure_model(
         if cfg.tune is not None and model_file is not None and url:  # after the unload: its memory is gone
             from podium.measurement.tune import search_after_benchmark
 
-            measured = with_search(measured, search_after_benchmark(cfg, model_file, url, name, progress))
+            turn = server_turn or contextlib.nullcontext
+            measured = with_search(measured, search_after_benchmark(cfg, model_file, url, name, progress, turn))
         return with_conversion(measured, conversion)
 
 

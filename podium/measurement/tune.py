@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -262,12 +263,18 @@ class TuneRuns:
 ConfigMeasurer = Callable[[Sequence[ServingConfig], Callable[[ConfigOutcome], None]], list[ConfigOutcome]]
 
 
+#: The server to oneself for one config's measurement (a Redis lock per server, taken and released), so workers
+#: sharing a server never overlap their configs' load.
+ServerTurn = Callable[[], AbstractContextManager[object]]
+
+
 def on_server(
     target: TuneTarget,
     cfg: BenchmarkingSection,
     on_start: Callable[[int, ServingConfig], None] = lambda i, s: None,
+    turn: ServerTurn = contextlib.nullcontext,
 ) -> ConfigMeasurer:
-    """Each config measured on ``target``, one after another."""
+    """Each config measured on ``target``, one after another, each within ``turn()``."""
     started = 0
 
     def measure(configs: Sequence[ServingConfig], done: Callable[[ConfigOutcome], None]) -> list[ConfigOutcome]:
@@ -276,7 +283,8 @@ def on_server(
         for serving in configs:
             started += 1
             on_start(started, serving)
-            outcome = measure_config(target, serving, cfg)
+            with turn():
+                outcome = measure_config(target, serving, cfg)
             done(outcome)
             outcomes.append(outcome)
         return outcomes
@@ -293,9 +301,10 @@ def tune(
     runs: TuneRuns | None = None,
     on_start: Callable[[int, ServingConfig], None] = lambda i, s: None,
     on_done: Callable[[int, ConfigOutcome], None] = lambda i, o: None,
+    turn: ServerTurn = contextlib.nullcontext,
 ) -> TuneOutcome:
-    """Search ``space`` in ``mode`` on one server, one config after another."""
-    measure = on_server(target, cfg, on_start)
+    """Search ``space`` in ``mode`` on one server, one config after another (each within ``turn()``)."""
+    measure = on_server(target, cfg, on_start, turn)
     return tune_with(measure, target.base.config["name"], cfg, space, mode, runs=runs, on_done=on_done)
 
 
@@ -366,11 +375,16 @@ class SearchRecord:
 
 
 def search_after_benchmark(
-    cfg: BenchmarkingSection, model_file: Path, url: str, name: str, progress: Progress | None = None
+    cfg: BenchmarkingSection,
+    model_file: Path,
+    url: str,
+    name: str,
+    progress: Progress | None = None,
+    turn: ServerTurn = contextlib.nullcontext,
 ) -> SearchRecord:
     """``cfg.tune``'s search on the server at ``url`` for the model in ``model_file`` (deployed as ``name``-<config>,
-    each unloaded after its levels); the winner's ``config.pbtxt`` names the model ``name``. ``progress`` hears of
-    each config as it starts (a lost lock aborts there)."""
+    each unloaded after its levels, each within ``turn()``); the winner's ``config.pbtxt`` names the model
+    ``name``. ``progress`` hears of each config as it starts (a lost lock aborts there)."""
     from podium.backends.triton import deployment, host_port
     from podium.measurement.server_memory import find_server_at
 
@@ -386,7 +400,9 @@ def search_after_benchmark(
             progress(cfg.load.batch_size, f"tuning {serving.label}", i - 1, total)
 
     try:
-        result = tune(target, cfg, space, cfg.tune.mode, on_start=started, on_done=lambda i, o: outcomes.append(o))
+        result = tune(
+            target, cfg, space, cfg.tune.mode, on_start=started, on_done=lambda i, o: outcomes.append(o), turn=turn
+        )
     except TuningError as exc:  # no config met the budget, or every one failed: the benchmark still stands
         rows = [o.row() for o in outcomes]
         table: dict[str, Any] = {"mode": cfg.tune.mode, "measured": len(outcomes), "error": str(exc), "configs": rows}

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
+import redis
+
 from podium.coordination.connection import connect
 from podium.core.messages import BenchmarkRequest
 from podium.errors import MessageError
@@ -23,9 +27,22 @@ def deployment_name(benchmark_key: str) -> str:
     return f"{DEPLOYMENT_PREFIX}{benchmark_key[:32]}"
 
 
-def request_measurer(tracking: MlflowTracking, triton_url: str | None) -> MeasureRequest:
+def request_measurer(
+    tracking: MlflowTracking, triton_url: str | None, client: redis.Redis, worker: str
+) -> MeasureRequest:
+    """How this worker measures a request; a serving-config search it asks for takes the server's turn (the
+    Redis lock ``podium tune --target`` takes) for each config, so workers sharing a server never overlap."""
+
     def measure(request: BenchmarkRequest, progress: Progress) -> Measured:
         cfg = request.config.benchmarking
+
+        def server_turn() -> AbstractContextManager[object]:
+            from podium.backends.triton import host_port
+            from podium.workers.tune_task import server_turn_held
+
+            assert triton_url is not None  # a search needs the server: refused before measuring otherwise
+            return server_turn_held(client, host_port(triton_url, cfg.protocol), worker)  # as a spread search names it
+
         if cfg.test_data is not None and input_fingerprint(cfg) != request.input_fingerprint:
             raise MessageError(
                 f"request {request.request_id}: test data {cfg.test_data} on this worker differs from the "
@@ -40,6 +57,7 @@ def request_measurer(tracking: MlflowTracking, triton_url: str | None) -> Measur
             progress=progress,
             config_hash=request.identity.config_hash,
             deployment_name=deployment_name(request.benchmark_key),
+            server_turn=server_turn,
         )
 
     return measure
@@ -52,7 +70,7 @@ def build_deps(settings: PodiumSettings) -> WorkerDeps:
     return WorkerDeps(
         redis=client,
         tracking=tracking,
-        measure=request_measurer(tracking, settings.triton_url),
+        measure=request_measurer(tracking, settings.triton_url, client, worker),
         worker=worker,
         lock_ttl_ms=settings.lock_ttl_ms,
         marker_ttl_s=int(settings.done_ttl_days * 24 * 3600),

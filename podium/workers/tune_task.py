@@ -13,6 +13,7 @@ import re
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,16 @@ def server_turn(client: redis.Redis, server: str, worker: str, wait_s: float = S
     return lock
 
 
+@contextlib.contextmanager
+def server_turn_held(client: redis.Redis, server: str, worker: str) -> Iterator[FencedLock]:
+    """:func:`server_turn` for the time of the block, released after it (its ``lost`` still readable)."""
+    lock = server_turn(client, server, worker)
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
 def measure_serving_config(
     request: TuneConfigRequest, tracking: MlflowTracking, client: redis.Redis, triton_url: str | None, worker: str
 ) -> dict[str, Any]:
@@ -98,15 +109,13 @@ def measure_serving_config(
         memory, _ = find_server_at(server)
         base = deployment(bench, model_file, request.model_name)
         target = TuneTarget(triton_url, bench.protocol, bench.request_timeout_s, base, memory)
-        turn = server_turn(client, server, worker)
-        try:
+        with server_turn_held(client, server, worker) as turn:
             began = time.time()
             outcome = measure_config(target, serving, bench)
             ended = time.time()
-        finally:
-            lost = turn.lost.is_set()
-            turn.release()
-    if lost:  # Redis was away long enough for the turn to lapse: another worker's config may have overlapped
+    if (
+        turn.lost.is_set()
+    ):  # Redis was away long enough for the turn to lapse: another worker's config may have overlapped
         outcome.summary.setdefault("notes", []).append(
             f"this worker's turn on {server} lapsed during the measurement; another config may have overlapped it"
         )

@@ -304,6 +304,11 @@ def test_a_request_that_asks_for_a_search_is_measured_then_searched_by_its_worke
         pbtxt = Path(client.download_artifacts(run.info.run_id, "config.pbtxt", folder)).read_text()
         assert 'backend: "python"' in pbtxt and f"max_batch_size: {winner.split('-')[1][1:]}" in pbtxt
         assert triton.loaded_models() == []  # the benchmark's model and every config left the server again
+        # each config took the server's turn, as a spread search's configs do: workers sharing it never overlap
+        from podium.coordination import keys
+        from podium.workers.tune_task import server_name
+
+        assert pipeline.redis.get(keys.tune_server_fence(server_name(triton.http))) == "2"
 
         config = str(tmp_path / "pipeline" / "config" / "benchmark.yaml")
         again = podium_in_process("bench", "--run-id", run_id, "--config", config, env=pipeline.env)
