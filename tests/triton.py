@@ -100,10 +100,11 @@ class TritonServer:
         self.process.stop()
 
 
-def busy_model(repository: Path, name: str, busy_ms: float, max_batch_size: int = 8) -> Path:
-    """A Python-backend model that busy-waits ``busy_ms`` per request (a known service time). It appends each
-    request's actual wait (ms, wall clock) to the returned file: on a busy machine a preempted wait lasts longer
-    than asked, and that longer time is what the server truly spent."""
+def busy_model(repository: Path, name: str, busy_ms: float, max_batch_size: int = 8, *, sleep: bool = False) -> Path:
+    """A Python-backend model that busy-waits ``busy_ms`` per request (a known service time), or with ``sleep``
+    sleeps it (a service time a busy core barely stretches). It appends each request's actual wait (ms, wall clock)
+    to the returned file: on a busy machine a preempted wait lasts longer than asked, and that longer time is what
+    the server truly spent."""
     folder = repository / name
     (folder / "1").mkdir(parents=True, exist_ok=True)
     (folder / "config.pbtxt").write_text(
@@ -113,6 +114,7 @@ def busy_model(repository: Path, name: str, busy_ms: float, max_batch_size: int 
         "instance_group [{ kind: KIND_CPU count: 1 }]\n"
         f'parameters: {{ key: "busy_ms" value: {{ string_value: "{busy_ms}" }} }}\n'
         f'parameters: {{ key: "log" value: {{ string_value: "{folder / "waits.log"}" }} }}\n'
+        f'parameters: {{ key: "sleep" value: {{ string_value: "{int(sleep)}" }} }}\n'
     )
     (folder / "1" / "model.py").write_text(BUSY_MODEL)
     return folder / "waits.log"
@@ -137,6 +139,7 @@ class TritonPythonModel:
         parameters = json.loads(args["model_config"])["parameters"]
         self.busy_s = float(parameters["busy_ms"]["string_value"]) / 1000
         self.log = parameters["log"]["string_value"]
+        self.sleep = parameters["sleep"]["string_value"] == "1"
 
     def execute(self, requests):
         responses = []
@@ -144,6 +147,8 @@ class TritonPythonModel:
             ids = torch.utils.dlpack.from_dlpack(pb_utils.get_input_tensor_by_name(request, "input_ids").to_dlpack())
             start = time.perf_counter()
             end = start + self.busy_s
+            if self.sleep:
+                time.sleep(self.busy_s)
             while time.perf_counter() < end:
                 pass
             waited = time.perf_counter() - start

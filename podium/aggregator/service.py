@@ -28,6 +28,7 @@ from podium.coordination.dead_letters import dead_letter
 from podium.coordination.lock import FencedLock
 from podium.coordination.policy import EvictionGuard
 from podium.core.aggregation import ScopeKey
+from podium.core.bounded import Bounded
 from podium.core.channel import channel_rule, refusal, selection_config_hash
 from podium.core.clock import Clock
 from podium.core.config import SelectionConfig
@@ -111,7 +112,7 @@ class Aggregator:
         self.clock = clock
         #: Re-reads Redis's eviction policy; while it evicts, no entry is read (intake stops)
         self.eviction = eviction
-        self.verified: dict[str, BenchmarkRecord] = {}
+        self.verified: Bounded[str, BenchmarkRecord] = Bounded(VERIFIED_MAX)
         #: Each scope's readable name (None: none found), read once.
         self.labels: dict[ScopeKey, str | None] = {}
         self._last_claim: float | None = None  # the first step claims
@@ -221,7 +222,7 @@ class Aggregator:
                     self._dead_letter({"data": result.encode()}, f"stream entry {entry_id}: {problem}")
                     continue
                 record = self._remember(found.record)
-            if (problem := claim_problem(result.claim(), record)) is not None:
+            if (problem := claim_problem(result, record)) is not None:
                 self._dead_letter({"data": result.encode()}, f"stream entry {entry_id}: {problem}")
                 continue
             changed |= self.apply_record(entry_id, result, record)
@@ -271,10 +272,7 @@ class Aggregator:
         return taking_over
 
     def _remember(self, record: BenchmarkRecord) -> BenchmarkRecord:
-        if len(self.verified) >= VERIFIED_MAX:
-            self.verified.pop(next(iter(self.verified)))
-        self.verified[record.run_id] = record
-        return record
+        return self.verified.remember(record.run_id, record)
 
     def _dead_letter(self, fields: dict[str, str], error: str) -> None:
         self.stats.dead_letters += 1

@@ -8,10 +8,11 @@ seeing results in another order, gives the same window. Aggregates never pick th
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from podium.core.choices import Aggregation
 from podium.core.records import BenchmarkRecord
@@ -68,9 +69,10 @@ class Window:
 
     def add(self, sample: Sample) -> Window:
         """A window with ``sample`` in it; ``self`` when it changes nothing (a replay, or too old)."""
-        samples = self.samples
-        if any(s.run_id == sample.run_id for s in samples):
-            return self
+        samples, run_id = self.samples, sample.run_id
+        for s in samples:  # a loop, not any(): this runs once per event
+            if s.run_id == run_id:
+                return self
         key = (sample.start_time, sample.run_id)
         if not samples or key > (samples[-1].start_time, samples[-1].run_id):  # the common case: newest
             return Window(self.size, (*samples, sample)[-self.size :])
@@ -95,16 +97,25 @@ def aggregate(window: Window | Sequence[Sample], method: Aggregation) -> Aggrega
     samples = window.samples if isinstance(window, Window) else tuple(window)
     if not samples:
         raise ValueError("cannot aggregate an empty window")
-    tails = [s.p99_ms for s in samples]
     if method == "latest":
         newest = samples[-1]
         return Aggregate(newest.latency_ms, newest, len(samples), newest.p99_ms)
-    values = [s.latency_ms for s in samples]
-    value = _combine(values, method)
-    # The run closest to the aggregate stands for it; on a tie, the newest.
-    representative = min(reversed(samples), key=lambda s: abs(s.latency_ms - value))
-    p99 = None if any(t is None for t in tails) else _combine([t for t in tails if t is not None], method)
+    value = aggregate_value(samples, method)
+    # The run closest to the aggregate stands for it; on a tie, the newest (a loop: this runs once per event).
+    representative, distance = samples[-1], math.inf
+    for s in reversed(samples):
+        if (d := abs(s.latency_ms - value)) < distance:
+            representative, distance = s, d
+    tails = [s.p99_ms for s in samples]
+    p99 = None if None in tails else _combine(cast("list[float]", tails), method)
     return Aggregate(value, representative, len(samples), p99)
+
+
+def aggregate_value(samples: Sequence[Sample], method: Aggregation) -> float:
+    """The ``latency_ms`` of :func:`aggregate` alone (non-empty ``samples``, oldest first)."""
+    if method == "latest":
+        return samples[-1].latency_ms
+    return _combine([s.latency_ms for s in samples], method)
 
 
 def _combine(values: list[float], method: Aggregation) -> float:

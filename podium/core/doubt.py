@@ -11,6 +11,7 @@ before these flags) are clean.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 _FALSE = {"", "0", "false", "no", "none", "0.0"}
@@ -34,15 +35,17 @@ def doubt_of(metrics: Mapping[str, float], stability_tag: str, contended_tag: st
     part = stability_part(stability_tag, batch_size) if stability_tag else ""
     reasons = []
     # a contended run's windows never agreed either (its flag is 0): its reason is the contention
-    flagged = metrics.get(f"latency_batch_{batch_size}_stable") == 0.0 and "contended" not in part
+    stable, contention = doubt_metrics(batch_size)
+    flagged = metrics.get(stable) == 0.0 and "contended" not in part
     if flagged or "unstable" in part:
         reasons.append("unstable")
     if "contended" in part or (contended_tag and contended_tag.strip().lower() not in _FALSE):
-        share = metrics.get(f"host_contention_batch_{batch_size}")
+        share = metrics.get(contention)
         reasons.append("contended" + (f" (others took {share:.0%} of the CPU)" if share is not None else ""))
     return ", ".join(reasons)
 
 
-def doubt_metrics(batch_size: int) -> tuple[str, ...]:
+@functools.cache  # a handful of batch sizes; read for every result folded
+def doubt_metrics(batch_size: int) -> tuple[str, str]:
     """The metrics :func:`doubt_of` reads (a reader may fetch only these and the ranked figure's)."""
     return (f"latency_batch_{batch_size}_stable", f"host_contention_batch_{batch_size}")

@@ -16,7 +16,6 @@ from podium.core.identity import BenchmarkIdentity, benchmark_config_hash
 from podium.core.records import DEFAULT_ARTIFACT_PATH, BenchmarkRecord, Champion
 from podium.core.run_tags import identity_for
 from podium.core.safety import Hex64, SafeValue, pattern_problem
-from podium.core.verification import EventClaim
 from podium.errors import MessageError as MessageError  # re-exported: board/feed.py imports it from here
 
 SCHEMA_VERSION: Final = 1
@@ -99,10 +98,6 @@ class BenchmarkResult(Message):
     worker: str = Field(max_length=256)
     fencing_token: int
     stability: str = Field(default="", max_length=1000)
-
-    def claim(self) -> EventClaim:
-        """What this event says about its run, to be checked against MLflow."""
-        return EventClaim(self.run_id, self.benchmark_key, self.study_key_hash, self.trial_key_hash, self.config_hash)
 
     def record(self) -> BenchmarkRecord:
         return BenchmarkRecord(

@@ -166,13 +166,23 @@ def higher_is_better(config: SelectionConfig) -> bool:
     return config.selection.policy == "throughput_at_sla"
 
 
-def sort_key(c: Candidate, config: SelectionConfig) -> tuple[float, float, str, str]:
+RankKey = tuple[float, float, str, str]
+
+
+def sort_key(c: Candidate, config: SelectionConfig) -> RankKey:
     """``constraint``, ``weighted`` and ``throughput_at_sla``: a key of the candidate alone (lower ranks first)."""
+    return rank_key(c.objective, c.latency_ms, c.trial_key_hash, c.benchmark_key, config)
+
+
+def rank_key(
+    objective: float, figure: float, trial_key_hash: str, benchmark_key: str, config: SelectionConfig
+) -> RankKey:
+    """:func:`sort_key` of a candidate with these parts (``figure``: its aggregated latency, or throughput)."""
     if config.selection.policy == "weighted":
-        return (-weighted_score(c.objective, c.latency_ms, config), 0.0, c.trial_key_hash, c.benchmark_key)
+        return (-weighted_score(objective, figure, config), 0.0, trial_key_hash, benchmark_key)
     if config.selection.policy == "throughput_at_sla":
-        return (objective_step(c.objective, config), -c.latency_ms, c.trial_key_hash, c.benchmark_key)
-    return (objective_step(c.objective, config), c.latency_ms, c.trial_key_hash, c.benchmark_key)
+        return (objective_step(objective, config), -figure, trial_key_hash, benchmark_key)
+    return (objective_step(objective, config), figure, trial_key_hash, benchmark_key)
 
 
 def prefers(a: Candidate, b: Candidate, competing: Sequence[Candidate], config: SelectionConfig) -> bool:

@@ -21,8 +21,18 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
-from podium.core.aggregation import GroupKey, Sample, ScopeKey, Window, aggregate, group_key, scope_key
+from podium.core.aggregation import (
+    GroupKey,
+    Sample,
+    ScopeKey,
+    Window,
+    aggregate,
+    aggregate_value,
+    group_key,
+    scope_key,
+)
 from podium.core.config import SelectionConfig
 from podium.core.doubt import doubt_metrics, doubt_of
 from podium.core.figure import figure_label, ranked_batch_size, ranking_metric, tail_metric
@@ -30,11 +40,13 @@ from podium.core.promotion import ratio_upper_bound
 from podium.core.records import BenchmarkRecord, TrialRecord
 from podium.core.selection import (
     Candidate,
+    RankKey,
     Selection,
     exclusion,
     higher_is_better,
     prefers,
     rank_eligible,
+    rank_key,
     sort_key,
     split,
     top_of,
@@ -64,6 +76,15 @@ class TrialSide:
         return True
 
 
+class _Derived(NamedTuple):
+    """A group's candidate as last derived (None: it cannot be one), the same when it may compete, and then its
+    rank key (the policies ranked by a per-candidate key)."""
+
+    candidate: Candidate | None
+    competing: Candidate | None
+    key: RankKey | None
+
+
 @dataclass
 class ScopeHistory:
     """Every run of one scope in evidence order ``(start_time, run_id)``, and the replay of the published best
@@ -90,8 +111,8 @@ class ScopeHistory:
         """Add a run; False for one already here (a replayed event)."""
         if sample.run_id in self.run_ids:
             return False
-        key = (sample.start_time, sample.run_id)
-        i = bisect.bisect(self.order, key)
+        key, order = (sample.start_time, sample.run_id), self.order
+        i = len(order) if not order or key > order[-1] else bisect.bisect(order, key)  # the newest: most often
         self.order.insert(i, key)
         self.entries.insert(i, (gkey, sample))
         self.run_ids.add(sample.run_id)
@@ -116,9 +137,9 @@ class SelectionState:
     trials: dict[TrialKey, TrialSide] = field(default_factory=lambda: defaultdict(TrialSide))
     skipped: SkipCounts = field(default_factory=SkipCounts)
     histories: dict[ScopeKey, ScopeHistory] = field(default_factory=dict)
-    #: Each group's candidate as last derived (None: it cannot be one), until its window or trial changes:
-    #: selecting a scope after one event then derives one candidate, not all of them.
-    _candidates: dict[GroupKey, Candidate | None] = field(default_factory=dict, repr=False)
+    #: Each group's candidate as last derived, until its window or trial changes: selecting a scope after one
+    #: event then derives one candidate, not all of them.
+    _candidates: dict[GroupKey, _Derived] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         bench = self.config.benchmark
@@ -149,9 +170,7 @@ class SelectionState:
                 missing,
             )
             return None
-        problem = metrics_problem(
-            {m: metrics[m] for m in self._folded if m in metrics}, f"benchmark run {record.run_id}"
-        )
+        problem = metrics_problem(metrics, record.run_id, "benchmark run", self._folded)
         if problem is not None:  # the live check dead-letters such a run: every path leaves it out
             self.skipped.bad_metric += 1
             log.warning("%s; it is left out of selection.", problem)
@@ -166,7 +185,9 @@ class SelectionState:
             None if tail is None else float(tail),
             figure is not None,
         )
-        history = self.histories.setdefault(skey, ScopeHistory())
+        history = self.histories.get(skey)
+        if history is None:  # not setdefault: that builds a history for every result, to throw it away
+            history = self.histories[skey] = ScopeHistory()
         if not history.insert(gkey, sample):
             return None
         self.group_scope[gkey] = skey
@@ -234,13 +255,23 @@ class SelectionState:
         current = history.top
         if self._keyed and current is not None and current != changed:
             # only ``changed``'s candidate moved, and the order is a key of each candidate alone
-            held, moved = self._competing(current), self._competing(changed)
-            if held is not None:
-                if moved is not None and sort_key(moved, self.config) < sort_key(held, self.config):
-                    return changed
-                return current
+            held = self._derived(current)
+            if held.key is not None:
+                # most runs leave their group behind the top: its key says so without deriving its candidate (and
+                # an excluded one, which has no key, stays behind too)
+                provisional = self._provisional_key(changed)
+                if provisional is None or provisional >= held.key:
+                    return current
+                moved = self._derived(changed)
+                return changed if moved.key is not None and moved.key < held.key else current
+        groups = self.scope_groups.get(scope, ())
+        if self._keyed:  # the first, by key, that competes: most often the first one derived
+            for _, g in sorted((k, g) for g in groups if (k := self._provisional_key(g)) is not None):
+                if self._derived(g).key is not None:
+                    return g
+            return None
         # order does not matter here: the policies' keys end in the tie-breaks
-        competing = [c for g in self.scope_groups.get(scope, ()) if (c := self._competing(g)) is not None]
+        competing = [c for g in groups if (c := self._competing(g)) is not None]
         top = top_of(competing, self.config)
         return _gkey(top, scope) if top is not None else None
 
@@ -291,24 +322,31 @@ class SelectionState:
     def _all_candidates(self, scope: ScopeKey) -> list[Candidate]:
         return [c for g in sorted(self.scope_groups.get(scope, ())) if (c := self._candidate_of(g)) is not None]
 
+    def _derived(self, gkey: GroupKey) -> _Derived:
+        derived = self._candidates.get(gkey)
+        if derived is None:
+            candidate = self._candidate(gkey)
+            if candidate is None or exclusion(candidate, self.config) is not None:
+                derived = _Derived(candidate, None, None)
+            else:
+                derived = _Derived(candidate, candidate, sort_key(candidate, self.config) if self._keyed else None)
+            self._candidates[gkey] = derived
+        return derived
+
     def _candidate_of(self, gkey: GroupKey) -> Candidate | None:
-        if gkey in self._candidates:
-            return self._candidates[gkey]
-        candidate = self._candidates[gkey] = self._candidate(gkey)
-        return candidate
+        return self._derived(gkey).candidate
 
     def _competing(self, gkey: GroupKey) -> Candidate | None:
-        candidate = self._candidate_of(gkey)
-        return candidate if candidate is not None and exclusion(candidate, self.config) is None else None
+        return self._derived(gkey).competing
 
     def _label(self, runs: int) -> str:
         if runs not in self._labels:
             self._labels[runs] = figure_label(self.config.benchmark, runs)
         return self._labels[runs]
 
-    def _candidate(self, gkey: GroupKey) -> Candidate | None:
-        """The group as a candidate: its window's aggregate with its trial's objective (None: no trial run, no
-        objective, or no run replayed yet)."""
+    def _basis(self, gkey: GroupKey) -> tuple[TrialSide, TrialRecord, float, Sequence[Sample]] | None:
+        """What the group's candidate stands on: its trial's runs, its trial run, the objective and the runs its
+        figure is aggregated over (None: no trial run, no objective, or no run replayed yet)."""
         side = self.trials.get((gkey.study_key_hash, gkey.trial_key_hash))
         trial = side.trial if side else None
         window = self.windows.get(gkey)
@@ -317,7 +355,23 @@ class SelectionState:
         objective = trial.objective if trial.objective is not None else _objective(side.refit)
         if objective is None:
             return None
-        used = self._used(window)
+        return side, trial, objective, self._used(window)
+
+    def _provisional_key(self, gkey: GroupKey) -> RankKey | None:
+        """The rank key the group's candidate has if it competes (None: it has none), without deriving it."""
+        basis = self._basis(gkey)
+        if basis is None:
+            return None
+        _, _, objective, used = basis
+        figure = aggregate_value(used, self.config.benchmark.across_runs)
+        return rank_key(objective, figure, gkey.trial_key_hash, gkey.benchmark_key, self.config)
+
+    def _candidate(self, gkey: GroupKey) -> Candidate | None:
+        """The group as a candidate: its window's aggregate with its trial's objective (None: see ``_basis``)."""
+        basis = self._basis(gkey)
+        if basis is None:
+            return None
+        side, trial, objective, used = basis
         agg = aggregate(used, self.config.benchmark.across_runs)
         # clean runs stand for the group when it has any; else (or with doubt let in) its representative's doubt
         in_doubt = self.config.selection.include_unstable or all(s.doubt for s in used)

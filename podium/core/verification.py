@@ -17,8 +17,9 @@ pins ``latest`` on no path.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from podium.core.identity import build_benchmark_key
 from podium.core.records import BenchmarkRecord
@@ -42,15 +43,19 @@ class RunFacts:
     refused: str | None = None
 
 
-@dataclass(frozen=True)
-class EventClaim:
-    """What a result event says about its run."""
+class EventClaim(Protocol):
+    """What a result event says about its run (a ``BenchmarkResult`` says it: checked as it is, not copied)."""
 
-    run_id: str
-    benchmark_key: str
-    study_key_hash: str
-    trial_key_hash: str
-    config_hash: str
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def benchmark_key(self) -> str: ...
+    @property
+    def study_key_hash(self) -> str: ...
+    @property
+    def trial_key_hash(self) -> str: ...
+    @property
+    def config_hash(self) -> str: ...
 
 
 def run_problem(run_id: str, facts: RunFacts | None) -> str | None:
@@ -66,7 +71,7 @@ def run_problem(run_id: str, facts: RunFacts | None) -> str | None:
         return f"run {run_id} in MLflow has no study/trial grouping tags: it is not a podium benchmark run"
     if record.benchmark_key is None:
         return f"run {run_id} in MLflow has no benchmark_key: a legacy run, which no result event names"
-    return key_problem(facts) or metrics_problem(record.metrics, f"run {run_id}")
+    return key_problem(facts) or metrics_problem(record.metrics, run_id)
 
 
 def key_problem(facts: RunFacts) -> str | None:
@@ -123,11 +128,15 @@ def recompute_key(facts: RunFacts) -> str | None:
         return None
 
 
-def metrics_problem(metrics: Mapping[str, float], where: str) -> str | None:
-    """Latencies and throughputs are finite and non-negative; anything else is a broken or forged figure."""
-    for name, value in metrics.items():
-        if not math.isfinite(value) or value < 0:
-            return f"{where}: metric {name} = {value!r} is not a finite non-negative number"
+def metrics_problem(
+    metrics: Mapping[str, float], run_id: str, kind: str = "run", names: Iterable[str] | None = None
+) -> str | None:
+    """Latencies and throughputs are finite and non-negative; anything else is a broken or forged figure. Only
+    ``names`` are checked when given (those the run has)."""
+    for name in metrics if names is None else names:
+        value = metrics.get(name)
+        if value is not None and (not math.isfinite(value) or value < 0):
+            return f"{kind} {run_id}: metric {name} = {value!r} is not a finite non-negative number"
     return None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 
+from podium.core.bounded import Bounded
 from podium.core.identity import UNKNOWN_FINGERPRINT
 from podium.core.records import BenchmarkRecord, Champion, RefusedRun, Rule, TrialRecord, refused_tag
 from podium.core.safety import require_safe
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: Refused runs remembered (each is warned about once per process, however often it is read again).
 MAX_REFUSED = 10_000
+#: Identity tags remembered as meeting their rules (one entry per group of runs).
+MAX_PASSED = 10_000
 
 
 class RunRecords:
@@ -34,7 +37,20 @@ class RunRecords:
         self.objective_metric = objective_metric
         #: run id -> why it was skipped: runs whose tags break a rule (``podium.core.records.refused_tag``),
         #: left out of every read and warned about once
-        self.refused: dict[str, RefusedRun] = {}
+        self.refused: Bounded[str, RefusedRun] = Bounded(MAX_REFUSED)
+        b, g = tags.benchmark, tags.grouping
+        #: The rule each identity tag of a benchmark run meets (read for every event the aggregator checks).
+        self._benchmark_rules: tuple[tuple[str, Rule], ...] = (
+            (g.study_key_hash, "safe"),
+            (g.trial_key_hash, "safe"),
+            (b.key, "safe"),  # hex when podium wrote it; what filters and Redis keys need, whoever did
+            (b.config_hash, "safe"),
+            (b.champion_run_id, "safe"),
+            (b.data_fp, "text"),
+            (b.eval_fp, "text"),
+        )
+        #: Values of those tags that met every rule (a bounded memo: each entry a few hundred bytes at most).
+        self._passed: Bounded[tuple[str | None, ...], bool] = Bounded(MAX_PASSED)
 
     def grouping(self, run: StoredRun) -> tuple[str, str] | None:
         """The (study, trial) hashes a run is grouped by, or None when it lacks either tag."""
@@ -46,9 +62,7 @@ class RunRecords:
         """The rule a run's tags break, warned about once per run; None when they meet every rule."""
         refused = refused_tag(run_id, checks)
         if refused is not None and run_id not in self.refused:
-            if len(self.refused) >= MAX_REFUSED:
-                self.refused.pop(next(iter(self.refused)))
-            self.refused[run_id] = refused
+            self.refused.remember(run_id, refused)
             log.warning("%s.", refused)
         return refused
 
@@ -56,17 +70,15 @@ class RunRecords:
 
     def benchmark_refusal(self, run: StoredRun) -> RefusedRun | None:
         """Why a benchmark run's tags cannot be used (filters, Redis keys, messages), or None."""
-        b, g, tags = self.tags.benchmark, self.tags.grouping, run.tags
-        rules: tuple[tuple[str, Rule], ...] = (
-            (g.study_key_hash, "safe"),
-            (g.trial_key_hash, "safe"),
-            (b.key, "safe"),  # hex when podium wrote it; what filters and Redis keys need, whoever did
-            (b.config_hash, "safe"),
-            (b.champion_run_id, "safe"),
-            (b.data_fp, "text"),
-            (b.eval_fp, "text"),
-        )
-        return self._refused(run.run_id, [(tag, tags.get(tag) or None, rule) for tag, rule in rules])
+        tags = run.tags
+        values = tuple([tags.get(tag) or None for tag, _ in self._benchmark_rules])
+        if values in self._passed:  # a group's runs share these values: they are checked once
+            return None
+        checks = [(tag, value, rule) for (tag, rule), value in zip(self._benchmark_rules, values, strict=True)]
+        refused = self._refused(run.run_id, checks)
+        if refused is None:
+            self._passed.remember(values, True)
+        return refused
 
     def benchmark_record(self, run: StoredRun) -> BenchmarkRecord | None:
         """The record of a benchmark run; None when it lacks the grouping tags or its tags break a rule."""

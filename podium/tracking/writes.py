@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow.entities import Metric, RunTag
 
+from podium.core.bounded import Bounded
 from podium.errors import TrackingError
 from podium.tracking.one_transaction import log_batch
 from podium.tracking.store_errors import STORE_ERRORS, now_ms, why
@@ -37,7 +38,8 @@ class BenchmarkWrites:
         self.tracker = tracker
         #: run id -> artifact URI of the benchmark runs this tracker created and has not ended yet: their
         #: benchmark.json goes straight to that location (MLflow's client would read the run back to learn it)
-        self._artifact_uris: dict[str, str] = {}
+        #: runs ended elsewhere are forgotten, oldest first
+        self._artifact_uris: Bounded[str, str] = Bounded(MAX_OPEN_RUNS)
 
     def start_benchmark_run(
         self, tags: Mapping[str, str], run_name: str | None = None, start_time: int | None = None
@@ -49,9 +51,7 @@ class BenchmarkWrites:
         with t.in_store("creating a benchmark run"):
             run = t.client.create_run(experiment, start_time=start_time or now_ms(), tags=dict(tags), run_name=run_name)
         if run.info.artifact_uri and not t.client.tracking_uri.startswith("databricks"):
-            if len(self._artifact_uris) >= MAX_OPEN_RUNS:  # runs ended elsewhere: forget the oldest
-                self._artifact_uris.pop(next(iter(self._artifact_uris)))
-            self._artifact_uris[run.info.run_id] = run.info.artifact_uri
+            self._artifact_uris.remember(run.info.run_id, run.info.artifact_uri)
         return str(run.info.run_id), int(run.info.start_time)
 
     def record_summary(self, run_id: str, summary: Mapping[str, Any], filename: str) -> None:

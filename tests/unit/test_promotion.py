@@ -12,14 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from podium.core.aggregation import ScopeKey
+from podium.core.aggregation import GroupKey, ScopeKey
 from podium.core.config import SelectionConfig
 from podium.core.decision import Channel, decide, view_of_selection
 from podium.core.doubt import doubt_of, stability_part
 from podium.core.figure import describe, figure_label, ranking_metric, statistic_name, tail_metric
+from podium.core.metric_names import THROUGHPUT_AT_SLA
 from podium.core.promotion import beyond_noise, ratio_upper_bound, t_quantile
 from podium.core.records import BenchmarkRecord, TrialRecord
-from podium.core.selection import Candidate, rank
+from podium.core.selection import Candidate, rank, top_of
 from podium.core.state import SelectionState, select_all
 from podium.core.validation import parse_model
 from podium.errors import ConfigError
@@ -279,6 +280,78 @@ def test_batch_select_equals_the_stream_at_every_point_of_a_random_history(runs,
         if k % 3 == 0:
             known_trials.select(SCOPE)  # the aggregator selects after each batch: a partial replay
     assert late_trials.select(SCOPE) == known_trials.select(SCOPE) == state.select(SCOPE)
+
+
+class Unremembered(SelectionState):
+    """The replay without its shortcuts: every candidate derived afresh at every step, the top ranked among all of
+    them (``top_of``), and the noise test asked after every run."""
+
+    def _derived(self, gkey):
+        self._candidates.pop(gkey, None)
+        return super()._derived(gkey)
+
+    def _top(self, scope, history, changed):
+        competing = [c for g in self.scope_groups.get(scope, ()) if (c := self._competing(g)) is not None]
+        top = top_of(competing, self.config)
+        return None if top is None else GroupKey(scope.study_key_hash, top.trial_key_hash, top.benchmark_key)
+
+    def _step(self, scope, history, changed):
+        history.held_off = None
+        super()._step(scope, history, changed)
+
+
+keyed_config_st = st.builds(
+    lambda policy, method, limit, include: cfg(
+        benchmark={"across_runs": method, "window": 3},
+        selection={"policy": policy, "max_latency_ms": limit, "include_unstable": include},
+    ),
+    st.sampled_from(["constraint", "weighted", "throughput_at_sla"]),
+    st.sampled_from(["latest", "median", "mean"]),
+    st.sampled_from([None, 9.0, 25.0]),
+    st.booleans(),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(runs_st, trials_st, keyed_config_st, st.integers(0, 10))
+def test_the_replay_shortcuts_name_what_a_full_ranking_at_every_step_names(runs, trials, config, batch) -> None:
+    """The replay keeps each candidate until its group changes, ranks a changed group against the top by its key
+    alone, and remembers the noise test that kept the incumbent. At every point, and whether it is asked after
+    each run or after a batch of them, it names what deriving and ranking everything afresh names: the same
+    (incumbent, top) after every run."""
+    records = [replace(r, metrics={**r.metrics, THROUGHPUT_AT_SLA: 1000 / r.metrics[P50]}) for r in records_of(runs)]
+    fast, full = SelectionState(config), Unremembered(config)
+    for state in (fast, full):
+        for t in trials:
+            state.apply_trial(t)
+    for k, record in enumerate(records):
+        fast.apply_benchmark(record)
+        full.apply_benchmark(record)
+        if batch == 0 or k % batch == 0 or k == len(records) - 1:
+            assert fast.select(SCOPE) == full.select(SCOPE)
+            # and step by step (the selection falls back to the ranking's first where no incumbent competes)
+            assert fast.histories[SCOPE].steps == full.histories[SCOPE].steps
+
+
+@pytest.mark.parametrize("policy", ["constraint", "weighted"])
+@pytest.mark.parametrize("seed", range(6))
+def test_the_replay_shortcuts_hold_over_long_noisy_histories(policy: str, seed: int) -> None:
+    """As above, over 80 runs of three candidates in 5 % noise, one 7 % faster: the noise test keeps the
+    incumbent often, and the top's and the incumbent's own runs must ask it again."""
+    rnd = random.Random(seed)
+    order = [rnd.choice("abc") for _ in range(80)]
+    records = history(order, {"a": 10.0, "b": 9.3, "c": 10.3}, 0.05, seed)
+    trials = [trial("a", 0.90), trial("b", 0.90), trial("c", 0.90)]
+    config = cfg(selection={"policy": policy})
+    fast, full = SelectionState(config), Unremembered(config)
+    for state in (fast, full):
+        for t in trials:
+            state.apply_trial(t)
+    for record in records:
+        fast.apply_benchmark(record)
+        full.apply_benchmark(record)
+        assert fast.select(SCOPE) == full.select(SCOPE)
+    assert fast.histories[SCOPE].steps == full.histories[SCOPE].steps
 
 
 # ---------------------------------------------------------------- 6. independence of irrelevant candidates

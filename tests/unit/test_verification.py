@@ -10,9 +10,9 @@ from podium.broker.transport import envelope_problem
 from podium.coordination.commit import committed_run, pending_run
 from podium.coordination.policy import RedisPolicy, problems
 from podium.core.identity import build_benchmark_key
+from podium.core.messages import BenchmarkResult
 from podium.core.records import BenchmarkRecord
 from podium.core.verification import (
-    EventClaim,
     RunFacts,
     SkewBounds,
     claim_problem,
@@ -26,12 +26,25 @@ CONFIG = "c" * 64
 KEY = build_benchmark_key("champ", "d", "e", CONFIG)
 RECORD = BenchmarkRecord("run1", 1_000_000, "s" * 64, "t" * 64, KEY, CONFIG, {"latency_batch_1_ms": 2.0})
 FACTS = RunFacts("FINISHED", RECORD, "champ", "d", "e", "1")
-CLAIM = EventClaim("run1", KEY, "s" * 64, "t" * 64, CONFIG)
+
+
+def event(**changes) -> BenchmarkResult:
+    """A result event naming RECORD's run (as the aggregator checks it: the message itself)."""
+    stated = {"run_id": "run1", "benchmark_key": KEY, "study_key_hash": "s" * 64, "trial_key_hash": "t" * 64}
+    return BenchmarkResult(
+        **{**stated, "config_hash": CONFIG, **changes},
+        start_time=1_000_000,
+        champion_run_id="champ",
+        metrics={"latency_batch_1_ms": 2.0},
+        device="cpu",
+        worker="w1",
+        fencing_token=1,
+    )
 
 
 def test_a_consistent_finished_run_backs_its_event() -> None:
     assert run_problem("run1", FACTS) is None
-    assert claim_problem(CLAIM, RECORD) is None
+    assert claim_problem(event(), RECORD) is None
 
 
 @pytest.mark.parametrize(
@@ -62,14 +75,19 @@ def test_the_key_rule_every_path_shares() -> None:
 
 @pytest.mark.parametrize("field", ["benchmark_key", "study_key_hash", "trial_key_hash", "config_hash"])
 def test_an_event_that_disagrees_with_mlflow(field: str) -> None:
-    claim = EventClaim(**{**CLAIM.__dict__, field: "9" * 64})
+    claim = event(**{field: "9" * 64})
     assert f"the event's {field} '{'9' * 64}' differs from MLflow's" in claim_problem(claim, RECORD)
 
 
 @pytest.mark.parametrize("value", [-1.0, math.nan, math.inf, -math.inf])
 def test_metrics_must_be_finite_and_non_negative(value: float) -> None:
-    assert "not a finite non-negative number" in metrics_problem({"m": 1.0, "x": value}, "run r")
-    assert metrics_problem({"m": 0.0, "x": 1e9}, "run r") is None
+    assert f"run r: metric x = {value!r} is not a finite non-negative number" == metrics_problem(
+        {"m": 1.0, "x": value}, "r"
+    )
+    assert metrics_problem({"m": 0.0, "x": 1e9}, "r") is None
+    # only the metrics named are read (those a fold uses), under the name of what is checked
+    assert metrics_problem({"m": 1.0, "x": value}, "r", "benchmark run", ["m", "absent"]) is None
+    assert metrics_problem({"m": 1.0, "x": value}, "r", "benchmark run", ["x"]).startswith("benchmark run r: metric x")
 
 
 CLOCK = SkewBounds(max_skew_ms=300_000, max_benchmark_ms=3_600_000)
