@@ -68,8 +68,9 @@ def test_closed_loop_levels_with_the_server_split(triton: TritonServer, protocol
     # one model instance: with two requests in flight each waits in the server's queue for the other's service time
     # less the client's turn between its requests, with one it barely waits. The model sleeps its 10 ms, so a busy
     # core stretches only the client's turn (a busy-waiting 2 ms model left a slot idle often enough on a loaded
-    # 2-core host that c2's queue was 0.17x of its compute, against c1's 0.12x)
-    assert c2["server"]["queue_ms"] > max(0.25 * c2["server"]["compute_ms"], 2 * c1["server"]["queue_ms"])
+    # 2-core host that c2's queue was 0.17x of its compute, against c1's 0.12x; this one, with six busy loops on
+    # the 2 cores: 0.8x against 0.002x)
+    assert c2["server"]["queue_ms"] > max(0.1 * c2["server"]["compute_ms"], 2 * c1["server"]["queue_ms"])
     # the statistics settled on every request the lean client sent (no note that some were missed)
     assert not any("server statistics counted" in n for n in measured.summary["notes"])
     # the serial batch and both levels, every request served (the serial loop's bind adds its first call)
@@ -83,8 +84,13 @@ def test_open_loop_sends_at_the_asked_rate(triton: TritonServer, protocol: str) 
     measured, _ = measure(triton, protocol, request_rate=[150], max_in_flight=4, sla_p99_ms=1000)
     level = measured.summary["load"]["levels"]["r150"]
     assert level["mode"] == "request_rate" and level["asked"] == 150
-    # each window is one pass over the same seeded arrivals: sent on time, it lasts exactly 30 / 150 s
-    assert level["achieved_per_s"] == pytest.approx(150, rel=0.05)
+    # each window is one pass over the same seeded arrivals: sent on time, it lasts exactly 30 / 150 s. Its wall
+    # time runs from its first send to its last, so with no send over 1 ms late it is within 1 ms of that (0.5 %
+    # of a pass); a busy host that makes sends late must say so instead
+    if level["late_share"] == 0:
+        assert level["achieved_per_s"] == pytest.approx(150, rel=0.01)
+    else:
+        assert "late_sends" in level["flags"]  # one late send of the 90 is over the 1 % that flags it
     assert measured.metrics["load_r150_achieved_per_s"] == level["achieved_per_s"]
     assert measured.summary["load"]["sla"]["met_level"] == "r150"
 

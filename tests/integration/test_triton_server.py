@@ -150,7 +150,9 @@ def test_a_known_service_time_is_what_the_server_reports(triton: TritonServer, p
     than asked, and the server rightly reports that. Around it lies the Python backend's round trip to its stub
     process, which no bound can pin: 0.2-0.3 ms after an instant request and 0.5-0.8 ms more after a 5 ms one on
     an idle 2-core VM, up to 1.5 ms more with both cores busy. So the figures are checked exactly against the
-    server's own statistics, and against the known time from below."""
+    server's own statistics, and against the known time from below (each model's own: the difference of the two
+    models' round trips moves with the host's load, so their difference is no bound; bench/triton_overhead.py
+    measures it)."""
     idle, idle_wait, idle_server = server_figures(triton, protocol, "busy0")
     busy, busy_wait, busy_server = server_figures(triton, protocol, f"busy{BUSY_MS:g}")
     seen = (idle, busy, idle_wait, busy_wait, idle_server, busy_server)
@@ -160,8 +162,6 @@ def test_a_known_service_time_is_what_the_server_reports(triton: TritonServer, p
         assert figures["server_compute_batch_1_ms"] == pytest.approx(server, rel=1e-9), seen
     # never under-reported: the compute holds the model's own execution, and the difference its service time
     assert busy["server_compute_batch_1_ms"] >= busy_wait and idle["server_compute_batch_1_ms"] >= idle_wait, seen
-    service = busy["server_compute_batch_1_ms"] - idle["server_compute_batch_1_ms"]
-    assert service >= 0.98 * (busy_wait - idle_wait), seen
     assert f"busy{BUSY_MS:g}" in triton.loaded_models()  # a model podium did not deploy is never unloaded
 
 

@@ -27,10 +27,10 @@ from tests.servers import spawn, wait_until
 pytestmark = pytest.mark.server
 STUDY = "c0" * 32
 TWO_CORES = sorted(os.sched_getaffinity(0))[:2]
-#: ~2 s of measuring per request (2 windows of 10 requests of 100 ms): requests sent together overlap.
+#: ~2 s of measuring per request (2 windows of 10 requests of 100 ms).
 SLOW = {"service_ms": 100.0, "iterations": 10}
-#: ~4 s: three requests sent together overlap even when the workers take them up a second or two apart.
-LONG = {"service_ms": 100.0, "iterations": 20}
+#: ~8 s: a request sent once another is seen measuring is taken up while it still measures, even on a loaded host.
+LONG = {"service_ms": 100.0, "iterations": 40}
 
 
 @pytest.fixture
@@ -94,9 +94,22 @@ def overlap(a: dict, b: dict) -> bool:
     return a["start"] < b["end"] and b["start"] < a["end"]
 
 
+def claimed_cores(p: Pipeline) -> list[int]:
+    """The cores of this host claimed now (``podium status``'s view)."""
+    return sorted(c["core"] for host in host_usage(p.redis) for c in host["claimed"])
+
+
+def measuring(p: Pipeline, cores: int) -> None:
+    """Wait until ``cores`` cores are claimed: that many measurements are under way."""
+    assert wait_until(lambda: len(claimed_cores(p)) >= cores, timeout=120), f"never {cores} core(s) claimed"
+
+
 def test_two_workers_of_one_host_measure_on_disjoint_cores(pipeline: Pipeline, store: str, tmp_path: Path) -> None:
     start_workers(pipeline, 2)
-    sent = [enqueue_benchmark(pipeline.app, champion(i), synthetic_config(**SLOW)) for i in range(2)]
+    sent = [enqueue_benchmark(pipeline.app, champion(0), synthetic_config(**LONG))]
+    measuring(pipeline, 1)  # the first one measures: the second is sent while it does
+    sent.append(enqueue_benchmark(pipeline.app, champion(1), synthetic_config(**SLOW)))
+    measuring(pipeline, 2)
     first, second = measured_runs(pipeline, store, sent, tmp_path)
     assert overlap(first, second), "the two measurements did not run at once; nothing was shown"
     for run in (first, second):
@@ -130,7 +143,9 @@ def test_torch_threads_of_a_worker_measurement_come_from_the_config(
 
 def test_a_third_worker_on_a_two_core_host_waits(pipeline: Pipeline, store: str, tmp_path: Path) -> None:
     start_workers(pipeline, 3, loglevel="INFO")
-    sent = [enqueue_benchmark(pipeline.app, champion(10 + i), synthetic_config(**LONG)) for i in range(3)]
+    sent = [enqueue_benchmark(pipeline.app, champion(10 + i), synthetic_config(**LONG)) for i in range(2)]
+    measuring(pipeline, 2)  # both cores held: the third request is sent while they are
+    sent.append(enqueue_benchmark(pipeline.app, champion(12), synthetic_config(**SLOW)))
     runs = measured_runs(pipeline, store, sent, tmp_path)
     # intervals that overlap pairwise share a moment: three at once on two cores would show here
     assert not all(overlap(a, b) for a, b in itertools.combinations(runs, 2)), runs
@@ -186,6 +201,6 @@ def test_a_killed_workers_cores_come_back(pipeline: Pipeline, store: str, tmp_pa
     assert len(host_usage(pipeline.redis)[0]["claimed"]) == 2
     pipeline.processes["worker-1"] = pipeline.processes.pop("worker-0")
     start_workers(pipeline, 1)
-    sent = enqueue_benchmark(pipeline.app, champion(51), both)
+    sent = enqueue_benchmark(pipeline.app, champion(51), synthetic_config(**SLOW, threads=2))
     (run,) = measured_runs(pipeline, store, [sent], tmp_path)  # once the dead worker's claims lapsed (lock TTL)
     assert run["placement"]["cores"] == TWO_CORES and not run["placement"]["contended"]

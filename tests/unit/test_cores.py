@@ -176,11 +176,12 @@ def test_concurrent_claims_never_take_the_same_core(client: redis.Redis, redis_u
 
 
 def test_a_dead_workers_cores_come_back_and_a_live_one_keeps_them(client: redis.Redis) -> None:
-    dead, live = CoreClaims(client, "h", "dead", ttl_ms=300), CoreClaims(client, "h", "live", ttl_ms=300)
+    # the dead claim lapses in 0.3 s; the live one, renewed every second, outlives a 2 s stall of a loaded host
+    dead, live = CoreClaims(client, "h", "dead", ttl_ms=300), CoreClaims(client, "h", "live", ttl_ms=3000)
     lost = dead.claim(1, [0, 1])
     kept = live.claim(1, [0, 1])
     assert lost and kept
-    watchdog = live.watchdog(kept).start()  # renews every 100 ms
+    watchdog = live.watchdog(kept).start()  # renews every second
     try:
         newcomer = CoreClaims(client, "h", "new")
         assert wait_until(lambda: (late := newcomer.claim(1, [0, 1])) is not None and late.cores == lost.cores, 10)
