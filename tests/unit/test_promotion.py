@@ -235,16 +235,23 @@ runs_st = st.lists(
     min_size=1,
     max_size=25,
 )
-config_st = st.builds(
-    lambda policy, method, m, include: cfg(
-        benchmark={"across_runs": method, "window": 4},
-        selection={"policy": policy, "min_improvement": m, "include_unstable": include},
-    ),
-    st.sampled_from(["constraint", "weighted", "tolerance"]),
-    st.sampled_from(["latest", "median", "mean"]),
-    st.sampled_from([0.0, 0.03]),
-    st.booleans(),
-)
+
+
+def configs(policies: list[str], window: int, knob: str, values: list) -> st.SearchStrategy[SelectionConfig]:
+    """Selection configs of these policies, every aggregation, with and without doubt let in, ``knob`` varied."""
+    return st.builds(
+        lambda policy, method, value, include: cfg(
+            benchmark={"across_runs": method, "window": window},
+            selection={"policy": policy, knob: value, "include_unstable": include},
+        ),
+        st.sampled_from(policies),
+        st.sampled_from(["latest", "median", "mean"]),
+        st.sampled_from(values),
+        st.booleans(),
+    )
+
+
+config_st = configs(["constraint", "weighted", "tolerance"], 4, "min_improvement", [0.0, 0.03])
 
 
 def records_of(runs: list) -> list[BenchmarkRecord]:
@@ -300,16 +307,7 @@ class Unremembered(SelectionState):
         super()._step(scope, history, changed)
 
 
-keyed_config_st = st.builds(
-    lambda policy, method, limit, include: cfg(
-        benchmark={"across_runs": method, "window": 3},
-        selection={"policy": policy, "max_latency_ms": limit, "include_unstable": include},
-    ),
-    st.sampled_from(["constraint", "weighted", "throughput_at_sla"]),
-    st.sampled_from(["latest", "median", "mean"]),
-    st.sampled_from([None, 9.0, 25.0]),
-    st.booleans(),
-)
+keyed_config_st = configs(["constraint", "weighted", "throughput_at_sla"], 3, "max_latency_ms", [None, 9.0, 25.0])
 
 
 @settings(max_examples=150, deadline=None)
