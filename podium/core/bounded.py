@@ -8,7 +8,7 @@ costs as much as a scan of it (6 µs per entry for 100,000 of them, against 0.24
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TypeVar
+from typing import Any, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -22,6 +22,14 @@ class Bounded(OrderedDict[K, V]):
             raise ValueError(f"a bounded memo holds at least one entry, not {limit}")
         super().__init__()
         self.limit = limit
+
+    def copy(self) -> Bounded[K, V]:
+        out: Bounded[K, V] = type(self)(self.limit)
+        out.update(self)
+        return out
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy and pickle: rebuilt with its limit, then its entries
+        return (type(self), (self.limit,), None, None, iter(self.items()))
 
     def remember(self, key: K, value: V) -> V:
         """Keep ``value`` under ``key`` as the newest entry, forgetting the oldest one when full; returns it."""

@@ -92,7 +92,7 @@ def synthetic_input_fingerprint(seed: int) -> str:
 
 #: The same parts give the same key: the aggregator checks every event's key against its run's parts, and a group's
 #: repeated runs share them (a hit costs a tenth of the hash).
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=4096, typed=True)  # typed: version 1 and 1.0 hash to different JSON
 def build_benchmark_key(
     champion_run_id: str,
     data_fingerprint: str,

@@ -346,14 +346,15 @@ class SelectionState:
 
     def _basis(self, gkey: GroupKey) -> tuple[TrialSide, TrialRecord, float, Sequence[Sample]] | None:
         """What the group's candidate stands on: its trial's runs, its trial run, the objective and the runs its
-        figure is aggregated over (None: no trial run, no objective, or no run replayed yet)."""
+        figure is aggregated over (None: no trial run, no objective or one that is not a finite number, or no run
+        replayed yet)."""
         side = self.trials.get((gkey.study_key_hash, gkey.trial_key_hash))
         trial = side.trial if side else None
         window = self.windows.get(gkey)
         if side is None or trial is None or window is None or not window.samples:
             return None
         objective = trial.objective if trial.objective is not None else _objective(side.refit)
-        if objective is None:
+        if objective is None or not math.isfinite(objective):  # a diverged trial's NaN ranks nowhere
             return None
         return side, trial, objective, self._used(window)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 
 from podium.core.bounded import Bounded
@@ -34,3 +37,14 @@ def test_a_long_run_keeps_exactly_the_limit() -> None:
 def test_a_memo_without_room_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one entry, not 0"):
         Bounded(0)
+
+
+def test_a_copy_keeps_the_limit_and_the_order() -> None:
+    memo: Bounded[str, int] = Bounded(2)
+    memo.remember("a", 1)
+    memo.remember("b", 2)
+    for other in (memo.copy(), copy.copy(memo), copy.deepcopy(memo), pickle.loads(pickle.dumps(memo))):
+        assert isinstance(other, Bounded) and other.limit == 2 and list(other.items()) == [("a", 1), ("b", 2)]
+        other.remember("c", 3)
+        assert list(other) == ["b", "c"]
+    assert list(memo) == ["a", "b"]  # the copies are their own

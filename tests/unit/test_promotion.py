@@ -307,28 +307,83 @@ class Unremembered(SelectionState):
         super()._step(scope, history, changed)
 
 
-keyed_config_st = configs(["constraint", "weighted", "throughput_at_sla"], 3, "max_latency_ms", [None, 9.0, 25.0])
+keyed_config_st = configs(["constraint", "weighted", "throughput_at_sla"], 3, "max_latency_ms", [None, 12.0, 25.0])
 
 
-@settings(max_examples=150, deadline=None)
-@given(runs_st, trials_st, keyed_config_st, st.integers(0, 10))
-def test_the_replay_shortcuts_name_what_a_full_ranking_at_every_step_names(runs, trials, config, batch) -> None:
+#: Runs of two benchmark keys per trial (two configs' groups), each with a throughput at its SLA, none, or zero.
+keyed_runs_st = st.lists(
+    st.tuples(
+        st.sampled_from(["t1", "t2", "t3"]),
+        st.sampled_from(["", "b"]),
+        st.floats(5, 15),
+        st.sampled_from(["", "", "", "1"]),
+        st.sampled_from(["figure", "figure", "none", "zero"]),
+    ),
+    min_size=1,
+    max_size=25,
+)
+#: Each trial's run (its objective possibly absent, NaN as a diverged trial logs it) and, maybe, a refit's.
+sides_st = st.lists(
+    st.tuples(st.sampled_from([0.80, 0.85, 0.853, None, math.nan]), st.sampled_from([None, 0.84, 0.90])),
+    min_size=3,
+    max_size=3,
+)
+
+
+def keyed_records(runs: list) -> list[BenchmarkRecord]:
+    out = []
+    for i, (t, variant, lat, busy, throughput) in enumerate(runs):
+        metrics = {P50: lat, P99: 2 * lat}
+        if throughput != "none":
+            metrics[THROUGHPUT_AT_SLA] = 1000 / lat if throughput == "figure" else 0.0
+        out.append(BenchmarkRecord(f"r{i}", i // 2, "s", t, f"K-{t}{variant}", C, metrics, contended=busy))
+    return out
+
+
+def sides(objectives: list) -> list[TrialRecord]:
+    out = []
+    for t, (objective, refit) in zip(("t1", "t2", "t3"), objectives, strict=True):
+        out.append(TrialRecord(f"trial-{t}", "trial", 0, "s", t, objective, "bb"))
+        if refit is not None:
+            out.append(TrialRecord(f"refit-{t}", "refit", 1, "s", t, refit, "bb"))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(keyed_runs_st, sides_st, keyed_config_st, st.integers(0, 6), st.randoms(use_true_random=False))
+def test_the_replay_shortcuts_name_what_a_full_ranking_at_every_step_names(runs, objectives, config, batch, rnd):
     """The replay keeps each candidate until its group changes, ranks a changed group against the top by its key
-    alone, and remembers the noise test that kept the incumbent. At every point, and whether it is asked after
-    each run or after a batch of them, it names what deriving and ranking everything afresh names: the same
-    (incumbent, top) after every run."""
-    records = [replace(r, metrics={**r.metrics, THROUGHPUT_AT_SLA: 1000 / r.metrics[P50]}) for r in records_of(runs)]
+    alone, and remembers the noise test that kept the incumbent. Whatever the order results, replays, trials and
+    refits arrive in, and whether it is asked after each of them or after a batch, it names what deriving and
+    ranking everything afresh names: the same (incumbent, top) after every run."""
+    records = keyed_records(runs)
+    events = [("b", r) for r in records + records[: len(records) // 3]] + [("t", t) for t in sides(objectives)]
+    rnd.shuffle(events)
     fast, full = SelectionState(config), Unremembered(config)
-    for state in (fast, full):
-        for t in trials:
-            state.apply_trial(t)
-    for k, record in enumerate(records):
-        fast.apply_benchmark(record)
-        full.apply_benchmark(record)
-        if batch == 0 or k % batch == 0 or k == len(records) - 1:
+    for k, (kind, record) in enumerate(events):
+        for state in (fast, full):
+            state.apply_benchmark(record) if kind == "b" else state.apply_trial(record)
+        if batch == 0 or k % batch == 0 or k == len(events) - 1:
             assert fast.select(SCOPE) == full.select(SCOPE)
-            # and step by step (the selection falls back to the ranking's first where no incumbent competes)
-            assert fast.histories[SCOPE].steps == full.histories[SCOPE].steps
+            assert fast.unselected(SCOPE) == full.unselected(SCOPE)
+            if SCOPE in fast.histories:
+                # and step by step (the selection falls back to the ranking's first where no incumbent competes)
+                assert fast.histories[SCOPE].steps == full.histories[SCOPE].steps
+
+
+def test_a_trial_whose_objective_is_not_a_number_does_not_compete() -> None:
+    """A diverged trial logs NaN: it ranks nowhere, whatever order its results arrive in, under every policy."""
+    trials = [trial("t1", math.nan), trial("t2", 0.9)]
+    for policy in ("constraint", "weighted", "tolerance"):
+        config = cfg(selection={"policy": policy}, objective={"tolerance": 0.01})
+        for order in (["t1", "t2"], ["t2", "t1"]):
+            state = SelectionState(config)
+            for t in trials:
+                state.apply_trial(t)
+            for i, t in enumerate(order):
+                state.apply_benchmark(run(f"r{i}", t, 5.0 + i, i))
+            chosen = state.select(SCOPE)
+            assert chosen is not None and [c.trial_key_hash for c in chosen.candidates] == ["t2"], (policy, order)
 
 
 @pytest.mark.parametrize("policy", ["constraint", "weighted"])
