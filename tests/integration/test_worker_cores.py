@@ -29,8 +29,8 @@ STUDY = "c0" * 32
 TWO_CORES = sorted(os.sched_getaffinity(0))[:2]
 #: ~2 s of measuring per request (2 windows of 10 requests of 100 ms).
 SLOW = {"service_ms": 100.0, "iterations": 10}
-#: ~8 s: a request sent once another is seen measuring is taken up while it still measures, even on a loaded host.
-LONG = {"service_ms": 100.0, "iterations": 40}
+#: ~6 s: a request sent once another is seen measuring is taken up while it still measures, even on a loaded host.
+LONG = {"service_ms": 100.0, "iterations": 30}
 
 
 @pytest.fixture
