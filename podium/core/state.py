@@ -262,8 +262,8 @@ class SelectionState:
                 provisional = self._provisional_key(changed)
                 if provisional is None or provisional >= held.key:
                     return current
-                moved = self._derived(changed)
-                return changed if moved.key is not None and moved.key < held.key else current
+                # it passes the top if it competes (its key, when it has one, is the provisional key)
+                return changed if self._derived(changed).key is not None else current
         groups = self.scope_groups.get(scope, ())
         if self._keyed:  # the first, by key, that competes: most often the first one derived
             for _, g in sorted((k, g) for g in groups if (k := self._provisional_key(g)) is not None):

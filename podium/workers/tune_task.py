@@ -113,9 +113,8 @@ def measure_serving_config(
             began = time.time()
             outcome = measure_config(target, serving, bench)
             ended = time.time()
-    if (
-        turn.lost.is_set()
-    ):  # Redis was away long enough for the turn to lapse: another worker's config may have overlapped
+    # Redis was away long enough for the turn to lapse: another worker's config may have overlapped
+    if turn.lost.is_set():
         outcome.summary.setdefault("notes", []).append(
             f"this worker's turn on {server} lapsed during the measurement; another config may have overlapped it"
         )
